@@ -1,1 +1,108 @@
-fn main() {}
+//! The `xmpp-ws-gateway` binary: parse arguments, load the configuration, start logging, serve.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use xmpp_ws_gateway::config::{Config, LogFormat};
+use xmpp_ws_gateway::run::{build_gateway, Bound};
+use xmpp_ws_gateway::upstream::SystemRoots;
+
+/// RFC 7395 XMPP-over-WebSocket gateway to RFC 6120 TCP XMPP servers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML). Values can be overridden by XMPPGW_SECTION__KEY variables.
+    #[arg(long, value_name = "PATH", default_value = "config/gateway.toml")]
+    config: PathBuf,
+    /// Validate the configuration file and exit: 0 when valid, 2 with a message when not.
+    #[arg(long, value_name = "PATH")]
+    check_config: Option<PathBuf>,
+}
+
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    let env = std::env::vars().collect();
+    Config::load(path, env).map_err(|error| format!("invalid configuration {}: {error}", path.display()))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        return match load(path) {
+            Ok(_) => {
+                println!("{}: configuration is valid", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match load(&args.config) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::new(&config.log.level);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let gateway = match build_gateway(config, &SystemRoots::load()) {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = match Bound::bind(gateway).await {
+            Ok(bound) => bound,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        match bound.serve(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = interrupt.await;
+            return;
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown signal received");
+}

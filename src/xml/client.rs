@@ -115,10 +115,7 @@ impl ClientMessageError {
 }
 
 /// Validates one client WebSocket text message and says what it is.
-pub fn classify<'a>(
-    message: &'a str,
-    limits: &ClientLimits,
-) -> Result<ClientFrame<'a>, ClientMessageError> {
+pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFrame<'a>, ClientMessageError> {
     let _ = (message, limits);
     unimplemented!("xml core in progress")
 }

@@ -21,11 +21,7 @@ pub struct SplitterLimits {
 
 impl Default for SplitterLimits {
     fn default() -> Self {
-        SplitterLimits {
-            max_element_bytes: 256 * 1024,
-            max_header_bytes: 8 * 1024,
-            max_depth: 1_000,
-        }
+        SplitterLimits { max_element_bytes: 256 * 1024, max_header_bytes: 8 * 1024, max_depth: 1_000 }
     }
 }
 

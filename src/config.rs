@@ -1,0 +1,377 @@
+//! Typed gateway configuration: loading from a TOML file plus `XMPPGW_*` environment overrides,
+//! and validation with messages that name the offending key.
+//!
+//! The environment is passed in as a map so tests never touch the process environment. This
+//! module only describes and checks settings; it must not open sockets or read certificates
+//! (that happens where the settings are used).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).
+pub const MIN_ELEMENT_BYTES: usize = 10_000;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The WebSocket listener.
+    #[serde(default)]
+    pub listener: ListenerConfig,
+    /// Per-session limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Upstream connection behaviour shared by every upstream.
+    #[serde(default)]
+    pub connect: ConnectConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Statically configured upstream servers, one per XMPP domain.
+    #[serde(default)]
+    pub upstream: Vec<UpstreamConfig>,
+}
+
+/// Where and how WebSocket clients are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Socket address of the WebSocket listener.
+    pub address: String,
+    /// HTTP path of the WebSocket endpoint; also served with a trailing slash (D18).
+    pub path: String,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig { address: "127.0.0.1:5280".into(), path: "/xmpp-websocket".into() }
+    }
+}
+
+/// Limits applied to every session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest element accepted in either direction, in bytes (D10; at least 10000).
+    pub max_element_bytes: usize,
+    /// Seconds a client has to send its first `<open/>`.
+    pub open_timeout_secs: u64,
+    /// Seconds to wait for the other side's end of stream during a clean close.
+    pub close_timeout_secs: u64,
+    /// Client messages queued while the upstream connection is being set up.
+    pub max_queued_messages: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_element_bytes: 256 * 1024,
+            open_timeout_secs: 10,
+            close_timeout_secs: 5,
+            max_queued_messages: 32,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// [`Self::open_timeout_secs`] as a duration.
+    pub fn open_timeout(&self) -> Duration {
+        Duration::from_secs(self.open_timeout_secs)
+    }
+
+    /// [`Self::close_timeout_secs`] as a duration.
+    pub fn close_timeout(&self) -> Duration {
+        Duration::from_secs(self.close_timeout_secs)
+    }
+}
+
+/// Time budgets for reaching an upstream server (D12).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectConfig {
+    /// Seconds for one attempt: TCP, TLS and the stream header exchange.
+    pub attempt_timeout_secs: u64,
+    /// Seconds for the whole connection setup, all attempts together.
+    pub overall_timeout_secs: u64,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        ConnectConfig { attempt_timeout_secs: 10, overall_timeout_secs: 30 }
+    }
+}
+
+impl ConnectConfig {
+    /// Budget of one attempt.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs(self.attempt_timeout_secs)
+    }
+
+    /// Budget of the whole setup.
+    pub fn overall_timeout(&self) -> Duration {
+        Duration::from_secs(self.overall_timeout_secs)
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive such as `info` or `xmpp_ws_gateway=debug`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How the gateway secures one upstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    /// Plain TCP, then STARTTLS (RFC 6120 §5); the default.
+    Starttls,
+    /// TLS from the first byte (XEP-0368), ALPN `xmpp-client`.
+    Direct,
+    /// No TLS at all. Only for a server on the same host (D9).
+    None,
+}
+
+/// One statically configured upstream server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The XMPP domain clients name in `to`.
+    pub domain: String,
+    /// `host:port` (or `ip:port`) of the server.
+    pub address: String,
+    /// How to secure the connection.
+    #[serde(default = "default_upstream_tls")]
+    pub tls: UpstreamTls,
+    /// Extra PEM file of CA certificates trusted for this upstream, besides the system store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_upstream_tls() -> UpstreamTls {
+    UpstreamTls::Starttls
+}
+
+/// A configuration that could not be loaded or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, or a value has the wrong type.
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but is not acceptable.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// The key, e.g. `limits.max_element_bytes` or `upstream[1].address`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), problem: problem.into() }
+}
+
+impl Config {
+    /// Loads `path` (TOML), applies overrides from `env` (variables named
+    /// `XMPPGW_SECTION__KEY`, e.g. `XMPPGW_LISTENER__ADDRESS`), and validates the result.
+    pub fn load(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.into_iter().filter(|(key, _)| key.starts_with("XMPPGW_")).collect();
+        let loaded = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
+            .add_source(
+                config::Environment::with_prefix("XMPPGW")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()?;
+        let config: Config = loaded.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML string without environment overrides (for tests and `--check-config`).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let loaded =
+            config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml)).build()?;
+        let config: Config = loaded.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that parsed but may still be unusable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listener
+            .address
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("listener.address", format!("{:?} is not ip:port ({e})", self.listener.address)))?;
+        let path = &self.listener.path;
+        if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
+            return Err(invalid(
+                "listener.path",
+                format!("{path:?} must start with '/', not be '/' alone and not end with '/'"),
+            ));
+        }
+        if self.limits.max_element_bytes < MIN_ELEMENT_BYTES {
+            return Err(invalid(
+                "limits.max_element_bytes",
+                format!(
+                    "{} is below {MIN_ELEMENT_BYTES}, the minimum RFC 6120 §13.12 allows",
+                    self.limits.max_element_bytes
+                ),
+            ));
+        }
+        if self.limits.max_element_bytes > 16 * 1024 * 1024 {
+            return Err(invalid("limits.max_element_bytes", "must be at most 16777216 (16 MiB)"));
+        }
+        for (key, value) in [
+            ("limits.open_timeout_secs", self.limits.open_timeout_secs),
+            ("limits.close_timeout_secs", self.limits.close_timeout_secs),
+            ("connect.attempt_timeout_secs", self.connect.attempt_timeout_secs),
+            ("connect.overall_timeout_secs", self.connect.overall_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.limits.max_queued_messages == 0 {
+            return Err(invalid("limits.max_queued_messages", "must be at least 1"));
+        }
+        if self.connect.attempt_timeout_secs > self.connect.overall_timeout_secs {
+            return Err(invalid("connect.attempt_timeout_secs", "must not exceed connect.overall_timeout_secs"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("{:?} is not a valid filter ({e})", self.log.level)))?;
+        let mut seen = HashSet::new();
+        for (index, upstream) in self.upstream.iter().enumerate() {
+            let key = |field: &str| format!("upstream[{index}].{field}");
+            let domain = crate::domain::normalize(&upstream.domain)
+                .map_err(|e| invalid(key("domain"), format!("{:?}: {e}", upstream.domain)))?;
+            if !seen.insert(domain.clone()) {
+                return Err(invalid(key("domain"), format!("{domain:?} is configured twice")));
+            }
+            crate::upstream::parse_host_port(&upstream.address)
+                .map_err(|problem| invalid(key("address"), format!("{:?}: {problem}", upstream.address)))?;
+            if let Some(ca_file) = &upstream.ca_file {
+                if upstream.tls == UpstreamTls::None {
+                    return Err(invalid(key("ca_file"), "makes no sense with tls = \"none\""));
+                }
+                if !ca_file.is_file() {
+                    return Err(invalid(key("ca_file"), format!("{} is not a readable file", ca_file.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).expect_err("config should be refused").to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::from_toml("").expect("empty config is valid");
+        assert_eq!(config.listener.path, "/xmpp-websocket");
+        assert_eq!(config.limits.max_element_bytes, 262_144);
+        assert_eq!(config.connect.attempt_timeout_secs, 10);
+        assert_eq!(config.connect.overall_timeout_secs, 30);
+        assert!(config.upstream.is_empty());
+    }
+
+    #[test]
+    fn upstream_tls_defaults_to_starttls() {
+        let config =
+            Config::from_toml("[[upstream]]\ndomain = \"example.com\"\naddress = \"127.0.0.1:5222\"\n").unwrap();
+        assert_eq!(config.upstream[0].tls, UpstreamTls::Starttls);
+    }
+
+    #[test]
+    fn element_limit_below_rfc_minimum_names_the_key() {
+        let message = err("[limits]\nmax_element_bytes = 9999\n");
+        assert!(message.starts_with("limits.max_element_bytes:"), "{message}");
+        assert!(message.contains("10000"), "{message}");
+    }
+
+    #[test]
+    fn bad_listener_address_names_the_key() {
+        let message = err("[listener]\naddress = \"localhost\"\n");
+        assert!(message.starts_with("listener.address:"), "{message}");
+    }
+
+    #[test]
+    fn unknown_tls_mode_is_refused() {
+        let message = err("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\ntls = \"maybe\"\n");
+        assert!(message.contains("maybe"), "{message}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let message = err("[limits]\nmax_elemnt_bytes = 20000\n");
+        assert!(message.contains("max_elemnt_bytes"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_domain_is_refused() {
+        let message = err("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\n\
+             [[upstream]]\ndomain = \"A.example.\"\naddress = \"127.0.0.1:5223\"\n");
+        assert!(message.starts_with("upstream[1].domain:"), "{message}");
+    }
+
+    #[test]
+    fn missing_ca_file_is_refused() {
+        let message = err("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\n\
+             ca_file = \"/nonexistent/ca.pem\"\n");
+        assert!(message.starts_with("upstream[0].ca_file:"), "{message}");
+    }
+
+    #[test]
+    fn upstream_address_needs_a_port() {
+        let message = err("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1\"\n");
+        assert!(message.starts_with("upstream[0].address:"), "{message}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(&path, "[listener]\naddress = \"127.0.0.1:5280\"\n").unwrap();
+        let env = HashMap::from([
+            ("XMPPGW_LISTENER__ADDRESS".to_string(), "127.0.0.1:6000".to_string()),
+            ("XMPPGW_LIMITS__OPEN_TIMEOUT_SECS".to_string(), "3".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ]);
+        let config = Config::load(&path, env).unwrap();
+        assert_eq!(config.listener.address, "127.0.0.1:6000");
+        assert_eq!(config.limits.open_timeout_secs, 3);
+    }
+}

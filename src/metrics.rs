@@ -1,0 +1,168 @@
+//! Every Prometheus metric of the gateway, held in one struct registered on an explicit registry.
+//!
+//! Names are a contract (`xmppgw_` prefix, see DESIGN.md) and every label set is bounded: no
+//! per-user, per-domain or per-address labels. Nothing global: `main` builds one [`Metrics`] and
+//! passes it down; tests build their own.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Direction label value for client → server traffic.
+pub const TO_SERVER: &str = "to_server";
+/// Direction label value for server → client traffic.
+pub const TO_CLIENT: &str = "to_client";
+
+/// The gateway's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `xmppgw_sessions_active`: WebSocket sessions currently open.
+    pub sessions_active: IntGauge,
+    /// `xmppgw_sessions_ended_total{outcome}`.
+    pub sessions_ended: IntCounterVec,
+    /// `xmppgw_websocket_handshakes_rejected_total{reason}`.
+    pub handshakes_rejected: IntCounterVec,
+    /// `xmppgw_upstream_connect_duration_seconds{phase}` with phase dns, tcp, tls, stream.
+    pub connect_duration: HistogramVec,
+    /// `xmppgw_upstream_connect_failures_total{class}` (the D6 classes).
+    pub connect_failures: IntCounterVec,
+    /// `xmppgw_stanzas_total{direction}`: top-level elements relayed.
+    pub stanzas: IntCounterVec,
+    /// `xmppgw_bytes_total{direction}`: bytes of relayed elements.
+    pub bytes: IntCounterVec,
+    /// `xmppgw_stream_errors_total{condition,side}`; side is client, server or gateway.
+    pub stream_errors: IntCounterVec,
+    /// `xmppgw_client_elements_refused_total{reason}`.
+    pub client_refused: IntCounterVec,
+    /// `xmppgw_dns_lookups_total{result}`.
+    pub dns_lookups: IntCounterVec,
+    /// `xmppgw_build_info{version}`, always 1.
+    pub build_info: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
+impl Metrics {
+    /// Creates every metric and registers it on a fresh registry.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let sessions_active = IntGauge::new("xmppgw_sessions_active", "WebSocket sessions currently open")
+            .expect("static metric definition");
+        registry.register(Box::new(sessions_active.clone())).expect("metric registered once");
+        let connect_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "xmppgw_upstream_connect_duration_seconds",
+                "Duration of each phase of opening an upstream connection",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["phase"],
+        )
+        .expect("static metric definition");
+        registry.register(Box::new(connect_duration.clone())).expect("metric registered once");
+        let build_info = IntGaugeVec::new(Opts::new("xmppgw_build_info", "Gateway build information"), &["version"])
+            .expect("static metric definition");
+        registry.register(Box::new(build_info.clone())).expect("metric registered once");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Metrics {
+            sessions_active,
+            sessions_ended: counter(
+                &registry,
+                "xmppgw_sessions_ended_total",
+                "Sessions ended, by outcome",
+                &["outcome"],
+            ),
+            handshakes_rejected: counter(
+                &registry,
+                "xmppgw_websocket_handshakes_rejected_total",
+                "WebSocket upgrade requests refused, by reason",
+                &["reason"],
+            ),
+            connect_duration,
+            connect_failures: counter(
+                &registry,
+                "xmppgw_upstream_connect_failures_total",
+                "Failures to reach or secure the upstream server, by class",
+                &["class"],
+            ),
+            stanzas: counter(
+                &registry,
+                "xmppgw_stanzas_total",
+                "Top-level elements relayed, by direction",
+                &["direction"],
+            ),
+            bytes: counter(&registry, "xmppgw_bytes_total", "Bytes of relayed elements, by direction", &["direction"]),
+            stream_errors: counter(
+                &registry,
+                "xmppgw_stream_errors_total",
+                "Stream errors, by condition and by the side that sent them",
+                &["condition", "side"],
+            ),
+            client_refused: counter(
+                &registry,
+                "xmppgw_client_elements_refused_total",
+                "Client messages refused by the validator, by reason",
+                &["reason"],
+            ),
+            dns_lookups: counter(&registry, "xmppgw_dns_lookups_total", "DNS lookups, by result", &["result"]),
+            build_info,
+            registry,
+        }
+    }
+
+    /// Records one phase of an upstream connection setup.
+    pub fn observe_connect_phase(&self, phase: &str, elapsed: Duration) {
+        self.connect_duration.with_label_values(&[phase]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one relayed element of `bytes` bytes in `direction` ([`TO_SERVER`]/[`TO_CLIENT`]).
+    pub fn relayed(&self, direction: &str, bytes: usize) {
+        self.stanzas.with_label_values(&[direction]).inc();
+        self.bytes.with_label_values(&[direction]).inc_by(bytes as u64);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_contains_the_contract_names() {
+        let metrics = Metrics::new();
+        metrics.relayed(TO_CLIENT, 42);
+        metrics.observe_connect_phase("tcp", Duration::from_millis(3));
+        metrics.sessions_ended.with_label_values(&["clean"]).inc();
+        let text = metrics.render();
+        assert!(text.contains("xmppgw_stanzas_total{direction=\"to_client\"} 1"), "{text}");
+        assert!(text.contains("xmppgw_bytes_total{direction=\"to_client\"} 42"), "{text}");
+        assert!(text.contains("xmppgw_upstream_connect_duration_seconds_count{phase=\"tcp\"} 1"), "{text}");
+        assert!(text.contains("xmppgw_build_info{version=\""), "{text}");
+        assert!(text.contains("xmppgw_sessions_active 0"), "{text}");
+    }
+}

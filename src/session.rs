@@ -1,0 +1,731 @@
+//! One client session: the state machine between one WebSocket and one upstream XMPP stream.
+//!
+//! ```text
+//!  AwaitingOpen ──<open/>──▶ Connecting ──upstream ready──▶ Relaying ──▶ (closing) ──▶ Ended
+//!       │ timeout / bad first message   │ failure (D6)          │
+//!       ▼                               ▼                       ├─ client <close/>  ⇒ ClientClosing: </stream:stream> up,
+//!   <open/>+error+<close/>        <open/>+remote-connection-    │     wait for the server's end, then <close/> down
+//!                                 failed+<close/>               ├─ server end       ⇒ ServerClosing: <close/> down, keep
+//!                                                               │     relaying up until the client's <close/>
+//!                                                               ├─ WebSocket lost   ⇒ upstream closed, no </stream:stream> (CL-4)
+//!                                                               └─ upstream lost    ⇒ WebSocket close 1014, no <close/> (D5)
+//! ```
+//! Inside `Relaying`, a client `<open/>` is a stream restart only right after the server's SASL
+//! `<success/>` (SASL-3/5); any other `<open/>` is `<bad-format/>` (D3).
+//!
+//! The session only moves bytes and follows the state machine; every XML decision is made by
+//! [`crate::xml`]. It must never write a client byte upstream before TLS is up, never log stanza
+//! content or SASL payloads, and never buffer without a bound.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::config::Config;
+use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
+use crate::upstream::{self, Established, UpstreamDirectory, UpstreamIo};
+use crate::xml::client::{self, ClientElementKind, ClientFrame, ClientLimits, OpenRequest};
+use crate::xml::condition::StreamCondition;
+use crate::xml::framing;
+use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits, StreamSplitter};
+
+/// Everything sessions share: built once in `main` (or a test) and passed down.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Config,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Which domains are served, and where their servers are.
+    pub upstreams: UpstreamDirectory,
+}
+
+/// WebSocket close codes the gateway sends (RFC 6455 §7.4.1 and the IANA registry).
+mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    pub const BAD_GATEWAY: u16 = 1014;
+}
+
+/// How a session ended; the label of `xmppgw_sessions_ended_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both `<close/>`/`</stream:stream>` were exchanged.
+    Clean,
+    /// The client's WebSocket went away without `<close/>`.
+    ClientVanished,
+    /// The upstream connection ended without `</stream:stream>`.
+    ServerVanished,
+    /// The client broke RFC 7395 / RFC 6120 rules and was closed with an error.
+    ClientError,
+    /// The server broke the protocol (bad XML) and was closed with an error.
+    ServerError,
+    /// The server ended the stream with a stream error.
+    ServerStreamError,
+    /// The upstream could not be reached or secured.
+    UpstreamFailed,
+    /// The requested domain is not served.
+    HostUnknown,
+    /// The client never sent `<open/>`.
+    OpenTimeout,
+    /// A clean close that ran out of time waiting for the other side.
+    CloseTimeout,
+}
+
+impl Outcome {
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::ClientVanished => "client_vanished",
+            Outcome::ServerVanished => "server_vanished",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::ServerStreamError => "server_stream_error",
+            Outcome::UpstreamFailed => "upstream_failed",
+            Outcome::HostUnknown => "host_unknown",
+            Outcome::OpenTimeout => "open_timeout",
+            Outcome::CloseTimeout => "close_timeout",
+        }
+    }
+}
+
+/// What reading the WebSocket produced, after control frames are handled.
+#[derive(Debug)]
+enum ClientInput {
+    /// A text message.
+    Text(axum::extract::ws::Utf8Bytes),
+    /// The WebSocket ended (Close frame, EOF or I/O error) without a protocol violation.
+    Gone,
+    /// A message larger than the element limit (LIM-2).
+    TooBig,
+    /// A WebSocket-level violation: close with this code and reason.
+    Violation(u16, &'static str),
+}
+
+async fn recv_client<W>(ws: &mut W) -> ClientInput
+where
+    W: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return ClientInput::Text(text),
+            Some(Ok(Message::Binary(_))) => {
+                return ClientInput::Violation(close_code::UNSUPPORTED_DATA, "text frames only (RFC 7395 3.2)")
+            }
+            // Pongs to pings are queued by the WebSocket layer itself; unsolicited pongs are ignored (WS-8).
+            Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => return ClientInput::Gone,
+            Some(Err(error)) => return classify_ws_error(error),
+        }
+    }
+}
+
+fn classify_ws_error(error: axum::Error) -> ClientInput {
+    use tungstenite::error::{Error as WsError, ProtocolError};
+    let inner = error.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => ClientInput::TooBig,
+        Some(WsError::Utf8(_)) => ClientInput::Violation(close_code::INVALID_PAYLOAD, "invalid UTF-8 (RFC 6455 8.1)"),
+        Some(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)) => {
+            ClientInput::Violation(close_code::PROTOCOL_ERROR, "unmasked frame (RFC 6455 5.1)")
+        }
+        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => ClientInput::Gone,
+        Some(WsError::Protocol(_)) => ClientInput::Violation(close_code::PROTOCOL_ERROR, "WebSocket protocol error"),
+        _ => ClientInput::Gone,
+    }
+}
+
+/// What the relay loop should do after handling one input.
+enum Flow {
+    Continue,
+    End(Outcome),
+}
+
+/// Where the clean close of a relaying session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Nobody has closed yet.
+    No,
+    /// The client sent `<close/>`; `</stream:stream>` went upstream; waiting for the server's end.
+    ByClient,
+    /// The server ended its stream; `<close/>` went to the client; waiting for the client's `<close/>`.
+    ByServer,
+}
+
+/// Runs one session to its end on an upgraded WebSocket and records the outcome.
+pub async fn run<W>(ws: W, gateway: Arc<Gateway>, client: SocketAddr, session_id: u64)
+where
+    W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
+{
+    let span = tracing::info_span!("session", id = session_id, client = %client);
+    async move {
+        gateway.metrics.sessions_active.inc();
+        debug!("session started");
+        let mut session = Session::new(ws, &gateway);
+        let outcome = session.drive().await;
+        gateway.metrics.sessions_ended.with_label_values(&[outcome.label()]).inc();
+        gateway.metrics.sessions_active.dec();
+        info!(outcome = outcome.label(), "session ended");
+    }
+    .instrument(span)
+    .await
+}
+
+struct Session<'g, W> {
+    ws: W,
+    gateway: &'g Gateway,
+    /// `xml:lang` the client asked for, used when the gateway must make an `<open/>` itself.
+    lang: String,
+}
+
+fn random_stream_id() -> String {
+    let value: u64 = rand::rng().random();
+    format!("gw-{value:016x}")
+}
+
+impl<'g, W> Session<'g, W>
+where
+    W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
+{
+    fn new(ws: W, gateway: &'g Gateway) -> Self {
+        Session { ws, gateway, lang: "en".to_string() }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.gateway.metrics
+    }
+
+    fn client_limits(&self) -> ClientLimits {
+        ClientLimits::default()
+    }
+
+    fn splitter_limits(&self) -> SplitterLimits {
+        SplitterLimits { max_element_bytes: self.gateway.config.limits.max_element_bytes, ..SplitterLimits::default() }
+    }
+
+    async fn drive(&mut self) -> Outcome {
+        let open_timeout = self.gateway.config.limits.open_timeout();
+        let input = match tokio::time::timeout(open_timeout, recv_client(&mut self.ws)).await {
+            Ok(input) => input,
+            Err(_) => {
+                debug!("no <open/> in time");
+                self.refuse_before_stream("", StreamCondition::ConnectionTimeout, None).await;
+                return Outcome::OpenTimeout;
+            }
+        };
+        let text = match input {
+            ClientInput::Text(text) => text,
+            other => return self.end_on_ws_input(other, None).await,
+        };
+        let request = match client::classify(text.as_str(), &self.client_limits()) {
+            Ok(ClientFrame::Open(request)) => request,
+            Ok(ClientFrame::Close) => {
+                self.send(framing::CLOSE).await;
+                self.close_ws(close_code::NORMAL, "stream closed").await;
+                return Outcome::Clean;
+            }
+            Ok(ClientFrame::Element { .. }) => {
+                self.metrics().client_refused.with_label_values(&["not-open"]).inc();
+                // FR-2: the first message must be <open/> (TV-82).
+                self.refuse_before_stream("", StreamCondition::InvalidNamespace, None).await;
+                return Outcome::ClientError;
+            }
+            Err(error) => {
+                self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
+                debug!(%error, "first message refused");
+                self.refuse_before_stream("", error.condition(), None).await;
+                return Outcome::ClientError;
+            }
+        };
+        if let Some(lang) = &request.lang {
+            self.lang = lang.clone();
+        }
+        let Some(to) = request.to.as_deref() else {
+            self.refuse_before_stream("", StreamCondition::HostUnknown, None).await;
+            return Outcome::HostUnknown;
+        };
+        let domain = match crate::domain::normalize(to) {
+            Ok(domain) => domain,
+            Err(error) => {
+                debug!(%error, "unusable 'to'");
+                self.refuse_before_stream("", StreamCondition::HostUnknown, None).await;
+                return Outcome::HostUnknown;
+            }
+        };
+        let Some(target) = self.gateway.upstreams.lookup(&domain) else {
+            debug!(domain = %domain, "domain not served");
+            self.refuse_before_stream(&domain, StreamCondition::HostUnknown, None).await;
+            return Outcome::HostUnknown;
+        };
+        let (established, queued) = match self.connect(&target, &request).await {
+            Ok(Some(ready)) => ready,
+            Ok(None) => return Outcome::ClientVanished,
+            Err(outcome) => return outcome,
+        };
+        self.relay(established, queued, request, domain).await
+    }
+
+    /// Opens the upstream while reading (and queueing, bounded: LIM-4) what the client sends
+    /// meanwhile. `Ok(None)`: the client went away.
+    async fn connect(
+        &mut self,
+        target: &upstream::UpstreamTarget,
+        request: &OpenRequest,
+    ) -> Result<Option<(Established, VecDeque<axum::extract::ws::Utf8Bytes>)>, Outcome> {
+        let gateway = self.gateway;
+        let establish =
+            upstream::establish(target, request, &gateway.config.connect, self.splitter_limits(), &gateway.metrics);
+        tokio::pin!(establish);
+        let mut queue = VecDeque::new();
+        let result = loop {
+            tokio::select! {
+                result = &mut establish => break result,
+                input = recv_client(&mut self.ws) => match input {
+                    ClientInput::Text(text) if queue.len() < gateway.config.limits.max_queued_messages => {
+                        queue.push_back(text);
+                    }
+                    ClientInput::Text(_) => {
+                        self.metrics().client_refused.with_label_values(&["queue-full"]).inc();
+                        self.refuse_before_stream(&target.domain, StreamCondition::PolicyViolation, Some("too many messages before the stream was open")).await;
+                        return Err(Outcome::ClientError);
+                    }
+                    ClientInput::Gone => return Ok(None),
+                    other => return Err(self.end_on_ws_input(other, Some(&target.domain)).await),
+                },
+            }
+        };
+        match result {
+            Ok(established) => Ok(Some((established, queue))),
+            Err(error) => {
+                let class = error.class();
+                self.metrics().connect_failures.with_label_values(&[class]).inc();
+                warn!(domain = %target.domain, class, %error, "upstream unavailable");
+                self.refuse_before_stream(&target.domain, StreamCondition::RemoteConnectionFailed, Some(class)).await;
+                Err(Outcome::UpstreamFailed)
+            }
+        }
+    }
+
+    /// The relay loop (state `Relaying` and the two closing states).
+    async fn relay(
+        &mut self,
+        established: Established,
+        queued: VecDeque<axum::extract::ws::Utf8Bytes>,
+        request: OpenRequest,
+        domain: String,
+    ) -> Outcome {
+        let Established { io, splitter, header } = established;
+        let mut relay = Relay {
+            io,
+            splitter,
+            request,
+            domain,
+            restart_allowed: false,
+            awaiting_restart_header: false,
+            features_relayed: false,
+            closing: Closing::No,
+            close_deadline: None,
+            buf: vec![0u8; upstream::READ_CHUNK_BYTES],
+        };
+        let open = framing::client_open(&header, &random_stream_id(), &self.lang);
+        if !self.send(&open).await {
+            return relay.vanish_upstream().await;
+        }
+        for text in queued {
+            if let Flow::End(outcome) = self.on_client_text(&mut relay, text.as_str()).await {
+                return outcome;
+            }
+        }
+        let close_timeout = self.gateway.config.limits.close_timeout();
+        loop {
+            // Drain what the splitter already holds before reading more.
+            let flow = match relay.splitter.next_event() {
+                Ok(Some(event)) => self.on_server_event(&mut relay, event).await,
+                Err(error) => self.on_server_bad_xml(&mut relay, error).await,
+                Ok(None) => {
+                    let deadline = relay.close_deadline;
+                    tokio::select! {
+                        input = recv_client(&mut self.ws) => self.on_client_input(&mut relay, input).await,
+                        read = relay.io.read(&mut relay.buf) => match read {
+                            Ok(0) | Err(_) => self.on_server_vanished(&mut relay).await,
+                            Ok(n) => {
+                                let Relay { splitter, buf, .. } = &mut relay;
+                                splitter.feed(&buf[..n]);
+                                Flow::Continue
+                            }
+                        },
+                        _ = sleep_until(deadline) => {
+                            debug!(closing = ?relay.closing, "close timed out");
+                            relay.finish_upstream(true).await;
+                            self.close_ws(close_code::NORMAL, "close timed out").await;
+                            Flow::End(Outcome::CloseTimeout)
+                        }
+                    }
+                }
+            };
+            if let Flow::End(outcome) = flow {
+                return outcome;
+            }
+            if relay.closing != Closing::No && relay.close_deadline.is_none() {
+                relay.close_deadline = Some(Instant::now() + close_timeout);
+            }
+        }
+    }
+
+    async fn on_client_input(&mut self, relay: &mut Relay, input: ClientInput) -> Flow {
+        match input {
+            ClientInput::Text(text) => self.on_client_text(relay, text.as_str()).await,
+            ClientInput::Gone => {
+                debug!("client vanished without <close/>");
+                // CL-4: no </stream:stream>, so a server with stream management can resume.
+                relay.abort_upstream().await;
+                Flow::End(Outcome::ClientVanished)
+            }
+            ClientInput::TooBig => {
+                self.metrics().client_refused.with_label_values(&["too-big"]).inc();
+                self.stream_error_and_close(relay, StreamCondition::PolicyViolation, close_code::MESSAGE_TOO_BIG).await;
+                Flow::End(Outcome::ClientError)
+            }
+            ClientInput::Violation(code, reason) => {
+                self.metrics().client_refused.with_label_values(&["websocket"]).inc();
+                debug!(code, reason, "WebSocket violation");
+                relay.finish_upstream(false).await;
+                self.close_ws(code, reason).await;
+                Flow::End(Outcome::ClientError)
+            }
+        }
+    }
+
+    async fn on_client_text(&mut self, relay: &mut Relay, text: &str) -> Flow {
+        let frame = match client::classify(text, &self.client_limits()) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
+                debug!(%error, "client message refused");
+                let code = if error.condition() == StreamCondition::PolicyViolation {
+                    close_code::MESSAGE_TOO_BIG
+                } else {
+                    close_code::NORMAL
+                };
+                self.stream_error_and_close(relay, error.condition(), code).await;
+                return Flow::End(Outcome::ClientError);
+            }
+        };
+        match frame {
+            ClientFrame::Open(request) => self.on_client_open(relay, request).await,
+            ClientFrame::Close => match relay.closing {
+                Closing::ByServer => {
+                    relay.finish_upstream(true).await;
+                    self.close_ws(close_code::NORMAL, "stream closed").await;
+                    Flow::End(Outcome::Clean)
+                }
+                Closing::ByClient => Flow::Continue,
+                Closing::No => {
+                    if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
+                        return self.on_server_vanished(relay).await;
+                    }
+                    relay.closing = Closing::ByClient;
+                    Flow::Continue
+                }
+            },
+            ClientFrame::Element { .. } if relay.closing == Closing::ByClient => {
+                // RFC 7395 §3.6: nothing may follow the client's own <close/>.
+                self.stream_error_and_close(relay, StreamCondition::NotWellFormed, close_code::NORMAL).await;
+                Flow::End(Outcome::ClientError)
+            }
+            ClientFrame::Element { kind: ClientElementKind::StartTls, .. } => {
+                // TLS-7: answer as a server that did not offer STARTTLS; never relay it.
+                self.send(framing::STARTTLS_FAILURE).await;
+                self.send(framing::CLOSE).await;
+                relay.finish_upstream(false).await;
+                self.close_ws(close_code::NORMAL, "STARTTLS is not available over WebSocket").await;
+                Flow::End(Outcome::ClientError)
+            }
+            ClientFrame::Element { kind: ClientElementKind::Compress, .. } => {
+                // XEP-0138 is never offered; refuse without relaying.
+                self.send(r#"<failure xmlns="http://jabber.org/protocol/compress"><setup-failed/></failure>"#).await;
+                Flow::Continue
+            }
+            ClientFrame::Element { xml, kind } => {
+                relay.restart_allowed = false;
+                if relay.write(xml).await.is_err() {
+                    return self.on_server_vanished(relay).await;
+                }
+                self.metrics().relayed(TO_SERVER, xml.len());
+                if kind == ClientElementKind::StreamError {
+                    // ERR-6: the client ended the stream with an error; close our side of it.
+                    self.metrics().stream_errors.with_label_values(&["client", "client"]).inc();
+                    if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
+                        return self.on_server_vanished(relay).await;
+                    }
+                    if relay.closing == Closing::No {
+                        relay.closing = Closing::ByClient;
+                    }
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn on_client_open(&mut self, relay: &mut Relay, request: OpenRequest) -> Flow {
+        if !relay.restart_allowed || relay.closing != Closing::No {
+            // D3: only a restart right after SASL <success/> is a valid second <open/>.
+            self.metrics().client_refused.with_label_values(&["unexpected-open"]).inc();
+            self.stream_error_and_close(relay, StreamCondition::BadFormat, close_code::NORMAL).await;
+            return Flow::End(Outcome::ClientError);
+        }
+        let same_domain = request.to.as_deref().and_then(|to| crate::domain::normalize(to).ok());
+        if same_domain.as_deref() != Some(relay.domain.as_str()) {
+            // SASL-6: a restart cannot switch domains (TV-22).
+            self.stream_error_and_close(relay, StreamCondition::HostUnknown, close_code::NORMAL).await;
+            return Flow::End(Outcome::ClientError);
+        }
+        relay.restart_allowed = false;
+        relay.awaiting_restart_header = true;
+        relay.request = request;
+        let header = framing::upstream_header(&relay.request, &relay.domain, true);
+        if relay.write(&header).await.is_err() {
+            return self.on_server_vanished(relay).await;
+        }
+        Flow::Continue
+    }
+
+    async fn on_server_event(&mut self, relay: &mut Relay, event: ServerEvent) -> Flow {
+        match event {
+            ServerEvent::Header(header) => {
+                if !relay.awaiting_restart_header {
+                    return self
+                        .on_server_bad_xml(
+                            relay,
+                            crate::xml::splitter::ServerStreamError::NotWellFormed("unexpected stream header"),
+                        )
+                        .await;
+                }
+                relay.awaiting_restart_header = false;
+                relay.features_relayed = false;
+                let open = framing::client_open(&header, &random_stream_id(), &self.lang);
+                self.send_or_vanish(relay, &open).await
+            }
+            ServerEvent::Element(element) => {
+                let text = match element.kind {
+                    ServerElementKind::Features => {
+                        relay.features_relayed = true;
+                        framing::client_features(&element)
+                    }
+                    ServerElementKind::SaslSuccess => {
+                        // RFC 6120 §6.4.6: the next thing from the server is a new stream header.
+                        relay.splitter.expect_new_stream();
+                        relay.restart_allowed = true;
+                        element.xml
+                    }
+                    ServerElementKind::StreamError => {
+                        let condition = element.error_condition.as_deref().unwrap_or("undefined-condition");
+                        self.metrics().stream_errors.with_label_values(&[condition, "server"]).inc();
+                        if condition == "see-other-host" {
+                            // D4: a TCP redirect means nothing to a WebSocket client; never relay it.
+                            framing::client_stream_error(
+                                StreamCondition::RemoteConnectionFailed,
+                                Some("see-other-host"),
+                            )
+                        } else {
+                            element.xml
+                        }
+                    }
+                    _ => element.xml,
+                };
+                self.metrics().relayed(TO_CLIENT, text.len());
+                self.send_or_vanish(relay, &text).await
+            }
+            ServerEvent::End => {
+                if !self.send(framing::CLOSE).await {
+                    relay.finish_upstream(true).await;
+                    return Flow::End(Outcome::ClientVanished);
+                }
+                match relay.closing {
+                    Closing::ByClient => {
+                        relay.finish_upstream(false).await;
+                        self.close_ws(close_code::NORMAL, "stream closed").await;
+                        Flow::End(Outcome::Clean)
+                    }
+                    _ => {
+                        relay.closing = Closing::ByServer;
+                        Flow::Continue
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_server_bad_xml(&mut self, relay: &mut Relay, error: crate::xml::splitter::ServerStreamError) -> Flow {
+        warn!(%error, "server sent bad XML");
+        let condition = error.condition();
+        self.metrics().stream_errors.with_label_values(&[condition.as_str(), "gateway"]).inc();
+        // ERR-4: tell the server what it did wrong, and the client that the server failed.
+        let _ = relay.write(&framing::upstream_stream_error(condition)).await;
+        relay.finish_upstream(true).await;
+        let error_text =
+            framing::client_stream_error(StreamCondition::RemoteConnectionFailed, Some("upstream-bad-xml"));
+        self.send(&error_text).await;
+        self.send(framing::CLOSE).await;
+        self.close_ws(close_code::NORMAL, "upstream-bad-xml").await;
+        Flow::End(Outcome::ServerError)
+    }
+
+    async fn on_server_vanished(&mut self, relay: &mut Relay) -> Flow {
+        debug!("upstream lost without </stream:stream>");
+        relay.abort_upstream().await;
+        // D5: no <close/>, so a client with stream management can resume.
+        self.close_ws(close_code::BAD_GATEWAY, "upstream connection lost").await;
+        Flow::End(Outcome::ServerVanished)
+    }
+
+    async fn send_or_vanish(&mut self, relay: &mut Relay, text: &str) -> Flow {
+        if self.send(text).await {
+            Flow::Continue
+        } else {
+            relay.abort_upstream().await;
+            Flow::End(Outcome::ClientVanished)
+        }
+    }
+
+    /// A gateway-made error inside an open stream: `<stream:error>` + `<close/>` to the client,
+    /// a plain `</stream:stream>` upstream (ERR-3), then the WebSocket close.
+    async fn stream_error_and_close(&mut self, relay: &mut Relay, condition: StreamCondition, code: u16) {
+        self.metrics().stream_errors.with_label_values(&[condition.as_str(), "gateway"]).inc();
+        self.send(&framing::client_stream_error(condition, None)).await;
+        self.send(framing::CLOSE).await;
+        relay.finish_upstream(relay.closing == Closing::No || relay.closing == Closing::ByServer).await;
+        self.close_ws(code, condition.as_str()).await;
+    }
+
+    /// A gateway-made error before any server header reached the client (ERR-2):
+    /// `<open/>` + `<stream:error>` + `<close/>`, then the WebSocket close (D6).
+    async fn refuse_before_stream(&mut self, from: &str, condition: StreamCondition, text: Option<&str>) {
+        self.metrics().stream_errors.with_label_values(&[condition.as_str(), "gateway"]).inc();
+        let open = framing::gateway_open(from, &random_stream_id(), &self.lang);
+        let error = framing::client_stream_error(condition, text);
+        let code = if condition == StreamCondition::PolicyViolation {
+            close_code::MESSAGE_TOO_BIG
+        } else {
+            close_code::NORMAL
+        };
+        if self.send(&open).await && self.send(&error).await {
+            self.send(framing::CLOSE).await;
+        }
+        self.close_ws(code, text.unwrap_or(condition.as_str())).await;
+    }
+
+    /// Ends a session whose client input was not a text message (before the relay started).
+    async fn end_on_ws_input(&mut self, input: ClientInput, domain: Option<&str>) -> Outcome {
+        match input {
+            ClientInput::Text(_) | ClientInput::Gone => Outcome::ClientVanished,
+            ClientInput::TooBig => {
+                self.metrics().client_refused.with_label_values(&["too-big"]).inc();
+                self.refuse_before_stream(domain.unwrap_or(""), StreamCondition::PolicyViolation, None).await;
+                Outcome::ClientError
+            }
+            ClientInput::Violation(code, reason) => {
+                self.metrics().client_refused.with_label_values(&["websocket"]).inc();
+                self.close_ws(code, reason).await;
+                Outcome::ClientError
+            }
+        }
+    }
+
+    /// Sends one text message; false when the client is gone.
+    async fn send(&mut self, text: &str) -> bool {
+        self.ws.send(Message::Text(text.into())).await.is_ok()
+    }
+
+    /// Sends a WebSocket Close and waits briefly for the client's answer (RFC 6455 §5.5.1).
+    async fn close_ws(&mut self, code: u16, reason: &str) {
+        let reason = truncate_reason(reason);
+        let frame = CloseFrame { code, reason: reason.into() };
+        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(message)) = self.ws.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Close reasons are limited to 123 bytes (RFC 6455 §5.5: 125 minus the code).
+fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= 123 {
+        return reason;
+    }
+    let mut end = 123;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The upstream half of a relaying session.
+struct Relay {
+    io: UpstreamIo,
+    splitter: StreamSplitter,
+    /// The latest client `<open/>` (its `from`/`xml:lang`/`version` go into restart headers).
+    request: OpenRequest,
+    domain: String,
+    /// The server's SASL `<success/>` was relayed and no client element followed yet.
+    restart_allowed: bool,
+    /// A restart header went upstream; the server's new header is expected.
+    awaiting_restart_header: bool,
+    /// Features of the current stream reached the client (D4).
+    features_relayed: bool,
+    closing: Closing,
+    close_deadline: Option<Instant>,
+    buf: Vec<u8>,
+}
+
+impl Relay {
+    async fn write(&mut self, text: &str) -> std::io::Result<()> {
+        self.io.write_all(text.as_bytes()).await?;
+        self.io.flush().await
+    }
+
+    /// Ends the upstream stream cleanly: `</stream:stream>` unless already sent, then TLS
+    /// close_notify and FIN, waiting a little for the server's own end (TLS-9).
+    async fn finish_upstream(&mut self, send_stream_end: bool) {
+        if send_stream_end && self.closing != Closing::ByClient {
+            let _ = self.write(framing::UPSTREAM_STREAM_END).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
+    }
+
+    /// Ends the upstream connection without `</stream:stream>` (CL-4).
+    async fn abort_upstream(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
+    }
+
+    async fn vanish_upstream(&mut self) -> Outcome {
+        self.abort_upstream().await;
+        Outcome::ClientVanished
+    }
+}
