@@ -1,0 +1,56 @@
+//! An in-process gateway on 127.0.0.1:0 built from a TOML string, trusting only the test CA.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use xmpp_ws_gateway::config::Config;
+use xmpp_ws_gateway::run::{build_gateway, Bound};
+use xmpp_ws_gateway::session::Gateway;
+use xmpp_ws_gateway::upstream::SystemRoots;
+
+/// A running gateway; stops when dropped.
+pub struct TestGateway {
+    /// `ws://127.0.0.1:PORT/xmpp-websocket`.
+    pub url: String,
+    /// The shared state (metrics, config).
+    pub gateway: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway from `toml` (the listener address is forced to 127.0.0.1:0).
+    pub async fn start(toml: &str) -> TestGateway {
+        let mut config = Config::from_toml(toml).expect("valid test config");
+        config.listener.address = "127.0.0.1:0".into();
+        let gateway = build_gateway(config, &SystemRoots::empty()).expect("gateway state");
+        let bound = Bound::bind(gateway.clone()).await.expect("bind");
+        let url = bound.url();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(bound.serve(async move {
+            let _ = stopped.await;
+        }));
+        TestGateway { url, gateway, stop: Some(stop) }
+    }
+
+    /// A gateway whose only upstream is `domain` at `address` with STARTTLS and the test CA.
+    pub async fn for_upstream(domain: &str, address: std::net::SocketAddr, ca_file: &std::path::Path) -> TestGateway {
+        Self::start(&format!(
+            "[[upstream]]\ndomain = \"{domain}\"\naddress = \"{address}\"\ntls = \"starttls\"\nca_file = \"{}\"\n",
+            ca_file.display()
+        ))
+        .await
+    }
+
+    /// The Prometheus text of this gateway's metrics.
+    pub fn metrics(&self) -> String {
+        self.gateway.metrics.render()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

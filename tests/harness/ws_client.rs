@@ -1,0 +1,147 @@
+//! A raw WebSocket client for tests (tokio-tungstenite), plus raw HTTP for handshake checks.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::STEP;
+
+/// What the gateway sent next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsEvent {
+    /// A text message.
+    Text(String),
+    /// A Close frame with code and reason.
+    Close(u16, String),
+    /// The connection ended without a Close frame.
+    Gone,
+}
+
+/// A connected client.
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The subprotocol the gateway selected.
+    pub protocol: Option<String>,
+}
+
+impl WsClient {
+    /// Connects with `Sec-WebSocket-Protocol: xmpp`.
+    pub async fn connect(url: &str) -> WsClient {
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
+        let (stream, response) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("handshake in time")
+            .expect("WebSocket handshake");
+        let protocol =
+            response.headers().get("Sec-WebSocket-Protocol").map(|value| value.to_str().expect("ascii").to_string());
+        WsClient { stream, protocol }
+    }
+
+    /// Sends one text message.
+    pub async fn send(&mut self, text: &str) {
+        self.stream.send(Message::Text(text.into())).await.expect("send");
+    }
+
+    /// Sends any message (binary, ping, ...).
+    pub async fn send_message(&mut self, message: Message) {
+        self.stream.send(message).await.expect("send");
+    }
+
+    /// The next text message, Close, or end; ping/pong frames are skipped. Panics after [`STEP`].
+    pub async fn next_event(&mut self) -> WsEvent {
+        let event = tokio::time::timeout(STEP, async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Text(text))) => return WsEvent::Text(text.to_string()),
+                    Some(Ok(Message::Close(frame))) => {
+                        return match frame {
+                            Some(frame) => WsEvent::Close(frame.code.into(), frame.reason.to_string()),
+                            None => WsEvent::Close(1005, String::new()),
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => panic!("the gateway sent a binary message"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return WsEvent::Gone,
+                }
+            }
+        })
+        .await;
+        event.expect("the gateway answered in time")
+    }
+
+    /// The next text message; panics on anything else.
+    pub async fn recv_text(&mut self) -> String {
+        match self.next_event().await {
+            WsEvent::Text(text) => text,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// The next event must be a Close frame; returns its code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        match self.next_event().await {
+            WsEvent::Close(code, reason) => (code, reason),
+            other => panic!("expected a WebSocket Close, got {other:?}"),
+        }
+    }
+
+    /// Completes the closing handshake from the client side.
+    pub async fn close(&mut self) {
+        let _ = self.stream.close(None).await;
+    }
+
+    /// Drops the TCP connection without any WebSocket Close.
+    pub fn vanish(self) {
+        drop(self.stream.into_inner());
+    }
+}
+
+/// Sends a raw HTTP/1.1 request and returns the status code and the whole response head + body
+/// received until the server closes or 2 KiB arrive.
+pub async fn raw_http(addr: &str, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 2048];
+    let _ = tokio::time::timeout(STEP, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    response.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&response);
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let length = text[..head_end]
+                            .lines()
+                            .find_map(|line| {
+                                line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok());
+                        match length {
+                            Some(length) if response.len() >= head_end + 4 + length => break,
+                            None if text.starts_with("HTTP/1.1 101") => break,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// A WebSocket upgrade request for `path` on `host` with optional extra header lines.
+pub fn upgrade_request(host: &str, path: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+    )
+}
