@@ -1,0 +1,20 @@
+# Multi-stage build: compile in the Rust image, run as an unprivileged user in a slim runtime.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin xmpp-ws-gateway
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin xmppgw
+COPY --from=build /src/target/release/xmpp-ws-gateway /usr/local/bin/xmpp-ws-gateway
+COPY config/gateway.toml /etc/xmpp-ws-gateway/gateway.toml
+USER 10001
+# Inside a container the listener must not be loopback-only.
+ENV XMPPGW_LISTENER__ADDRESS=0.0.0.0:5280
+EXPOSE 5280
+ENTRYPOINT ["/usr/local/bin/xmpp-ws-gateway"]
+CMD ["--config", "/etc/xmpp-ws-gateway/gateway.toml"]
