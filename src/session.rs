@@ -337,6 +337,7 @@ where
             features_relayed: false,
             closing: Closing::No,
             close_deadline: None,
+            upstream_eof: false,
             buf: vec![0u8; upstream::READ_CHUNK_BYTES],
         };
         let open = framing::client_open(&header, &random_stream_id(), &self.lang);
@@ -358,8 +359,8 @@ where
                     let deadline = relay.close_deadline;
                     tokio::select! {
                         input = recv_client(&mut self.ws) => self.on_client_input(&mut relay, input).await,
-                        read = relay.io.read(&mut relay.buf) => match read {
-                            Ok(0) | Err(_) => self.on_server_vanished(&mut relay).await,
+                        read = relay.io.read(&mut relay.buf), if !relay.upstream_eof => match read {
+                            Ok(0) | Err(_) => self.on_upstream_eof(&mut relay).await,
                             Ok(n) => {
                                 let Relay { splitter, buf, .. } = &mut relay;
                                 splitter.feed(&buf[..n]);
@@ -583,6 +584,27 @@ where
         Flow::End(Outcome::ServerError)
     }
 
+    /// The upstream read side ended (EOF or error).
+    async fn on_upstream_eof(&mut self, relay: &mut Relay) -> Flow {
+        match relay.closing {
+            // TV-92: the server may half-close after its </stream:stream>; keep relaying the
+            // client's last stanzas and its <close/> into the still writable socket.
+            Closing::ByServer => {
+                relay.upstream_eof = true;
+                Flow::Continue
+            }
+            // We already sent </stream:stream>; the server hung up instead of answering in kind.
+            // The stream is over either way: end it cleanly towards the client.
+            Closing::ByClient => {
+                relay.abort_upstream().await;
+                self.send(framing::CLOSE).await;
+                self.close_ws(close_code::NORMAL, "stream closed").await;
+                Flow::End(Outcome::Clean)
+            }
+            Closing::No => self.on_server_vanished(relay).await,
+        }
+    }
+
     async fn on_server_vanished(&mut self, relay: &mut Relay) -> Flow {
         debug!("upstream lost without </stream:stream>");
         relay.abort_upstream().await;
@@ -606,7 +628,7 @@ where
         self.metrics().stream_errors.with_label_values(&[condition.as_str(), "gateway"]).inc();
         self.send(&framing::client_stream_error(condition, None)).await;
         self.send(framing::CLOSE).await;
-        relay.finish_upstream(relay.closing == Closing::No || relay.closing == Closing::ByServer).await;
+        relay.finish_upstream(true).await;
         self.close_ws(code, condition.as_str()).await;
     }
 
@@ -701,6 +723,8 @@ struct Relay {
     features_relayed: bool,
     closing: Closing,
     close_deadline: Option<Instant>,
+    /// The server's read side has ended (only possible while `closing` is `ByServer`).
+    upstream_eof: bool,
     buf: Vec<u8>,
 }
 

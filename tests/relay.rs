@@ -158,6 +158,18 @@ async fn tv_91_server_close_reaches_the_client_as_close_and_the_client_close_goe
 }
 
 #[tokio::test]
+async fn tv_92_server_half_close_still_receives_the_client_close() {
+    let setup = setup().await;
+    let (mut client, mut conn) = opened(&setup).await;
+    conn.write("</stream:stream>").await;
+    conn.shutdown_write().await;
+    assert_eq!(client.recv_text().await, CLOSE);
+    client.send(CLOSE).await;
+    conn.read_until("</stream:stream>").await;
+    assert_eq!(client.expect_close().await.0, 1000);
+}
+
+#[tokio::test]
 async fn tv_93_close_immediately_followed_by_websocket_close_is_still_clean() {
     let setup = setup().await;
     let (mut client, mut conn) = opened(&setup).await;

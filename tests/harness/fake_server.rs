@@ -214,6 +214,15 @@ impl ServerConn {
         header
     }
 
+    /// Half-closes: TLS close_notify (if TLS) and TCP FIN on the write side; reading goes on.
+    pub async fn shutdown_write(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.shutdown().await.expect("shutdown");
+        } else {
+            self.plain.as_mut().expect("connection").shutdown().await.expect("shutdown");
+        }
+    }
+
     /// Drops the connection at once (the kernel sends FIN; no `</stream:stream>`, no close_notify).
     pub fn drop_abruptly(mut self) {
         if let Some(tls) = self.tls.take() {
