@@ -1,6 +1,8 @@
 //! Operating the gateway, in-process: admin endpoints and metrics, limits, Origin, trusted
 //! proxies, drain, keepalive deadlines, host-meta, wss, PROXY protocol.
 
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 use std::sync::Arc;
@@ -365,7 +367,7 @@ async fn wss_listener_serves_the_gateway_over_tls() {
         .await
         .expect("the gateway's certificate is valid for gw.test");
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("wss://gw.test/xmpp-websocket").into_client_request().unwrap();
+    let mut request = "wss://gw.test/xmpp-websocket".into_client_request().unwrap();
     request.headers_mut().insert("Sec-WebSocket-Protocol", "xmpp".parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::client_async(request, tls).await.expect("wss handshake");
     use futures_util::{SinkExt, StreamExt};

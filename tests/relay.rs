@@ -1,6 +1,8 @@
 //! The session end to end against a scripted fake server over real sockets and real TLS:
 //! opening with STARTTLS, SASL restart, relaying, clean and abrupt closes, setup failures.
 
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 use harness::fake_server::{FakeServer, ReadEnd};
