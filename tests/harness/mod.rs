@@ -4,6 +4,7 @@
 
 pub mod fake_server;
 pub mod gateway;
+pub mod process;
 pub mod ws_client;
 
 use std::time::Duration;
