@@ -41,6 +41,9 @@ pub(crate) struct RootInfo {
     /// The root's attributes other than namespace declarations: raw qualified name and
     /// unescaped (attribute-value-normalised) value, in document order.
     pub attrs: Vec<(String, String)>,
+    /// The root's namespace declarations in document order: `(None, uri)` for `xmlns`,
+    /// `(Some(prefix), uri)` for `xmlns:prefix`, values unescaped.
+    pub ns_decls: Vec<(Option<String>, String)>,
     /// The first child of the root in the stream-errors namespace other than `<text>`: its local
     /// name and its direct character data (used for `<see-other-host>`).
     pub error_child: Option<(String, String)>,
@@ -197,9 +200,17 @@ fn check_start(
             if prefix == b"xmlns" {
                 return Err(WfError::NotWellFormed("the xmlns prefix declared"));
             }
+            if is_root {
+                let prefix =
+                    std::str::from_utf8(prefix).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
+                info.ns_decls.push((Some(prefix.to_owned()), value));
+            }
             continue;
         }
         if key == b"xmlns" {
+            if is_root {
+                info.ns_decls.push((None, value));
+            }
             continue;
         }
         if key.contains(&b':') {
