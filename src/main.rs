@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::new(&config.log.level);
+    let filter = EnvFilter::new(log_filter(&config.log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Text => builder.with_ansi(false).init(),
@@ -89,6 +89,14 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Dependencies that log whole WebSocket messages (and so SASL payloads) at trace level are
+/// capped at debug whatever the configured level: credentials never reach the log.
+const PAYLOAD_LOGGING_CAPS: &str = "tungstenite=debug,tokio_tungstenite=debug,hyper=debug,hyper_util=debug";
+
+fn log_filter(level: &str) -> String {
+    format!("{level},{PAYLOAD_LOGGING_CAPS}")
 }
 
 /// SIGHUP reloads the configuration file for new sessions (allowlists, limits, certificates).

@@ -54,6 +54,23 @@ impl TestGateway {
         .await
     }
 
+    /// Waits (polling, up to 10 s) until `series` has `value` in the metrics; panics otherwise.
+    pub async fn wait_metric(&self, series: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = self.metrics();
+            let current = text
+                .lines()
+                .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
+                .unwrap_or(0.0);
+            if current == value {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{series} stayed at {current}, expected {value}:\n{text}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The Prometheus text of this gateway's metrics.
     pub fn metrics(&self) -> String {
         self.gateway.metrics.render()

@@ -5,6 +5,7 @@
 pub mod fake_server;
 pub mod gateway;
 pub mod process;
+pub mod raw_ws;
 pub mod ws_client;
 
 use std::time::Duration;
