@@ -11,14 +11,14 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::server::{self, AppState};
 use crate::session::Gateway;
-use crate::upstream::{SystemRoots, TlsSetupError, UpstreamDirectory};
+use crate::upstream::{SystemRoots, UpstreamDirectory, UpstreamSetupError};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A CA file could not be loaded.
+    /// A CA file could not be loaded, or the DNS resolver could not be configured.
     #[error(transparent)]
-    Tls(#[from] TlsSetupError),
+    Upstream(#[from] UpstreamSetupError),
     /// The listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -29,7 +29,8 @@ pub enum StartError {
     },
 }
 
-/// The shared state for a configuration: metrics, upstream directory with TLS configurations.
+/// The shared state for a configuration: metrics, upstream directory with the resolver and
+/// TLS configurations.
 pub fn build_gateway(config: Config, roots: &SystemRoots) -> Result<Arc<Gateway>, StartError> {
     let upstreams = UpstreamDirectory::from_config(&config, roots)?;
     Ok(Arc::new(Gateway { config, metrics: Metrics::new(), upstreams }))
