@@ -2,6 +2,8 @@
 //! misbehave on purpose, an in-process gateway, and a raw WebSocket client.
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod dns;
 pub mod fake_server;
 pub mod gateway;
 pub mod ws_client;
