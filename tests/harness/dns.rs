@@ -81,7 +81,8 @@ impl RequestHandler for Handler {
             header.set_response_code(ResponseCode::FormErr);
             return header.into();
         };
-        let name = fqdn(&info.query.name().to_string());
+        // A-labels as sent (Display would decode punycode to Unicode).
+        let name = fqdn(&Name::from(info.query.name().clone()).to_ascii());
         let rtype = info.query.query_type();
         self.log.lock().expect("log").push((name.clone(), rtype));
         let answer = {
