@@ -213,6 +213,7 @@ impl UpstreamDirectory {
                     tls: target.tls,
                     tls_config: target.tls_config.clone(),
                     guarded: false,
+                    is_static: true,
                 };
                 let once = self.attempt(&attempt, open, connect, limits, metrics, phase);
                 return match tokio::time::timeout(connect.attempt_timeout(), once).await {
@@ -235,7 +236,8 @@ impl UpstreamDirectory {
                 RouteTls::StartTls => (UpstreamTls::Starttls, self.discovered_starttls.clone()),
                 RouteTls::Direct => (UpstreamTls::Direct, self.discovered_direct.clone()),
             };
-            let attempt = Attempt { domain, host, port: *port, tls, tls_config: Some(tls_config), guarded };
+            let attempt =
+                Attempt { domain, host, port: *port, tls, tls_config: Some(tls_config), guarded, is_static: false };
             let once = self.attempt(&attempt, open, connect, limits, metrics, phase);
             let error = match tokio::time::timeout(connect.attempt_timeout(), once).await {
                 Ok(Ok(established)) => return Ok(established),
@@ -259,7 +261,12 @@ impl UpstreamDirectory {
         phase: &mut &'static str,
     ) -> Result<Established, UpstreamError> {
         *phase = "dns";
-        let ips = self.resolver.addresses(attempt.host, metrics).await.map_err(UpstreamError::Dns)?;
+        let ips = if attempt.guarded || !attempt.is_static {
+            self.resolver.addresses(attempt.host, metrics).await.map_err(UpstreamError::Dns)?
+        } else {
+            // A static upstream's host is resolved by the system, as written (hosts file too).
+            static_addresses(attempt.host, attempt.port).await?
+        };
         let mut refused = None;
         let addresses: Vec<SocketAddr> = ips
             .into_iter()
@@ -303,6 +310,21 @@ struct Attempt<'a> {
     tls_config: Option<Arc<ClientConfig>>,
     /// Whether the address guard applies (DNS-discovered, not exempted).
     guarded: bool,
+    /// A static `[[upstream]]` address (resolved by the system, never guarded).
+    is_static: bool,
+}
+
+/// The addresses of a static upstream's host (an IP literal as is, a name through the system).
+async fn static_addresses(host: &str, port: u16) -> Result<Vec<std::net::IpAddr>, UpstreamError> {
+    if let Ok(ip) = host.parse() {
+        return Ok(vec![ip]);
+    }
+    let found = tokio::net::lookup_host((host, port)).await.map_err(|_| UpstreamError::Dns(DnsFailure::Other))?;
+    let ips: Vec<std::net::IpAddr> = found.map(|address| address.ip()).collect();
+    if ips.is_empty() {
+        return Err(UpstreamError::Dns(DnsFailure::NoData));
+    }
+    Ok(ips)
 }
 
 /// Splits `host:port`, `ip:port` or `[ipv6]:port`.
@@ -557,6 +579,39 @@ async fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn directory(toml: &str) -> UpstreamDirectory {
+        let config = Config::from_toml(toml).unwrap();
+        UpstreamDirectory::from_config(&config, &SystemRoots::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lookup_consults_static_upstreams_then_the_allowlist() {
+        let directory = directory(
+            "[dns]\nnameservers = [\"127.0.0.1:53\"]\n[domains]\nallow = [\"*.example.net\", \"corp.example\"]\n\
+             special_addresses = [\"corp.example\"]\n\
+             [[upstream]]\ndomain = \"static.example\"\naddress = \"127.0.0.1:5222\"\n",
+        );
+        assert!(matches!(directory.lookup("static.example"), Ok(Upstream::Static(_))));
+        assert!(matches!(
+            directory.lookup("a.example.net"),
+            Ok(Upstream::Discovered { special_addresses_allowed: false, .. })
+        ));
+        assert!(matches!(
+            directory.lookup("corp.example"),
+            Ok(Upstream::Discovered { special_addresses_allowed: true, .. })
+        ));
+        assert_eq!(directory.lookup("example.net").unwrap_err(), NotServed::DomainNotAllowed);
+        assert_eq!(directory.lookup("other.example").unwrap_err().class(), "domain-not-allowed");
+    }
+
+    #[test]
+    fn discovery_failure_classes() {
+        assert_eq!(UpstreamError::Dns(DnsFailure::NxDomain).class(), "dns-nxdomain");
+        assert_eq!(UpstreamError::SrvDecidedlyUnavailable.class(), "srv-decidedly-unavailable");
+        assert_eq!(UpstreamError::AddressRefused { range: "loopback" }.class(), "address-refused");
+        assert_eq!(UpstreamError::Timeout { phase: "dns" }.class(), "dns-timeout");
+    }
 
     #[test]
     fn host_port_forms() {
