@@ -263,7 +263,15 @@ impl DnsResolver {
     pub fn from_config(dns: &DnsConfig) -> Result<DnsResolver, ResolverSetupError> {
         let provider = TokioConnectionProvider::default();
         let mut builder = if dns.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| ResolverSetupError(e.to_string()))?
+            match TokioResolver::builder(provider.clone()) {
+                Ok(builder) => builder,
+                Err(error) => {
+                    // Static upstreams need no DNS: start anyway; discovered domains then fail
+                    // with `dns-failed` and this warning says why.
+                    tracing::warn!(%error, "cannot read the system resolver configuration; DNS discovery will fail");
+                    TokioResolver::builder_with_config(ResolverConfig::new(), provider)
+                }
+            }
         } else {
             let mut config = ResolverConfig::new();
             for server in &dns.nameservers {
