@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::control::SessionPermit;
 use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
-use crate::upstream::{self, Established, UpstreamDirectory, UpstreamIo};
+use crate::upstream::{self, Established, Upstream, UpstreamDirectory, UpstreamIo};
 use crate::xml::client::{self, ClientElementKind, ClientFrame, ClientLimits, OpenRequest};
 use crate::xml::condition::StreamCondition;
 use crate::xml::framing;
@@ -320,10 +320,15 @@ where
                 return Outcome::HostUnknown;
             }
         };
-        let Some(target) = self.gateway.upstreams.lookup(&domain) else {
-            debug!(domain = %domain, "domain not served");
-            self.refuse_before_stream(&domain, StreamCondition::HostUnknown, None).await;
-            return Outcome::HostUnknown;
+        let target = match self.gateway.upstreams.lookup(&domain) {
+            Ok(target) => target,
+            Err(refusal) => {
+                // D17: a domain the configuration does not allow is unknown to this gateway.
+                debug!(domain = %domain, class = refusal.class(), "domain not served");
+                self.metrics().connect_failures.with_label_values(&[refusal.class()]).inc();
+                self.refuse_before_stream(&domain, StreamCondition::HostUnknown, Some(refusal.class())).await;
+                return Outcome::HostUnknown;
+            }
         };
         let (established, queued) = match self.connect(&target, &request).await {
             Ok(Some(ready)) => ready,
@@ -337,36 +342,35 @@ where
     /// meanwhile. `Ok(None)`: the client went away.
     async fn connect(
         &mut self,
-        target: &upstream::UpstreamTarget,
+        target: &Upstream,
         request: &OpenRequest,
     ) -> Result<Option<(Established, VecDeque<axum::extract::ws::Utf8Bytes>)>, Outcome> {
         let gateway = self.gateway;
         let drain = self.context.drain.clone();
-        let establish = upstream::establish(
+        let establish = gateway.upstreams.establish(
             target,
-            request,
+            upstream::OpenFor { open: request, client: self.context.client },
             &gateway.config.connect,
             self.splitter_limits(),
             &gateway.metrics,
-            self.context.client,
         );
         tokio::pin!(establish);
         let mut queue = VecDeque::new();
         let result = loop {
             tokio::select! {
                 result = &mut establish => break result,
-                _ = drain.cancelled() => return Err(self.drain_before_stream(&target.domain).await),
+                _ = drain.cancelled() => return Err(self.drain_before_stream(target.domain()).await),
                 input = recv_data(&mut self.ws) => match input {
                     ClientInput::Text(text) if queue.len() < gateway.config.limits.max_queued_messages => {
                         queue.push_back(text);
                     }
                     ClientInput::Text(_) => {
                         self.metrics().client_refused.with_label_values(&["queue-full"]).inc();
-                        self.refuse_before_stream(&target.domain, StreamCondition::PolicyViolation, Some("too many messages before the stream was open")).await;
+                        self.refuse_before_stream(target.domain(), StreamCondition::PolicyViolation, Some("too many messages before the stream was open")).await;
                         return Err(Outcome::ClientError);
                     }
                     ClientInput::Gone => return Ok(None),
-                    other => return Err(self.end_on_ws_input(other, Some(&target.domain)).await),
+                    other => return Err(self.end_on_ws_input(other, Some(target.domain())).await),
                 },
             }
         };
@@ -375,8 +379,8 @@ where
             Err(error) => {
                 let class = error.class();
                 self.metrics().connect_failures.with_label_values(&[class]).inc();
-                warn!(domain = %target.domain, class, %error, "upstream unavailable");
-                self.refuse_before_stream(&target.domain, StreamCondition::RemoteConnectionFailed, Some(class)).await;
+                warn!(domain = %target.domain(), class, %error, "upstream unavailable");
+                self.refuse_before_stream(target.domain(), StreamCondition::RemoteConnectionFailed, Some(class)).await;
                 Err(Outcome::UpstreamFailed)
             }
         }
