@@ -90,8 +90,15 @@ cargo test --doc --locked
 step "cargo test --all-targets -- --include-ignored (unit, integration, end-to-end)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --all-targets --locked -- --include-ignored 2>&1 | tee "$log"
-# One total over all test binaries (pipefail already failed us on any failure).
+# --no-fail-fast: report every failing test binary, not just the first.
+set +e
+cargo test --all-targets --locked --no-fail-fast -- --include-ignored 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+((status == 0)) || echo "==> cargo test failed (exit $status)" >&2
+# One total over all test binaries, as the last line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
-     END { printf "\n==> all checks passed\ntotal: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log"
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" \
+  || die "no test ran"
+exit "$status"
 
