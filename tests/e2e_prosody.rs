@@ -71,11 +71,13 @@ fn assert_chat(
     assert_eq!(run.at("/b/mechanism"), expected_mechanism, "{why}");
     assert_eq!(run.at("/a/jid"), format!("{}/a", a.jid()).as_str(), "{why}");
     assert_eq!(run.at("/roster/result_received"), true, "{why}");
+    assert_eq!(run.at("/roster/set_ok"), true, "{why}");
     assert_eq!(
         run.at("/roster/items"),
-        0,
-        "fresh accounts have empty rosters\n{why}"
+        1,
+        "A's roster must hold exactly B\n{why}"
     );
+    assert_eq!(run.at("/roster/contains_b"), true, "{why}");
     assert_eq!(run.at("/message/received"), true, "{why}");
     assert_eq!(run.at("/message/body_received"), body.as_str(), "{why}");
     assert_eq!(run.at("/message/receipt_requested"), true, "{why}");

@@ -24,20 +24,29 @@ if (args) {
     const loginA = await a.login(`${args["user-a"]}@${args.domain}/a`, args["password-a"], step);
     result.a = { login_ok: true, ...loginA };
 
-    // Roster fetch (RFC 6121 2.1.3).
-    const rosterStart = performance.now();
-    const rosterIq = await withTimeout(
+    // Roster (RFC 6121 2.1.5 set, then 2.1.3 get): A adds B, then fetches the
+    // roster, which must now hold exactly that item.
+    const bBare = `${args["user-b"]}@${args.domain}`;
+    const iq = (stanza, what) => withTimeout(
       new Promise((resolve, reject) => {
-        a.conn.sendIQ($iq({ type: "get" }).c("query", { xmlns: Strophe.NS.ROSTER }), resolve, (e) =>
-          reject(new Error(`roster error: ${e ? Strophe.serialize(e) : "timeout"}`)), step);
+        a.conn.sendIQ(stanza, resolve, (e) => reject(new Error(`${what} error: ${e ? Strophe.serialize(e) : "timeout"}`)), step);
       }),
       step,
-      "roster result",
+      what,
     );
+    const rosterStart = performance.now();
+    const setResult = await iq(
+      $iq({ type: "set" }).c("query", { xmlns: Strophe.NS.ROSTER }).c("item", { jid: bBare, name: "B" }),
+      "roster set result",
+    );
+    const rosterIq = await iq($iq({ type: "get" }).c("query", { xmlns: Strophe.NS.ROSTER }), "roster result");
     const query = rosterIq.getElementsByTagName("query")[0];
+    const items = query ? Array.from(query.getElementsByTagName("item")) : [];
     result.roster = {
+      set_ok: setResult.getAttribute("type") === "result",
       result_received: rosterIq.getAttribute("type") === "result",
-      items: query ? query.getElementsByTagName("item").length : 0,
+      items: items.length,
+      contains_b: items.some((item) => item.getAttribute("jid") === bBare),
       ms: elapsed(rosterStart),
     };
 

@@ -25,16 +25,30 @@ if (args) {
     const loginA = await a.login(step);
     result.a = { login_ok: true, ...loginA };
 
+    // Roster (RFC 6121 2.1.5 set, then 2.1.3 get): A adds B, then fetches the
+    // roster, which must now hold exactly that item.
+    const bBare = `${args["user-b"]}@${args.domain}`;
     const rosterStart = performance.now();
+    const setResult = await withTimeout(
+      a.xmpp.iqCaller.request(
+        xml("iq", { type: "set" }, xml("query", { xmlns: NS_ROSTER }, xml("item", { jid: bBare, name: "B" }))),
+        step,
+      ),
+      step,
+      "roster set result",
+    );
     const rosterIq = await withTimeout(
       a.xmpp.iqCaller.request(xml("iq", { type: "get" }, xml("query", { xmlns: NS_ROSTER })), step),
       step,
       "roster result",
     );
     const query = rosterIq.getChild("query", NS_ROSTER);
+    const items = query ? query.getChildren("item") : [];
     result.roster = {
+      set_ok: setResult.attrs.type === "result",
       result_received: rosterIq.attrs.type === "result",
-      items: query ? query.getChildren("item").length : 0,
+      items: items.length,
+      contains_b: items.some((item) => item.attrs.jid === bBare),
       ms: elapsed(rosterStart),
     };
 
