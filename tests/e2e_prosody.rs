@@ -33,6 +33,17 @@ struct Stack {
     bob: Account,
 }
 
+impl Stack {
+    /// Both servers' logs, for assertion messages.
+    fn logs(&self) -> String {
+        format!(
+            "--- gateway log (tail) ---\n{}\n{}",
+            support::tail(&self.gateway.log(), 60),
+            self.prosody.diagnostics()
+        )
+    }
+}
+
 fn stack() -> Stack {
     let prosody = Prosody::start();
     let alice = prosody.register_random("alice");
@@ -53,6 +64,7 @@ fn assert_chat(
     a: &Account,
     b: &Account,
     mechanism: Option<&str>,
+    logs: &dyn Fn() -> String,
 ) -> NodeRun {
     let body = format!("héllo <&> from {script} via {url}");
     let run = run_node(
@@ -61,7 +73,7 @@ fn assert_chat(
         &[],
         NODE_TIMEOUT,
     );
-    let why = run.describe();
+    let why = format!("{}\n{}", run.describe(), logs());
     assert!(run.status.success(), "{script} failed\n{why}");
     assert_eq!(run.at("/ok"), true, "{why}");
     assert_eq!(run.at("/a/login_ok"), true, "{why}");
@@ -115,7 +127,12 @@ fn assert_chat(
 }
 
 /// Runs a wrong-password scenario and checks the SASL condition and its speed.
-fn assert_wrong_password(script: &str, url: &str, account: &Account) -> NodeRun {
+fn assert_wrong_password(
+    script: &str,
+    url: &str,
+    account: &Account,
+    logs: &dyn Fn() -> String,
+) -> NodeRun {
     let bad = format!("{}-wrong", account.password);
     let run = run_node(
         script,
@@ -123,7 +140,7 @@ fn assert_wrong_password(script: &str, url: &str, account: &Account) -> NodeRun 
         &[],
         NODE_TIMEOUT,
     );
-    let why = run.describe();
+    let why = format!("{}\n{}", run.describe(), logs());
     assert!(run.status.success(), "{script} failed\n{why}");
     assert_eq!(run.at("/login_ok"), false, "{why}");
     assert_eq!(run.at("/condition"), "not-authorized", "{why}");
@@ -154,7 +171,9 @@ fn assert_prosody_saw_starttls(stack: &Stack) {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_chat_through_gateway() {
     let s = stack();
-    assert_chat(STROPHE.0, s.gateway.url(), &s.alice, &s.bob, None);
+    assert_chat(STROPHE.0, s.gateway.url(), &s.alice, &s.bob, None, &|| {
+        s.logs()
+    });
     assert_prosody_saw_starttls(&s);
 }
 
@@ -162,21 +181,30 @@ fn strophe_chat_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_chat_with_plain_through_gateway() {
     let s = stack();
-    assert_chat(STROPHE.0, s.gateway.url(), &s.alice, &s.bob, Some("PLAIN"));
+    assert_chat(
+        STROPHE.0,
+        s.gateway.url(),
+        &s.alice,
+        &s.bob,
+        Some("PLAIN"),
+        &|| s.logs(),
+    );
 }
 
 #[test]
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_wrong_password_through_gateway() {
     let s = stack();
-    assert_wrong_password(STROPHE.1, s.gateway.url(), &s.alice);
+    assert_wrong_password(STROPHE.1, s.gateway.url(), &s.alice, &|| s.logs());
 }
 
 #[test]
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_chat_through_gateway() {
     let s = stack();
-    assert_chat(XMPPJS.0, s.gateway.url(), &s.alice, &s.bob, None);
+    assert_chat(XMPPJS.0, s.gateway.url(), &s.alice, &s.bob, None, &|| {
+        s.logs()
+    });
     assert_prosody_saw_starttls(&s);
 }
 
@@ -184,14 +212,21 @@ fn xmppjs_chat_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_chat_with_plain_through_gateway() {
     let s = stack();
-    assert_chat(XMPPJS.0, s.gateway.url(), &s.alice, &s.bob, Some("PLAIN"));
+    assert_chat(
+        XMPPJS.0,
+        s.gateway.url(),
+        &s.alice,
+        &s.bob,
+        Some("PLAIN"),
+        &|| s.logs(),
+    );
 }
 
 #[test]
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_wrong_password_through_gateway() {
     let s = stack();
-    assert_wrong_password(XMPPJS.1, s.gateway.url(), &s.alice);
+    assert_wrong_password(XMPPJS.1, s.gateway.url(), &s.alice, &|| s.logs());
 }
 
 // --- Straight against Prosody's mod_websocket (baseline, no gateway) ---------
@@ -208,9 +243,13 @@ fn prosody_with_websocket() -> (Prosody, String, Account, Account) {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_scenarios_against_prosody_websocket() {
     let (prosody, url, alice, bob) = prosody_with_websocket();
-    assert_chat(STROPHE.0, &url, &alice, &bob, None);
-    assert_chat(STROPHE.0, &url, &alice, &bob, Some("PLAIN"));
-    assert_wrong_password(STROPHE.1, &url, &alice);
+    assert_chat(STROPHE.0, &url, &alice, &bob, None, &|| {
+        prosody.diagnostics()
+    });
+    assert_chat(STROPHE.0, &url, &alice, &bob, Some("PLAIN"), &|| {
+        prosody.diagnostics()
+    });
+    assert_wrong_password(STROPHE.1, &url, &alice, &|| prosody.diagnostics());
     // The fixture's log is real and readable: the logins went through mod_websocket.
     assert!(
         prosody.log().contains("mod_websocket"),
@@ -223,9 +262,13 @@ fn strophe_scenarios_against_prosody_websocket() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_scenarios_against_prosody_websocket() {
     let (prosody, url, alice, bob) = prosody_with_websocket();
-    assert_chat(XMPPJS.0, &url, &alice, &bob, None);
-    assert_chat(XMPPJS.0, &url, &alice, &bob, Some("PLAIN"));
-    assert_wrong_password(XMPPJS.1, &url, &alice);
+    assert_chat(XMPPJS.0, &url, &alice, &bob, None, &|| {
+        prosody.diagnostics()
+    });
+    assert_chat(XMPPJS.0, &url, &alice, &bob, Some("PLAIN"), &|| {
+        prosody.diagnostics()
+    });
+    assert_wrong_password(XMPPJS.1, &url, &alice, &|| prosody.diagnostics());
     assert!(
         prosody.log().contains("mod_websocket"),
         "{}",

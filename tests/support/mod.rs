@@ -540,6 +540,10 @@ impl Gateway {
 
         let mut command = Command::new(env!("CARGO_BIN_EXE_xmpp-ws-gateway"));
         command.arg("--config").arg(&config_path);
+        // Debug logs make e2e failures readable; the caller's RUST_LOG wins.
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "info,xmpp_ws_gateway=debug");
+        }
         for (key, value) in env {
             command.env(key, value);
         }
