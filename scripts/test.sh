@@ -24,6 +24,8 @@ step "checking toolchains"
 command -v cargo >/dev/null || die "cargo not found (install Rust first)"
 command -v node >/dev/null || die "node not found (Node >= 20.10 is needed)"
 command -v npm >/dev/null || die "npm not found"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 node_version="$(node --version)"
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=10)?0:1)' \
   || die "Node ${node_version} is too old: the e2e clients need >= 20.10"
