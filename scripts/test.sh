@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The project's single test command (README): formatting, lints, unit and
+# integration tests, and the end-to-end tests with a real Prosody and real
+# browser XMPP libraries under Node.
+#
+# Works on a fresh Debian 12 machine, as root, with Rust, Node >= 20.10 and npm
+# preinstalled: missing Debian packages are installed, Node packages come from
+# the committed lockfile (npm ci). Nothing here listens beyond 127.0.0.1, and
+# no fixed port is used (Prosody's own system service, if any, cannot conflict).
+#
+# Environment:
+#   SKIP_APT=1      do not try to install Debian packages (fail if missing)
+#   CARGO_TARGET_DIR is honoured as usual.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# --- Toolchains that must already exist --------------------------------------
+step "checking toolchains"
+command -v cargo >/dev/null || die "cargo not found (install Rust first)"
+command -v node >/dev/null || die "node not found (Node >= 20.10 is needed)"
+command -v npm >/dev/null || die "npm not found"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
+node_version="$(node --version)"
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=10)?0:1)' \
+  || die "Node ${node_version} is too old: the e2e clients need >= 20.10"
+echo "cargo: $(cargo --version); node: ${node_version}; npm: $(npm --version)"
+
+# --- Debian packages for the end-to-end tests ---------------------------------
+# prosody: the real XMPP server; lua-unbound/lua-event provide what Debian
+# recommends for it (installed explicitly so the set does not depend on apt's
+# recommends setting); openssl and ca-certificates for TLS tooling.
+packages=(prosody lua-unbound lua-event openssl ca-certificates)
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$pkg")
+  fi
+done
+if ((${#missing[@]} > 0)); then
+  [[ "${SKIP_APT:-0}" != 1 ]] || die "missing Debian packages: ${missing[*]} (SKIP_APT=1 set)"
+  [[ "$(id -u)" == 0 ]] || die "missing Debian packages: ${missing[*]}; run as root or install them"
+  step "installing Debian packages: ${missing[*]}"
+  # Keep the package's own prosody service from starting during installation
+  # (the tests run their own Prosody on free loopback ports).
+  policy_added=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  timeout 600 apt-get update -q
+  timeout 900 apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+fi
+# If a system Prosody is running anyway (e.g. started by an init system), stop
+# it: it is not ours and only wastes the default ports.
+if [[ -f /run/prosody/prosody.pid ]] && kill -0 "$(cat /run/prosody/prosody.pid)" 2>/dev/null; then
+  step "stopping the system prosody service"
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prosody 2>/dev/null; then
+    systemctl stop prosody || true
+    systemctl disable prosody 2>/dev/null || true
+  else
+    service prosody stop || kill "$(cat /run/prosody/prosody.pid)" || true
+  fi
+fi
+command -v prosody >/dev/null && command -v prosodyctl >/dev/null || die "prosody is not installed"
+echo "prosody: $(dpkg-query -W -f='${Version}' prosody)"
+
+# --- Node clients ---------------------------------------------------------------
+step "npm ci (tests/e2e/js)"
+(cd tests/e2e/js && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+
+# --- Rust -------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test --doc"
+cargo test --doc --locked
+
+# The e2e tests start the debug gateway binary that cargo test builds
+# (CARGO_BIN_EXE_xmpp-ws-gateway), so no separate release build is needed.
+step "cargo test --all-targets -- --include-ignored (unit, integration, end-to-end)"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+# --no-fail-fast: report every failing test binary, not just the first.
+set +e
+cargo test --all-targets --locked --no-fail-fast -- --include-ignored 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+((status == 0)) || echo "==> cargo test failed (exit $status)" >&2
+# One total over all test binaries, as the last line.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" \
+  || die "no test ran"
+exit "$status"
+
