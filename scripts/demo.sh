@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Demo: a throw-away Prosody on loopback with accounts alice and bob, the
-# gateway in front of it, one xmpp.js login + chat through the gateway, then
-# both left running with the WebSocket URL and credentials printed.
-# Ctrl-C stops both and removes the temporary directory.
+# Demo: the gateway run with the shipped config/gateway.toml, unchanged, in
+# front of a throw-away Prosody: the shipped config's sidecar upstream is the
+# domain "localhost" on 127.0.0.1:5222 with STARTTLS, so the demo starts
+# Prosody exactly there (accounts alice and bob, a certificate from a CA made
+# now, which the gateway trusts through SSL_CERT_FILE). One xmpp.js login +
+# chat goes through the gateway, then both stay up with the URL and
+# credentials printed. Ctrl-C stops both and removes the temporary directory.
+# Ports used: 5222 (Prosody), 5290 (gateway), 9290 (gateway admin).
 #
 # Needs: prosody (Debian package), openssl, node >= 20.10, npm, cargo.
 # Uses the same Prosody config template as the Rust fixture:
@@ -14,7 +18,8 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-domain="e2e.test"
+domain="localhost"
+c2s_port=5222
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 for tool in prosody prosodyctl openssl node npm cargo; do
@@ -51,6 +56,10 @@ wait_for() {
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+for port in 5222 5290 9290; do
+  if port_open "$port"; then die "port $port on 127.0.0.1 is in use; the demo needs 5222, 5290 and 9290"; fi
+done
+
 echo "==> test CA and certificate for $domain (in $dir)"
 mkdir -p "$dir/data" "$dir/certs"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
@@ -62,7 +71,6 @@ openssl x509 -req -in "$dir/$domain.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" 
   -days 7 -extfile "$dir/leaf.ext" -out "$dir/$domain.crt" 2>/dev/null
 
 echo "==> Prosody config from tests/e2e/fixtures/prosody.cfg.lua.in"
-c2s_port="$(free_port)"
 sed -e "s|@DIR@|$dir|g" -e "s|@C2S_PORT@|$c2s_port|g" -e "s|@HTTP_PORT@||g" \
   -e "s|@WEBSOCKET@|ping|g" -e "s|@DOMAIN@|$domain|g" \
   -e "s|@CERT@|$dir/$domain.crt|g" -e "s|@KEY@|$dir/$domain.key|g" \
@@ -91,20 +99,9 @@ else
   gateway_bin="$target_dir/release/xmpp-ws-gateway"
 fi
 
-cat >"$dir/gateway.toml" <<TOML
-[listener]
-address = "127.0.0.1:$(free_port)"
-path = "/xmpp-websocket"
 
-[[upstream]]
-domain = "$domain"
-address = "127.0.0.1:$c2s_port"
-tls = "starttls"
-ca_file = "$dir/ca.pem"
-TOML
-
-echo "==> starting the gateway (config: $dir/gateway.toml, log: $dir/gateway.log)"
-NO_COLOR=1 "$gateway_bin" --config "$dir/gateway.toml" 2>"$dir/gateway.log" &
+echo "==> starting the gateway with config/gateway.toml (log: $dir/gateway.log)"
+SSL_CERT_FILE="$dir/ca.pem" "$gateway_bin" --config config/gateway.toml 2>"$dir/gateway.log" &
 gateway_pid=$!
 gateway_ready() {
   kill -0 "$gateway_pid" || die "the gateway exited; see $dir/gateway.log: $(tail -5 "$dir/gateway.log")"
@@ -132,6 +129,7 @@ The gateway is running.
   Domain:         $domain
   Accounts:       alice@$domain  password $alice_pw
                   bob@$domain    password $bob_pw
+  Metrics:        http://127.0.0.1:9290/metrics   (also /healthz, /readyz)
   Logs:           $dir/gateway.log  $dir/prosody.log
 Press Ctrl-C to stop both.
 INFO
