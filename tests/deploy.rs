@@ -165,3 +165,50 @@ fn alert_rules_only_use_metrics_the_gateway_defines() {
         assert!(families.contains(&family), "alerts.yml uses {name}, which the gateway does not export: {families:?}");
     }
 }
+
+/// `nginx -t` accepts the site file as shipped, with the location snippet where the site file
+/// expects it (`snippets/` next to nginx.conf) and only the certificate paths swapped for test
+/// files.
+#[test]
+#[ignore = "needs nginx; run scripts/test.sh"]
+fn nginx_accepts_the_site_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("snippets")).unwrap();
+    std::fs::copy(
+        repo("deploy/nginx/xmpp-websocket.location.conf"),
+        root.join("snippets/xmpp-websocket.location.conf"),
+    )
+    .unwrap();
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf_pem(&["xmpp.example.com"]);
+    std::fs::write(root.join("cert.pem"), cert).unwrap();
+    std::fs::write(root.join("key.pem"), key).unwrap();
+    let site = std::fs::read_to_string(repo("deploy/nginx/xmpp-ws-gateway.conf")).unwrap();
+    for path in ["/etc/ssl/certs/xmpp.example.com.pem", "/etc/ssl/private/xmpp.example.com.key"] {
+        assert!(site.contains(path), "the site file no longer names {path}");
+    }
+    let site = site
+        .replace("/etc/ssl/certs/xmpp.example.com.pem", &root.join("cert.pem").display().to_string())
+        .replace("/etc/ssl/private/xmpp.example.com.key", &root.join("key.pem").display().to_string());
+    std::fs::write(root.join("site.conf"), site).unwrap();
+    let d = root.display();
+    std::fs::write(
+        root.join("nginx.conf"),
+        format!("pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    include {d}/site.conf;\n}}\n"),
+    )
+    .unwrap();
+    let nginx = if std::path::Path::new("/usr/sbin/nginx").is_file() { "/usr/sbin/nginx" } else { "nginx" };
+    let output = Command::new(std::env::var_os("NGINX").unwrap_or_else(|| nginx.into()))
+        .arg("-t")
+        .arg("-p")
+        .arg(root)
+        .arg("-c")
+        .arg(root.join("nginx.conf"))
+        .arg("-e")
+        .arg(root.join("error.log"))
+        .output()
+        .expect("run nginx (Debian package nginx; scripts/test.sh installs it)");
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && report.contains("test is successful"), "{report}");
+}
