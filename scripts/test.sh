@@ -34,8 +34,11 @@ echo "cargo: $(cargo --version); node: ${node_version}; npm: $(npm --version)"
 # --- Debian packages for the end-to-end tests ---------------------------------
 # prosody: the real XMPP server; lua-unbound/lua-event provide what Debian
 # recommends for it (installed explicitly so the set does not depend on apt's
-# recommends setting); openssl and ca-certificates for TLS tooling.
-packages=(prosody lua-unbound lua-event openssl ca-certificates)
+# recommends setting); openssl and ca-certificates for TLS tooling; nginx: the
+# reverse proxy the e2e test puts in front of the gateway with deploy/'s config;
+# prometheus: provides promtool, which checks /metrics output and deploy/'s
+# Prometheus rules and scrape config.
+packages=(prosody lua-unbound lua-event openssl ca-certificates nginx prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -46,8 +49,8 @@ if ((${#missing[@]} > 0)); then
   [[ "${SKIP_APT:-0}" != 1 ]] || die "missing Debian packages: ${missing[*]} (SKIP_APT=1 set)"
   [[ "$(id -u)" == 0 ]] || die "missing Debian packages: ${missing[*]}; run as root or install them"
   step "installing Debian packages: ${missing[*]}"
-  # Keep the package's own prosody service from starting during installation
-  # (the tests run their own Prosody on free loopback ports).
+  # Keep the packages' own services (prosody, nginx, prometheus) from starting
+  # during installation (the tests run their own on free loopback ports).
   policy_added=0
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -71,11 +74,25 @@ if [[ -f /run/prosody/prosody.pid ]] && kill -0 "$(cat /run/prosody/prosody.pid)
   fi
 fi
 command -v prosody >/dev/null && command -v prosodyctl >/dev/null || die "prosody is not installed"
-echo "prosody: $(dpkg-query -W -f='${Version}' prosody)"
+[[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || die "nginx is not installed"
+command -v promtool >/dev/null || die "promtool is not installed (Debian package prometheus)"
+echo "prosody: $(dpkg-query -W -f='${Version}' prosody); nginx: $(dpkg-query -W -f='${Version}' nginx); promtool: $(dpkg-query -W -f='${Version}' prometheus)"
 
 # --- Node clients ---------------------------------------------------------------
 step "npm ci (tests/e2e/js)"
 (cd tests/e2e/js && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+
+# --- Container image -------------------------------------------------------------
+# Built only where a Docker engine answers; a docker client alone (or none) is
+# not a failure, just said plainly.
+step "docker build (Dockerfile)"
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  timeout 1800 docker build --pull=false -t xmpp-ws-gateway:test . || die "docker build failed"
+  docker run --rm xmpp-ws-gateway:test --check-config /etc/xmpp-ws-gateway/gateway.toml \
+    || die "the image cannot check its own shipped config"
+else
+  echo "no Docker engine: skipping the image build"
+fi
 
 # --- Rust -------------------------------------------------------------------------
 step "cargo fmt --check"

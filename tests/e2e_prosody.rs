@@ -12,7 +12,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{chat_args, run_node, wrong_password_args, Account, Gateway, NodeRun, Prosody, ProsodyOptions};
+use support::{
+    chat_args, run_node, wrong_password_args, Account, Gateway, Nginx, NodeRun, Prosody, ProsodyOptions,
+    FORWARDED_CLIENT,
+};
 
 /// Upper bound for one node scenario run; the scripts' own deadline is 20 s.
 const NODE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -157,6 +160,46 @@ fn xmppjs_chat_with_plain_through_gateway() {
 fn xmppjs_wrong_password_through_gateway() {
     let s = stack();
     assert_wrong_password(XMPPJS.1, s.gateway.url(), &s.alice, &|| s.logs());
+}
+
+// --- Through a real nginx with deploy's configuration ---------------------------
+
+/// Both chat scenarios through nginx (deploy/nginx/xmpp-websocket.location.conf, included
+/// as is) and the gateway, which trusts nginx on 127.0.0.1. Every session must be logged with
+/// the client address nginx forwarded, never with nginx's own.
+#[test]
+#[ignore = "end-to-end: needs prosody, nginx and node; run scripts/test.sh"]
+fn chat_through_nginx_logs_the_forwarded_client_address() {
+    let prosody = Prosody::start();
+    let alice = prosody.register_random("alice");
+    let bob = prosody.register_random("bob");
+    let gateway = Gateway::start(&Gateway::config_behind_proxy(&prosody));
+    let nginx = Nginx::start(gateway.listen_addr());
+    let logs = || {
+        format!(
+            "--- gateway log (tail) ---\n{}\n{}\n{}",
+            support::tail(&gateway.log(), 60),
+            nginx.diagnostics(),
+            prosody.diagnostics()
+        )
+    };
+    assert_chat(STROPHE.0, &nginx.url(), &alice, &bob, None, &logs);
+    assert_chat(XMPPJS.0, &nginx.url(), &alice, &bob, None, &logs);
+
+    // Two sessions (A and B) per scenario; each logs "session ended" inside its span
+    // `session{id=N client=ADDRESS:PORT}`.
+    let ended = |line: &String| line.contains("session{") && line.contains("session ended");
+    let all_ended =
+        support::poll_until(Duration::from_secs(10), || gateway.log_lines().iter().filter(|l| ended(l)).count() >= 4);
+    assert!(all_ended, "expected 4 ended sessions\n{}", logs());
+    let session_lines: Vec<String> = gateway.log_lines().into_iter().filter(|line| line.contains("session{")).collect();
+    let forwarded = format!("client={FORWARDED_CLIENT}:");
+    for line in &session_lines {
+        assert!(line.contains(&forwarded), "session logged without the forwarded client address: {line}\n{}", logs());
+        assert!(!line.contains("client=127.0.0.1"), "nginx's address logged as the client: {line}");
+    }
+    assert!(session_lines.iter().filter(|l| ended(l)).all(|l| l.contains("outcome=\"clean\"")), "{}", logs());
+    println!("through nginx: {}", session_lines.iter().find(|l| ended(l)).map(String::as_str).unwrap_or_default());
 }
 
 // --- Straight against Prosody's mod_websocket (baseline, no gateway) ---------

@@ -565,6 +565,20 @@ impl Gateway {
         toml
     }
 
+    /// Like [`Self::config_for`], for a gateway behind a reverse proxy on loopback:
+    /// `trusted_proxies = ["127.0.0.1"]`.
+    pub fn config_behind_proxy(prosody: &Prosody) -> String {
+        let toml = Self::config_for(prosody);
+        let listener = "[listener]\n";
+        assert!(toml.starts_with(listener), "{toml}");
+        toml.replacen(listener, "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n", 1)
+    }
+
+    /// `host:port` of the WebSocket listener.
+    pub fn listen_addr(&self) -> &str {
+        self.url.trim_start_matches("ws://").split('/').next().unwrap_or_default()
+    }
+
     /// The WebSocket URL the gateway reported, e.g. `ws://127.0.0.1:40123/xmpp-websocket`.
     pub fn url(&self) -> &str {
         &self.url
@@ -626,6 +640,149 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// nginx
+// ---------------------------------------------------------------------------
+
+/// How long nginx may take to listen.
+const NGINX_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The client address the outer nginx hop claims (TEST-NET-3, RFC 5737): never a loopback
+/// address, so the gateway can only log it if it took the client from `X-Forwarded-For`.
+pub const FORWARDED_CLIENT: &str = "203.0.113.9";
+
+/// A real nginx (the Debian package) in the foreground, in front of the gateway, using
+/// `deploy/nginx/xmpp-websocket.location.conf` as deployed.
+///
+/// Two `server {}` blocks on free loopback ports in one nginx process:
+/// - the *deployed* one: `include`s the deploy snippet as is, with an `upstream
+///   xmpp_ws_gateway` pointing at the test gateway (plain http instead of the site's TLS);
+/// - an *outer hop* in front of it that sets `X-Forwarded-For: 203.0.113.9`, standing for
+///   the real client that everything-on-loopback cannot provide. The deployed nginx appends
+///   its peer (127.0.0.1), so the gateway gets `203.0.113.9, 127.0.0.1` from 127.0.0.1 and,
+///   trusting only 127.0.0.1, must log 203.0.113.9, never nginx's address.
+///
+/// Clients connect to the outer hop ([`Nginx::url`]).
+pub struct Nginx {
+    process: KillOnDrop,
+    outer: SocketAddr,
+    dir: TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx proxying to the gateway listening on `gateway` (`host:port`); panics with
+    /// nginx's error log if it does not listen within 20 s.
+    pub fn start(gateway: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("xmppgw-nginx-").tempdir().expect("temp dir");
+        let snippet = repo_path("deploy/nginx/xmpp-websocket.location.conf");
+        assert!(snippet.is_file(), "{} is missing", snippet.display());
+        let inner_port = free_loopback_port();
+        let outer_port = free_loopback_port();
+        let d = dir.path().display().to_string();
+        let config = format!(
+            "daemon off;\n\
+             master_process off;\n\
+             worker_processes 1;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+             \x20   access_log {d}/access.log;\n\
+             \x20   client_body_temp_path {d}/client_body;\n\
+             \x20   proxy_temp_path {d}/proxy;\n\
+             \x20   fastcgi_temp_path {d}/fastcgi;\n\
+             \x20   uwsgi_temp_path {d}/uwsgi;\n\
+             \x20   scgi_temp_path {d}/scgi;\n\
+             \x20   map $http_upgrade $connection_upgrade {{\n\
+             \x20       default upgrade;\n\
+             \x20       ''      close;\n\
+             \x20   }}\n\
+             \x20   upstream xmpp_ws_gateway {{\n\
+             \x20       server {gateway};\n\
+             \x20   }}\n\
+             \x20   # The deployed configuration: deploy's location block, unchanged.\n\
+             \x20   server {{\n\
+             \x20       listen 127.0.0.1:{inner_port};\n\
+             \x20       server_name localhost;\n\
+             \x20       include {snippet};\n\
+             \x20   }}\n\
+             \x20   # The outer hop: claims the client is {FORWARDED_CLIENT}.\n\
+             \x20   server {{\n\
+             \x20       listen 127.0.0.1:{outer_port};\n\
+             \x20       server_name localhost;\n\
+             \x20       location / {{\n\
+             \x20           proxy_pass http://127.0.0.1:{inner_port};\n\
+             \x20           proxy_http_version 1.1;\n\
+             \x20           proxy_set_header Upgrade $http_upgrade;\n\
+             \x20           proxy_set_header Connection $connection_upgrade;\n\
+             \x20           proxy_set_header Host $host;\n\
+             \x20           proxy_set_header X-Forwarded-For {FORWARDED_CLIENT};\n\
+             \x20           proxy_buffering off;\n\
+             \x20       }}\n\
+             \x20   }}\n\
+             }}\n",
+            snippet = snippet.display(),
+        );
+        let config_path = dir.path().join("nginx.conf");
+        fs::write(&config_path, config).expect("write nginx.conf");
+        let console = fs::File::create(dir.path().join("nginx.console")).expect("console file");
+        let child = Command::new(nginx_bin())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().expect("dup console file"))
+            .stderr(console)
+            .spawn()
+            .expect("spawn nginx (is the Debian package installed? scripts/test.sh installs it)");
+        let mut nginx = Self { process: KillOnDrop(child), outer: SocketAddr::from(([127, 0, 0, 1], outer_port)), dir };
+        let ports = [nginx.outer, SocketAddr::from(([127, 0, 0, 1], inner_port))];
+        let mut exited = None;
+        let ready = poll_until(NGINX_START_TIMEOUT, || {
+            exited = nginx.process.exited();
+            exited.is_some()
+                || ports.iter().all(|addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok())
+        });
+        if let Some(status) = exited {
+            panic!("nginx exited during start ({status})\n{}", nginx.diagnostics());
+        }
+        assert!(ready, "nginx did not listen on {ports:?} within {NGINX_START_TIMEOUT:?}\n{}", nginx.diagnostics());
+        nginx
+    }
+
+    /// The WebSocket URL clients use (through both hops).
+    pub fn url(&self) -> String {
+        format!("ws://{}/xmpp-websocket", self.outer)
+    }
+
+    /// Console output, error log and access log, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!(
+            "--- nginx console ---\n{}\n--- nginx error.log (tail) ---\n{}\n--- nginx access.log (tail) ---\n{}",
+            read("nginx.console"),
+            tail(&read("error.log"), 30),
+            tail(&read("access.log"), 30)
+        )
+    }
+}
+
+/// nginx from `NGINX`, else Debian's /usr/sbin/nginx, else `nginx` from PATH.
+fn nginx_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NGINX") {
+        return PathBuf::from(path);
+    }
+    let debian = Path::new("/usr/sbin/nginx");
+    if debian.is_file() {
+        debian.to_path_buf()
+    } else {
+        PathBuf::from("nginx")
+    }
 }
 
 // ---------------------------------------------------------------------------
