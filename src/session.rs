@@ -88,6 +88,8 @@ pub enum Outcome {
     Clean,
     /// The client's WebSocket went away without `<close/>`.
     ClientVanished,
+    /// The client stopped reading: a message could not be delivered within the send deadline.
+    ClientStalled,
     /// The upstream connection ended without `</stream:stream>`.
     ServerVanished,
     /// The client broke RFC 7395 / RFC 6120 rules and was closed with an error.
@@ -118,6 +120,7 @@ impl Outcome {
         match self {
             Outcome::Clean => "clean",
             Outcome::ClientVanished => "client_vanished",
+            Outcome::ClientStalled => "client_stalled",
             Outcome::ServerVanished => "server_vanished",
             Outcome::ClientError => "client_error",
             Outcome::ServerError => "server_error",
@@ -223,7 +226,10 @@ where
         gateway.metrics.sessions_active.inc();
         debug!("session started");
         let mut session = Session::new(ws, &gateway, &context);
-        let outcome = session.drive().await;
+        let mut outcome = session.drive().await;
+        if session.client_stalled && outcome == Outcome::ClientVanished {
+            outcome = Outcome::ClientStalled;
+        }
         drop(session);
         drop(context.permit);
         gateway.metrics.sessions_ended.with_label_values(&[outcome.label()]).inc();
@@ -240,6 +246,8 @@ struct Session<'g, W> {
     context: &'g SessionContext,
     /// `xml:lang` the client asked for, used when the gateway must make an `<open/>` itself.
     lang: String,
+    /// A send ran out of time: the client stopped reading; nothing more is sent to it.
+    client_stalled: bool,
 }
 
 fn random_stream_id() -> String {
@@ -252,7 +260,7 @@ where
     W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
 {
     fn new(ws: W, gateway: &'g Gateway, context: &'g SessionContext) -> Self {
-        Session { ws, gateway, context, lang: "en".to_string() }
+        Session { ws, gateway, context, lang: "en".to_string(), client_stalled: false }
     }
 
     fn metrics(&self) -> &Metrics {
@@ -275,7 +283,7 @@ where
                 Ok(input) => input,
                 Err(_) => {
                     debug!("no <open/> in time");
-                    self.refuse_before_stream("", StreamCondition::ConnectionTimeout, None).await;
+                    self.refuse_before_stream("", StreamCondition::ConnectionTimeout, None, close_code::NORMAL).await;
                     return Outcome::OpenTimeout;
                 }
             },
@@ -295,13 +303,13 @@ where
             Ok(ClientFrame::Element { .. }) => {
                 self.metrics().client_refused.with_label_values(&["not-open"]).inc();
                 // FR-2: the first message must be <open/> (TV-82).
-                self.refuse_before_stream("", StreamCondition::InvalidNamespace, None).await;
+                self.refuse_before_stream("", StreamCondition::InvalidNamespace, None, close_code::NORMAL).await;
                 return Outcome::ClientError;
             }
             Err(error) => {
                 self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
                 debug!(%error, "first message refused");
-                self.refuse_before_stream("", error.condition(), None).await;
+                self.refuse_before_stream("", error.condition(), None, refusal_close_code(&error)).await;
                 return Outcome::ClientError;
             }
         };
@@ -309,14 +317,14 @@ where
             self.lang = lang.clone();
         }
         let Some(to) = request.to.as_deref() else {
-            self.refuse_before_stream("", StreamCondition::HostUnknown, None).await;
+            self.refuse_before_stream("", StreamCondition::HostUnknown, None, close_code::NORMAL).await;
             return Outcome::HostUnknown;
         };
         let domain = match crate::domain::normalize(to) {
             Ok(domain) => domain,
             Err(error) => {
                 debug!(%error, "unusable 'to'");
-                self.refuse_before_stream("", StreamCondition::HostUnknown, None).await;
+                self.refuse_before_stream("", StreamCondition::HostUnknown, None, close_code::NORMAL).await;
                 return Outcome::HostUnknown;
             }
         };
@@ -326,7 +334,13 @@ where
                 // D17: a domain the configuration does not allow is unknown to this gateway.
                 debug!(domain = %domain, class = refusal.class(), "domain not served");
                 self.metrics().connect_failures.with_label_values(&[refusal.class()]).inc();
-                self.refuse_before_stream(&domain, StreamCondition::HostUnknown, Some(refusal.class())).await;
+                self.refuse_before_stream(
+                    &domain,
+                    StreamCondition::HostUnknown,
+                    Some(refusal.class()),
+                    close_code::NORMAL,
+                )
+                .await;
                 return Outcome::HostUnknown;
             }
         };
@@ -366,7 +380,7 @@ where
                     }
                     ClientInput::Text(_) => {
                         self.metrics().client_refused.with_label_values(&["queue-full"]).inc();
-                        self.refuse_before_stream(target.domain(), StreamCondition::PolicyViolation, Some("too many messages before the stream was open")).await;
+                        self.refuse_before_stream(target.domain(), StreamCondition::PolicyViolation, Some("too many messages before the stream was open"), close_code::POLICY).await;
                         return Err(Outcome::ClientError);
                     }
                     ClientInput::Gone => return Ok(None),
@@ -380,7 +394,13 @@ where
                 let class = error.class();
                 self.metrics().connect_failures.with_label_values(&[class]).inc();
                 warn!(domain = %target.domain(), class, %error, "upstream unavailable");
-                self.refuse_before_stream(target.domain(), StreamCondition::RemoteConnectionFailed, Some(class)).await;
+                self.refuse_before_stream(
+                    target.domain(),
+                    StreamCondition::RemoteConnectionFailed,
+                    Some(class),
+                    close_code::NORMAL,
+                )
+                .await;
                 Err(Outcome::UpstreamFailed)
             }
         }
@@ -448,7 +468,7 @@ where
                         _ = tokio::time::sleep_until(next_ping), if pong_deadline.is_none() => {
                             next_ping = Instant::now() + ping_interval;
                             pong_deadline = Some(Instant::now() + pong_timeout);
-                            if self.ws.send(Message::Ping(bytes::Bytes::from_static(b"xmppgw"))).await.is_err() {
+                            if !self.send_message(Message::Ping(bytes::Bytes::from_static(b"xmppgw"))).await {
                                 relay.abort_upstream().await;
                                 Flow::End(Outcome::ClientVanished)
                             } else {
@@ -524,12 +544,7 @@ where
             Err(error) => {
                 self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
                 debug!(%error, "client message refused");
-                let code = if error.condition() == StreamCondition::PolicyViolation {
-                    close_code::MESSAGE_TOO_BIG
-                } else {
-                    close_code::NORMAL
-                };
-                self.stream_error_and_close(relay, error.condition(), code).await;
+                self.stream_error_and_close(relay, error.condition(), refusal_close_code(&error)).await;
                 return Flow::End(Outcome::ClientError);
             }
         };
@@ -576,7 +591,8 @@ where
                 self.metrics().relayed(TO_SERVER, xml.len());
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
-                    self.metrics().stream_errors.with_label_values(&["client", "client"]).inc();
+                    let condition = client::stream_error_condition(xml);
+                    self.metrics().stream_errors.with_label_values(&[condition, "client"]).inc();
                     if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
                         return self.on_server_vanished(relay).await;
                     }
@@ -784,15 +800,10 @@ where
 
     /// A gateway-made error before any server header reached the client (ERR-2):
     /// `<open/>` + `<stream:error>` + `<close/>`, then the WebSocket close (D6).
-    async fn refuse_before_stream(&mut self, from: &str, condition: StreamCondition, text: Option<&str>) {
+    async fn refuse_before_stream(&mut self, from: &str, condition: StreamCondition, text: Option<&str>, code: u16) {
         self.metrics().stream_errors.with_label_values(&[condition.as_str(), "gateway"]).inc();
         let open = framing::gateway_open(from, &random_stream_id(), &self.lang);
         let error = framing::client_stream_error(condition, text);
-        let code = if condition == StreamCondition::PolicyViolation {
-            close_code::MESSAGE_TOO_BIG
-        } else {
-            close_code::NORMAL
-        };
         if self.send(&open).await && self.send(&error).await {
             self.send(framing::CLOSE).await;
         }
@@ -805,7 +816,13 @@ where
             ClientInput::Text(_) | ClientInput::Gone | ClientInput::Alive => Outcome::ClientVanished,
             ClientInput::TooBig => {
                 self.metrics().client_refused.with_label_values(&["too-big"]).inc();
-                self.refuse_before_stream(domain.unwrap_or(""), StreamCondition::PolicyViolation, None).await;
+                self.refuse_before_stream(
+                    domain.unwrap_or(""),
+                    StreamCondition::PolicyViolation,
+                    None,
+                    close_code::MESSAGE_TOO_BIG,
+                )
+                .await;
                 Outcome::ClientError
             }
             ClientInput::Violation(code, reason) => {
@@ -816,16 +833,38 @@ where
         }
     }
 
-    /// Sends one text message; false when the client is gone.
+    /// Sends one text message; false when the client is gone or stopped reading.
     async fn send(&mut self, text: &str) -> bool {
-        self.ws.send(Message::Text(text.into())).await.is_ok()
+        self.send_message(Message::Text(text.into())).await
+    }
+
+    /// Sends one message within the send deadline: a client that does not take a message within
+    /// a ping interval plus the pong deadline is treated as gone, so a client that stopped
+    /// reading cannot hold its session (and its upstream) forever.
+    async fn send_message(&mut self, message: Message) -> bool {
+        if self.client_stalled {
+            return false;
+        }
+        let limits = &self.gateway.config.limits;
+        let deadline = limits.ping_interval() + limits.pong_timeout();
+        match tokio::time::timeout(deadline, self.ws.send(message)).await {
+            Ok(result) => result.is_ok(),
+            Err(_) => {
+                debug!("client stopped reading");
+                self.client_stalled = true;
+                false
+            }
+        }
     }
 
     /// Sends a WebSocket Close and waits briefly for the client's answer (RFC 6455 §5.5.1).
     async fn close_ws(&mut self, code: u16, reason: &str) {
         let reason = truncate_reason(reason);
+        if self.client_stalled {
+            return;
+        }
         let frame = CloseFrame { code, reason: reason.into() };
-        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+        if !self.send_message(Message::Close(Some(frame))).await {
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -836,6 +875,16 @@ where
             }
         })
         .await;
+    }
+}
+
+/// The WebSocket close code after refusing a client message (CONFORMANCE J): 1008 when a
+/// policy limit (nesting depth) refused it, else 1000 after the XMPP-level close.
+fn refusal_close_code(error: &client::ClientMessageError) -> u16 {
+    if error.condition() == StreamCondition::PolicyViolation {
+        close_code::POLICY
+    } else {
+        close_code::NORMAL
     }
 }
 

@@ -399,7 +399,7 @@ async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_le
     assert!(error.contains("<policy-violation") && error.contains("too many messages"), "{error}");
     assert_eq!(client.recv_text().await, CLOSE);
     let (code, _) = client.expect_close().await;
-    assert_eq!(code, 1009);
+    assert_eq!(code, 1008, "a queue limit is a policy violation, not an oversized message");
     let (_, end) = conn.read_to_end().await;
     assert_eq!(end, ReadEnd::Eof, "the pending upstream connection is closed");
     let plaintext = String::from_utf8_lossy(&conn.plaintext_received).into_owned();
@@ -481,4 +481,43 @@ async fn connect_attempt_timeout_gives_remote_connection_failed_with_the_phase()
     assert!(class.ends_with("-timeout"), "{class}");
     gateway.wait_metric(&format!("xmppgw_upstream_connect_failures_total{{class=\"{class}\"}}"), 1.0).await;
     gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"upstream_failed\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_its_session_instead_of_holding_it() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\nidle_timeout_secs = 0\n",
+    ))
+    .await;
+    let host = host_of(&gateway.url);
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    stream
+        .write_all(upgrade_request(&host, "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let _ = stream.read(&mut buf).await.unwrap();
+    stream.write_all(&masked_text_frame(OPEN.as_bytes())).await.unwrap();
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    // The server floods a client that never reads again; the gateway must give up on the
+    // client (bounded) rather than keep the session and its upstream forever.
+    let stanza = format!("<message to='a@example.com'><body>{}</body></message>", "x".repeat(1000));
+    let flood = async {
+        for _ in 0..20_000 {
+            if !conn.try_write(&stanza).await {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), flood).await;
+    gateway.wait_metric("xmppgw_sessions_active", 0.0).await;
+    let metrics = gateway.metrics();
+    let stalled = metric_value(&metrics, "xmppgw_sessions_ended_total{outcome=\"client_stalled\"}")
+        + metric_value(&metrics, "xmppgw_sessions_ended_total{outcome=\"pong_timeout\"}");
+    assert_eq!(stalled, 1.0, "{metrics}");
 }

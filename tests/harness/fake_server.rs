@@ -218,6 +218,16 @@ impl ServerConn {
         self.write_bytes(text.as_bytes()).await;
     }
 
+    /// Writes bytes; false when the connection is gone (the gateway closed it).
+    pub async fn try_write(&mut self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        if let Some(tls) = self.tls.as_mut() {
+            tls.write_all(bytes).await.is_ok() && tls.flush().await.is_ok()
+        } else {
+            self.plain.as_mut().expect("connection").write_all(bytes).await.is_ok()
+        }
+    }
+
     /// Writes raw bytes.
     pub async fn write_bytes(&mut self, bytes: &[u8]) {
         if let Some(tls) = self.tls.as_mut() {
