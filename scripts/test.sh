@@ -15,6 +15,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+script_started=$SECONDS
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -35,7 +36,10 @@ echo "cargo: $(cargo --version); node: ${node_version}; npm: $(npm --version)"
 # prosody: the real XMPP server; lua-unbound/lua-event provide what Debian
 # recommends for it (installed explicitly so the set does not depend on apt's
 # recommends setting); openssl and ca-certificates for TLS tooling.
-packages=(prosody lua-unbound lua-event openssl ca-certificates)
+# ejabberd, nginx and chromium: the interop matrix (tests/interop_matrix.rs) runs a
+# second XMPP server, the reverse proxy of deploy/nginx, and Converse.js in a
+# headless browser.
+packages=(prosody lua-unbound lua-event openssl ca-certificates ejabberd nginx chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -55,9 +59,11 @@ if ((${#missing[@]} > 0)); then
     policy_added=1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  apt_started=$SECONDS
   timeout 600 apt-get update -q
   timeout 900 apt-get install -y -q --no-install-recommends "${missing[@]}"
   if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+  echo "apt: installed ${missing[*]} in $((SECONDS - apt_started)) s"
 fi
 # If a system Prosody is running anyway (e.g. started by an init system), stop
 # it: it is not ours and only wastes the default ports.
@@ -71,7 +77,11 @@ if [[ -f /run/prosody/prosody.pid ]] && kill -0 "$(cat /run/prosody/prosody.pid)
   fi
 fi
 command -v prosody >/dev/null && command -v prosodyctl >/dev/null || die "prosody is not installed"
-echo "prosody: $(dpkg-query -W -f='${Version}' prosody)"
+command -v ejabberdctl >/dev/null || die "ejabberd is not installed"
+command -v nginx >/dev/null || die "nginx is not installed"
+for pkg in prosody ejabberd nginx chromium; do
+  echo "$pkg: $(dpkg-query -W -f='${Version}' "$pkg")"
+done
 
 # --- Node clients ---------------------------------------------------------------
 step "npm ci (tests/e2e/js)"
@@ -94,13 +104,25 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # --no-fail-fast: report every failing test binary, not just the first.
 set +e
-cargo test --all-targets --locked --no-fail-fast -- --include-ignored 2>&1 | tee "$log"
+cargo test --all-targets --locked --no-fail-fast -- --include-ignored --skip interop_matrix 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 ((status == 0)) || echo "==> cargo test failed (exit $status)" >&2
+
+# The interop matrix prints its table (client x server x path), so it runs on its
+# own with --nocapture; any red cell fails it.
+step "interop matrix (tests/interop_matrix.rs)"
+matrix_started=$SECONDS
+set +e
+cargo test --locked --test interop_matrix -- --include-ignored --nocapture --exact interop_matrix 2>&1 | tee -a "$log"
+matrix_status=${PIPESTATUS[0]}
+set -e
+echo "interop matrix: $((SECONDS - matrix_started)) s"
+((matrix_status == 0)) || { echo "==> interop matrix failed (exit $matrix_status)" >&2; status=$matrix_status; }
 # One total over all test binaries, as the last line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
      END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" \
   || die "no test ran"
+echo "scripts/test.sh: $((SECONDS - script_started)) s in all"
 exit "$status"
 

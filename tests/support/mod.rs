@@ -12,6 +12,9 @@
 
 #![allow(dead_code)]
 
+pub mod ejabberd;
+pub mod nginx;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -208,6 +211,11 @@ impl TestCa {
             params.distinguished_name.push(DnType::CommonName, *first);
         }
         params.is_ca = IsCa::ExplicitNoCa;
+        // rcgen's default validity ends in year 4096 (GeneralizedTime); ejabberd's certificate
+        // loader silently ignores such a certificate ("TLS failed: no_certfile"), so stay within
+        // UTCTime.
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().expect("leaf key");
@@ -434,11 +442,12 @@ pub fn fill_template(template: &str, values: &[(&str, &str)]) -> String {
     for (name, value) in values {
         text = text.replace(&format!("@{name}@"), value);
     }
-    // A Lua comment may mention placeholders; code may not keep any.
+    // A comment (Lua `--`, or a whole YAML/nginx `#` line) may mention placeholders; code may
+    // not keep any.
     let leftover: Vec<&str> = text
         .lines()
         .filter(|line| {
-            let code = line.split("--").next().unwrap_or("");
+            let code = if line.trim_start().starts_with('#') { "" } else { line.split("--").next().unwrap_or("") };
             code.split('@')
                 .skip(1)
                 .step_by(2)
