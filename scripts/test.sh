@@ -104,20 +104,21 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # --no-fail-fast: report every failing test binary, not just the first.
 set +e
-cargo test --all-targets --locked --no-fail-fast -- --include-ignored --skip interop_matrix 2>&1 | tee "$log"
+cargo test --all-targets --locked --no-fail-fast -- --include-ignored --skip interop_matrix --skip fault_ 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 ((status == 0)) || echo "==> cargo test failed (exit $status)" >&2
 
-# The interop matrix prints its table (client x server x path), so it runs on its
-# own with --nocapture; any red cell fails it.
-step "interop matrix (tests/interop_matrix.rs)"
+# The interop matrix prints its table (client x server x path) and the fault
+# tests print their counts, so they run on their own with --nocapture; any red
+# cell fails the matrix.
+step "interop matrix and faults (tests/interop_matrix.rs, tests/faults.rs)"
 matrix_started=$SECONDS
 set +e
-cargo test --locked --test interop_matrix -- --include-ignored --nocapture --exact interop_matrix 2>&1 | tee -a "$log"
+cargo test --locked --test interop_matrix --test faults -- --include-ignored --nocapture --test-threads=1 interop_matrix fault_ 2>&1 | tee -a "$log"
 matrix_status=${PIPESTATUS[0]}
 set -e
-echo "interop matrix: $((SECONDS - matrix_started)) s"
+echo "interop matrix and faults: $((SECONDS - matrix_started)) s"
 ((matrix_status == 0)) || { echo "==> interop matrix failed (exit $matrix_status)" >&2; status=$matrix_status; }
 # One total over all test binaries, as the last line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }

@@ -97,17 +97,8 @@ impl Ejabberd {
         chown_tree(dir.path(), uid, gid);
 
         let node = format!("ejabberd-{dist_port}@localhost");
-        let console = fs::File::create(dir.path().join("console.log")).expect("console file");
-        let mut command = Ejabberd::ctl_command(dir.path(), &node, dist_port, uid, gid);
-        command
-            .arg("foreground")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(console.try_clone().expect("dup console file"))
-            .stderr(console);
-        let child = command.spawn().expect("spawn ejabberdctl foreground (is ejabberd installed?)");
         let mut server = Self {
-            process: Some(child),
+            process: None,
             ca,
             c2s: SocketAddr::from(([127, 0, 0, 1], c2s_port)),
             dist_port,
@@ -116,8 +107,38 @@ impl Ejabberd {
             gid,
             dir,
         };
-        server.wait_until_listening();
+        server.spawn();
         server
+    }
+
+    /// Starts `ejabberdctl foreground` and waits until the c2s port listens.
+    fn spawn(&mut self) {
+        let console = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("console.log"))
+            .expect("console file");
+        let mut command = Ejabberd::ctl_command(self.dir.path(), &self.node, self.dist_port, self.uid, self.gid);
+        command
+            .arg("foreground")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().expect("dup console file"))
+            .stderr(console);
+        self.process = Some(command.spawn().expect("spawn ejabberdctl foreground (is ejabberd installed?)"));
+        self.wait_until_listening();
+    }
+
+    /// Starts ejabberd again after [`Ejabberd::kill`], with the same config, ports and spool
+    /// (so the accounts are still there).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Process group of the running server (`kill -KILL -<pgid>` ends all of it).
+    pub fn pgid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
     }
 
     /// `ejabberdctl` with this fixture's directories, node name, distribution port and cookie,
