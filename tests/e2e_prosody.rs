@@ -162,7 +162,7 @@ fn xmppjs_wrong_password_through_gateway() {
 // --- Straight against Prosody's mod_websocket (baseline, no gateway) ---------
 
 fn prosody_with_websocket() -> (Prosody, String, Account, Account) {
-    let prosody = Prosody::start_with(ProsodyOptions { websocket: true });
+    let prosody = Prosody::start_with(ProsodyOptions { websocket: true, ..ProsodyOptions::default() });
     let url = prosody.websocket_url().expect("websocket enabled");
     let alice = prosody.register_random("alice");
     let bob = prosody.register_random("bob");

@@ -21,20 +21,21 @@ use std::time::{Duration, Instant};
 
 use support::ejabberd::Ejabberd;
 use support::nginx::Nginx;
-use support::{run_node, Account, Gateway, NodeRun, Prosody, DOMAIN};
+use support::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
 
 /// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-3 s).
 const CELL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Client libraries, as `matrix-cell.mjs --client` names them.
-const CLIENTS: [&str; 3] = ["strophe", "xmppjs", "stanza"];
+const CLIENTS: [&str; 4] = ["strophe", "xmppjs", "stanza", "converse"];
 /// Paths from the client to the gateway.
 const PATHS: [&str; 2] = ["direct", "nginx"];
 
-/// Gateway configuration for one STARTTLS upstream at `c2s`, trusting nginx on loopback.
-pub fn gateway_config(c2s: SocketAddr, ca: &Path) -> String {
+/// Gateway configuration for one STARTTLS upstream at `c2s`, trusting nginx on loopback, and
+/// allowing the Converse.js page's origin (browsers always send one; Node clients send none).
+pub fn gateway_config(c2s: SocketAddr, ca: &Path, page_origin: &str) -> String {
     format!(
         "[listener]\naddress = \"127.0.0.1:0\"\npath = \"/xmpp-websocket\"\nallow_missing_origin = true\n\
-         trusted_proxies = [\"127.0.0.1\"]\n\n\
+         trusted_proxies = [\"127.0.0.1\"]\nallowed_origins = [\"{page_origin}\"]\n\n\
          [admin]\naddress = \"127.0.0.1:0\"\n\n\
          [[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{c2s}\"\ntls = \"starttls\"\nca_file = \"{}\"\n",
         ca.display()
@@ -65,7 +66,7 @@ impl Cell {
     }
 }
 
-fn run_cell(client: &'static str, column: &Column, path: &'static str) -> Cell {
+fn run_cell(client: &'static str, column: &Column, path: &'static str, page_port: u16) -> Cell {
     let url = match path {
         "direct" => column.gateway.url().to_owned(),
         _ => column.nginx.url(),
@@ -83,7 +84,15 @@ fn run_cell(client: &'static str, column: &Column, path: &'static str) -> Cell {
     .iter()
     .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
     .collect();
-    let run = run_node("matrix-cell", &args, &[], CELL_TIMEOUT);
+    let run = if client == "converse" {
+        // Converse.js in headless Chromium: its own driver, on a page served on `page_port`.
+        let mut args: Vec<String> =
+            args.into_iter().skip(2).filter(|a| a != "--room" && !a.starts_with("matrix@")).collect();
+        args.extend(["--page-port".to_owned(), page_port.to_string()]);
+        run_node("converse-cell", &args, &[], CELL_TIMEOUT)
+    } else {
+        run_node("matrix-cell", &args, &[], CELL_TIMEOUT)
+    };
     Cell { client, server: column.server, path, run }
 }
 
@@ -160,13 +169,16 @@ fn scenario_lines(cells: &[Cell]) -> String {
 #[ignore = "end-to-end: needs prosody, ejabberd, nginx and node; run scripts/test.sh"]
 fn interop_matrix() {
     let started = Instant::now();
-    let prosody = Prosody::start();
+    let prosody = Prosody::start_with(ProsodyOptions { stream_management: true, ..ProsodyOptions::default() });
     let ejabberd = Ejabberd::start();
     let setup_servers = started.elapsed();
+    // The Converse.js page is served from this port; its origin is allowed by both gateways.
+    let page_port = support::free_loopback_port();
+    let page_origin = format!("http://127.0.0.1:{page_port}");
 
     let mut columns = Vec::new();
     {
-        let gateway = Gateway::start(&gateway_config(prosody.c2s_addr(), prosody.ca_pem_path()));
+        let gateway = Gateway::start(&gateway_config(prosody.c2s_addr(), prosody.ca_pem_path(), &page_origin));
         let nginx = Nginx::start(gateway.url().trim_start_matches("ws://").split('/').next().unwrap());
         let alice = prosody.register_random("alice");
         let bob = prosody.register_random("bob");
@@ -181,7 +193,7 @@ fn interop_matrix() {
         });
     }
     {
-        let gateway = Gateway::start(&gateway_config(ejabberd.c2s_addr(), ejabberd.ca_pem_path()));
+        let gateway = Gateway::start(&gateway_config(ejabberd.c2s_addr(), ejabberd.ca_pem_path(), &page_origin));
         let nginx = Nginx::start(gateway.url().trim_start_matches("ws://").split('/').next().unwrap());
         let alice = ejabberd.register("alice", &format!("pw-{:016x}", rand::random::<u64>()));
         let bob = ejabberd.register("bob", &format!("pw-{:016x}", rand::random::<u64>()));
@@ -207,7 +219,7 @@ fn interop_matrix() {
     for client in CLIENTS.into_iter().filter(|c| pick(&CLIENTS, c)) {
         for column in columns.iter().filter(|c| pick(&servers, c.server)) {
             for path in PATHS.into_iter().filter(|p| pick(&PATHS, p)) {
-                cells.push(run_cell(client, column, path));
+                cells.push(run_cell(client, column, path, page_port));
             }
         }
     }

@@ -262,6 +262,9 @@ pub struct ProsodyOptions {
     /// Also serve Prosody's own RFC 7395 endpoint (mod_websocket) on a loopback
     /// HTTP port, for comparison tests; see [`Prosody::websocket_url`].
     pub websocket: bool,
+    /// Load mod_smacks (XEP-0198). Off by default: xmpp.js enables stream management whenever
+    /// it is offered, and its close then races with acks (see the interop matrix).
+    pub stream_management: bool,
 }
 
 /// A real Prosody (the Debian package) in the foreground, configured from
@@ -304,6 +307,7 @@ impl Prosody {
                 ("C2S_PORT", &c2s_port.to_string()),
                 ("HTTP_PORT", &http_port.map(|p| p.to_string()).unwrap_or_default()),
                 ("WEBSOCKET", if options.websocket { "websocket" } else { "ping" }),
+                ("SMACKS", if options.stream_management { "smacks" } else { "ping" }),
                 ("DOMAIN", DOMAIN),
                 ("CERT", &leaf.cert_path.display().to_string()),
                 ("KEY", &leaf.key_path.display().to_string()),
