@@ -15,6 +15,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+script_started=$SECONDS
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -35,10 +36,12 @@ echo "cargo: $(cargo --version); node: ${node_version}; npm: $(npm --version)"
 # prosody: the real XMPP server; lua-unbound/lua-event provide what Debian
 # recommends for it (installed explicitly so the set does not depend on apt's
 # recommends setting); openssl and ca-certificates for TLS tooling; nginx: the
-# reverse proxy the e2e test puts in front of the gateway with deploy/'s config;
+# reverse proxy the e2e tests put in front of the gateway with deploy/'s config;
 # prometheus: provides promtool, which checks /metrics output and deploy/'s
-# Prometheus rules and scrape config.
-packages=(prosody lua-unbound lua-event openssl ca-certificates nginx prometheus)
+# Prometheus rules and scrape config; ejabberd and chromium: the interop matrix
+# (tests/interop_matrix.rs) runs a second XMPP server and Converse.js in a
+# headless browser.
+packages=(prosody lua-unbound lua-event openssl ca-certificates ejabberd nginx chromium prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -58,9 +61,11 @@ if ((${#missing[@]} > 0)); then
     policy_added=1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  apt_started=$SECONDS
   timeout 600 apt-get update -q
   timeout 900 apt-get install -y -q --no-install-recommends "${missing[@]}"
   if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+  echo "apt: installed ${missing[*]} in $((SECONDS - apt_started)) s"
 fi
 # If a system Prosody is running anyway (e.g. started by an init system), stop
 # it: it is not ours and only wastes the default ports.
@@ -74,9 +79,12 @@ if [[ -f /run/prosody/prosody.pid ]] && kill -0 "$(cat /run/prosody/prosody.pid)
   fi
 fi
 command -v prosody >/dev/null && command -v prosodyctl >/dev/null || die "prosody is not installed"
+command -v ejabberdctl >/dev/null || die "ejabberd is not installed"
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || die "nginx is not installed"
 command -v promtool >/dev/null || die "promtool is not installed (Debian package prometheus)"
-echo "prosody: $(dpkg-query -W -f='${Version}' prosody); nginx: $(dpkg-query -W -f='${Version}' nginx); promtool: $(dpkg-query -W -f='${Version}' prometheus)"
+for pkg in prosody ejabberd nginx chromium prometheus; do
+  echo "$pkg: $(dpkg-query -W -f='${Version}' "$pkg")"
+done
 
 # --- Node clients ---------------------------------------------------------------
 step "npm ci (tests/e2e/js)"
@@ -111,13 +119,26 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # --no-fail-fast: report every failing test binary, not just the first.
 set +e
-cargo test --all-targets --locked --no-fail-fast -- --include-ignored 2>&1 | tee "$log"
+cargo test --all-targets --locked --no-fail-fast -- --include-ignored --skip interop_matrix --skip fault_ 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 ((status == 0)) || echo "==> cargo test failed (exit $status)" >&2
+
+# The interop matrix prints its table (client x server x path) and the fault
+# tests print their counts, so they run on their own with --nocapture; any red
+# cell fails the matrix.
+step "interop matrix and faults (tests/interop_matrix.rs, tests/faults.rs)"
+matrix_started=$SECONDS
+set +e
+cargo test --locked --test interop_matrix --test faults -- --include-ignored --nocapture --test-threads=1 interop_matrix fault_ 2>&1 | tee -a "$log"
+matrix_status=${PIPESTATUS[0]}
+set -e
+echo "interop matrix and faults: $((SECONDS - matrix_started)) s"
+((matrix_status == 0)) || { echo "==> interop matrix failed (exit $matrix_status)" >&2; status=$matrix_status; }
 # One total over all test binaries, as the last line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
      END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" \
   || die "no test ran"
+echo "scripts/test.sh: $((SECONDS - script_started)) s in all"
 exit "$status"
 

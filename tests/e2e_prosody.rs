@@ -205,7 +205,7 @@ fn chat_through_nginx_logs_the_forwarded_client_address() {
 // --- Straight against Prosody's mod_websocket (baseline, no gateway) ---------
 
 fn prosody_with_websocket() -> (Prosody, String, Account, Account) {
-    let prosody = Prosody::start_with(ProsodyOptions { websocket: true });
+    let prosody = Prosody::start_with(ProsodyOptions { websocket: true, ..ProsodyOptions::default() });
     let url = prosody.websocket_url().expect("websocket enabled");
     let alice = prosody.register_random("alice");
     let bob = prosody.register_random("bob");

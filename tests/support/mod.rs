@@ -12,6 +12,9 @@
 
 #![allow(dead_code)]
 
+pub mod ejabberd;
+pub mod nginx;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -208,6 +211,11 @@ impl TestCa {
             params.distinguished_name.push(DnType::CommonName, *first);
         }
         params.is_ca = IsCa::ExplicitNoCa;
+        // rcgen's default validity ends in year 4096 (GeneralizedTime); ejabberd's certificate
+        // loader silently ignores such a certificate ("TLS failed: no_certfile"), so stay within
+        // UTCTime.
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().expect("leaf key");
@@ -254,6 +262,9 @@ pub struct ProsodyOptions {
     /// Also serve Prosody's own RFC 7395 endpoint (mod_websocket) on a loopback
     /// HTTP port, for comparison tests; see [`Prosody::websocket_url`].
     pub websocket: bool,
+    /// Load mod_smacks (XEP-0198). Off by default: xmpp.js enables stream management whenever
+    /// it is offered, and its close then races with acks (see the interop matrix).
+    pub stream_management: bool,
 }
 
 /// A real Prosody (the Debian package) in the foreground, configured from
@@ -296,6 +307,7 @@ impl Prosody {
                 ("C2S_PORT", &c2s_port.to_string()),
                 ("HTTP_PORT", &http_port.map(|p| p.to_string()).unwrap_or_default()),
                 ("WEBSOCKET", if options.websocket { "websocket" } else { "ping" }),
+                ("SMACKS", if options.stream_management { "smacks" } else { "ping" }),
                 ("DOMAIN", DOMAIN),
                 ("CERT", &leaf.cert_path.display().to_string()),
                 ("KEY", &leaf.key_path.display().to_string()),
@@ -434,11 +446,12 @@ pub fn fill_template(template: &str, values: &[(&str, &str)]) -> String {
     for (name, value) in values {
         text = text.replace(&format!("@{name}@"), value);
     }
-    // A Lua comment may mention placeholders; code may not keep any.
+    // A comment (Lua `--`, or a whole YAML/nginx `#` line) may mention placeholders; code may
+    // not keep any.
     let leftover: Vec<&str> = text
         .lines()
         .filter(|line| {
-            let code = line.split("--").next().unwrap_or("");
+            let code = if line.trim_start().starts_with('#') { "" } else { line.split("--").next().unwrap_or("") };
             code.split('@')
                 .skip(1)
                 .step_by(2)

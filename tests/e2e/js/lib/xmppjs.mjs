@@ -67,6 +67,7 @@ export class XmppJsClient {
       stream_end_seen: streamEnded,
       socket_closed_clean: socketClean,
       statuses: this.statuses,
+      errors: this.errors.slice(errorsBefore),
       clean: serverClose && streamEnded && socketClean && this.errors.length === errorsBefore,
     };
   }
