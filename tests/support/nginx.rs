@@ -1,6 +1,7 @@
 //! nginx (the Debian package) as a reverse proxy in front of the gateway, a foreground child of
-//! the test in its own process group, configured from `tests/e2e/fixtures/nginx.conf.in` (the
-//! location block of `deploy/nginx/xmpp-ws-gateway.conf`, on plain HTTP on loopback).
+//! the test in its own process group, configured from `tests/e2e/fixtures/nginx.conf.in`, which
+//! includes deploy's location block (`deploy/nginx/xmpp-websocket.location.conf`) unchanged, on
+//! plain HTTP on loopback.
 
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
@@ -31,7 +32,12 @@ impl Nginx {
         let template = fs::read_to_string(repo_path("tests/e2e/fixtures/nginx.conf.in")).expect("read nginx.conf.in");
         let config = fill_template(
             &template,
-            &[("DIR", &dir.path().display().to_string()), ("PORT", &port.to_string()), ("UPSTREAM", upstream)],
+            &[
+                ("DIR", &dir.path().display().to_string()),
+                ("PORT", &port.to_string()),
+                ("UPSTREAM", upstream),
+                ("SNIPPET", &repo_path("deploy/nginx/xmpp-websocket.location.conf").display().to_string()),
+            ],
         );
         let config_path = dir.path().join("nginx.conf");
         fs::write(&config_path, config).expect("write nginx.conf");
