@@ -76,6 +76,37 @@ impl Ejabberd {
         for sub in ["spool", "logs"] {
             fs::create_dir_all(dir.path().join(sub)).expect("fixture dir");
         }
+        // ejabberdctl sources this file; ours is empty so /etc/default/ejabberd does not apply.
+        fs::write(dir.path().join("ejabberdctl.cfg"), "").expect("write ejabberdctl.cfg");
+        // Erlang's resolver configuration, as the package ships it (else an error is logged).
+        let _ = fs::copy("/etc/ejabberd/inetrc", dir.path().join("inetrc"));
+        chown_tree(dir.path(), uid, gid);
+
+        let mut server = Self {
+            process: None,
+            ca,
+            c2s: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dist_port: 0,
+            node: String::new(),
+            uid,
+            gid,
+            dir,
+        };
+        // A port found free can be taken again before ejabberd binds it (Erlang's distribution
+        // listener is the usual victim): start again on fresh ports when that happens.
+        for attempt in 1..=3 {
+            server.use_fresh_ports(&certfile);
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(diagnostics) if attempt < 3 && diagnostics.contains("eaddrinuse") => server.kill(),
+                Err(diagnostics) => panic!("{diagnostics}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Picks free ports and writes the configuration for them.
+    fn use_fresh_ports(&mut self, certfile: &Path) {
         let c2s_port = free_loopback_port();
         let dist_port = free_loopback_port();
         let template = fs::read_to_string(repo_path("tests/e2e/fixtures/ejabberd.yml.in"))
@@ -83,36 +114,30 @@ impl Ejabberd {
         let config = fill_template(
             &template,
             &[
-                ("DIR", &dir.path().display().to_string()),
+                ("DIR", &self.dir.path().display().to_string()),
                 ("C2S_PORT", &c2s_port.to_string()),
                 ("DOMAIN", DOMAIN),
                 ("CERTFILE", &certfile.display().to_string()),
             ],
         );
-        fs::write(dir.path().join("ejabberd.yml"), config).expect("write ejabberd.yml");
-        // ejabberdctl sources this file; ours is empty so /etc/default/ejabberd does not apply.
-        fs::write(dir.path().join("ejabberdctl.cfg"), "").expect("write ejabberdctl.cfg");
-        // Erlang's resolver configuration, as the package ships it (else an error is logged).
-        let _ = fs::copy("/etc/ejabberd/inetrc", dir.path().join("inetrc"));
-        chown_tree(dir.path(), uid, gid);
-
-        let node = format!("ejabberd-{dist_port}@localhost");
-        let mut server = Self {
-            process: None,
-            ca,
-            c2s: SocketAddr::from(([127, 0, 0, 1], c2s_port)),
-            dist_port,
-            node,
-            uid,
-            gid,
-            dir,
-        };
-        server.spawn();
-        server
+        let path = self.dir.path().join("ejabberd.yml");
+        fs::write(&path, config).expect("write ejabberd.yml");
+        chown_tree(&path, self.uid, self.gid);
+        self.c2s = SocketAddr::from(([127, 0, 0, 1], c2s_port));
+        self.dist_port = dist_port;
+        self.node = format!("ejabberd-{dist_port}@localhost");
     }
 
-    /// Starts `ejabberdctl foreground` and waits until the c2s port listens.
+    /// Starts `ejabberdctl foreground` and waits until the c2s port listens; panics if not.
     fn spawn(&mut self) {
+        if let Err(diagnostics) = self.try_spawn() {
+            panic!("{diagnostics}");
+        }
+    }
+
+    /// Starts `ejabberdctl foreground` and waits until the c2s port listens; the error carries
+    /// the diagnostics.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let console = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -126,7 +151,7 @@ impl Ejabberd {
             .stdout(console.try_clone().expect("dup console file"))
             .stderr(console);
         self.process = Some(command.spawn().expect("spawn ejabberdctl foreground (is ejabberd installed?)"));
-        self.wait_until_listening();
+        self.wait_until_listening()
     }
 
     /// Starts ejabberd again after [`Ejabberd::kill`], with the same config, ports and spool
@@ -163,7 +188,7 @@ impl Ejabberd {
         command
     }
 
-    fn wait_until_listening(&mut self) {
+    fn wait_until_listening(&mut self) -> Result<(), String> {
         let c2s = self.c2s;
         let mut exited = None;
         let ready = poll_until(START_TIMEOUT, || {
@@ -171,9 +196,12 @@ impl Ejabberd {
             exited.is_some() || TcpStream::connect_timeout(&c2s, Duration::from_millis(200)).is_ok()
         });
         if let Some(status) = exited {
-            panic!("ejabberd exited during start ({status})\n{}", self.diagnostics());
+            return Err(format!("ejabberd exited during start ({status})\n{}", self.diagnostics()));
         }
-        assert!(ready, "ejabberd did not listen on {c2s} within {START_TIMEOUT:?}\n{}", self.diagnostics());
+        if !ready {
+            return Err(format!("ejabberd did not listen on {c2s} within {START_TIMEOUT:?}\n{}", self.diagnostics()));
+        }
+        Ok(())
     }
 
     /// The c2s (STARTTLS) listener on 127.0.0.1.
