@@ -14,7 +14,8 @@ COPY --from=build /src/target/release/xmpp-ws-gateway /usr/local/bin/xmpp-ws-gat
 COPY config/gateway.toml /etc/xmpp-ws-gateway/gateway.toml
 USER 10001
 # Inside a container the listener must not be loopback-only.
-ENV XMPPGW_LISTENER__ADDRESS=0.0.0.0:5280
-EXPOSE 5280
+ENV XMPPGW_LISTENER__ADDRESS=0.0.0.0:5290 \
+    XMPPGW_ADMIN__ADDRESS=0.0.0.0:9290
+EXPOSE 5290 9290
 ENTRYPOINT ["/usr/local/bin/xmpp-ws-gateway"]
 CMD ["--config", "/etc/xmpp-ws-gateway/gateway.toml"]

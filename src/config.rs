@@ -31,6 +31,15 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The admin listener (metrics, health).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Graceful shutdown.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// XEP-0156 host-meta documents.
+    #[serde(default)]
+    pub host_meta: HostMetaConfig,
     /// Statically configured upstream servers, one per XMPP domain.
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,
@@ -44,12 +53,78 @@ pub struct ListenerConfig {
     pub address: String,
     /// HTTP path of the WebSocket endpoint; also served with a trailing slash (D18).
     pub path: String,
+    /// PEM certificate chain for serving `wss://` directly (needs `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers name the real client.
+    pub trusted_proxies: Vec<String>,
+    /// Origins (`scheme://host[:port]`) whose pages may connect; others get 403.
+    pub allowed_origins: Vec<String>,
+    /// Whether requests without an `Origin` header (non-browser clients) are accepted.
+    pub allow_missing_origin: bool,
 }
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        ListenerConfig { address: "127.0.0.1:5280".into(), path: "/xmpp-websocket".into() }
+        ListenerConfig {
+            address: "127.0.0.1:5290".into(),
+            path: "/xmpp-websocket".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            allow_missing_origin: false,
+        }
     }
+}
+
+/// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Socket address of the admin listener; empty string disables it.
+    pub address: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { address: "127.0.0.1:9290".into() }
+    }
+}
+
+/// What happens on SIGTERM/SIGINT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds live sessions get to end before the process exits anyway.
+    pub grace_period_secs: u64,
+    /// `wss://` URI sent as `<close see-other-uri=.../>` to every session when draining
+    /// (RFC 7395 §3.6.1); without it sessions get `<system-shutdown/>`.
+    pub redirect_uri: Option<String>,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_period_secs: 25, redirect_uri: None }
+    }
+}
+
+impl ShutdownConfig {
+    /// [`Self::grace_period_secs`] as a duration.
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_secs(self.grace_period_secs)
+    }
+}
+
+/// XEP-0156 discovery documents served on the public listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostMetaConfig {
+    /// The public `wss://` URL of this gateway; host-meta is served only when set.
+    pub websocket_url: Option<String>,
+    /// Domains (matched against the request's `Host`) for which host-meta is served.
+    pub domains: Vec<String>,
 }
 
 /// Limits applied to every session.
@@ -64,6 +139,16 @@ pub struct LimitsConfig {
     pub close_timeout_secs: u64,
     /// Client messages queued while the upstream connection is being set up.
     pub max_queued_messages: usize,
+    /// Sessions open at once, in total (503 beyond).
+    pub max_sessions: usize,
+    /// Sessions open at once per client address (429 beyond).
+    pub max_sessions_per_address: usize,
+    /// Seconds between WebSocket pings to the client (D14).
+    pub ping_interval_secs: u64,
+    /// Seconds the client has to answer a ping with a pong before the session is closed.
+    pub pong_timeout_secs: u64,
+    /// Seconds without any stanza in either direction before the session is closed (0: never).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -73,6 +158,11 @@ impl Default for LimitsConfig {
             open_timeout_secs: 10,
             close_timeout_secs: 5,
             max_queued_messages: 32,
+            max_sessions: 10_000,
+            max_sessions_per_address: 100,
+            ping_interval_secs: 30,
+            pong_timeout_secs: 15,
+            idle_timeout_secs: 3600,
         }
     }
 }
@@ -86,6 +176,21 @@ impl LimitsConfig {
     /// [`Self::close_timeout_secs`] as a duration.
     pub fn close_timeout(&self) -> Duration {
         Duration::from_secs(self.close_timeout_secs)
+    }
+
+    /// [`Self::ping_interval_secs`] as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+
+    /// [`Self::pong_timeout_secs`] as a duration.
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_secs(self.pong_timeout_secs)
+    }
+
+    /// [`Self::idle_timeout_secs`] as a duration, `None` when disabled.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
     }
 }
 
@@ -169,6 +274,9 @@ pub struct UpstreamConfig {
     /// Extra PEM file of CA certificates trusted for this upstream, besides the system store.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Send a PROXY protocol v2 header with the client's address first, so the server sees it.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 fn default_upstream_tls() -> UpstreamTls {
@@ -259,8 +367,76 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
-        if self.limits.max_queued_messages == 0 {
-            return Err(invalid("limits.max_queued_messages", "must be at least 1"));
+        for (key, value) in [
+            ("limits.max_queued_messages", self.limits.max_queued_messages),
+            ("limits.max_sessions", self.limits.max_sessions),
+            ("limits.max_sessions_per_address", self.limits.max_sessions_per_address),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            ("limits.ping_interval_secs", self.limits.ping_interval_secs),
+            ("limits.pong_timeout_secs", self.limits.pong_timeout_secs),
+            ("shutdown.grace_period_secs", self.shutdown.grace_period_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        match (&self.listener.tls_cert_file, &self.listener.tls_key_file) {
+            (Some(_), None) => return Err(invalid("listener.tls_key_file", "is required with listener.tls_cert_file")),
+            (None, Some(_)) => return Err(invalid("listener.tls_cert_file", "is required with listener.tls_key_file")),
+            (Some(cert), Some(key)) => {
+                for (name, file) in [("listener.tls_cert_file", cert), ("listener.tls_key_file", key)] {
+                    if !file.is_file() {
+                        return Err(invalid(name, format!("{} is not a readable file", file.display())));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        for (index, cidr) in self.listener.trusted_proxies.iter().enumerate() {
+            parse_cidr(cidr).map_err(|problem| invalid(format!("listener.trusted_proxies[{index}]"), problem))?;
+        }
+        for (index, origin) in self.listener.allowed_origins.iter().enumerate() {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && origin.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if !valid && origin != "*" {
+                return Err(invalid(
+                    format!("listener.allowed_origins[{index}]"),
+                    format!(
+                        "{origin:?} is not an origin like \"https://chat.example.com\" (scheme://host[:port], no path)"
+                    ),
+                ));
+            }
+        }
+        if !self.admin.address.is_empty() {
+            self.admin.address.parse::<SocketAddr>().map_err(|e| {
+                invalid("admin.address", format!("{:?} is not ip:port or \"\" ({e})", self.admin.address))
+            })?;
+        }
+        if let Some(uri) = &self.shutdown.redirect_uri {
+            if !uri.starts_with("wss://") || uri.len() <= "wss://".len() {
+                return Err(invalid(
+                    "shutdown.redirect_uri",
+                    format!("{uri:?} must be a wss:// URI (clients refuse a lower security context, RFC 7395 3.6.1)"),
+                ));
+            }
+        }
+        if let Some(url) = &self.host_meta.websocket_url {
+            if !url.starts_with("wss://") || url.len() <= "wss://".len() {
+                return Err(invalid(
+                    "host_meta.websocket_url",
+                    format!("{url:?} must be a wss:// URL (XEP-0156 allows only secure connection URLs)"),
+                ));
+            }
+        }
+        for (index, domain) in self.host_meta.domains.iter().enumerate() {
+            crate::domain::normalize(domain)
+                .map_err(|e| invalid(format!("host_meta.domains[{index}]"), format!("{domain:?}: {e}")))?;
         }
         if self.connect.attempt_timeout_secs > self.connect.overall_timeout_secs {
             return Err(invalid("connect.attempt_timeout_secs", "must not exceed connect.overall_timeout_secs"));
@@ -288,6 +464,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Parses `a.b.c.d/n`, `x::y/n`, or a bare address (a single host).
+pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{text:?} is not an address or CIDR like 10.0.0.0/8 or ::1/128"))
 }
 
 #[cfg(test)]
@@ -358,6 +544,24 @@ mod tests {
     fn upstream_address_needs_a_port() {
         let message = err("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1\"\n");
         assert!(message.starts_with("upstream[0].address:"), "{message}");
+    }
+
+    #[test]
+    fn operations_settings_are_checked() {
+        assert!(err("[listener]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").starts_with("listener.trusted_proxies[0]:"));
+        assert!(
+            err("[listener]\nallowed_origins = [\"chat.example.com\"]\n").starts_with("listener.allowed_origins[0]:")
+        );
+        assert!(err("[shutdown]\nredirect_uri = \"ws://gw2.example.net/x\"\n").starts_with("shutdown.redirect_uri:"));
+        assert!(err("[host_meta]\nwebsocket_url = \"http://x\"\n").starts_with("host_meta.websocket_url:"));
+        assert!(err("[listener]\ntls_cert_file = \"/etc/hostname\"\n").starts_with("listener.tls_key_file:"));
+        assert!(err("[limits]\nmax_sessions = 0\n").starts_with("limits.max_sessions:"));
+        assert!(err("[admin]\naddress = \"nowhere\"\n").starts_with("admin.address:"));
+        let config = Config::from_toml(
+            "[listener]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nallowed_origins = [\"https://chat.example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.listener.trusted_proxies.len(), 2);
     }
 
     #[test]

@@ -6,13 +6,20 @@
 //! - [`session`]: the per-client state machine that moves bytes between the WebSocket and the
 //!   upstream stream and asks [`xml`] what they mean.
 //! - [`upstream`]: finding, reaching and securing the server (TCP, STARTTLS/direct TLS).
-//! - [`server`]: the HTTP/WebSocket edge (subprotocol negotiation, upgrade).
+//! - [`server`]: the HTTP/WebSocket edge (subprotocol, Origin, limits, upgrade, host-meta);
+//!   [`listener`] its sockets (plain or TLS); [`client_addr`] the client behind a proxy.
+//! - [`control`]: drain signal, session tracking and limits, reloadable state; [`admin`] the
+//!   metrics and health endpoints.
 //! - [`config`], [`domain`], [`metrics`]: settings, domain normalisation, Prometheus metrics.
 //! - [`run`]: wiring used by the binary and by tests.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod client_addr;
 pub mod config;
+pub mod control;
 pub mod domain;
+pub mod listener;
 pub mod metrics;
 pub mod run;
 pub mod server;

@@ -10,6 +10,8 @@ use tracing_subscriber::EnvFilter;
 use xmpp_ws_gateway::config::{Config, LogFormat};
 use xmpp_ws_gateway::run::{build_gateway, Bound};
 use xmpp_ws_gateway::upstream::SystemRoots;
+#[cfg(unix)]
+use xmpp_ws_gateway::{control::Control, run};
 
 /// RFC 7395 XMPP-over-WebSocket gateway to RFC 6120 TCP XMPP servers.
 #[derive(Debug, Parser)]
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::new(&config.log.level);
+    let filter = EnvFilter::new(log_filter(&config.log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Text => builder.with_ansi(false).init(),
@@ -77,6 +79,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        #[cfg(unix)]
+        spawn_reload_on_sighup(bound.control().clone(), args.config.clone());
         match bound.serve(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -85,6 +89,33 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Dependencies that log whole WebSocket messages (and so SASL payloads) at trace level are
+/// capped at debug whatever the configured level: credentials never reach the log.
+const PAYLOAD_LOGGING_CAPS: &str = "tungstenite=debug,tokio_tungstenite=debug,hyper=debug,hyper_util=debug";
+
+fn log_filter(level: &str) -> String {
+    format!("{level},{PAYLOAD_LOGGING_CAPS}")
+}
+
+/// SIGHUP reloads the configuration file for new sessions (allowlists, limits, certificates).
+#[cfg(unix)]
+fn spawn_reload_on_sighup(control: std::sync::Arc<Control>, path: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload disabled");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let env = std::env::vars().collect();
+            match run::reload(&control, &path, env, &SystemRoots::load()) {
+                Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+                Err(error) => tracing::error!(%error, "reload failed; keeping the running configuration"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -1,25 +1,34 @@
-//! Wiring: builds the shared state from a configuration, binds the listener and serves until
-//! a shutdown signal. Used by `main` and by integration tests; holds no global state.
+//! Wiring: builds the shared state from a configuration, binds the listeners, serves until a
+//! shutdown signal, drains, and reloads on request. Used by `main` and by integration tests;
+//! holds no global state.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{self, Config};
+use crate::control::Control;
+use crate::listener::{self, PlainListener, TlsListener};
 use crate::metrics::Metrics;
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, PeerInfo};
 use crate::session::Gateway;
 use crate::upstream::{SystemRoots, TlsSetupError, UpstreamDirectory};
 
-/// Why the gateway could not start.
+/// Why the gateway could not start (or reload).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A CA file could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
-    /// The listener could not be bound.
+    /// The listener's own certificate could not be loaded.
+    #[error(transparent)]
+    ListenerTls(#[from] listener::ListenerTlsError),
+    /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
         /// The configured address.
@@ -27,49 +36,176 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
-/// The shared state for a configuration: metrics, upstream directory with TLS configurations.
+/// The shared state for a configuration, with fresh metrics.
 pub fn build_gateway(config: Config, roots: &SystemRoots) -> Result<Arc<Gateway>, StartError> {
-    let upstreams = UpstreamDirectory::from_config(&config, roots)?;
-    Ok(Arc::new(Gateway { config, metrics: Metrics::new(), upstreams }))
+    build_gateway_with_metrics(config, roots, Metrics::new())
 }
 
-/// A bound, not yet serving gateway.
-#[derive(Debug)]
+/// The shared state for a configuration, reusing `metrics` (a reload keeps counting).
+pub fn build_gateway_with_metrics(
+    config: Config,
+    roots: &SystemRoots,
+    metrics: Metrics,
+) -> Result<Arc<Gateway>, StartError> {
+    let upstreams = UpstreamDirectory::from_config(&config, roots)?;
+    // Validation already proved each entry parses.
+    let trusted_proxies =
+        config.listener.trusted_proxies.iter().filter_map(|cidr| config::parse_cidr(cidr).ok()).collect();
+    let listener_tls = match (&config.listener.tls_cert_file, &config.listener.tls_key_file) {
+        (Some(cert), Some(key)) => Some(listener::server_config(cert, key)?),
+        _ => None,
+    };
+    Ok(Arc::new(Gateway { config, metrics, upstreams, trusted_proxies, listener_tls }))
+}
+
+/// Loads `path` again and swaps the state new sessions use (SIGHUP). Live sessions keep theirs.
+/// Listener and admin addresses and the listener's TLS mode cannot change without a restart.
+pub fn reload(
+    control: &Control,
+    path: &Path,
+    env: HashMap<String, String>,
+    roots: &SystemRoots,
+) -> Result<(), StartError> {
+    let config = Config::load(path, env)?;
+    let current = control.current();
+    for (key, old, new) in [
+        ("listener.address", &current.config.listener.address, &config.listener.address),
+        ("listener.path", &current.config.listener.path, &config.listener.path),
+        ("admin.address", &current.config.admin.address, &config.admin.address),
+    ] {
+        if old != new {
+            warn!(key, old = %old, new = %new, "this setting needs a restart; keeping the old value");
+        }
+    }
+    let mut config = config;
+    config.listener.address = current.config.listener.address.clone();
+    config.listener.path = current.config.listener.path.clone();
+    config.admin.address = current.config.admin.address.clone();
+    if config.listener.tls_cert_file.is_some() != current.listener_tls.is_some() {
+        warn!("switching the listener between ws:// and wss:// needs a restart; keeping the old mode");
+        config.listener.tls_cert_file = current.config.listener.tls_cert_file.clone();
+        config.listener.tls_key_file = current.config.listener.tls_key_file.clone();
+    }
+    let gateway = build_gateway_with_metrics(config, roots, current.metrics.clone())?;
+    control.replace(gateway);
+    Ok(())
+}
+
+enum Public {
+    Plain(PlainListener),
+    Tls(TlsListener),
+}
+
+/// Bound, not yet serving listeners.
 pub struct Bound {
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    /// The address actually bound (useful with port 0).
+    public: Public,
+    admin: Option<TcpListener>,
+    control: Arc<Control>,
+    /// The public listener's address (useful with port 0).
     pub local_addr: SocketAddr,
+    /// The admin listener's address, when enabled.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound").field("local_addr", &self.local_addr).field("admin_addr", &self.admin_addr).finish()
+    }
+}
+
+async fn bind(address: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address).await.map_err(|source| StartError::Bind { address: address.to_string(), source })
 }
 
 impl Bound {
-    /// Binds the WebSocket listener of `gateway`'s configuration.
+    /// Binds the public and admin listeners of `gateway`'s configuration.
     pub async fn bind(gateway: Arc<Gateway>) -> Result<Bound, StartError> {
-        let address = gateway.config.listener.address.clone();
-        let listener = TcpListener::bind(&address)
-            .await
-            .map_err(|source| StartError::Bind { address: address.clone(), source })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { address, source })?;
-        Ok(Bound { listener, gateway, local_addr })
+        let config = gateway.config.clone();
+        let tls = gateway.listener_tls.is_some();
+        let control = Arc::new(Control::new(gateway));
+        let tcp = bind(&config.listener.address).await?;
+        let local_addr =
+            tcp.local_addr().map_err(|source| StartError::Bind { address: config.listener.address.clone(), source })?;
+        let public = if tls {
+            Public::Tls(
+                TlsListener::new(tcp, control.clone())
+                    .map_err(|source| StartError::Bind { address: config.listener.address.clone(), source })?,
+            )
+        } else {
+            Public::Plain(PlainListener(tcp))
+        };
+        let (admin, admin_addr) = if config.admin.address.is_empty() {
+            (None, None)
+        } else {
+            let admin = bind(&config.admin.address).await?;
+            let addr = admin.local_addr().ok();
+            (Some(admin), addr)
+        };
+        Ok(Bound { public, admin, control, local_addr, admin_addr })
     }
 
-    /// The `ws://` URL clients use.
+    /// The URL clients use.
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.local_addr, self.gateway.config.listener.path)
+        let scheme = if matches!(self.public, Public::Tls(_)) { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.local_addr, self.control.current().config.listener.path)
     }
 
-    /// The shared state.
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+    /// The current shared state.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.control.current()
     }
 
-    /// Serves until `shutdown` completes.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        info!(url = %self.url(), "websocket listener ready");
-        let app =
-            server::router(AppState::new(self.gateway.clone())).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
+    /// The control plane (drain, reload, limits).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// Serves until `shutdown` completes, then drains: stops accepting, `/readyz` turns 503,
+    /// every session is told to leave, and live sessions get up to the grace period to end.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let control = self.control.clone();
+        let admin_url = self.admin_addr.map(|addr| format!("http://{addr}")).unwrap_or_else(|| "disabled".into());
+        info!(url = %self.url(), admin = %admin_url, "websocket listener ready");
+        let drain = control.drain.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            drain.cancel();
+        });
+        let admin_task = self.admin.map(|admin| {
+            let router = crate::admin::router(control.clone());
+            tokio::spawn(async move { axum::serve(admin, router).await })
+        });
+        let app = server::router(AppState::new(control.clone()));
+        let stop = control.drain.clone().cancelled_owned();
+        let served = match self.public {
+            Public::Plain(listener) => {
+                axum::serve(listener, app.into_make_service_with_connect_info::<PeerInfo>())
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+            Public::Tls(listener) => {
+                axum::serve(listener, app.into_make_service_with_connect_info::<PeerInfo>())
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        };
+        control.sessions.close();
+        let grace = control.current().config.shutdown.grace_period();
+        let live = control.sessions.len();
+        info!(sessions = live, grace_secs = grace.as_secs(), "draining");
+        if tokio::time::timeout(grace, control.sessions.wait()).await.is_err() {
+            warn!(sessions = control.sessions.len(), "grace period expired with sessions still open");
+        } else {
+            info!("all sessions ended");
+        }
+        if let Some(task) = admin_task {
+            task.abort();
+        }
+        served
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP edge: the WebSocket endpoint (RFC 7395 §3.1 subprotocol negotiation, D1, D18, D19)
-//! and the hand-off of each upgraded socket to a [`crate::session`] task.
+//! The HTTP edge: the WebSocket endpoint (RFC 7395 §3.1 subprotocol negotiation, D1, D18,
+//! D19), the admission checks (draining, Origin, session limits), XEP-0156 host-meta, and the
+//! hand-off of each upgraded socket to a tracked [`crate::session`] task.
 //!
 //! This module decides whether an HTTP request becomes a session; it never looks at XML.
 
@@ -7,44 +8,73 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::extract::connect_info::Connected;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
+use axum::serve::IncomingStream;
 use axum::Router;
 
-use crate::session::{self, Gateway};
+use crate::client_addr::{self, OriginDecision};
+use crate::control::{Control, LimitExceeded};
+use crate::listener::{PlainListener, TlsListener};
+use crate::session::{self, SessionContext};
 
 /// The WebSocket subprotocol of RFC 7395.
 pub const SUBPROTOCOL: &str = "xmpp";
 
 /// Size of the WebSocket read buffer per connection (tungstenite's default is 128 KiB).
 const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Size of the WebSocket write buffer target per connection.
+/// Write buffer target per connection: 0 writes every message out at once (no batching delay).
 const WS_WRITE_BUFFER_BYTES: usize = 0;
+
+/// What the handlers know about the TCP peer.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerInfo {
+    /// The TCP peer (a proxy, when behind one).
+    pub addr: SocketAddr,
+    /// Whether the listener terminated TLS itself.
+    pub secure: bool,
+}
+
+impl Connected<IncomingStream<'_, PlainListener>> for PeerInfo {
+    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
+        PeerInfo { addr: *stream.remote_addr(), secure: false }
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        PeerInfo { addr: *stream.remote_addr(), secure: true }
+    }
+}
 
 /// State shared by the HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    gateway: Arc<Gateway>,
+    control: Arc<Control>,
     next_session_id: Arc<AtomicU64>,
 }
 
 impl AppState {
-    /// Wraps the shared gateway state.
-    pub fn new(gateway: Arc<Gateway>) -> AppState {
-        AppState { gateway, next_session_id: Arc::new(AtomicU64::new(1)) }
+    /// Wraps the control plane.
+    pub fn new(control: Arc<Control>) -> AppState {
+        AppState { control, next_session_id: Arc::new(AtomicU64::new(1)) }
     }
 }
 
-/// The router for the public listener: the WebSocket path with and without a trailing slash.
+/// The router for the public listener: the WebSocket path with and without a trailing slash,
+/// and the XEP-0156 documents.
 pub fn router(state: AppState) -> Router {
-    let path = state.gateway.config.listener.path.clone();
+    let path = state.control.current().config.listener.path.clone();
     Router::new()
         .route(&path, any(websocket_endpoint))
         .route(&format!("{path}/"), any(websocket_endpoint))
+        .route("/.well-known/host-meta", get(host_meta_xrd))
+        .route("/.well-known/host-meta.json", get(host_meta_json))
         .with_state(state)
 }
 
@@ -64,11 +94,13 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 
 async fn websocket_endpoint(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<PeerInfo>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let metrics = &state.gateway.metrics;
+    let gateway = state.control.current();
+    let metrics = &gateway.metrics;
+    let reject = |reason: &str| metrics.handshakes_rejected.with_label_values(&[reason]).inc();
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -78,7 +110,7 @@ async fn websocket_endpoint(
                 .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
             if !is_upgrade {
                 // D19: a person opening the URL learns what it is.
-                metrics.handshakes_rejected.with_label_values(&["not-websocket"]).inc();
+                reject("not-websocket");
                 return (
                     StatusCode::UPGRADE_REQUIRED,
                     [(header::UPGRADE, "websocket"), (header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -86,28 +118,110 @@ async fn websocket_endpoint(
                 )
                     .into_response();
             }
-            metrics.handshakes_rejected.with_label_values(&["bad-handshake"]).inc();
+            reject("bad-handshake");
             return rejection.into_response();
         }
     };
+    if state.control.is_draining() {
+        reject("draining");
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "This gateway is shutting down; connect again.\n");
+    }
+    let listener = &gateway.config.listener;
+    match client_addr::check_origin(&headers, &listener.allowed_origins, listener.allow_missing_origin) {
+        OriginDecision::Allowed => {}
+        OriginDecision::NotListed => {
+            reject("origin-not-allowed");
+            return plain(StatusCode::FORBIDDEN, "This page's origin may not use this XMPP gateway.\n");
+        }
+        OriginDecision::Missing => {
+            reject("origin-missing");
+            return plain(StatusCode::FORBIDDEN, "This XMPP gateway requires an Origin header.\n");
+        }
+    }
     if !offers_xmpp(&headers) {
         // D1: 400, never a 101 without the subprotocol.
-        metrics.handshakes_rejected.with_label_values(&["no-subprotocol"]).inc();
+        reject("no-subprotocol");
         return plain(
             StatusCode::BAD_REQUEST,
             "RFC 7395 requires the 'xmpp' WebSocket subprotocol: the request has no 'Sec-WebSocket-Protocol: xmpp' header.\n",
         );
     }
-    let max_message = state.gateway.config.limits.max_element_bytes;
-    let session_id = state.next_session_id.fetch_add(1, Ordering::Relaxed);
-    let gateway = state.gateway.clone();
+    let client_ip = client_addr::client_address(peer.addr, &headers, &gateway.trusted_proxies);
+    let limits = &gateway.config.limits;
+    let permit =
+        match state.control.limiter.try_acquire(client_ip, limits.max_sessions, limits.max_sessions_per_address) {
+            Ok(permit) => permit,
+            Err(LimitExceeded::Total) => {
+                reject("limit-total");
+                return plain(StatusCode::SERVICE_UNAVAILABLE, "This gateway has reached its session limit.\n");
+            }
+            Err(LimitExceeded::PerAddress) => {
+                reject("limit-per-address");
+                return plain(StatusCode::TOO_MANY_REQUESTS, "Too many sessions from this address.\n");
+            }
+        };
+    let context = SessionContext {
+        client: SocketAddr::new(client_ip, peer.addr.port()),
+        id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
+        drain: state.control.drain.clone(),
+        permit,
+    };
+    let max_message = limits.max_element_bytes;
+    let tracker = state.control.sessions.clone();
     upgrade
         .protocols([SUBPROTOCOL])
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| session::run(socket, gateway, peer, session_id))
+        .on_upgrade(move |socket| tracker.track_future(session::run(socket, gateway, context)))
+}
+
+/// The host-meta link for this request, if one may be served: host-meta configured, the `Host`
+/// is one of its domains, and the request arrived over HTTPS (directly or via a trusted proxy).
+fn host_meta_link(state: &AppState, peer: PeerInfo, headers: &HeaderMap) -> Option<String> {
+    let gateway = state.control.current();
+    let config = &gateway.config.host_meta;
+    let url = config.websocket_url.clone()?;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let host =
+        host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let host = crate::domain::normalize(host).ok()?;
+    let served = config.domains.iter().any(|domain| crate::domain::normalize(domain).ok().as_deref() == Some(&host));
+    let secure = peer.secure || client_addr::forwarded_https(peer.addr, headers, &gateway.trusted_proxies);
+    (served && secure).then_some(url)
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;")
+}
+
+async fn host_meta_xrd(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<PeerInfo>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(url) = host_meta_link(&state, peer, &headers) else {
+        return plain(StatusCode::NOT_FOUND, "No host-meta here.\n");
+    };
+    let body = format!(
+        "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  <Link rel=\"urn:xmpp:alt-connections:websocket\" href=\"{}\"/>\n</XRD>\n",
+        xml_escape(&url)
+    );
+    ([(header::CONTENT_TYPE, "application/xrd+xml"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body).into_response()
+}
+
+async fn host_meta_json(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<PeerInfo>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(url) = host_meta_link(&state, peer, &headers) else {
+        return plain(StatusCode::NOT_FOUND, "No host-meta here.\n");
+    };
+    let body = serde_json::json!({ "links": [{ "rel": "urn:xmpp:alt-connections:websocket", "href": url }] });
+    ([(header::CONTENT_TYPE, "application/json"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body.to_string())
+        .into_response()
 }
 
 #[cfg(test)]

@@ -29,7 +29,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::control::SessionPermit;
 use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
 use crate::upstream::{self, Established, UpstreamDirectory, UpstreamIo};
 use crate::xml::client::{self, ClientElementKind, ClientFrame, ClientLimits, OpenRequest};
@@ -37,7 +40,8 @@ use crate::xml::condition::StreamCondition;
 use crate::xml::framing;
 use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits, StreamSplitter};
 
-/// Everything sessions share: built once in `main` (or a test) and passed down.
+/// Everything sessions share: built once in `main` (or a test) and passed down. A SIGHUP
+/// reload builds a new one; a session keeps the one it started with.
 #[derive(Debug)]
 pub struct Gateway {
     /// The validated configuration.
@@ -46,11 +50,30 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Which domains are served, and where their servers are.
     pub upstreams: UpstreamDirectory,
+    /// `listener.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The TLS configuration of the public listener when it serves `wss://` itself.
+    pub listener_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// What one session gets from the edge besides the WebSocket.
+#[derive(Debug)]
+pub struct SessionContext {
+    /// The client's address (from a trusted proxy's headers when behind one).
+    pub client: SocketAddr,
+    /// A process-unique session number for logs.
+    pub id: u64,
+    /// Fired when the gateway starts draining.
+    pub drain: CancellationToken,
+    /// The session's slot in the limits; released when the session ends.
+    pub permit: SessionPermit,
 }
 
 /// WebSocket close codes the gateway sends (RFC 6455 §7.4.1 and the IANA registry).
 mod close_code {
     pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
     pub const INVALID_PAYLOAD: u16 = 1007;
@@ -81,6 +104,12 @@ pub enum Outcome {
     OpenTimeout,
     /// A clean close that ran out of time waiting for the other side.
     CloseTimeout,
+    /// The gateway drained the session on shutdown.
+    Drained,
+    /// The client did not answer a WebSocket ping in time.
+    PongTimeout,
+    /// No stanza in either direction for the idle timeout.
+    IdleTimeout,
 }
 
 impl Outcome {
@@ -97,6 +126,9 @@ impl Outcome {
             Outcome::HostUnknown => "host_unknown",
             Outcome::OpenTimeout => "open_timeout",
             Outcome::CloseTimeout => "close_timeout",
+            Outcome::Drained => "drained",
+            Outcome::PongTimeout => "pong_timeout",
+            Outcome::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -112,6 +144,21 @@ enum ClientInput {
     TooBig,
     /// A WebSocket-level violation: close with this code and reason.
     Violation(u16, &'static str),
+    /// A pong: the client is alive.
+    Alive,
+}
+
+/// Like [`recv_client`] but skipping pongs (before the relay, liveness is not tracked).
+async fn recv_data<W>(ws: &mut W) -> ClientInput
+where
+    W: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    loop {
+        match recv_client(ws).await {
+            ClientInput::Alive => continue,
+            other => return other,
+        }
+    }
 }
 
 async fn recv_client<W>(ws: &mut W) -> ClientInput
@@ -124,8 +171,10 @@ where
             Some(Ok(Message::Binary(_))) => {
                 return ClientInput::Violation(close_code::UNSUPPORTED_DATA, "text frames only (RFC 7395 3.2)")
             }
-            // Pongs to pings are queued by the WebSocket layer itself; unsolicited pongs are ignored (WS-8).
-            Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+            // Pongs to pings are queued by the WebSocket layer itself (WS-8).
+            Some(Ok(Message::Ping(_))) => continue,
+            // An answer to our ping, or unsolicited (ignored, WS-8): either way the client is alive.
+            Some(Ok(Message::Pong(_))) => return ClientInput::Alive,
             Some(Ok(Message::Close(_))) | None => return ClientInput::Gone,
             Some(Err(error)) => return classify_ws_error(error),
         }
@@ -165,16 +214,18 @@ enum Closing {
 }
 
 /// Runs one session to its end on an upgraded WebSocket and records the outcome.
-pub async fn run<W>(ws: W, gateway: Arc<Gateway>, client: SocketAddr, session_id: u64)
+pub async fn run<W>(ws: W, gateway: Arc<Gateway>, context: SessionContext)
 where
     W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
 {
-    let span = tracing::info_span!("session", id = session_id, client = %client);
+    let span = tracing::info_span!("session", id = context.id, client = %context.client);
     async move {
         gateway.metrics.sessions_active.inc();
         debug!("session started");
-        let mut session = Session::new(ws, &gateway);
+        let mut session = Session::new(ws, &gateway, &context);
         let outcome = session.drive().await;
+        drop(session);
+        drop(context.permit);
         gateway.metrics.sessions_ended.with_label_values(&[outcome.label()]).inc();
         gateway.metrics.sessions_active.dec();
         info!(outcome = outcome.label(), "session ended");
@@ -186,6 +237,7 @@ where
 struct Session<'g, W> {
     ws: W,
     gateway: &'g Gateway,
+    context: &'g SessionContext,
     /// `xml:lang` the client asked for, used when the gateway must make an `<open/>` itself.
     lang: String,
 }
@@ -199,8 +251,8 @@ impl<'g, W> Session<'g, W>
 where
     W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
 {
-    fn new(ws: W, gateway: &'g Gateway) -> Self {
-        Session { ws, gateway, lang: "en".to_string() }
+    fn new(ws: W, gateway: &'g Gateway, context: &'g SessionContext) -> Self {
+        Session { ws, gateway, context, lang: "en".to_string() }
     }
 
     fn metrics(&self) -> &Metrics {
@@ -217,13 +269,17 @@ where
 
     async fn drive(&mut self) -> Outcome {
         let open_timeout = self.gateway.config.limits.open_timeout();
-        let input = match tokio::time::timeout(open_timeout, recv_client(&mut self.ws)).await {
-            Ok(input) => input,
-            Err(_) => {
-                debug!("no <open/> in time");
-                self.refuse_before_stream("", StreamCondition::ConnectionTimeout, None).await;
-                return Outcome::OpenTimeout;
-            }
+        let drain = self.context.drain.clone();
+        let input = tokio::select! {
+            result = tokio::time::timeout(open_timeout, recv_data(&mut self.ws)) => match result {
+                Ok(input) => input,
+                Err(_) => {
+                    debug!("no <open/> in time");
+                    self.refuse_before_stream("", StreamCondition::ConnectionTimeout, None).await;
+                    return Outcome::OpenTimeout;
+                }
+            },
+            _ = drain.cancelled() => return self.drain_before_stream("").await,
         };
         let text = match input {
             ClientInput::Text(text) => text,
@@ -285,14 +341,22 @@ where
         request: &OpenRequest,
     ) -> Result<Option<(Established, VecDeque<axum::extract::ws::Utf8Bytes>)>, Outcome> {
         let gateway = self.gateway;
-        let establish =
-            upstream::establish(target, request, &gateway.config.connect, self.splitter_limits(), &gateway.metrics);
+        let drain = self.context.drain.clone();
+        let establish = upstream::establish(
+            target,
+            request,
+            &gateway.config.connect,
+            self.splitter_limits(),
+            &gateway.metrics,
+            self.context.client,
+        );
         tokio::pin!(establish);
         let mut queue = VecDeque::new();
         let result = loop {
             tokio::select! {
                 result = &mut establish => break result,
-                input = recv_client(&mut self.ws) => match input {
+                _ = drain.cancelled() => return Err(self.drain_before_stream(&target.domain).await),
+                input = recv_data(&mut self.ws) => match input {
                     ClientInput::Text(text) if queue.len() < gateway.config.limits.max_queued_messages => {
                         queue.push_back(text);
                     }
@@ -338,6 +402,7 @@ where
             closing: Closing::No,
             close_deadline: None,
             upstream_eof: false,
+            last_activity: Instant::now(),
             buf: vec![0u8; upstream::READ_CHUNK_BYTES],
         };
         let open = framing::client_open(&header, &random_stream_id(), &self.lang);
@@ -349,16 +414,55 @@ where
                 return outcome;
             }
         }
-        let close_timeout = self.gateway.config.limits.close_timeout();
+        let limits = &self.gateway.config.limits;
+        let close_timeout = limits.close_timeout();
+        let (ping_interval, pong_timeout, idle_timeout) =
+            (limits.ping_interval(), limits.pong_timeout(), limits.idle_timeout());
+        let drain = self.context.drain.clone();
+        let mut next_ping = Instant::now() + ping_interval;
+        let mut pong_deadline: Option<Instant> = None;
         loop {
             // Drain what the splitter already holds before reading more.
             let flow = match relay.splitter.next_event() {
-                Ok(Some(event)) => self.on_server_event(&mut relay, event).await,
+                Ok(Some(event)) => {
+                    relay.last_activity = Instant::now();
+                    self.on_server_event(&mut relay, event).await
+                }
                 Err(error) => self.on_server_bad_xml(&mut relay, error).await,
                 Ok(None) => {
                     let deadline = relay.close_deadline;
+                    let idle_deadline = idle_timeout.map(|idle| relay.last_activity + idle);
                     tokio::select! {
-                        input = recv_client(&mut self.ws) => self.on_client_input(&mut relay, input).await,
+                        input = recv_client(&mut self.ws) => {
+                            pong_deadline = None;
+                            if matches!(input, ClientInput::Text(_)) {
+                                relay.last_activity = Instant::now();
+                            }
+                            self.on_client_input(&mut relay, input).await
+                        }
+                        _ = drain.cancelled() => self.drain_relaying(&mut relay).await,
+                        _ = tokio::time::sleep_until(next_ping), if pong_deadline.is_none() => {
+                            next_ping = Instant::now() + ping_interval;
+                            pong_deadline = Some(Instant::now() + pong_timeout);
+                            if self.ws.send(Message::Ping(bytes::Bytes::from_static(b"xmppgw"))).await.is_err() {
+                                relay.abort_upstream().await;
+                                Flow::End(Outcome::ClientVanished)
+                            } else {
+                                Flow::Continue
+                            }
+                        }
+                        _ = sleep_until(pong_deadline) => {
+                            debug!("no pong in time");
+                            // Treated like a vanished client: no </stream:stream>, so it can resume (CL-4).
+                            relay.abort_upstream().await;
+                            self.close_ws(close_code::POLICY, "no pong within the deadline").await;
+                            Flow::End(Outcome::PongTimeout)
+                        }
+                        _ = sleep_until(idle_deadline), if relay.closing == Closing::No => {
+                            debug!("idle timeout");
+                            self.stream_error_and_close(&mut relay, StreamCondition::ConnectionTimeout, close_code::NORMAL).await;
+                            Flow::End(Outcome::IdleTimeout)
+                        }
                         read = relay.io.read(&mut relay.buf), if !relay.upstream_eof => match read {
                             Ok(0) | Err(_) => self.on_upstream_eof(&mut relay).await,
                             Ok(n) => {
@@ -399,6 +503,7 @@ where
                 self.stream_error_and_close(relay, StreamCondition::PolicyViolation, close_code::MESSAGE_TOO_BIG).await;
                 Flow::End(Outcome::ClientError)
             }
+            ClientInput::Alive => Flow::Continue,
             ClientInput::Violation(code, reason) => {
                 self.metrics().client_refused.with_label_values(&["websocket"]).inc();
                 debug!(code, reason, "WebSocket violation");
@@ -584,6 +689,47 @@ where
         Flow::End(Outcome::ServerError)
     }
 
+    /// Ends a relaying session because the gateway drains: a redirect when configured
+    /// (RFC 7395 §3.6.1), else `<system-shutdown/>` + `<close/>`; WebSocket close 1001. The
+    /// upstream is closed without `</stream:stream>` so a client with stream management can
+    /// resume through another gateway.
+    async fn drain_relaying(&mut self, relay: &mut Relay) -> Flow {
+        if let Some(uri) = self.gateway.config.shutdown.redirect_uri.clone() {
+            self.send(&framing::close_see_other_uri(&uri)).await;
+        } else {
+            self.metrics()
+                .stream_errors
+                .with_label_values(&[StreamCondition::SystemShutdown.as_str(), "gateway"])
+                .inc();
+            self.send(&framing::client_stream_error(StreamCondition::SystemShutdown, None)).await;
+            self.send(framing::CLOSE).await;
+        }
+        relay.abort_upstream().await;
+        self.close_ws(close_code::GOING_AWAY, "gateway shutting down").await;
+        Flow::End(Outcome::Drained)
+    }
+
+    /// Ends a session that has no stream yet because the gateway drains (TV-96).
+    async fn drain_before_stream(&mut self, domain: &str) -> Outcome {
+        if let Some(uri) = self.gateway.config.shutdown.redirect_uri.clone() {
+            self.send(&framing::close_see_other_uri(&uri)).await;
+            self.close_ws(close_code::GOING_AWAY, "gateway shutting down").await;
+        } else {
+            self.metrics()
+                .stream_errors
+                .with_label_values(&[StreamCondition::SystemShutdown.as_str(), "gateway"])
+                .inc();
+            let open = framing::gateway_open(domain, &random_stream_id(), &self.lang);
+            if self.send(&open).await
+                && self.send(&framing::client_stream_error(StreamCondition::SystemShutdown, None)).await
+            {
+                self.send(framing::CLOSE).await;
+            }
+            self.close_ws(close_code::GOING_AWAY, "gateway shutting down").await;
+        }
+        Outcome::Drained
+    }
+
     /// The upstream read side ended (EOF or error).
     async fn on_upstream_eof(&mut self, relay: &mut Relay) -> Flow {
         match relay.closing {
@@ -652,7 +798,7 @@ where
     /// Ends a session whose client input was not a text message (before the relay started).
     async fn end_on_ws_input(&mut self, input: ClientInput, domain: Option<&str>) -> Outcome {
         match input {
-            ClientInput::Text(_) | ClientInput::Gone => Outcome::ClientVanished,
+            ClientInput::Text(_) | ClientInput::Gone | ClientInput::Alive => Outcome::ClientVanished,
             ClientInput::TooBig => {
                 self.metrics().client_refused.with_label_values(&["too-big"]).inc();
                 self.refuse_before_stream(domain.unwrap_or(""), StreamCondition::PolicyViolation, None).await;
@@ -725,6 +871,8 @@ struct Relay {
     close_deadline: Option<Instant>,
     /// The server's read side has ended (only possible while `closing` is `ByServer`).
     upstream_eof: bool,
+    /// When a stanza last crossed in either direction (idle timeout).
+    last_activity: Instant,
     buf: Vec<u8>,
 }
 

@@ -8,9 +8,11 @@
 //! never talks to the client.
 
 pub mod io;
+pub mod proxy_protocol;
 pub mod tls;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +48,8 @@ pub struct UpstreamTarget {
     pub tls: UpstreamTls,
     /// The TLS client configuration (absent for `tls = "none"`).
     pub tls_config: Option<Arc<ClientConfig>>,
+    /// Send a PROXY protocol v2 header first.
+    pub proxy_protocol: bool,
 }
 
 /// The domains the gateway serves and their upstream servers.
@@ -67,7 +71,14 @@ impl UpstreamDirectory {
                 UpstreamTls::Starttls => Some(tls::client_config(roots, upstream.ca_file.as_deref(), false)?),
                 UpstreamTls::Direct => Some(tls::client_config(roots, upstream.ca_file.as_deref(), true)?),
             };
-            let target = UpstreamTarget { domain: domain.clone(), host, port, tls: upstream.tls, tls_config };
+            let target = UpstreamTarget {
+                domain: domain.clone(),
+                host,
+                port,
+                tls: upstream.tls,
+                tls_config,
+                proxy_protocol: upstream.proxy_protocol,
+            };
             targets.insert(domain, Arc::new(target));
         }
         Ok(UpstreamDirectory { targets })
@@ -202,7 +213,11 @@ pub async fn next_event<R: AsyncRead + Unpin>(
 }
 
 async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, text: &str) -> Result<(), UpstreamError> {
-    io.write_all(text.as_bytes()).await?;
+    write_bytes(io, text.as_bytes()).await
+}
+
+async fn write_bytes<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> Result<(), UpstreamError> {
+    io.write_all(bytes).await?;
     io.flush().await?;
     Ok(())
 }
@@ -227,10 +242,13 @@ pub async fn establish(
     connect: &ConnectConfig,
     limits: SplitterLimits,
     metrics: &Metrics,
+    client: SocketAddr,
 ) -> Result<Established, UpstreamError> {
     let mut phase = "tcp";
-    let attempt =
-        tokio::time::timeout(connect.attempt_timeout(), establish_once(target, open, limits, metrics, &mut phase));
+    let attempt = tokio::time::timeout(
+        connect.attempt_timeout(),
+        establish_once(target, open, limits, metrics, client, &mut phase),
+    );
     match tokio::time::timeout(connect.overall_timeout(), attempt).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) | Err(_) => Err(UpstreamError::Timeout { phase }),
@@ -242,6 +260,7 @@ async fn establish_once(
     open: &OpenRequest,
     limits: SplitterLimits,
     metrics: &Metrics,
+    client: SocketAddr,
     phase: &mut &'static str,
 ) -> Result<Established, UpstreamError> {
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
@@ -255,6 +274,11 @@ async fn establish_once(
         .map_err(|source| UpstreamError::Connect { address: address.clone(), source })?;
     let _ = tcp.set_nodelay(true);
     metrics.observe_connect_phase("tcp", started.elapsed());
+    let mut tcp = tcp;
+    if target.proxy_protocol {
+        let server = tcp.peer_addr()?;
+        write_bytes(&mut tcp, &proxy_protocol::header_v2(client, server)).await?;
+    }
 
     *phase = "tls";
     let started = Instant::now();
@@ -262,7 +286,6 @@ async fn establish_once(
         UpstreamTls::None => UpstreamIo::Plain(tcp),
         UpstreamTls::Direct => UpstreamIo::Tls(Box::new(handshake(target, tcp).await?)),
         UpstreamTls::Starttls => {
-            let mut tcp = tcp;
             starttls_negotiation(&mut tcp, &mut splitter, &mut buf, open, &target.domain).await?;
             UpstreamIo::Tls(Box::new(handshake(target, tcp).await?))
         }

@@ -7,6 +7,10 @@
 use super::client::OpenRequest;
 use super::condition::StreamCondition;
 use super::splitter::{ServerElement, StreamHeader};
+use super::{NS_CLIENT, NS_COMPRESS_FEATURE, NS_FRAMING, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
 
 /// `<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />`, byte for byte (D13: Strophe.js
 /// compares this exact string).
@@ -25,49 +29,378 @@ pub const STARTTLS_FAILURE: &str = r#"<failure xmlns="urn:ietf:params:xml:ns:xmp
 /// `<stream:stream>` start tag with `xmlns='jabber:client'`, `xmlns:stream`, `to=domain`,
 /// `version` and `xml:lang` copied from the client, `from` only when `include_from` (never before
 /// TLS, HDR-4), never `id` (HDR-3).
+///
+/// Attribute order: `xmlns`, `xmlns:stream`, `from` (if included and the client sent one), `to`,
+/// `version` and `xml:lang` (each only if the client sent it). Single quotes, as in RFC 6120's
+/// examples. `domain` (the normalised domain) is used for `to`, never the raw client value.
 pub fn upstream_header(open: &OpenRequest, domain: &str, include_from: bool) -> String {
-    let _ = (open, domain, include_from);
-    unimplemented!("xml core in progress")
+    let mut out = String::with_capacity(200);
+    out.push_str("<?xml version='1.0'?><stream:stream xmlns='");
+    out.push_str(NS_CLIENT);
+    out.push_str("' xmlns:stream='");
+    out.push_str(NS_STREAM);
+    out.push('\'');
+    if include_from {
+        push_attr(&mut out, "from", open.from.as_deref(), '\'');
+    }
+    push_attr(&mut out, "to", Some(domain), '\'');
+    push_attr(&mut out, "version", open.version.as_deref(), '\'');
+    push_attr(&mut out, "xml:lang", open.lang.as_deref(), '\'');
+    out.push('>');
+    out
 }
 
 /// The `<open/>` sent to the client for a server header (FR-6, D13): `from`, `id`, `to` (only if
 /// the server sent one), `version`, `xml:lang`, in the framing namespace, starting with `<open `.
 /// Missing `id`/`xml:lang`/`version` are filled from `fallback_id`, `fallback_lang` and `"1.0"` (HDR-6).
+///
+/// Exact shape: `<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from=".." to=".." id=".."
+/// version=".." xml:lang=".."/>` in that order, double quotes. A server header without `from`
+/// (which RFC 6120 §4.7.1 forbids) gives an `<open/>` without `from` rather than an invented one.
+/// None of the header's namespace declarations are copied.
 pub fn client_open(header: &StreamHeader, fallback_id: &str, fallback_lang: &str) -> String {
-    let _ = (header, fallback_id, fallback_lang);
-    unimplemented!("xml core in progress")
+    let mut out = String::with_capacity(160);
+    out.push_str("<open xmlns=\"");
+    out.push_str(NS_FRAMING);
+    out.push('"');
+    push_attr(&mut out, "from", header.from.as_deref(), '"');
+    push_attr(&mut out, "to", header.to.as_deref(), '"');
+    push_attr(&mut out, "id", Some(header.id.as_deref().unwrap_or(fallback_id)), '"');
+    push_attr(&mut out, "version", Some(header.version.as_deref().unwrap_or("1.0")), '"');
+    push_attr(&mut out, "xml:lang", Some(header.lang.as_deref().unwrap_or(fallback_lang)), '"');
+    out.push_str("/>");
+    out
 }
 
 /// The `<open/>` the gateway makes itself when it must answer with an error before (or without)
 /// any server header (ERR-2): `from` is the domain or empty (RFC 6120 §4.9.1.3).
 pub fn gateway_open(from: &str, id: &str, lang: &str) -> String {
-    let _ = (from, id, lang);
-    unimplemented!("xml core in progress")
+    let header = StreamHeader {
+        from: Some(from.to_owned()),
+        id: Some(id.to_owned()),
+        lang: Some(lang.to_owned()),
+        ..StreamHeader::default()
+    };
+    client_open(&header, id, lang)
 }
 
 /// `<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" see-other-uri="..." />` (RFC 7395 §3.6.1).
 pub fn close_see_other_uri(uri: &str) -> String {
-    let _ = uri;
-    unimplemented!("xml core in progress")
+    let mut out = String::with_capacity(80 + uri.len());
+    out.push_str("<close xmlns=\"");
+    out.push_str(NS_FRAMING);
+    out.push('"');
+    push_attr(&mut out, "see-other-uri", Some(uri), '"');
+    out.push_str(" />");
+    out
 }
 
 /// A gateway-made `<stream:error>` for the client, with `xmlns:stream` declared and an optional
 /// `<text>` (e.g. the D6 failure class).
+///
+/// `<stream:error xmlns:stream="http://etherx.jabber.org/streams"><CONDITION
+/// xmlns="urn:ietf:params:xml:ns:xmpp-streams"/><text xmlns="urn:ietf:params:xml:ns:xmpp-streams">TEXT</text></stream:error>`,
+/// the text escaped.
 pub fn client_stream_error(condition: StreamCondition, text: Option<&str>) -> String {
-    let _ = (condition, text);
-    unimplemented!("xml core in progress")
+    let mut out = String::with_capacity(200);
+    out.push_str("<stream:error xmlns:stream=\"");
+    out.push_str(NS_STREAM);
+    out.push_str("\"><");
+    out.push_str(condition.as_str());
+    out.push_str(" xmlns=\"");
+    out.push_str(NS_STREAM_ERRORS);
+    out.push_str("\"/>");
+    if let Some(text) = text {
+        out.push_str("<text xmlns=\"");
+        out.push_str(NS_STREAM_ERRORS);
+        out.push_str("\">");
+        escape_text(&mut out, text);
+        out.push_str("</text>");
+    }
+    out.push_str("</stream:error>");
+    out
 }
 
 /// A `<stream:error>` written into the upstream stream (the `stream` prefix is declared on the
 /// gateway's header, so none is added).
 pub fn upstream_stream_error(condition: StreamCondition) -> String {
-    let _ = condition;
-    unimplemented!("xml core in progress")
+    format!("<stream:error><{} xmlns='{NS_STREAM_ERRORS}'/></stream:error>", condition.as_str())
 }
 
 /// The features shown to the client (D15): the server's post-TLS features minus
 /// `<starttls/>` (TLS namespace) and `<compression/>` (XEP-0138); everything else unchanged.
+///
+/// Works on the already namespace-completed `features.xml`: the removed children are cut out
+/// byte for byte (with their whole subtree), every other byte is kept, including whitespace that
+/// surrounded them. If the input is not well-formed (it always is when it comes from the
+/// splitter) it is returned unchanged.
 pub fn client_features(features: &ServerElement) -> String {
-    let _ = features;
-    unimplemented!("xml core in progress")
+    let xml = features.xml.as_str();
+    let cuts = match removable_children(xml) {
+        Ok(cuts) => cuts,
+        Err(_) => return xml.to_owned(),
+    };
+    let mut out = String::with_capacity(xml.len());
+    let mut last = 0;
+    for (start, end) in cuts {
+        out.push_str(&xml[last..start]);
+        last = end;
+    }
+    out.push_str(&xml[last..]);
+    out
+}
+
+/// Byte ranges of the root's children that D15 removes.
+fn removable_children(xml: &str) -> Result<Vec<(usize, usize)>, quick_xml::Error> {
+    let mut reader = NsReader::from_str(xml);
+    let mut cuts = Vec::new();
+    let mut depth = 0usize;
+    let mut cut_start: Option<usize> = None;
+    loop {
+        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let (res, event) = reader.read_resolved_event()?;
+        let ns_of = |wanted: &str| matches!(&res, ResolveResult::Bound(ns) if ns.as_ref() == wanted.as_bytes());
+        let (in_tls, in_compress) = (ns_of(NS_TLS), ns_of(NS_COMPRESS_FEATURE));
+        let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let removable = |local: &[u8]| (in_tls && local == b"starttls") || (in_compress && local == b"compression");
+        match event {
+            Event::Start(ref e) => {
+                depth += 1;
+                if depth == 2 && removable(e.local_name().as_ref()) {
+                    cut_start = Some(before);
+                }
+            }
+            Event::Empty(ref e) if depth == 1 && removable(e.local_name().as_ref()) => {
+                cuts.push((before, after));
+            }
+            Event::End(_) => {
+                if depth == 2 {
+                    if let Some(start) = cut_start.take() {
+                        cuts.push((start, after));
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(cuts)
+}
+
+/// Appends ` name="value"` (or with `'`), escaped, when `value` is present.
+fn push_attr(out: &mut String, name: &str, value: Option<&str>, quote: char) {
+    if let Some(value) = value {
+        out.push(' ');
+        out.push_str(name);
+        out.push('=');
+        out.push(quote);
+        escape_attr(out, value, quote);
+        out.push(quote);
+    }
+}
+
+/// Escapes an attribute value for the given quote: `&`, `<` and the quote as entities, TAB, LF
+/// and CR as character references so that attribute-value normalisation keeps them (XML-6).
+pub(crate) fn escape_attr(out: &mut String, value: &str, quote: char) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '"' if quote == '"' => out.push_str("&quot;"),
+            '\'' if quote == '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes character data: `&`, `<`, `>` (so `]]>` cannot appear) and CR (kept through
+/// end-of-line normalisation).
+fn escape_text(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::splitter::ServerElementKind;
+    use super::super::wf::canonical;
+    use super::*;
+
+    fn features(xml: &str) -> ServerElement {
+        ServerElement {
+            xml: xml.to_owned(),
+            kind: ServerElementKind::Features,
+            error_condition: None,
+            see_other_host: None,
+        }
+    }
+
+    #[test]
+    fn fr7_close_exact() {
+        assert_eq!(CLOSE, r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#);
+    }
+
+    #[test]
+    fn tv10_client_open_exact() {
+        let header = StreamHeader {
+            from: Some("example.com".into()),
+            id: Some("ID-2".into()),
+            version: Some("1.0".into()),
+            lang: Some("en".into()),
+            namespaces: vec![(None, NS_CLIENT.into()), (Some("stream".into()), NS_STREAM.into())],
+            ..StreamHeader::default()
+        };
+        assert_eq!(
+            client_open(&header, "unused", "unused"),
+            r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="example.com" id="ID-2" version="1.0" xml:lang="en"/>"#
+        );
+    }
+
+    #[test]
+    fn tv24_client_open_with_to() {
+        let header = StreamHeader {
+            from: Some("example.com".into()),
+            to: Some("juliet@example.com".into()),
+            id: Some("ID-3".into()),
+            version: Some("1.0".into()),
+            lang: Some("en".into()),
+            namespaces: vec![],
+        };
+        assert_eq!(
+            client_open(&header, "x", "x"),
+            r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="example.com" to="juliet@example.com" id="ID-3" version="1.0" xml:lang="en"/>"#
+        );
+    }
+
+    #[test]
+    fn hdr6_client_open_fallbacks_and_escaping() {
+        let header = StreamHeader { from: Some("a\"b&c<d\te".into()), ..StreamHeader::default() };
+        let open = client_open(&header, "GW-1", "de");
+        assert_eq!(
+            open,
+            r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="a&quot;b&amp;c&lt;d&#9;e" id="GW-1" version="1.0" xml:lang="de"/>"#
+        );
+        assert!(canonical(&open).contains(r#"{}from="a\"b&c<d\te""#));
+    }
+
+    #[test]
+    fn tv80_gateway_open() {
+        assert_eq!(
+            gateway_open("example.com", "G1", "en"),
+            r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="example.com" id="G1" version="1.0" xml:lang="en"/>"#
+        );
+        assert_eq!(
+            gateway_open("", "G2", "en"),
+            r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="" id="G2" version="1.0" xml:lang="en"/>"#
+        );
+    }
+
+    #[test]
+    fn tv96_close_see_other_uri() {
+        assert_eq!(
+            close_see_other_uri("wss://gw2.example.net/xmpp-websocket?a=1&b=2"),
+            r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" see-other-uri="wss://gw2.example.net/xmpp-websocket?a=1&amp;b=2" />"#
+        );
+    }
+
+    #[test]
+    fn tv10_upstream_header_exact() {
+        let open = OpenRequest {
+            to: Some("Example.COM.".into()),
+            from: None,
+            lang: Some("en".into()),
+            version: Some("1.0".into()),
+        };
+        assert_eq!(
+            upstream_header(&open, "example.com", false),
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0' xml:lang='en'>"
+        );
+    }
+
+    #[test]
+    fn tv24_upstream_header_from_only_when_asked() {
+        let open = OpenRequest {
+            to: Some("example.com".into()),
+            from: Some("juliet@example.com".into()),
+            lang: None,
+            version: Some("1.0".into()),
+        };
+        assert_eq!(
+            upstream_header(&open, "example.com", false),
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>"
+        );
+        assert_eq!(
+            upstream_header(&open, "example.com", true),
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='juliet@example.com' to='example.com' version='1.0'>"
+        );
+        let bare = OpenRequest::default();
+        assert_eq!(
+            upstream_header(&bare, "o'k", true),
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='o&apos;k'>"
+        );
+    }
+
+    #[test]
+    fn stream_errors_exact() {
+        assert_eq!(
+            client_stream_error(StreamCondition::InvalidNamespace, None),
+            r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><invalid-namespace xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"#
+        );
+        assert_eq!(
+            client_stream_error(StreamCondition::RemoteConnectionFailed, Some("dns-nxdomain <&>")),
+            r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><remote-connection-failed xmlns="urn:ietf:params:xml:ns:xmpp-streams"/><text xmlns="urn:ietf:params:xml:ns:xmpp-streams">dns-nxdomain &lt;&amp;&gt;</text></stream:error>"#
+        );
+        assert_eq!(
+            upstream_stream_error(StreamCondition::RestrictedXml),
+            "<stream:error><restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+        );
+    }
+
+    #[test]
+    fn tv16_features_filtered() {
+        let input = features(
+            r#"<stream:features xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams"><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><compression xmlns='http://jabber.org/features/compress'><method>zlib</method></compression><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"#,
+        );
+        let out = client_features(&input);
+        assert_eq!(
+            out,
+            r#"<stream:features xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams"><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"#
+        );
+        assert_eq!(
+            canonical(&out),
+            canonical(
+                r#"<stream:features xmlns:stream="http://etherx.jabber.org/streams"><mechanisms xmlns="urn:ietf:params:xml:ns:xmpp-sasl"><mechanism>PLAIN</mechanism></mechanisms></stream:features>"#
+            )
+        );
+    }
+
+    #[test]
+    fn features_filter_by_namespace_not_by_name() {
+        // starttls with required child, prefixed; a starttls in another namespace stays; a
+        // nested starttls (depth 3) stays.
+        let input = features(
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'>\n <t:starttls xmlns:t='urn:ietf:params:xml:ns:xmpp-tls'><t:required/></t:starttls>\n <starttls xmlns='urn:example'/><x xmlns='urn:x'><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></x></stream:features>",
+        );
+        assert_eq!(
+            client_features(&input),
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'>\n \n <starttls xmlns='urn:example'/><x xmlns='urn:x'><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></x></stream:features>"
+        );
+    }
+
+    #[test]
+    fn tv10_tv20b_features_with_channel_binding_unchanged() {
+        let xml = r#"<stream:features xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams"><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding></stream:features>"#;
+        assert_eq!(client_features(&features(xml)), xml);
+    }
 }

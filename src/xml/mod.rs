@@ -10,6 +10,7 @@ pub mod client;
 pub mod condition;
 pub mod framing;
 pub mod splitter;
+mod wf;
 
 /// `urn:ietf:params:xml:ns:xmpp-framing`, the RFC 7395 framing namespace.
 pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";

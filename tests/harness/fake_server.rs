@@ -103,6 +103,11 @@ impl ServerConn {
     /// Reads until `needle` has arrived and returns everything up to and including it.
     /// Panics after [`STEP`] or if the connection ends first.
     pub async fn read_until(&mut self, needle: &str) -> String {
+        String::from_utf8(self.read_until_bytes(needle).await).expect("UTF-8 from the gateway")
+    }
+
+    /// [`Self::read_until`] for binary data.
+    pub async fn read_until_bytes(&mut self, needle: &str) -> Vec<u8> {
         let needle = needle.as_bytes();
         let mut buf = [0u8; 4096];
         let result = tokio::time::timeout(STEP, async {
@@ -110,7 +115,7 @@ impl ServerConn {
                 if let Some(pos) = find(&self.pending, needle) {
                     let rest = self.pending.split_off(pos + needle.len());
                     let got = std::mem::replace(&mut self.pending, rest);
-                    return Ok(String::from_utf8(got).expect("UTF-8 from the gateway"));
+                    return Ok(got);
                 }
                 let n = self.read_some(&mut buf).await?;
                 if n == 0 {
@@ -121,7 +126,7 @@ impl ServerConn {
         })
         .await;
         match result {
-            Ok(Ok(text)) => text,
+            Ok(Ok(bytes)) => bytes,
             Ok(Err(error)) => panic!(
                 "connection ended before {:?} arrived ({error}); pending {:?}",
                 String::from_utf8_lossy(needle),
@@ -133,6 +138,14 @@ impl ServerConn {
                 String::from_utf8_lossy(&self.pending)
             ),
         }
+    }
+
+    /// Reads the gateway's stream header (optional XML declaration, then the `<stream:stream ...>`
+    /// start tag) and returns it.
+    pub async fn read_stream_header(&mut self) -> String {
+        let mut header = self.read_until("<stream:stream").await;
+        header.push_str(&self.read_until(">").await);
+        header
     }
 
     /// Reads until the gateway ends the connection; returns what arrived meanwhile and how it ended.
@@ -196,7 +209,7 @@ impl ServerConn {
     /// require STARTTLS, read `<starttls/>`, send `<proceed/>`, do TLS, read the post-TLS
     /// header, answer with `header` and `features`. Returns the post-TLS header received.
     pub async fn open_with_starttls(&mut self, domain: &str, post_tls_features: &str) -> String {
-        self.read_until(">").await;
+        self.read_stream_header().await;
         self.write(&format!(
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='PRE-TLS-ID' from='{domain}' version='1.0' xml:lang='en'>\
              <stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>\
@@ -206,7 +219,7 @@ impl ServerConn {
         self.read_until("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
         self.write("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
         self.upgrade_tls().await;
-        let header = self.read_until(">").await;
+        let header = self.read_stream_header().await;
         self.write(&format!(
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='ID-2' from='{domain}' version='1.0' xml:lang='en'>{post_tls_features}"
         ))

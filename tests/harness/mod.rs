@@ -4,6 +4,8 @@
 
 pub mod fake_server;
 pub mod gateway;
+pub mod process;
+pub mod raw_ws;
 pub mod ws_client;
 
 use std::time::Duration;
@@ -46,6 +48,15 @@ impl TestCa {
         let path = self.dir.path().join("ca.pem");
         std::fs::write(&path, &self.ca_pem).expect("write CA");
         path
+    }
+
+    /// A server certificate and key for the given DNS names, as PEM text.
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
+        (cert.pem(), key.serialize_pem())
     }
 
     /// A server certificate for the given DNS names, signed by this CA.

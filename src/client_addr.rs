@@ -1,0 +1,201 @@
+//! The client's address behind a reverse proxy, and the Origin check.
+//!
+//! `X-Forwarded-For` and `Forwarded` (RFC 7239) are believed only when the TCP peer is a trusted
+//! proxy, and then only as far as the chain stays within trusted proxies: the right-most address
+//! that is not a trusted proxy is the client. Pure functions of headers and configuration.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::{header, HeaderMap};
+use ipnet::IpNet;
+
+fn is_trusted(address: IpAddr, trusted: &[IpNet]) -> bool {
+    let address = match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    trusted.iter().any(|net| net.contains(&address))
+}
+
+/// Parses one `for=` value or X-Forwarded-For element: `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`,
+/// `"[2001:db8::1]"`, `::1`.
+fn parse_node(text: &str) -> Option<IpAddr> {
+    let text = text.trim().trim_matches('"');
+    if let Ok(address) = text.parse::<IpAddr>() {
+        return Some(address);
+    }
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    let inner = text.strip_prefix('[')?.split(']').next()?;
+    inner.parse().ok()
+}
+
+/// The forwarded chain from the headers, nearest proxy last. `X-Forwarded-For` wins over
+/// `Forwarded` when both are present. An unparsable element ends the chain there (we cannot
+/// trust anything to its left).
+fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let xff: Vec<Option<IpAddr>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter(|part| !part.trim().is_empty())
+        .map(parse_node)
+        .collect();
+    if !xff.is_empty() {
+        return xff;
+    }
+    headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                key.trim().eq_ignore_ascii_case("for").then(|| parse_node(value))
+            })
+        })
+        .collect()
+}
+
+/// The address logs and per-address limits use for a request from `peer`.
+pub fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if !is_trusted(peer.ip(), trusted) {
+        return peer.ip();
+    }
+    let mut client = peer.ip();
+    for node in forwarded_chain(headers).into_iter().rev() {
+        match node {
+            Some(address) => {
+                client = address;
+                if !is_trusted(address, trusted) {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    client
+}
+
+/// Whether the request went through TLS at a trusted proxy (`X-Forwarded-Proto: https` or
+/// `Forwarded: proto=https`).
+pub fn forwarded_https(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    if !is_trusted(peer.ip(), trusted) {
+        return false;
+    }
+    if let Some(proto) = headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()) {
+        return proto.split(',').next().is_some_and(|first| first.trim().eq_ignore_ascii_case("https"));
+    }
+    headers.get_all(header::FORWARDED).iter().filter_map(|value| value.to_str().ok()).any(|value| {
+        value.split([';', ',']).any(|pair| {
+            pair.split_once('=').is_some_and(|(key, value)| {
+                key.trim().eq_ignore_ascii_case("proto") && value.trim().trim_matches('"').eq_ignore_ascii_case("https")
+            })
+        })
+    })
+}
+
+/// The Origin decision (RFC 6455 §4.2.2 /origin/, WS-11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginDecision {
+    /// Let the request in.
+    Allowed,
+    /// A browser page from an origin not in the list.
+    NotListed,
+    /// No Origin header, and the configuration does not accept that.
+    Missing,
+}
+
+/// Checks the `Origin` header against `allowed` (exact `scheme://host[:port]`, ASCII
+/// case-insensitive; `"*"` allows any).
+pub fn check_origin(headers: &HeaderMap, allowed: &[String], allow_missing: bool) -> OriginDecision {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return if allow_missing { OriginDecision::Allowed } else { OriginDecision::Missing };
+    };
+    let Ok(origin) = origin.to_str() else { return OriginDecision::NotListed };
+    if allowed.iter().any(|entry| entry == "*" || entry.eq_ignore_ascii_case(origin.trim())) {
+        OriginDecision::Allowed
+    } else {
+        OriginDecision::NotListed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|text| crate::config::parse_cidr(text).unwrap()).collect()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn untrusted_peer_headers_are_ignored() {
+        let peer: SocketAddr = "203.0.113.7:5000".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        assert_eq!(client_address(peer, &h, &nets(&["127.0.0.1"])), peer.ip());
+    }
+
+    #[test]
+    fn trusted_proxy_gives_the_rightmost_untrusted_address() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let trusted = nets(&["127.0.0.1", "10.0.0.0/8"]);
+        let h = headers(&[("x-forwarded-for", "198.51.100.9, 198.51.100.1, 10.1.2.3")]);
+        assert_eq!(client_address(peer, &h, &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
+        let split = headers(&[("x-forwarded-for", "198.51.100.9"), ("x-forwarded-for", "10.1.2.3")]);
+        assert_eq!(client_address(peer, &split, &trusted), "198.51.100.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn forwarded_header_forms() {
+        let peer: SocketAddr = "[::1]:5000".parse().unwrap();
+        let trusted = nets(&["::1"]);
+        let h = headers(&[("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https, for=::1")]);
+        assert_eq!(client_address(peer, &h, &trusted), "2001:db8:cafe::17".parse::<IpAddr>().unwrap());
+        assert!(forwarded_https(peer, &h, &trusted));
+        let h = headers(&[("forwarded", "for=192.0.2.60;proto=http")]);
+        assert_eq!(client_address(peer, &h, &trusted), "192.0.2.60".parse::<IpAddr>().unwrap());
+        assert!(!forwarded_https(peer, &h, &trusted));
+    }
+
+    #[test]
+    fn garbage_in_the_chain_stops_trust() {
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "198.51.100.9, unknown")]);
+        assert_eq!(client_address(peer, &h, &nets(&["127.0.0.1"])), peer.ip());
+    }
+
+    #[test]
+    fn origin_rules() {
+        let allowed = vec!["https://chat.example.com".to_string()];
+        assert_eq!(
+            check_origin(&headers(&[("origin", "https://chat.example.com")]), &allowed, false),
+            OriginDecision::Allowed
+        );
+        assert_eq!(
+            check_origin(&headers(&[("origin", "HTTPS://Chat.Example.com")]), &allowed, false),
+            OriginDecision::Allowed
+        );
+        assert_eq!(
+            check_origin(&headers(&[("origin", "https://evil.example")]), &allowed, true),
+            OriginDecision::NotListed
+        );
+        assert_eq!(check_origin(&HeaderMap::new(), &allowed, false), OriginDecision::Missing);
+        assert_eq!(check_origin(&HeaderMap::new(), &allowed, true), OriginDecision::Allowed);
+        assert_eq!(
+            check_origin(&headers(&[("origin", "https://any.example")]), &["*".to_string()], false),
+            OriginDecision::Allowed
+        );
+    }
+}

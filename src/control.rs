@@ -1,0 +1,182 @@
+//! The process-wide control plane: the current (reloadable) gateway state, the drain signal,
+//! the tracker of live session tasks, and the session limits.
+//!
+//! Built once by [`crate::run`] and shared by the listeners and sessions. It holds no XML and no
+//! sockets; it only decides whether a new session may start and tells live ones to stop.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::session::Gateway;
+
+/// Shared by every listener and session for the life of the process.
+#[derive(Debug)]
+pub struct Control {
+    current: RwLock<Arc<Gateway>>,
+    /// Fired once on SIGTERM/SIGINT: stop accepting, end sessions.
+    pub drain: CancellationToken,
+    /// Every session task, so shutdown can wait for them (axum does not track upgraded sockets).
+    pub sessions: TaskTracker,
+    /// Session counts for the total and per-address limits.
+    pub limiter: SessionLimiter,
+}
+
+impl Control {
+    /// A control plane serving `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Control {
+        Control {
+            current: RwLock::new(gateway),
+            drain: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            limiter: SessionLimiter::default(),
+        }
+    }
+
+    /// The state new sessions use; a session keeps the snapshot it started with.
+    pub fn current(&self) -> Arc<Gateway> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the state for new sessions (SIGHUP reload); live sessions are untouched.
+    pub fn replace(&self, gateway: Arc<Gateway>) {
+        match self.current.write() {
+            Ok(mut guard) => *guard = gateway,
+            Err(poisoned) => *poisoned.into_inner() = gateway,
+        }
+    }
+
+    /// The metrics (shared by every snapshot).
+    pub fn metrics(&self) -> Metrics {
+        self.current().metrics.clone()
+    }
+
+    /// True once draining has started.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+}
+
+/// Which limit refused a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitExceeded {
+    /// `limits.max_sessions`.
+    Total,
+    /// `limits.max_sessions_per_address`.
+    PerAddress,
+}
+
+/// Counts sessions in total and per client address.
+///
+/// IPv6 clients are counted per /64, since one host usually owns a whole /64.
+#[derive(Debug, Clone, Default)]
+pub struct SessionLimiter {
+    state: Arc<Mutex<LimiterState>>,
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let segments = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+impl SessionLimiter {
+    /// Takes a slot for `address` if both limits allow it.
+    pub fn try_acquire(
+        &self,
+        address: IpAddr,
+        max_total: usize,
+        max_per_address: usize,
+    ) -> Result<SessionPermit, LimitExceeded> {
+        let key = address_key(address);
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.total >= max_total {
+            return Err(LimitExceeded::Total);
+        }
+        let count = state.per_address.entry(key).or_insert(0);
+        if *count >= max_per_address {
+            return Err(LimitExceeded::PerAddress);
+        }
+        *count += 1;
+        state.total += 1;
+        Ok(SessionPermit { limiter: self.clone(), key })
+    }
+
+    /// Sessions currently holding a permit.
+    pub fn total(&self) -> usize {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).total
+    }
+}
+
+/// A slot in the limiter, released when dropped.
+#[derive(Debug)]
+pub struct SessionPermit {
+    limiter: SessionLimiter,
+    key: IpAddr,
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        let mut state = self.limiter.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.total = state.total.saturating_sub(1);
+        if let Some(count) = state.per_address.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                state.per_address.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_total_and_per_address_and_releases_on_drop() {
+        let limiter = SessionLimiter::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = limiter.try_acquire(a, 3, 2).unwrap();
+        let second = limiter.try_acquire(a, 3, 2).unwrap();
+        assert_eq!(limiter.try_acquire(a, 3, 2).unwrap_err(), LimitExceeded::PerAddress);
+        let third = limiter.try_acquire(b, 3, 2).unwrap();
+        assert_eq!(limiter.try_acquire(b, 3, 2).unwrap_err(), LimitExceeded::Total);
+        drop(first);
+        assert_eq!(limiter.total(), 2);
+        let _again = limiter.try_acquire(a, 3, 2).unwrap();
+        drop((second, third));
+        assert_eq!(limiter.total(), 1);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let limiter = SessionLimiter::default();
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _p = limiter.try_acquire(one, 10, 1).unwrap();
+        assert_eq!(limiter.try_acquire(same_64, 10, 1).unwrap_err(), LimitExceeded::PerAddress);
+        assert!(limiter.try_acquire(other_64, 10, 1).is_ok());
+    }
+}

@@ -1,0 +1,109 @@
+//! The gateway as a real process (the built binary), for signals, exit codes and logs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running gateway process; killed when dropped.
+pub struct GatewayProcess {
+    child: Child,
+    /// Every stderr line so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// `ws://127.0.0.1:PORT/xmpp-websocket`.
+    pub url: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    _dir: tempfile::TempDir,
+    /// The configuration file (rewrite it and send SIGHUP to reload).
+    pub config_path: std::path::PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts the binary with `toml` as its configuration; listener and admin on port 0.
+    pub fn start(toml: &str) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, toml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xmpp-ws-gateway"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("XMPPGW_LISTENER__ADDRESS", "127.0.0.1:0")
+            .env("XMPPGW_ADMIN__ADDRESS", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the gateway binary");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("websocket listener ready") {
+                    let _ = ready_tx.send(line.clone());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let ready = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("gateway did not become ready; log: {:?}", log.lock().unwrap())
+        });
+        let field = |name: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|token| token.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {ready}"))
+                .trim_matches('"')
+                .to_string()
+        };
+        let url = field("url=");
+        let admin = field("admin=");
+        GatewayProcess { child, log, url, admin, _dir: dir, config_path }
+    }
+
+    /// The collected stderr as one string.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(status.map(|s| s.success()).unwrap_or(false), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, up to `limit`; returns its exit code and the time taken.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status.code(), started.elapsed());
+            }
+            assert!(started.elapsed() < limit, "the gateway did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until a log line contains `needle`, up to `limit`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|line| line.contains(needle)) {
+                return line.clone();
+            }
+            assert!(started.elapsed() < limit, "no log line with {needle:?}; log: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

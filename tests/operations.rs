@@ -1,0 +1,381 @@
+//! Operating the gateway, in-process: admin endpoints and metrics, limits, Origin, trusted
+//! proxies, drain, keepalive deadlines, host-meta, wss, PROXY protocol.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::sync::Arc;
+
+use harness::fake_server::{FakeServer, ReadEnd};
+use harness::gateway::TestGateway;
+use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
+use harness::TestCa;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DOMAIN: &str = "example.com";
+const OPEN: &str =
+    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
+const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
+const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+
+fn upstream_toml(server: &FakeServer, ca: &TestCa, extra: &str) -> String {
+    format!(
+        "{extra}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+        server.addr(),
+        ca.ca_file().display()
+    )
+}
+
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("ws://").trim_start_matches("wss://").split('/').next().unwrap().to_string()
+}
+
+async fn http_get(base: &str, path: &str) -> (u16, String) {
+    let host = base.trim_start_matches("http://");
+    raw_http(host, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await
+}
+
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
+async fn opened(gateway: &TestGateway, server: &FakeServer) -> (WsClient, harness::fake_server::ServerConn) {
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    assert!(client.recv_text().await.starts_with("<stream:features"));
+    (client, conn)
+}
+
+#[tokio::test]
+async fn admin_health_ready_and_metrics_move_with_sessions() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
+    let admin = gateway.admin.clone().expect("admin listener");
+    assert_eq!(http_get(&admin, "/healthz").await.0, 200);
+    assert_eq!(http_get(&admin, "/readyz").await.0, 200);
+
+    let (_, before) = http_get(&admin, "/metrics").await;
+    assert_eq!(metric_value(&before, "xmppgw_sessions_active"), 0.0);
+
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (_, during) = http_get(&admin, "/metrics").await;
+    assert_eq!(metric_value(&during, "xmppgw_sessions_active"), 1.0, "{during}");
+    assert_eq!(metric_value(&during, "xmppgw_upstream_connect_duration_seconds_count{phase=\"tls\"}"), 1.0);
+
+    client.send(r#"<message xmlns="jabber:client" to="a@example.com"><body>x</body></message>"#).await;
+    conn.read_until("</message>").await;
+    conn.write("<message to='b@example.com'><body>y</body></message>").await;
+    client.recv_text().await;
+    client.send(CLOSE).await;
+    conn.read_until("</stream:stream>").await;
+    conn.write("</stream:stream>").await;
+    assert_eq!(client.recv_text().await, CLOSE);
+    client.expect_close().await;
+    client.close().await;
+    gateway.wait_metric("xmppgw_sessions_active", 0.0).await;
+
+    // A failure to connect: a domain with a dead upstream.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let failing = TestGateway::start(&format!(
+        "[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{dead}\"\nca_file = \"{}\"\n",
+        ca.ca_file().display()
+    ))
+    .await;
+    let mut doomed = WsClient::connect(&failing.url).await;
+    doomed.send(OPEN).await;
+    while !matches!(doomed.next_event().await, WsEvent::Close(..) | WsEvent::Gone) {}
+
+    let after = gateway.metrics();
+    assert_eq!(metric_value(&after, "xmppgw_sessions_active"), 0.0, "{after}");
+    assert_eq!(metric_value(&after, "xmppgw_sessions_ended_total{outcome=\"clean\"}"), 1.0, "{after}");
+    assert_eq!(metric_value(&after, "xmppgw_stanzas_total{direction=\"to_server\"}"), 1.0, "{after}");
+    assert!(metric_value(&after, "xmppgw_stanzas_total{direction=\"to_client\"}") >= 2.0, "{after}");
+    assert!(metric_value(&after, "xmppgw_bytes_total{direction=\"to_server\"}") > 50.0, "{after}");
+    doomed.close().await;
+    failing.wait_metric("xmppgw_upstream_connect_failures_total{class=\"connect-refused\"}", 1.0).await;
+    failing.wait_metric("xmppgw_sessions_ended_total{outcome=\"upstream_failed\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn session_limits_answer_503_and_429_with_metrics() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[limits]\nmax_sessions = 2\nmax_sessions_per_address = 1\n",
+    ))
+    .await;
+    let host = host_of(&gateway.url);
+    let xff = |address: &str| format!("Sec-WebSocket-Protocol: xmpp\r\nX-Forwarded-For: {address}\r\n");
+    // Keep the upgraded connections open by holding the raw sockets.
+    let mut held = Vec::new();
+    for address in ["198.51.100.1", "198.51.100.2"] {
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        stream.write_all(upgrade_request(&host, "/xmpp-websocket", &xff(address)).as_bytes()).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+        held.push(stream);
+    }
+    let (status, _) = raw_http(&host, &upgrade_request(&host, "/xmpp-websocket", &xff("198.51.100.3"))).await;
+    assert_eq!(status, 503);
+    drop(held.pop());
+    // The released slot frees the total, but the first address still holds its only slot.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = raw_http(&host, &upgrade_request(&host, "/xmpp-websocket", &xff("198.51.100.1"))).await.0;
+        if status == 429 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status, 429);
+    let metrics = gateway.metrics();
+    assert_eq!(metric_value(&metrics, "xmppgw_websocket_handshakes_rejected_total{reason=\"limit-total\"}"), 1.0);
+    assert!(metric_value(&metrics, "xmppgw_websocket_handshakes_rejected_total{reason=\"limit-per-address\"}") >= 1.0);
+}
+
+#[tokio::test]
+async fn origin_allowlist_gives_403_to_other_pages() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        "[listener]\nallowed_origins = [\"https://chat.example.com\"]\nallow_missing_origin = false\n",
+    ))
+    .await;
+    let host = host_of(&gateway.url);
+    let proto = "Sec-WebSocket-Protocol: xmpp\r\n";
+    let with_origin = |origin: &str| format!("{proto}Origin: {origin}\r\n");
+    assert_eq!(
+        raw_http(&host, &upgrade_request(&host, "/xmpp-websocket", &with_origin("https://chat.example.com"))).await.0,
+        101
+    );
+    assert_eq!(
+        raw_http(&host, &upgrade_request(&host, "/xmpp-websocket", &with_origin("https://evil.example"))).await.0,
+        403
+    );
+    assert_eq!(raw_http(&host, &upgrade_request(&host, "/xmpp-websocket", proto)).await.0, 403);
+    let metrics = gateway.metrics();
+    assert_eq!(
+        metric_value(&metrics, "xmppgw_websocket_handshakes_rejected_total{reason=\"origin-not-allowed\"}"),
+        1.0
+    );
+    assert_eq!(metric_value(&metrics, "xmppgw_websocket_handshakes_rejected_total{reason=\"origin-missing\"}"), 1.0);
+}
+
+#[tokio::test]
+async fn drain_sends_system_shutdown_and_readyz_turns_503() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    gateway.control.drain.cancel();
+    let error = client.recv_text().await;
+    assert!(error.contains("<system-shutdown"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await.0, 1001);
+    let (received, _) = conn.read_to_end().await;
+    assert!(!received.contains("</stream:stream>"), "drain keeps sessions resumable: {received}");
+    let admin = gateway.admin.clone().unwrap();
+    // The admin listener keeps answering while the public one drains.
+    assert_eq!(http_get(&admin, "/readyz").await.0, 503);
+}
+
+#[tokio::test]
+async fn tv_96_drain_with_redirect_sends_see_other_uri() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        "[shutdown]\nredirect_uri = \"wss://gw2.example.net/xmpp-websocket\"\n",
+    ))
+    .await;
+    let (mut client, _conn) = opened(&gateway, &server).await;
+    let mut waiting = WsClient::connect(&gateway.url).await;
+    gateway.control.drain.cancel();
+    let expected =
+        r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" see-other-uri="wss://gw2.example.net/xmpp-websocket" />"#;
+    assert_eq!(client.recv_text().await, expected);
+    assert_eq!(client.expect_close().await.0, 1001);
+    // A client that had not sent <open/> yet gets the redirect as the answer.
+    assert_eq!(waiting.recv_text().await, expected);
+}
+
+#[tokio::test]
+async fn pong_deadline_closes_a_client_that_stopped_answering() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway =
+        TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\n"))
+            .await;
+    // A raw client: WebSocket handshake and <open/> by hand, then it never reads again, so it
+    // never answers pings.
+    let host = host_of(&gateway.url);
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    stream
+        .write_all(upgrade_request(&host, "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    stream.write_all(&masked_text_frame(OPEN.as_bytes())).await.unwrap();
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    let (received, _) = conn.read_to_end().await;
+    assert!(!received.contains("</stream:stream>"), "{received}");
+    gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"pong_timeout\"}", 1.0).await;
+}
+
+/// A client-to-server text frame with a fixed mask.
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81];
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+    frame
+}
+
+#[tokio::test]
+async fn idle_timeout_ends_a_silent_session_with_connection_timeout() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nidle_timeout_secs = 1\n")).await;
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let error = client.recv_text().await;
+    assert!(error.contains("<connection-timeout"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    conn.read_until("</stream:stream>").await;
+}
+
+#[tokio::test]
+async fn tv_72_oversized_message_is_policy_violation_1009_and_never_reaches_the_server() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let big = format!(r#"<message xmlns="jabber:client"><body>{}</body></message>"#, "A".repeat(300 * 1024));
+    client.send(&big).await;
+    let error = client.recv_text().await;
+    assert!(error.contains("<policy-violation"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await.0, 1009);
+    let (received, end) = conn.read_to_end().await;
+    assert!(
+        received.contains("</stream:stream>") && !received.contains("AAAA"),
+        "{}",
+        &received[..received.len().min(200)]
+    );
+    assert_eq!(end, ReadEnd::Eof);
+}
+
+#[tokio::test]
+async fn proxy_protocol_v2_header_carries_the_forwarded_client_address() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&format!(
+        "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\nproxy_protocol = true\n",
+        server.addr(),
+        ca.ca_file().display()
+    ))
+    .await;
+    let host = host_of(&gateway.url);
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let headers = "Sec-WebSocket-Protocol: xmpp\r\nX-Forwarded-For: 203.0.113.77\r\n";
+    stream.write_all(upgrade_request(&host, "/xmpp-websocket", headers).as_bytes()).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let _ = stream.read(&mut buf).await.unwrap();
+    stream.write_all(&masked_text_frame(OPEN.as_bytes())).await.unwrap();
+    let mut conn = server.accept().await;
+    let bytes = conn.read_until_bytes("<").await;
+    assert_eq!(&bytes[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(&bytes[12..14], &[0x21, 0x11]);
+    assert_eq!(&bytes[16..20], &[203, 0, 113, 77]);
+    assert_eq!(&bytes[20..24], &[127, 0, 0, 1]);
+}
+
+#[tokio::test]
+async fn host_meta_only_over_https_for_configured_domains_with_cors() {
+    let gateway = TestGateway::start(
+        "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[host_meta]\nwebsocket_url = \"wss://gw.example.net/xmpp-websocket\"\ndomains = [\"example.com\"]\n",
+    )
+    .await;
+    let host = host_of(&gateway.url);
+    let get = |path: &str, host_header: &str, proto: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\n{proto}Connection: close\r\n\r\n")
+    };
+    let https = "X-Forwarded-Proto: https\r\n";
+    let (status, xrd) = raw_http(&host, &get("/.well-known/host-meta", "example.com", https)).await;
+    assert_eq!(status, 200, "{xrd}");
+    assert!(xrd.contains("rel=\"urn:xmpp:alt-connections:websocket\" href=\"wss://gw.example.net/xmpp-websocket\""));
+    assert!(xrd.to_ascii_lowercase().contains("access-control-allow-origin: *"));
+    let (status, jrd) = raw_http(&host, &get("/.well-known/host-meta.json", "example.com:443", https)).await;
+    assert_eq!(status, 200, "{jrd}");
+    let body = &jrd[jrd.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["links"][0]["href"], "wss://gw.example.net/xmpp-websocket");
+    assert_eq!(raw_http(&host, &get("/.well-known/host-meta", "example.com", "")).await.0, 404);
+    assert_eq!(raw_http(&host, &get("/.well-known/host-meta", "other.example", https)).await.0, 404);
+}
+
+#[tokio::test]
+async fn wss_listener_serves_the_gateway_over_tls() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = ca.leaf_pem(&["gw.test"]);
+    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        &format!(
+            "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            dir.path().join("cert.pem").display(),
+            dir.path().join("key.pem").display()
+        ),
+    ))
+    .await;
+    assert!(gateway.url.starts_with("wss://"), "{}", gateway.url);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(host_of(&gateway.url)).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::try_from("gw.test").unwrap(), tcp)
+        .await
+        .expect("the gateway's certificate is valid for gw.test");
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = "wss://gw.test/xmpp-websocket".into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "xmpp".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tls).await.expect("wss handshake");
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(OPEN.into())).await.unwrap();
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with("<open "));
+}
+
+use rustls::pki_types::pem::PemObject;

@@ -1,0 +1,157 @@
+//! The built binary as operators run it: configuration checks, SIGTERM drain and exit code,
+//! SIGHUP reload, and logs that never contain credentials.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::fake_server::FakeServer;
+use harness::process::GatewayProcess;
+use harness::ws_client::{raw_http, upgrade_request, WsClient};
+use harness::TestCa;
+
+const DOMAIN: &str = "example.com";
+const OPEN: &str =
+    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
+const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
+const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+/// base64("\0juliet\0r0m30myr0m30").
+const PLAIN_PAYLOAD: &str = "AGp1bGlldAByMG0zMG15cjBtMzA=";
+
+fn config(server: &FakeServer, ca: &TestCa, extra: &str) -> String {
+    format!(
+        "[listener]\nallow_missing_origin = true\n{extra}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+        server.addr(),
+        ca.ca_file().display()
+    )
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xmpp-ws-gateway"))
+}
+
+#[test]
+fn check_config_accepts_the_shipped_file_and_names_the_bad_key() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml");
+    let output = binary().arg("--check-config").arg(shipped).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[limits]\nmax_element_bytes = 512\n").unwrap();
+    let output = binary().arg("--check-config").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("limits.max_element_bytes") && message.contains("10000"), "{message}");
+
+    std::fs::write(&bad, "[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\ntls = \"plaintext\"\n")
+        .unwrap();
+    let output = binary().arg("--config").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "an invalid config must stop the gateway at start");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("plaintext"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_live_sessions_and_exits_zero_within_the_grace_period() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let mut gateway = GatewayProcess::start(&config(&server, &ca, "[shutdown]\ngrace_period_secs = 5\n"));
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    client.recv_text().await;
+
+    gateway.signal("TERM");
+    let error = client.recv_text().await;
+    assert!(error.contains("<system-shutdown"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await.0, 1001);
+    let (code, elapsed) = tokio::task::block_in_place(|| gateway.wait_exit(Duration::from_secs(10)));
+    assert_eq!(code, Some(0), "log: {}", gateway.log_text());
+    assert!(elapsed < Duration::from_secs(5), "exit took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_payload_never_appears_in_logs_even_at_trace() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = GatewayProcess::start(&config(&server, &ca, "[log]\nlevel = \"trace,tungstenite=trace\"\n"));
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    client.recv_text().await;
+    client.recv_text().await;
+    client
+        .send(&format!(r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">{PLAIN_PAYLOAD}</auth>"#))
+        .await;
+    conn.read_until("</auth>").await;
+    conn.write("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>").await;
+    assert!(client.recv_text().await.contains("not-authorized"));
+    client.send(CLOSE).await;
+    conn.read_until("</stream:stream>").await;
+    conn.write("</stream:stream>").await;
+    client.recv_text().await;
+    client.expect_close().await;
+    gateway.wait_for_log("session ended", Duration::from_secs(5));
+    let log = gateway.log_text();
+    assert!(log.lines().count() > 10, "trace logging should be verbose: {log}");
+    for secret in [PLAIN_PAYLOAD, "r0m30myr0m30", "AGp1bGll"] {
+        let leaks: Vec<&str> = log.lines().filter(|line| line.contains(secret)).collect();
+        assert!(leaks.is_empty(), "{secret} leaked into the log: {leaks:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_limits_without_dropping_live_sessions() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = GatewayProcess::start(&config(&server, &ca, ""));
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    client.recv_text().await;
+    client.recv_text().await;
+
+    // New configuration: Origin now required from a listed page.
+    std::fs::write(
+        &gateway.config_path,
+        config(&server, &ca, "").replace("allow_missing_origin = true", "allow_missing_origin = false"),
+    )
+    .unwrap();
+    gateway.signal("HUP");
+    gateway.wait_for_log("configuration reloaded", Duration::from_secs(5));
+    let host = gateway.url.trim_start_matches("ws://").split('/').next().unwrap().to_string();
+    let (status, _) =
+        raw_http(&host, &upgrade_request(&host, "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n")).await;
+    assert_eq!(status, 403, "the reloaded Origin rule applies to new sessions");
+
+    // The live session still relays.
+    client.send(r#"<presence xmlns="jabber:client"/>"#).await;
+    conn.read_until("<presence").await;
+    conn.write("<presence from='juliet@example.com/x'/>").await;
+    assert!(client.recv_text().await.starts_with("<presence"));
+}
+
+#[test]
+fn a_broken_reload_keeps_the_running_configuration() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca = TestCa::new();
+    let server = rt.block_on(FakeServer::start(ca.leaf(&[DOMAIN])));
+    let gateway = GatewayProcess::start(&config(&server, &ca, ""));
+    std::fs::write(&gateway.config_path, "[limits]\nmax_element_bytes = 1\n").unwrap();
+    gateway.signal("HUP");
+    let line = gateway.wait_for_log("reload failed", Duration::from_secs(5));
+    assert!(line.contains("limits.max_element_bytes"), "{line}");
+    let (status, _) = rt.block_on(raw_http(
+        gateway.url.trim_start_matches("ws://").split('/').next().unwrap(),
+        &upgrade_request("x", "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n"),
+    ));
+    assert_eq!(status, 101, "still serving with the old configuration");
+}
