@@ -90,6 +90,15 @@ cat >"$WORK/gateway.toml" <<TOML
 address = "127.0.0.1:$WS_PORT"
 path = "/xmpp-websocket"
 
+allow_missing_origin = true
+
+[limits]
+max_sessions = 20000
+max_sessions_per_address = 20000
+
+[admin]
+address = ""
+
 [log]
 level = "warn"
 

@@ -408,8 +408,21 @@ async fn session_task(plan: Arc<Plan>, index: usize, mut channels: Channels) {
             return;
         }
     };
-    let Ok(phase) = channels.phase.wait_for(|phase| *phase != Phase::Setup).await.map(|phase| *phase) else {
-        return;
+    // Wait for the next phase, reading meanwhile like an idle client does (WebSocket pings are
+    // answered by tungstenite while reading).
+    let phase = tokio::select! {
+        phase = channels.phase.wait_for(|phase| *phase != Phase::Setup) => match phase {
+            Ok(phase) => *phase,
+            Err(_) => return,
+        },
+        input = session.recv() => {
+            let error = match input {
+                Ok(element) => format!("unexpected element while idle: {}", element.chars().take(80).collect::<String>()),
+                Err(error) => format!("lost while idle: {error}"),
+            };
+            let _ = channels.echo.send(EchoReport { rtts_us: Vec::new(), error: Some(error) });
+            return;
+        }
     };
     if phase == Phase::Echo {
         let report = echo(&mut session, &plan.args).await;
@@ -554,6 +567,12 @@ async fn run(args: Arc<Args>) -> String {
             let hold_until = (Instant::now() + Duration::from_secs(args.hold_secs)).min(deadline);
             tokio::time::sleep_until(hold_until).await;
             memory_idle = memory_kib(args.gateway_pid);
+            while let Ok(report) = echo_reports.try_recv() {
+                if let Some(error) = report.error {
+                    errors += 1;
+                    first_error.get_or_insert(error);
+                }
+            }
         }
         Workload::Echo if !timed_out => {
             let _ = phase_sender.send(Phase::Echo);
