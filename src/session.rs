@@ -419,7 +419,13 @@ where
         let (ping_interval, pong_timeout, idle_timeout) =
             (limits.ping_interval(), limits.pong_timeout(), limits.idle_timeout());
         let drain = self.context.drain.clone();
-        let mut next_ping = Instant::now() + ping_interval;
+        // The ping and idle timers live across iterations: registering two fresh timers for
+        // every relayed stanza cost more than the relaying (docs/PERFORMANCE.md). The idle timer
+        // is pushed back lazily: when it fires early, it is re-armed at last activity + timeout.
+        let ping_timer = tokio::time::sleep(ping_interval);
+        tokio::pin!(ping_timer);
+        let idle_timer = tokio::time::sleep(idle_timeout.unwrap_or(ping_interval));
+        tokio::pin!(idle_timer);
         let mut pong_deadline: Option<Instant> = None;
         loop {
             // Drain what the splitter already holds before reading more.
@@ -431,7 +437,6 @@ where
                 Err(error) => self.on_server_bad_xml(&mut relay, error).await,
                 Ok(None) => {
                     let deadline = relay.close_deadline;
-                    let idle_deadline = idle_timeout.map(|idle| relay.last_activity + idle);
                     tokio::select! {
                         input = recv_client(&mut self.ws) => {
                             pong_deadline = None;
@@ -441,8 +446,8 @@ where
                             self.on_client_input(&mut relay, input).await
                         }
                         _ = drain.cancelled() => self.drain_relaying(&mut relay).await,
-                        _ = tokio::time::sleep_until(next_ping), if pong_deadline.is_none() => {
-                            next_ping = Instant::now() + ping_interval;
+                        _ = &mut ping_timer, if pong_deadline.is_none() => {
+                            ping_timer.as_mut().reset(Instant::now() + ping_interval);
                             pong_deadline = Some(Instant::now() + pong_timeout);
                             if self.ws.send(Message::Ping(bytes::Bytes::from_static(b"xmppgw"))).await.is_err() {
                                 relay.abort_upstream().await;
@@ -458,7 +463,12 @@ where
                             self.close_ws(close_code::POLICY, "no pong within the deadline").await;
                             Flow::End(Outcome::PongTimeout)
                         }
-                        _ = sleep_until(idle_deadline), if relay.closing == Closing::No => {
+                        _ = &mut idle_timer, if relay.closing == Closing::No && idle_timeout.is_some() => {
+                            let due = relay.last_activity + idle_timeout.unwrap_or_default();
+                            if due > Instant::now() {
+                                idle_timer.as_mut().reset(due);
+                                continue;
+                            }
                             debug!("idle timeout");
                             self.stream_error_and_close(&mut relay, StreamCondition::ConnectionTimeout, close_code::NORMAL).await;
                             Flow::End(Outcome::IdleTimeout)
