@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -240,6 +240,8 @@ struct Session<'g, W> {
     context: &'g SessionContext,
     /// `xml:lang` the client asked for, used when the gateway must make an `<open/>` itself.
     lang: String,
+    /// Messages were fed to the WebSocket but not flushed yet.
+    unflushed: bool,
 }
 
 fn random_stream_id() -> String {
@@ -252,7 +254,7 @@ where
     W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
 {
     fn new(ws: W, gateway: &'g Gateway, context: &'g SessionContext) -> Self {
-        Session { ws, gateway, context, lang: "en".to_string() }
+        Session { ws, gateway, context, lang: "en".to_string(), unflushed: false }
     }
 
     fn metrics(&self) -> &Metrics {
@@ -404,6 +406,7 @@ where
             upstream_eof: false,
             last_activity: Instant::now(),
             buf: vec![0u8; upstream::READ_CHUNK_BYTES],
+            out: Vec::new(),
         };
         let open = framing::client_open(&header, &random_stream_id(), &self.lang);
         if !self.send(&open).await {
@@ -428,13 +431,35 @@ where
         tokio::pin!(idle_timer);
         let mut pong_deadline: Option<Instant> = None;
         loop {
-            // Drain what the splitter already holds before reading more.
+            // Drain what the splitter already holds before reading more, then send the
+            // messages it produced to the client in one write.
             let flow = match relay.splitter.next_event() {
                 Ok(Some(event)) => {
                     relay.last_activity = Instant::now();
                     self.on_server_event(&mut relay, event).await
                 }
                 Err(error) => self.on_server_bad_xml(&mut relay, error).await,
+                Ok(None) if self.unflushed => self.flush_or_vanish(&mut relay).await,
+                // Client elements are queued for the upstream: take the client's next message if
+                // it is already here (no waiting), else write the queue out in one go.
+                Ok(None) if !relay.out.is_empty() => {
+                    let ready = if relay.out.len() < UPSTREAM_BATCH_BYTES {
+                        recv_client(&mut self.ws).now_or_never()
+                    } else {
+                        None
+                    };
+                    match ready {
+                        Some(input) => {
+                            pong_deadline = None;
+                            if matches!(input, ClientInput::Text(_)) {
+                                relay.last_activity = Instant::now();
+                            }
+                            self.on_client_input(&mut relay, input).await
+                        }
+                        None if relay.flush_out().await.is_err() => self.on_server_vanished(&mut relay).await,
+                        None => Flow::Continue,
+                    }
+                }
                 Ok(None) => {
                     let deadline = relay.close_deadline;
                     tokio::select! {
@@ -576,9 +601,8 @@ where
             }
             ClientFrame::Element { xml, kind } => {
                 relay.restart_allowed = false;
-                if relay.write(xml).await.is_err() {
-                    return self.on_server_vanished(relay).await;
-                }
+                // Written out by the relay loop together with any other message already waiting.
+                relay.queue(xml);
                 self.metrics().relayed(TO_SERVER, xml.len());
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
@@ -662,7 +686,7 @@ where
                     _ => element.xml,
                 };
                 self.metrics().relayed(TO_CLIENT, text.len());
-                self.send_or_vanish(relay, &text).await
+                self.feed_or_vanish(relay, &text).await
             }
             ServerEvent::End => {
                 if !self.send(framing::CLOSE).await {
@@ -769,6 +793,29 @@ where
         Flow::End(Outcome::ServerVanished)
     }
 
+    /// Queues one message for the client without writing it yet (the relay loop flushes once
+    /// the splitter has nothing more, so one upstream read becomes one client write).
+    async fn feed_or_vanish(&mut self, relay: &mut Relay, text: &str) -> Flow {
+        self.unflushed = true;
+        if self.ws.feed(Message::Text(text.into())).await.is_ok() {
+            Flow::Continue
+        } else {
+            relay.abort_upstream().await;
+            Flow::End(Outcome::ClientVanished)
+        }
+    }
+
+    /// Writes out the messages queued by [`Self::feed_or_vanish`].
+    async fn flush_or_vanish(&mut self, relay: &mut Relay) -> Flow {
+        self.unflushed = false;
+        if self.ws.flush().await.is_ok() {
+            Flow::Continue
+        } else {
+            relay.abort_upstream().await;
+            Flow::End(Outcome::ClientVanished)
+        }
+    }
+
     async fn send_or_vanish(&mut self, relay: &mut Relay, text: &str) -> Flow {
         if self.send(text).await {
             Flow::Continue
@@ -822,8 +869,9 @@ where
         }
     }
 
-    /// Sends one text message; false when the client is gone.
+    /// Sends one text message (and any queued before it); false when the client is gone.
     async fn send(&mut self, text: &str) -> bool {
+        self.unflushed = false;
         self.ws.send(Message::Text(text.into())).await.is_ok()
     }
 
@@ -884,12 +932,38 @@ struct Relay {
     /// When a stanza last crossed in either direction (idle timeout).
     last_activity: Instant,
     buf: Vec<u8>,
+    /// Client elements queued for the upstream, written by [`Relay::flush_out`] (in order, before
+    /// anything else is written upstream).
+    out: Vec<u8>,
 }
 
+/// Most bytes of client elements gathered into one upstream write.
+const UPSTREAM_BATCH_BYTES: usize = 16 * 1024;
+
 impl Relay {
-    async fn write(&mut self, text: &str) -> std::io::Result<()> {
-        self.io.write_all(text.as_bytes()).await?;
+    /// Queues bytes for the upstream; [`Relay::flush_out`] writes them.
+    fn queue(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    /// Writes the queued bytes out. A large batch's buffer is released, so an idle session keeps
+    /// at most a small one.
+    async fn flush_out(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let result = self.io.write_all(&self.out).await;
+            self.out.clear();
+            if self.out.capacity() > UPSTREAM_BATCH_BYTES {
+                self.out = Vec::new();
+            }
+            result?;
+        }
         self.io.flush().await
+    }
+
+    /// Writes the queued bytes, then `text`.
+    async fn write(&mut self, text: &str) -> std::io::Result<()> {
+        self.queue(text);
+        self.flush_out().await
     }
 
     /// Ends the upstream stream cleanly: `</stream:stream>` unless already sent, then TLS
@@ -897,12 +971,16 @@ impl Relay {
     async fn finish_upstream(&mut self, send_stream_end: bool) {
         if send_stream_end && self.closing != Closing::ByClient {
             let _ = self.write(framing::UPSTREAM_STREAM_END).await;
+        } else {
+            let _ = self.flush_out().await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
     }
 
-    /// Ends the upstream connection without `</stream:stream>` (CL-4).
+    /// Ends the upstream connection without `</stream:stream>` (CL-4), after the client
+    /// elements already queued.
     async fn abort_upstream(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush_out()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
     }
 
