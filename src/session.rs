@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
@@ -405,7 +405,6 @@ where
             close_deadline: None,
             upstream_eof: false,
             last_activity: Instant::now(),
-            buf: vec![0u8; upstream::READ_CHUNK_BYTES],
             out: Vec::new(),
         };
         let open = framing::client_open(&header, &random_stream_id(), &self.lang);
@@ -498,13 +497,9 @@ where
                             self.stream_error_and_close(&mut relay, StreamCondition::ConnectionTimeout, close_code::NORMAL).await;
                             Flow::End(Outcome::IdleTimeout)
                         }
-                        read = relay.io.read(&mut relay.buf), if !relay.upstream_eof => match read {
+                        read = upstream::read_into_splitter(&mut relay.io, &mut relay.splitter), if !relay.upstream_eof => match read {
                             Ok(0) | Err(_) => self.on_upstream_eof(&mut relay).await,
-                            Ok(n) => {
-                                let Relay { splitter, buf, .. } = &mut relay;
-                                splitter.feed(&buf[..n]);
-                                Flow::Continue
-                            }
+                            Ok(_) => Flow::Continue,
                         },
                         _ = sleep_until(deadline) => {
                             debug!(closing = ?relay.closing, "close timed out");
@@ -931,7 +926,6 @@ struct Relay {
     upstream_eof: bool,
     /// When a stanza last crossed in either direction (idle timeout).
     last_activity: Instant,
-    buf: Vec<u8>,
     /// Client elements queued for the upstream, written by [`Relay::flush_out`] (in order, before
     /// anything else is written upstream).
     out: Vec<u8>,
