@@ -1,9 +1,14 @@
 # Multi-stage build: compile in the Rust image, run as an unprivileged user in a slim runtime.
+#
+# The whole build context goes in (minus what .dockerignore leaves out), not a hand-picked
+# Cargo.toml + src: Cargo checks every target the manifest declares ([[bench]], [[bin]],
+# [[example]], tests) when it loads it, so a target living outside src/ would break a build
+# that copied only src/.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-RUN cargo build --release --locked --bin xmpp-ws-gateway
+COPY . .
+RUN cargo build --release --locked --bin xmpp-ws-gateway \
+    && ./target/release/xmpp-ws-gateway --check-config config/gateway.toml
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -40,6 +40,12 @@ pub struct Config {
     /// XEP-0156 host-meta documents.
     #[serde(default)]
     pub host_meta: HostMetaConfig,
+    /// Which domains may be served, besides the static upstreams (D17).
+    #[serde(default)]
+    pub domains: DomainsConfig,
+    /// DNS resolution (SRV discovery, A/AAAA).
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// Statically configured upstream servers, one per XMPP domain.
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,
@@ -202,11 +208,14 @@ pub struct ConnectConfig {
     pub attempt_timeout_secs: u64,
     /// Seconds for the whole connection setup, all attempts together.
     pub overall_timeout_secs: u64,
+    /// Milliseconds to wait for one address before also trying the next one (RFC 8305
+    /// "Connection Attempt Delay"; IPv6 and IPv4 alternate).
+    pub happy_eyeballs_delay_ms: u64,
 }
 
 impl Default for ConnectConfig {
     fn default() -> Self {
-        ConnectConfig { attempt_timeout_secs: 10, overall_timeout_secs: 30 }
+        ConnectConfig { attempt_timeout_secs: 10, overall_timeout_secs: 30, happy_eyeballs_delay_ms: 250 }
     }
 }
 
@@ -219,6 +228,69 @@ impl ConnectConfig {
     /// Budget of the whole setup.
     pub fn overall_timeout(&self) -> Duration {
         Duration::from_secs(self.overall_timeout_secs)
+    }
+
+    /// [`Self::happy_eyeballs_delay_ms`] as a duration.
+    pub fn happy_eyeballs_delay(&self) -> Duration {
+        Duration::from_millis(self.happy_eyeballs_delay_ms)
+    }
+}
+
+/// Domains the gateway serves through DNS discovery (D17). Static `[[upstream]]` domains are
+/// always served; nothing else is unless listed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsConfig {
+    /// Exact domains and `*.suffix` patterns whose servers are found through DNS SRV/A/AAAA.
+    pub allow: Vec<String>,
+    /// Allowed domains whose DNS answers may point at loopback, private, link-local and other
+    /// special-purpose addresses (an internal server found through internal DNS). Exact names.
+    pub special_addresses: Vec<String>,
+    /// Extra PEM file of CA certificates trusted for discovered domains, besides the system store.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Which kind of SRV record to try first (XEP-0368, D11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreferTls {
+    /// `_xmpp-client` and `_xmpps-client` records ordered together by priority and weight.
+    Mixed,
+    /// All `_xmpps-client` (direct TLS) records first.
+    DirectTls,
+    /// All `_xmpp-client` (STARTTLS) records first.
+    Starttls,
+}
+
+/// How the gateway resolves names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Nameservers as `ip:port`, each asked over UDP and TCP; empty = the system's
+    /// (`/etc/resolv.conf`).
+    pub nameservers: Vec<String>,
+    /// Order of `_xmpp-client` vs `_xmpps-client` records.
+    pub prefer: PreferTls,
+    /// Milliseconds to wait for one DNS answer.
+    pub timeout_ms: u64,
+    /// Tries per query and nameserver.
+    pub attempts: usize,
+    /// Answers kept in the cache (each for its TTL; negative answers for the SOA minimum).
+    pub cache_size: usize,
+    /// Longest time, in seconds, a negative answer (NXDOMAIN, no records) is cached.
+    pub negative_max_ttl_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            prefer: PreferTls::Mixed,
+            timeout_ms: 3000,
+            attempts: 2,
+            cache_size: 1024,
+            negative_max_ttl_secs: 300,
+        }
     }
 }
 
@@ -438,6 +510,43 @@ impl Config {
             crate::domain::normalize(domain)
                 .map_err(|e| invalid(format!("host_meta.domains[{index}]"), format!("{domain:?}: {e}")))?;
         }
+        if self.connect.happy_eyeballs_delay_ms < 10 || self.connect.happy_eyeballs_delay_ms > 2000 {
+            // RFC 8305 §5: at least 10 ms (100 ms recommended minimum), at most 2 s.
+            return Err(invalid("connect.happy_eyeballs_delay_ms", "must be between 10 and 2000"));
+        }
+        for (index, pattern) in self.domains.allow.iter().enumerate() {
+            crate::upstream::guard::parse_pattern(pattern)
+                .map_err(|e| invalid(format!("domains.allow[{index}]"), format!("{pattern:?}: {e}")))?;
+        }
+        for (index, domain) in self.domains.special_addresses.iter().enumerate() {
+            let key = format!("domains.special_addresses[{index}]");
+            let normalized =
+                crate::domain::normalize(domain).map_err(|e| invalid(key.as_str(), format!("{domain:?}: {e}")))?;
+            let policy =
+                crate::upstream::guard::DomainPolicy::new(self.domains.allow.iter().map(String::as_str), [], []);
+            if !policy.allows(&normalized) {
+                return Err(invalid(key, format!("{domain:?} is not in domains.allow")));
+            }
+        }
+        if let Some(ca_file) = &self.domains.ca_file {
+            if !ca_file.is_file() {
+                return Err(invalid("domains.ca_file", format!("{} is not a readable file", ca_file.display())));
+            }
+        }
+        for (index, server) in self.dns.nameservers.iter().enumerate() {
+            server.parse::<SocketAddr>().map_err(|_| {
+                invalid(format!("dns.nameservers[{index}]"), format!("{server:?} is not ip:port, e.g. 127.0.0.1:53"))
+            })?;
+        }
+        if self.dns.timeout_ms == 0 {
+            return Err(invalid("dns.timeout_ms", "must be at least 1"));
+        }
+        if self.dns.attempts == 0 {
+            return Err(invalid("dns.attempts", "must be at least 1"));
+        }
+        if self.limits.max_queued_messages == 0 {
+            return Err(invalid("limits.max_queued_messages", "must be at least 1"));
+        }
         if self.connect.attempt_timeout_secs > self.connect.overall_timeout_secs {
             return Err(invalid("connect.attempt_timeout_secs", "must not exceed connect.overall_timeout_secs"));
         }
@@ -562,6 +671,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listener.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn discovery_defaults() {
+        let config = Config::from_toml("").unwrap();
+        assert!(config.domains.allow.is_empty());
+        assert!(config.dns.nameservers.is_empty());
+        assert_eq!(config.dns.prefer, PreferTls::Mixed);
+        assert_eq!(config.connect.happy_eyeballs_delay_ms, 250);
+    }
+
+    #[test]
+    fn discovery_settings_parse() {
+        let config = Config::from_toml(
+            "[domains]\nallow = [\"example.com\", \"*.chat.example\"]\nspecial_addresses = [\"example.com\"]\n\
+             [dns]\nnameservers = [\"127.0.0.1:5353\", \"[::1]:53\"]\nprefer = \"direct-tls\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.domains.allow.len(), 2);
+        assert_eq!(config.dns.prefer, PreferTls::DirectTls);
+    }
+
+    #[test]
+    fn bad_discovery_settings_name_the_key() {
+        assert!(err("[domains]\nallow = [\"*\"]\n").starts_with("domains.allow[0]:"));
+        assert!(err("[domains]\nallow = [\"10.0.0.1\"]\n").starts_with("domains.allow[0]:"));
+        assert!(err("[domains]\nspecial_addresses = [\"a.example\"]\n").starts_with("domains.special_addresses[0]:"));
+        assert!(err("[dns]\nnameservers = [\"localhost\"]\n").starts_with("dns.nameservers[0]:"));
+        assert!(err("[dns]\nprefer = \"xmpps\"\n").contains("xmpps"));
+        assert!(err("[connect]\nhappy_eyeballs_delay_ms = 0\n").starts_with("connect.happy_eyeballs_delay_ms:"));
     }
 
     #[test]

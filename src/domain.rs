@@ -1,7 +1,8 @@
 //! Normalisation of the XMPP domain a client names in `to` (RFC 7622 §3.2, HDR-2, D17).
 //!
 //! The normalised form is what the gateway uses for policy decisions, DNS, SNI and certificate
-//! matching. Pure string work: no DNS, no I/O.
+//! matching: lowercase A-labels (internationalised names are converted with UTS #46 / IDNA,
+//! so `bücher.example` becomes `xn--bcher-kva.example`). Pure string work: no DNS, no I/O.
 
 use std::net::IpAddr;
 
@@ -19,8 +20,9 @@ pub enum DomainError {
     Invalid,
 }
 
-/// Strips one trailing dot (RFC 7622 §3.2), lowercases, and checks the result is a DNS host
-/// name of letters, digits and hyphens. IP literals are refused.
+/// Strips one trailing dot (RFC 7622 §3.2), converts internationalised labels to A-labels
+/// (RFC 7622 §3.2 via IDNA/UTS #46), lowercases, and checks the result is a DNS host name of
+/// letters, digits and hyphens. IP literals are refused.
 pub fn normalize(to: &str) -> Result<String, DomainError> {
     let trimmed = to.strip_suffix('.').unwrap_or(to);
     if trimmed.is_empty() {
@@ -30,7 +32,16 @@ pub fn normalize(to: &str) -> Result<String, DomainError> {
     if bracketless.parse::<IpAddr>().is_ok() {
         return Err(DomainError::IpLiteral);
     }
-    let lower = trimmed.to_ascii_lowercase();
+    let lower = if trimmed.is_ascii() {
+        trimmed.to_ascii_lowercase()
+    } else {
+        // Unicode labels: map (case fold, NFC) and encode as A-labels for DNS and SNI.
+        let ascii = idna::domain_to_ascii(trimmed).map_err(|_| DomainError::Invalid)?;
+        if ascii.ends_with('.') {
+            return Err(DomainError::Invalid);
+        }
+        ascii
+    };
     if lower.len() > 253 {
         return Err(DomainError::Invalid);
     }
@@ -65,6 +76,16 @@ mod tests {
         assert_eq!(normalize("::1").unwrap_err(), DomainError::IpLiteral);
         assert_eq!(normalize("169.254.169.254.").unwrap_err(), DomainError::IpLiteral);
         assert_eq!(normalize("10.1").unwrap_err(), DomainError::IpLiteral);
+    }
+
+    #[test]
+    fn internationalised_names_become_a_labels() {
+        assert_eq!(normalize("bücher.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(normalize("BÜCHER.example.").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(normalize("xn--bcher-kva.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(normalize("例え.テスト").unwrap(), "xn--r8jz45g.xn--zckzah");
+        assert_eq!(normalize("bü cher.example").unwrap_err(), DomainError::Invalid);
+        assert_eq!(normalize("ü..example").unwrap_err(), DomainError::Invalid);
     }
 
     #[test]

@@ -51,12 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::new(log_filter(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Text => builder.with_ansi(false).init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    init_logging(&config.log.level, config.log.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -91,12 +86,26 @@ fn main() -> ExitCode {
     })
 }
 
-/// Dependencies that log whole WebSocket messages (and so SASL payloads) at trace level are
-/// capped at debug whatever the configured level: credentials never reach the log.
-const PAYLOAD_LOGGING_CAPS: &str = "tungstenite=debug,tokio_tungstenite=debug,hyper=debug,hyper_util=debug";
+/// Dependencies that log whole WebSocket messages or HTTP bodies (and so SASL payloads) at
+/// trace level. Their trace events are dropped whatever the configured level: credentials never
+/// reach the log.
+const PAYLOAD_LOGGING_TARGETS: [&str; 4] = ["tungstenite", "tokio_tungstenite", "hyper", "hyper_util"];
 
-fn log_filter(level: &str) -> String {
-    format!("{level},{PAYLOAD_LOGGING_CAPS}")
+fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let no_payloads = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE
+            || !PAYLOAD_LOGGING_TARGETS.iter().any(|target| {
+                meta.target().strip_prefix(target).is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            })
+    });
+    let output = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+    };
+    tracing_subscriber::registry().with(EnvFilter::new(level)).with(output.with_filter(no_payloads)).init();
 }
 
 /// SIGHUP reloads the configuration file for new sessions (allowlists, limits, certificates).

@@ -17,14 +17,14 @@ use crate::listener::{self, PlainListener, TlsListener};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, PeerInfo};
 use crate::session::Gateway;
-use crate::upstream::{SystemRoots, TlsSetupError, UpstreamDirectory};
+use crate::upstream::{SystemRoots, UpstreamDirectory, UpstreamSetupError};
 
 /// Why the gateway could not start (or reload).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A CA file could not be loaded.
+    /// A CA file could not be loaded, or the DNS resolver could not be configured.
     #[error(transparent)]
-    Tls(#[from] TlsSetupError),
+    Upstream(#[from] UpstreamSetupError),
     /// The listener's own certificate could not be loaded.
     #[error(transparent)]
     ListenerTls(#[from] listener::ListenerTlsError),
@@ -41,7 +41,8 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
 }
 
-/// The shared state for a configuration, with fresh metrics.
+/// The shared state for a configuration, with fresh metrics: upstream directory with the
+/// resolver and TLS configurations.
 pub fn build_gateway(config: Config, roots: &SystemRoots) -> Result<Arc<Gateway>, StartError> {
     build_gateway_with_metrics(config, roots, Metrics::new())
 }

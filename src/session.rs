@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::control::SessionPermit;
 use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
-use crate::upstream::{self, Established, UpstreamDirectory, UpstreamIo};
+use crate::upstream::{self, Established, Upstream, UpstreamDirectory, UpstreamIo};
 use crate::xml::client::{self, ClientElementKind, ClientFrame, ClientLimits, OpenRequest};
 use crate::xml::condition::StreamCondition;
 use crate::xml::framing;
@@ -88,6 +88,8 @@ pub enum Outcome {
     Clean,
     /// The client's WebSocket went away without `<close/>`.
     ClientVanished,
+    /// The client stopped reading: a message could not be delivered within the send deadline.
+    ClientStalled,
     /// The upstream connection ended without `</stream:stream>`.
     ServerVanished,
     /// The client broke RFC 7395 / RFC 6120 rules and was closed with an error.
@@ -118,6 +120,7 @@ impl Outcome {
         match self {
             Outcome::Clean => "clean",
             Outcome::ClientVanished => "client_vanished",
+            Outcome::ClientStalled => "client_stalled",
             Outcome::ServerVanished => "server_vanished",
             Outcome::ClientError => "client_error",
             Outcome::ServerError => "server_error",
@@ -196,6 +199,16 @@ fn classify_ws_error(error: axum::Error) -> ClientInput {
     }
 }
 
+/// A write to the client WebSocket, run under the send deadline.
+enum SinkOp {
+    /// Queue and flush.
+    Send(Message),
+    /// Queue only (flushed later, or when the write buffer fills).
+    Feed(Message),
+    /// Write out what is queued.
+    Flush,
+}
+
 /// What the relay loop should do after handling one input.
 enum Flow {
     Continue,
@@ -223,7 +236,10 @@ where
         gateway.metrics.sessions_active.inc();
         debug!("session started");
         let mut session = Session::new(ws, &gateway, &context);
-        let outcome = session.drive().await;
+        let mut outcome = session.drive().await;
+        if session.client_stalled && outcome == Outcome::ClientVanished {
+            outcome = Outcome::ClientStalled;
+        }
         drop(session);
         drop(context.permit);
         gateway.metrics.sessions_ended.with_label_values(&[outcome.label()]).inc();
@@ -242,6 +258,8 @@ struct Session<'g, W> {
     lang: String,
     /// Messages were fed to the WebSocket but not flushed yet.
     unflushed: bool,
+    /// A send ran out of time: the client stopped reading; nothing more is sent to it.
+    client_stalled: bool,
 }
 
 fn random_stream_id() -> String {
@@ -254,7 +272,7 @@ where
     W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
 {
     fn new(ws: W, gateway: &'g Gateway, context: &'g SessionContext) -> Self {
-        Session { ws, gateway, context, lang: "en".to_string(), unflushed: false }
+        Session { ws, gateway, context, lang: "en".to_string(), unflushed: false, client_stalled: false }
     }
 
     fn metrics(&self) -> &Metrics {
@@ -277,7 +295,7 @@ where
                 Ok(input) => input,
                 Err(_) => {
                     debug!("no <open/> in time");
-                    self.refuse_before_stream("", StreamCondition::ConnectionTimeout, None).await;
+                    self.refuse_before_stream("", StreamCondition::ConnectionTimeout, None, close_code::NORMAL).await;
                     return Outcome::OpenTimeout;
                 }
             },
@@ -297,13 +315,13 @@ where
             Ok(ClientFrame::Element { .. }) => {
                 self.metrics().client_refused.with_label_values(&["not-open"]).inc();
                 // FR-2: the first message must be <open/> (TV-82).
-                self.refuse_before_stream("", StreamCondition::InvalidNamespace, None).await;
+                self.refuse_before_stream("", StreamCondition::InvalidNamespace, None, close_code::NORMAL).await;
                 return Outcome::ClientError;
             }
             Err(error) => {
                 self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
                 debug!(%error, "first message refused");
-                self.refuse_before_stream("", error.condition(), None).await;
+                self.refuse_before_stream("", error.condition(), None, refusal_close_code(&error)).await;
                 return Outcome::ClientError;
             }
         };
@@ -311,21 +329,32 @@ where
             self.lang = lang.clone();
         }
         let Some(to) = request.to.as_deref() else {
-            self.refuse_before_stream("", StreamCondition::HostUnknown, None).await;
+            self.refuse_before_stream("", StreamCondition::HostUnknown, None, close_code::NORMAL).await;
             return Outcome::HostUnknown;
         };
         let domain = match crate::domain::normalize(to) {
             Ok(domain) => domain,
             Err(error) => {
                 debug!(%error, "unusable 'to'");
-                self.refuse_before_stream("", StreamCondition::HostUnknown, None).await;
+                self.refuse_before_stream("", StreamCondition::HostUnknown, None, close_code::NORMAL).await;
                 return Outcome::HostUnknown;
             }
         };
-        let Some(target) = self.gateway.upstreams.lookup(&domain) else {
-            debug!(domain = %domain, "domain not served");
-            self.refuse_before_stream(&domain, StreamCondition::HostUnknown, None).await;
-            return Outcome::HostUnknown;
+        let target = match self.gateway.upstreams.lookup(&domain) {
+            Ok(target) => target,
+            Err(refusal) => {
+                // D17: a domain the configuration does not allow is unknown to this gateway.
+                debug!(domain = %domain, class = refusal.class(), "domain not served");
+                self.metrics().connect_failures.with_label_values(&[refusal.class()]).inc();
+                self.refuse_before_stream(
+                    &domain,
+                    StreamCondition::HostUnknown,
+                    Some(refusal.class()),
+                    close_code::NORMAL,
+                )
+                .await;
+                return Outcome::HostUnknown;
+            }
         };
         let (established, queued) = match self.connect(&target, &request).await {
             Ok(Some(ready)) => ready,
@@ -339,36 +368,35 @@ where
     /// meanwhile. `Ok(None)`: the client went away.
     async fn connect(
         &mut self,
-        target: &upstream::UpstreamTarget,
+        target: &Upstream,
         request: &OpenRequest,
     ) -> Result<Option<(Established, VecDeque<axum::extract::ws::Utf8Bytes>)>, Outcome> {
         let gateway = self.gateway;
         let drain = self.context.drain.clone();
-        let establish = upstream::establish(
+        let establish = gateway.upstreams.establish(
             target,
-            request,
+            upstream::OpenFor { open: request, client: self.context.client },
             &gateway.config.connect,
             self.splitter_limits(),
             &gateway.metrics,
-            self.context.client,
         );
         tokio::pin!(establish);
         let mut queue = VecDeque::new();
         let result = loop {
             tokio::select! {
                 result = &mut establish => break result,
-                _ = drain.cancelled() => return Err(self.drain_before_stream(&target.domain).await),
+                _ = drain.cancelled() => return Err(self.drain_before_stream(target.domain()).await),
                 input = recv_data(&mut self.ws) => match input {
                     ClientInput::Text(text) if queue.len() < gateway.config.limits.max_queued_messages => {
                         queue.push_back(text);
                     }
                     ClientInput::Text(_) => {
                         self.metrics().client_refused.with_label_values(&["queue-full"]).inc();
-                        self.refuse_before_stream(&target.domain, StreamCondition::PolicyViolation, Some("too many messages before the stream was open")).await;
+                        self.refuse_before_stream(target.domain(), StreamCondition::PolicyViolation, Some("too many messages before the stream was open"), close_code::POLICY).await;
                         return Err(Outcome::ClientError);
                     }
                     ClientInput::Gone => return Ok(None),
-                    other => return Err(self.end_on_ws_input(other, Some(&target.domain)).await),
+                    other => return Err(self.end_on_ws_input(other, Some(target.domain())).await),
                 },
             }
         };
@@ -377,8 +405,14 @@ where
             Err(error) => {
                 let class = error.class();
                 self.metrics().connect_failures.with_label_values(&[class]).inc();
-                warn!(domain = %target.domain, class, %error, "upstream unavailable");
-                self.refuse_before_stream(&target.domain, StreamCondition::RemoteConnectionFailed, Some(class)).await;
+                warn!(domain = %target.domain(), class, %error, "upstream unavailable");
+                self.refuse_before_stream(
+                    target.domain(),
+                    StreamCondition::RemoteConnectionFailed,
+                    Some(class),
+                    close_code::NORMAL,
+                )
+                .await;
                 Err(Outcome::UpstreamFailed)
             }
         }
@@ -473,7 +507,7 @@ where
                         _ = &mut ping_timer, if pong_deadline.is_none() => {
                             ping_timer.as_mut().reset(Instant::now() + ping_interval);
                             pong_deadline = Some(Instant::now() + pong_timeout);
-                            if self.ws.send(Message::Ping(bytes::Bytes::from_static(b"xmppgw"))).await.is_err() {
+                            if !self.send_message(Message::Ping(bytes::Bytes::from_static(b"xmppgw"))).await {
                                 relay.abort_upstream().await;
                                 Flow::End(Outcome::ClientVanished)
                             } else {
@@ -550,12 +584,7 @@ where
             Err(error) => {
                 self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
                 debug!(%error, "client message refused");
-                let code = if error.condition() == StreamCondition::PolicyViolation {
-                    close_code::MESSAGE_TOO_BIG
-                } else {
-                    close_code::NORMAL
-                };
-                self.stream_error_and_close(relay, error.condition(), code).await;
+                self.stream_error_and_close(relay, error.condition(), refusal_close_code(&error)).await;
                 return Flow::End(Outcome::ClientError);
             }
         };
@@ -601,7 +630,8 @@ where
                 self.metrics().relayed(TO_SERVER, xml.len());
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
-                    self.metrics().stream_errors.with_label_values(&["client", "client"]).inc();
+                    let condition = client::stream_error_condition(xml);
+                    self.metrics().stream_errors.with_label_values(&[condition, "client"]).inc();
                     if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
                         return self.on_server_vanished(relay).await;
                     }
@@ -792,7 +822,7 @@ where
     /// the splitter has nothing more, so one upstream read becomes one client write).
     async fn feed_or_vanish(&mut self, relay: &mut Relay, text: &str) -> Flow {
         self.unflushed = true;
-        if self.ws.feed(Message::Text(text.into())).await.is_ok() {
+        if self.within_send_deadline(SinkOp::Feed(Message::Text(text.into()))).await {
             Flow::Continue
         } else {
             relay.abort_upstream().await;
@@ -803,7 +833,7 @@ where
     /// Writes out the messages queued by [`Self::feed_or_vanish`].
     async fn flush_or_vanish(&mut self, relay: &mut Relay) -> Flow {
         self.unflushed = false;
-        if self.ws.flush().await.is_ok() {
+        if self.within_send_deadline(SinkOp::Flush).await {
             Flow::Continue
         } else {
             relay.abort_upstream().await;
@@ -832,15 +862,10 @@ where
 
     /// A gateway-made error before any server header reached the client (ERR-2):
     /// `<open/>` + `<stream:error>` + `<close/>`, then the WebSocket close (D6).
-    async fn refuse_before_stream(&mut self, from: &str, condition: StreamCondition, text: Option<&str>) {
+    async fn refuse_before_stream(&mut self, from: &str, condition: StreamCondition, text: Option<&str>, code: u16) {
         self.metrics().stream_errors.with_label_values(&[condition.as_str(), "gateway"]).inc();
         let open = framing::gateway_open(from, &random_stream_id(), &self.lang);
         let error = framing::client_stream_error(condition, text);
-        let code = if condition == StreamCondition::PolicyViolation {
-            close_code::MESSAGE_TOO_BIG
-        } else {
-            close_code::NORMAL
-        };
         if self.send(&open).await && self.send(&error).await {
             self.send(framing::CLOSE).await;
         }
@@ -853,7 +878,13 @@ where
             ClientInput::Text(_) | ClientInput::Gone | ClientInput::Alive => Outcome::ClientVanished,
             ClientInput::TooBig => {
                 self.metrics().client_refused.with_label_values(&["too-big"]).inc();
-                self.refuse_before_stream(domain.unwrap_or(""), StreamCondition::PolicyViolation, None).await;
+                self.refuse_before_stream(
+                    domain.unwrap_or(""),
+                    StreamCondition::PolicyViolation,
+                    None,
+                    close_code::MESSAGE_TOO_BIG,
+                )
+                .await;
                 Outcome::ClientError
             }
             ClientInput::Violation(code, reason) => {
@@ -864,17 +895,50 @@ where
         }
     }
 
-    /// Sends one text message (and any queued before it); false when the client is gone.
+    /// Sends one text message (and any queued before it); false when the client is gone or
+    /// stopped reading.
     async fn send(&mut self, text: &str) -> bool {
+        self.send_message(Message::Text(text.into())).await
+    }
+
+    /// Sends one message (and any queued before it) within the send deadline: a client that
+    /// does not take a message within a ping interval plus the pong deadline is treated as gone,
+    /// so a client that stopped reading cannot hold its session (and its upstream) forever.
+    async fn send_message(&mut self, message: Message) -> bool {
         self.unflushed = false;
-        self.ws.send(Message::Text(text.into())).await.is_ok()
+        self.within_send_deadline(SinkOp::Send(message)).await
+    }
+
+    /// Runs one WebSocket write (send, feed or flush) under the send deadline.
+    async fn within_send_deadline(&mut self, op: SinkOp) -> bool {
+        if self.client_stalled {
+            return false;
+        }
+        let limits = &self.gateway.config.limits;
+        let deadline = limits.ping_interval() + limits.pong_timeout();
+        let result = match op {
+            SinkOp::Send(message) => tokio::time::timeout(deadline, self.ws.send(message)).await,
+            SinkOp::Feed(message) => tokio::time::timeout(deadline, self.ws.feed(message)).await,
+            SinkOp::Flush => tokio::time::timeout(deadline, self.ws.flush()).await,
+        };
+        match result {
+            Ok(result) => result.is_ok(),
+            Err(_) => {
+                debug!("client stopped reading");
+                self.client_stalled = true;
+                false
+            }
+        }
     }
 
     /// Sends a WebSocket Close and waits briefly for the client's answer (RFC 6455 §5.5.1).
     async fn close_ws(&mut self, code: u16, reason: &str) {
         let reason = truncate_reason(reason);
+        if self.client_stalled {
+            return;
+        }
         let frame = CloseFrame { code, reason: reason.into() };
-        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+        if !self.send_message(Message::Close(Some(frame))).await {
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -885,6 +949,16 @@ where
             }
         })
         .await;
+    }
+}
+
+/// The WebSocket close code after refusing a client message (CONFORMANCE J): 1008 when a
+/// policy limit (nesting depth) refused it, else 1000 after the XMPP-level close.
+fn refusal_close_code(error: &client::ClientMessageError) -> u16 {
+    if error.condition() == StreamCondition::PolicyViolation {
+        close_code::POLICY
+    } else {
+        close_code::NORMAL
     }
 }
 

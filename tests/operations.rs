@@ -379,3 +379,145 @@ async fn wss_listener_serves_the_gateway_over_tls() {
 }
 
 use rustls::pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_leaves_in_plaintext() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_queued_messages = 2\n")).await;
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    // The server accepts but never answers the stream header: the session stays connecting.
+    let mut conn = server.accept().await;
+    conn.read_stream_header().await;
+    for id in 1..=3 {
+        client.send(&format!(r#"<message xmlns="jabber:client" id="q{id}"><body>secret</body></message>"#)).await;
+    }
+    let open = client.recv_text().await;
+    assert!(open.starts_with("<open ") && open.contains(r#"from="example.com""#), "{open}");
+    let error = client.recv_text().await;
+    assert!(error.contains("<policy-violation") && error.contains("too many messages"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    let (code, _) = client.expect_close().await;
+    assert_eq!(code, 1008, "a queue limit is a policy violation, not an oversized message");
+    let (_, end) = conn.read_to_end().await;
+    assert_eq!(end, ReadEnd::Eof, "the pending upstream connection is closed");
+    let plaintext = String::from_utf8_lossy(&conn.plaintext_received).into_owned();
+    assert!(!plaintext.contains("secret") && !plaintext.contains("<message"), "{plaintext}");
+    gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"queue-full\"}", 1.0).await;
+    gateway.wait_metric("xmppgw_stream_errors_total{condition=\"policy-violation\",side=\"gateway\"}", 1.0).await;
+    gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"client_error\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn lim_2_oversized_server_element_is_remote_connection_failed_to_the_client_and_policy_violation_up() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_element_bytes = 10000\n")).await;
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    // Just under the limit passes; just over it ends the stream.
+    let fits = format!("<message to='a@example.com'><body>{}</body></message>", "F".repeat(9000));
+    conn.write(&fits).await;
+    assert!(client.recv_text().await.contains(&"F".repeat(9000)));
+    conn.write(&format!("<message to='a@example.com'><body>{}</body></message>", "A".repeat(20_000))).await;
+    let error = client.recv_text().await;
+    assert!(error.contains("<remote-connection-failed") && error.contains("upstream-bad-xml"), "{error}");
+    assert!(!error.contains("AAAA"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await, (1000, "upstream-bad-xml".to_string()));
+    let (received, _) = conn.read_to_end().await;
+    assert!(
+        received
+            .contains("<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"),
+        "{received}"
+    );
+    assert!(received.ends_with("</stream:stream>"), "{received}");
+    gateway.wait_metric("xmppgw_stream_errors_total{condition=\"policy-violation\",side=\"gateway\"}", 1.0).await;
+    gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"server_error\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn close_timeout_ends_a_close_the_server_never_answers() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nclose_timeout_secs = 1\n")).await;
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    client.send(CLOSE).await;
+    conn.read_until("</stream:stream>").await;
+    // The server never sends its </stream:stream>.
+    let started = std::time::Instant::now();
+    assert_eq!(client.expect_close().await, (1000, "close timed out".to_string()));
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(5), "closed after {waited:?}");
+    let (_, end) = conn.read_to_end().await;
+    assert_eq!(end, ReadEnd::Eof);
+    gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"close_timeout\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn connect_attempt_timeout_gives_remote_connection_failed_with_the_phase() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        "[connect]\nattempt_timeout_secs = 1\noverall_timeout_secs = 30\n",
+    ))
+    .await;
+    let mut client = WsClient::connect(&gateway.url).await;
+    let started = std::time::Instant::now();
+    client.send(OPEN).await;
+    // TCP is accepted, but the server never answers the stream header.
+    let mut conn = server.accept().await;
+    conn.read_stream_header().await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    let error = client.recv_text().await;
+    assert!(error.contains("<remote-connection-failed") && error.contains("-timeout"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    let (code, class) = client.expect_close().await;
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(5), "the 1 s attempt budget took {waited:?}");
+    assert_eq!(code, 1000);
+    assert!(class.ends_with("-timeout"), "{class}");
+    gateway.wait_metric(&format!("xmppgw_upstream_connect_failures_total{{class=\"{class}\"}}"), 1.0).await;
+    gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"upstream_failed\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_its_session_instead_of_holding_it() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\nidle_timeout_secs = 0\n",
+    ))
+    .await;
+    let host = host_of(&gateway.url);
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    stream
+        .write_all(upgrade_request(&host, "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let _ = stream.read(&mut buf).await.unwrap();
+    stream.write_all(&masked_text_frame(OPEN.as_bytes())).await.unwrap();
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    // The server floods a client that never reads again; the gateway must give up on the
+    // client (bounded) rather than keep the session and its upstream forever.
+    let stanza = format!("<message to='a@example.com'><body>{}</body></message>", "x".repeat(1000));
+    let flood = async {
+        for _ in 0..20_000 {
+            if !conn.try_write(&stanza).await {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), flood).await;
+    gateway.wait_metric("xmppgw_sessions_active", 0.0).await;
+    let metrics = gateway.metrics();
+    let stalled = metric_value(&metrics, "xmppgw_sessions_ended_total{outcome=\"client_stalled\"}")
+        + metric_value(&metrics, "xmppgw_sessions_ended_total{outcome=\"pong_timeout\"}");
+    assert_eq!(stalled, 1.0, "{metrics}");
+}

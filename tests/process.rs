@@ -155,3 +155,35 @@ fn a_broken_reload_keeps_the_running_configuration() {
     ));
     assert_eq!(status, 101, "still serving with the old configuration");
 }
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "[log]\nformat = \"json\"\n").unwrap();
+    let mut child = binary()
+        .arg("--config")
+        .arg(&config)
+        .env("XMPPGW_LISTENER__ADDRESS", "127.0.0.1:0")
+        .env("XMPPGW_ADMIN__ADDRESS", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = receiver.recv_timeout(Duration::from_secs(20)).expect("a log line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(event["level"], "INFO", "{line}");
+    assert_eq!(event["fields"]["message"], "websocket listener ready", "{line}");
+    assert!(event["fields"]["url"].as_str().unwrap().starts_with("ws://127.0.0.1:"), "{line}");
+}

@@ -1,14 +1,20 @@
 //! Reaching and securing the upstream XMPP server for one session.
 //!
-//! [`UpstreamDirectory`] says where a domain's server is (today: the static `[[upstream]]`
-//! table; DNS SRV discovery plugs in here). [`establish`] runs the opening sequence: TCP, the
-//! pre-TLS stream header, STARTTLS (or direct TLS), certificate verification against the
-//! domain, and the post-TLS stream header, so that nothing from the client is ever written
-//! before TLS is up (TLS-3) and nothing learnt before TLS reaches the client (TLS-4). This module
+//! [`UpstreamDirectory`] decides whether a domain is served (a static `[[upstream]]`, or a
+//! domain `[domains] allow` lets the gateway find through DNS, D17) and runs the opening
+//! sequence: routes (the static address, or SRV `_xmpp-client`/`_xmpps-client` in RFC 2782
+//! order, or the A/AAAA fallback: [`resolve`]), addresses checked by the SSRF guard ([`guard`]),
+//! TCP with Happy Eyeballs ([`connect`]), the pre-TLS stream header, STARTTLS (or direct TLS),
+//! certificate verification against the domain, and the post-TLS stream header, so that nothing
+//! from the client is ever written before TLS is up (TLS-3) and nothing learnt before TLS reaches
+//! the client (TLS-4). A failed route moves on to the next one, never to plaintext. This module
 //! never talks to the client.
 
+pub mod connect;
+pub mod guard;
 pub mod io;
 pub mod proxy_protocol;
+pub mod resolve;
 pub mod tls;
 
 use std::cell::RefCell;
@@ -23,8 +29,9 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tracing::{debug, info};
 
-use crate::config::{Config, ConnectConfig, UpstreamTls};
+use crate::config::{Config, ConnectConfig, PreferTls, UpstreamTls};
 use crate::metrics::Metrics;
 use crate::xml::client::OpenRequest;
 use crate::xml::framing;
@@ -33,7 +40,11 @@ use crate::xml::splitter::{
 };
 
 pub use io::UpstreamIo;
+pub use resolve::{DnsFailure, DnsResolver, ResolverSetupError};
 pub use tls::{SystemRoots, TlsSetupError};
+
+use guard::DomainPolicy;
+use resolve::{Route, RouteTls};
 
 /// Most bytes taken from the upstream socket in one read.
 pub const READ_CHUNK_BYTES: usize = 4096;
@@ -69,7 +80,17 @@ pub async fn read_into_splitter<R: AsyncRead + Unpin>(
     .await
 }
 
-/// Where one domain's server is and how to secure the connection.
+/// The client side of an upstream setup: the client's `<open/>` and its address (for a PROXY
+/// protocol header).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenFor<'a> {
+    /// The client's `<open/>`.
+    pub open: &'a OpenRequest,
+    /// The client's address as the gateway sees it (after trusted proxies).
+    pub client: SocketAddr,
+}
+
+/// A statically configured upstream: where one domain's server is and how to secure it.
 #[derive(Debug)]
 pub struct UpstreamTarget {
     /// The normalised domain (reference identity for the certificate, SNI, `to`).
@@ -86,15 +107,76 @@ pub struct UpstreamTarget {
     pub proxy_protocol: bool,
 }
 
-/// The domains the gateway serves and their upstream servers.
-#[derive(Debug, Default)]
+/// A served domain and how its server is found.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// A static `[[upstream]]`: explicitly configured, so the address guard does not apply.
+    Static(Arc<UpstreamTarget>),
+    /// Found through DNS (SRV, else A/AAAA); resolved addresses pass the guard unless the domain
+    /// is listed in `[domains] special_addresses`.
+    Discovered {
+        /// The normalised domain.
+        domain: String,
+        /// Whether special-purpose addresses (loopback, private, …) are allowed for it.
+        special_addresses_allowed: bool,
+    },
+}
+
+impl Upstream {
+    /// The normalised domain.
+    pub fn domain(&self) -> &str {
+        match self {
+            Upstream::Static(target) => &target.domain,
+            Upstream::Discovered { domain, .. } => domain,
+        }
+    }
+}
+
+/// Why a domain is not served (the session answers `<host-unknown/>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotServed {
+    /// Neither a static upstream nor in `[domains] allow` (D17).
+    #[error("the domain is not allowed by the configuration")]
+    DomainNotAllowed,
+}
+
+impl NotServed {
+    /// The D6-style class, used as `<text/>`, close reason and metric label.
+    pub fn class(self) -> &'static str {
+        match self {
+            NotServed::DomainNotAllowed => "domain-not-allowed",
+        }
+    }
+}
+
+/// Why the upstream layer could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    /// A CA file could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    /// The DNS resolver could not be configured.
+    #[error(transparent)]
+    Dns(#[from] ResolverSetupError),
+}
+
+/// The domains the gateway serves, how to find their servers, and the shared TLS client
+/// configurations (one per static upstream, one pair for discovered domains: shared by every
+/// session, so their TLS session caches make reconnections resume, RFC 6120 §3.3).
+#[derive(Debug)]
 pub struct UpstreamDirectory {
     targets: HashMap<String, Arc<UpstreamTarget>>,
+    policy: DomainPolicy,
+    resolver: DnsResolver,
+    prefer: PreferTls,
+    discovered_starttls: Arc<ClientConfig>,
+    discovered_direct: Arc<ClientConfig>,
 }
 
 impl UpstreamDirectory {
-    /// Builds the directory from the `[[upstream]]` table, loading CA files once.
-    pub fn from_config(config: &Config, roots: &SystemRoots) -> Result<UpstreamDirectory, TlsSetupError> {
+    /// Builds the directory from the configuration: static upstreams (CA files loaded once),
+    /// the domain policy, the resolver, and the TLS configurations for discovered domains.
+    pub fn from_config(config: &Config, roots: &SystemRoots) -> Result<UpstreamDirectory, UpstreamSetupError> {
         let mut targets = HashMap::new();
         for upstream in &config.upstream {
             // Validation already proved both parse.
@@ -115,13 +197,200 @@ impl UpstreamDirectory {
             };
             targets.insert(domain, Arc::new(target));
         }
-        Ok(UpstreamDirectory { targets })
+        let policy = DomainPolicy::new(
+            config.domains.allow.iter().map(String::as_str),
+            config.domains.special_addresses.iter().map(String::as_str),
+            targets.keys().map(String::as_str),
+        );
+        let ca_file = config.domains.ca_file.as_deref();
+        Ok(UpstreamDirectory {
+            targets,
+            policy,
+            resolver: DnsResolver::from_config(&config.dns)?,
+            prefer: config.dns.prefer,
+            discovered_starttls: tls::client_config(roots, ca_file, false)?,
+            discovered_direct: tls::client_config(roots, ca_file, true)?,
+        })
     }
 
-    /// The upstream for a normalised domain, if the gateway serves it.
-    pub fn lookup(&self, domain: &str) -> Option<Arc<UpstreamTarget>> {
-        self.targets.get(domain).cloned()
+    /// Whether and how a normalised domain is served: its static upstream, or DNS discovery
+    /// when `[domains] allow` matches it.
+    pub fn lookup(&self, domain: &str) -> Result<Upstream, NotServed> {
+        if let Some(target) = self.targets.get(domain) {
+            return Ok(Upstream::Static(target.clone()));
+        }
+        if self.policy.allows(domain) {
+            return Ok(Upstream::Discovered {
+                domain: domain.to_string(),
+                special_addresses_allowed: self.policy.special_addresses_allowed(domain),
+            });
+        }
+        Err(NotServed::DomainNotAllowed)
     }
+
+    /// Runs the opening sequence for a client `<open/>`: every route in order, each within the
+    /// per-attempt budget, all within the overall budget (D12); a route that fails (TCP, TLS,
+    /// certificate, stream) moves on to the next one. Records the duration of each phase (`dns`,
+    /// `tcp`, `tls`, `stream`) in `metrics`. The error is the last route's.
+    pub async fn establish(
+        &self,
+        upstream: &Upstream,
+        request: OpenFor<'_>,
+        connect: &ConnectConfig,
+        limits: SplitterLimits,
+        metrics: &Metrics,
+    ) -> Result<Established, UpstreamError> {
+        let mut phase = "dns";
+        let all = self.establish_routes(upstream, request, connect, limits, metrics, &mut phase);
+        match tokio::time::timeout(connect.overall_timeout(), all).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Timeout { phase }),
+        }
+    }
+
+    async fn establish_routes(
+        &self,
+        upstream: &Upstream,
+        request: OpenFor<'_>,
+        connect: &ConnectConfig,
+        limits: SplitterLimits,
+        metrics: &Metrics,
+        phase: &mut &'static str,
+    ) -> Result<Established, UpstreamError> {
+        let OpenFor { open, client } = request;
+        let domain = upstream.domain();
+        let (routes, guarded) = match upstream {
+            Upstream::Static(target) => {
+                let attempt = Attempt {
+                    domain,
+                    host: &target.host,
+                    port: target.port,
+                    tls: target.tls,
+                    tls_config: target.tls_config.clone(),
+                    guarded: false,
+                    is_static: true,
+                    proxy_client: target.proxy_protocol.then_some(client),
+                };
+                let once = self.attempt(&attempt, open, connect, limits, metrics, phase);
+                return match tokio::time::timeout(connect.attempt_timeout(), once).await {
+                    Ok(result) => result,
+                    Err(_) => Err(UpstreamError::Timeout { phase }),
+                };
+            }
+            Upstream::Discovered { special_addresses_allowed, .. } => {
+                *phase = "dns";
+                let (xmpp, xmpps) = self.resolver.srv_pair(domain, metrics).await;
+                let routes = resolve::plan(domain, &xmpp, &xmpps, self.prefer, &mut rand::rng())
+                    .map_err(|_| UpstreamError::SrvDecidedlyUnavailable)?;
+                debug!(domain, ?xmpp, ?xmpps, ?routes, "SRV resolution");
+                (routes, !special_addresses_allowed)
+            }
+        };
+        let mut last_error = None;
+        for Route { host, port, tls } in &routes {
+            let (tls, tls_config) = match tls {
+                RouteTls::StartTls => (UpstreamTls::Starttls, self.discovered_starttls.clone()),
+                RouteTls::Direct => (UpstreamTls::Direct, self.discovered_direct.clone()),
+            };
+            let attempt = Attempt {
+                domain,
+                host,
+                port: *port,
+                tls,
+                tls_config: Some(tls_config),
+                guarded,
+                is_static: false,
+                proxy_client: None,
+            };
+            let once = self.attempt(&attempt, open, connect, limits, metrics, phase);
+            let error = match tokio::time::timeout(connect.attempt_timeout(), once).await {
+                Ok(Ok(established)) => return Ok(established),
+                Ok(Err(error)) => error,
+                Err(_) => UpstreamError::Timeout { phase },
+            };
+            info!(domain, host = %host, port, class = error.class(), %error, "route failed, trying the next one");
+            last_error = Some(error);
+        }
+        Err(last_error.unwrap_or(UpstreamError::SrvDecidedlyUnavailable))
+    }
+
+    /// One route: addresses, guard, TCP (Happy Eyeballs), TLS, stream header.
+    async fn attempt(
+        &self,
+        attempt: &Attempt<'_>,
+        open: &OpenRequest,
+        connect: &ConnectConfig,
+        limits: SplitterLimits,
+        metrics: &Metrics,
+        phase: &mut &'static str,
+    ) -> Result<Established, UpstreamError> {
+        *phase = "dns";
+        let ips = if attempt.guarded || !attempt.is_static {
+            self.resolver.addresses(attempt.host, metrics).await.map_err(UpstreamError::Dns)?
+        } else {
+            // A static upstream's host is resolved by the system, as written (hosts file too).
+            static_addresses(attempt.host, attempt.port).await?
+        };
+        let mut refused = None;
+        let addresses: Vec<SocketAddr> = ips
+            .into_iter()
+            .filter(|ip| match guard::special_purpose(*ip).filter(|_| attempt.guarded) {
+                Some(range) => {
+                    info!(domain = attempt.domain, host = attempt.host, address = %ip, range = range.label(), "address refused by the guard");
+                    refused = Some(range);
+                    false
+                }
+                None => true,
+            })
+            .map(|ip| SocketAddr::new(ip, attempt.port))
+            .collect();
+        if addresses.is_empty() {
+            return Err(match refused {
+                Some(range) => UpstreamError::AddressRefused { range: range.label() },
+                None => UpstreamError::Dns(DnsFailure::NoData),
+            });
+        }
+
+        *phase = "tcp";
+        let started = Instant::now();
+        let (tcp, _address) = connect::happy_eyeballs(&addresses, connect.happy_eyeballs_delay(), TcpStream::connect)
+            .await
+            .map_err(|failed| UpstreamError::Connect {
+                address: failed.address.map_or_else(|| attempt.host.to_string(), |a| a.to_string()),
+                source: failed.source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        metrics.observe_connect_phase("tcp", started.elapsed());
+        secure(tcp, attempt, open, limits, metrics, phase).await
+    }
+}
+
+/// One route to try, with how to secure it.
+struct Attempt<'a> {
+    domain: &'a str,
+    host: &'a str,
+    port: u16,
+    tls: UpstreamTls,
+    tls_config: Option<Arc<ClientConfig>>,
+    /// Whether the address guard applies (DNS-discovered, not exempted).
+    guarded: bool,
+    /// A static `[[upstream]]` address (resolved by the system, never guarded).
+    is_static: bool,
+    /// The client address to announce in a PROXY protocol v2 header, when configured.
+    proxy_client: Option<SocketAddr>,
+}
+
+/// The addresses of a static upstream's host (an IP literal as is, a name through the system).
+async fn static_addresses(host: &str, port: u16) -> Result<Vec<std::net::IpAddr>, UpstreamError> {
+    if let Ok(ip) = host.parse() {
+        return Ok(vec![ip]);
+    }
+    let found = tokio::net::lookup_host((host, port)).await.map_err(|_| UpstreamError::Dns(DnsFailure::Other))?;
+    let ips: Vec<std::net::IpAddr> = found.map(|address| address.ip()).collect();
+    if ips.is_empty() {
+        return Err(UpstreamError::Dns(DnsFailure::NoData));
+    }
+    Ok(ips)
 }
 
 /// Splits `host:port`, `ip:port` or `[ipv6]:port`.
@@ -189,6 +458,18 @@ pub enum UpstreamError {
     /// Reading or writing failed after the connection was up.
     #[error("upstream I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A DNS lookup gave no usable answer.
+    #[error("DNS lookup failed ({})", .0.class())]
+    Dns(DnsFailure),
+    /// SRV records exist but none is usable (a lone "." target): no A/AAAA fallback.
+    #[error("the service is decidedly not available at this domain (SRV target \".\")")]
+    SrvDecidedlyUnavailable,
+    /// Every address of a route is a special-purpose address the guard refuses (D17).
+    #[error("every address is in a refused range ({range})")]
+    AddressRefused {
+        /// The range of the last refused address (for logs).
+        range: &'static str,
+    },
 }
 
 impl UpstreamError {
@@ -202,6 +483,7 @@ impl UpstreamError {
                 std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => "connect-unreachable",
                 _ => "connect-failed",
             },
+            UpstreamError::Timeout { phase: "dns" } => "dns-timeout",
             UpstreamError::Timeout { phase: "tcp" } => "connect-timeout",
             UpstreamError::Timeout { phase: "tls" } => "tls-timeout",
             UpstreamError::Timeout { .. } => "stream-timeout",
@@ -212,6 +494,9 @@ impl UpstreamError {
             UpstreamError::Protocol(_) => "upstream-protocol-error",
             UpstreamError::Closed => "upstream-closed",
             UpstreamError::Io(_) => "upstream-io-error",
+            UpstreamError::Dns(failure) => failure.class(),
+            UpstreamError::SrvDecidedlyUnavailable => "srv-decidedly-unavailable",
+            UpstreamError::AddressRefused { .. } => "address-refused",
         }
     }
 }
@@ -268,70 +553,43 @@ async fn read_header<R: AsyncRead + Unpin>(
     }
 }
 
-/// Runs the opening sequence against `target` for a client `<open/>`, within the budgets of
-/// `connect`, recording the duration of each phase (`tcp`, `tls`, `stream`) in `metrics`.
-pub async fn establish(
-    target: &UpstreamTarget,
-    open: &OpenRequest,
-    connect: &ConnectConfig,
-    limits: SplitterLimits,
-    metrics: &Metrics,
-    client: SocketAddr,
-) -> Result<Established, UpstreamError> {
-    let mut phase = "tcp";
-    let attempt = tokio::time::timeout(
-        connect.attempt_timeout(),
-        establish_once(target, open, limits, metrics, client, &mut phase),
-    );
-    match tokio::time::timeout(connect.overall_timeout(), attempt).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) | Err(_) => Err(UpstreamError::Timeout { phase }),
-    }
-}
-
-async fn establish_once(
-    target: &UpstreamTarget,
+/// Secures a connected TCP stream as `attempt` says (STARTTLS, direct TLS, or none for a static
+/// `tls = "none"` upstream) and exchanges the stream headers.
+async fn secure(
+    tcp: TcpStream,
+    attempt: &Attempt<'_>,
     open: &OpenRequest,
     limits: SplitterLimits,
     metrics: &Metrics,
-    client: SocketAddr,
     phase: &mut &'static str,
 ) -> Result<Established, UpstreamError> {
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let mut splitter = StreamSplitter::new(limits);
-
-    *phase = "tcp";
-    let started = Instant::now();
-    let address = format!("{}:{}", target.host, target.port);
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| UpstreamError::Connect { address: address.clone(), source })?;
-    let _ = tcp.set_nodelay(true);
-    metrics.observe_connect_phase("tcp", started.elapsed());
+    let domain = attempt.domain;
     let mut tcp = tcp;
-    if target.proxy_protocol {
+    if let Some(client) = attempt.proxy_client {
         let server = tcp.peer_addr()?;
         write_bytes(&mut tcp, &proxy_protocol::header_v2(client, server)).await?;
     }
 
     *phase = "tls";
     let started = Instant::now();
-    let mut io = match target.tls {
+    let mut io = match attempt.tls {
         UpstreamTls::None => UpstreamIo::Plain(tcp),
-        UpstreamTls::Direct => UpstreamIo::Tls(Box::new(handshake(target, tcp).await?)),
+        UpstreamTls::Direct => UpstreamIo::Tls(Box::new(handshake(attempt, tcp).await?)),
         UpstreamTls::Starttls => {
-            starttls_negotiation(&mut tcp, &mut splitter, &mut buf, open, &target.domain).await?;
-            UpstreamIo::Tls(Box::new(handshake(target, tcp).await?))
+            starttls_negotiation(&mut tcp, &mut splitter, &mut buf, open, domain).await?;
+            UpstreamIo::Tls(Box::new(handshake(attempt, tcp).await?))
         }
     };
-    if target.tls != UpstreamTls::None {
+    if attempt.tls != UpstreamTls::None {
         metrics.observe_connect_phase("tls", started.elapsed());
     }
 
     *phase = "stream";
     let started = Instant::now();
     splitter.expect_new_stream();
-    write_all(&mut io, &framing::upstream_header(open, &target.domain, true)).await?;
+    write_all(&mut io, &framing::upstream_header(open, domain, true)).await?;
     let header = read_header(&mut io, &mut splitter, &mut buf).await?;
     metrics.observe_connect_phase("stream", started.elapsed());
     Ok(Established { io, splitter, header })
@@ -374,14 +632,16 @@ async fn starttls_negotiation(
     }
 }
 
+/// The TLS handshake; the server name (SNI and the certificate's reference identity) is always
+/// the source domain, never the SRV target (CERT-1, CERT-4).
 async fn handshake(
-    target: &UpstreamTarget,
+    attempt: &Attempt<'_>,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-    let Some(config) = target.tls_config.clone() else {
+    let Some(config) = attempt.tls_config.clone() else {
         return Err(UpstreamError::Protocol("TLS requested without a TLS configuration"));
     };
-    let server_name = ServerName::try_from(target.domain.clone())
+    let server_name = ServerName::try_from(attempt.domain.to_string())
         .map_err(|_| UpstreamError::Protocol("domain is not a valid TLS server name"))?;
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
@@ -393,6 +653,39 @@ async fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn directory(toml: &str) -> UpstreamDirectory {
+        let config = Config::from_toml(toml).unwrap();
+        UpstreamDirectory::from_config(&config, &SystemRoots::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lookup_consults_static_upstreams_then_the_allowlist() {
+        let directory = directory(
+            "[dns]\nnameservers = [\"127.0.0.1:53\"]\n[domains]\nallow = [\"*.example.net\", \"corp.example\"]\n\
+             special_addresses = [\"corp.example\"]\n\
+             [[upstream]]\ndomain = \"static.example\"\naddress = \"127.0.0.1:5222\"\n",
+        );
+        assert!(matches!(directory.lookup("static.example"), Ok(Upstream::Static(_))));
+        assert!(matches!(
+            directory.lookup("a.example.net"),
+            Ok(Upstream::Discovered { special_addresses_allowed: false, .. })
+        ));
+        assert!(matches!(
+            directory.lookup("corp.example"),
+            Ok(Upstream::Discovered { special_addresses_allowed: true, .. })
+        ));
+        assert_eq!(directory.lookup("example.net").unwrap_err(), NotServed::DomainNotAllowed);
+        assert_eq!(directory.lookup("other.example").unwrap_err().class(), "domain-not-allowed");
+    }
+
+    #[test]
+    fn discovery_failure_classes() {
+        assert_eq!(UpstreamError::Dns(DnsFailure::NxDomain).class(), "dns-nxdomain");
+        assert_eq!(UpstreamError::SrvDecidedlyUnavailable.class(), "srv-decidedly-unavailable");
+        assert_eq!(UpstreamError::AddressRefused { range: "loopback" }.class(), "address-refused");
+        assert_eq!(UpstreamError::Timeout { phase: "dns" }.class(), "dns-timeout");
+    }
 
     #[test]
     fn host_port_forms() {

@@ -166,6 +166,16 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
     Ok(ClientFrame::Element { xml, kind })
 }
 
+/// The defined condition of a client `<stream:error>` message, for metrics: bounded to the
+/// RFC 6120 list, `"undefined-condition"` for anything else. Call it only on messages
+/// [`classify`] accepted as [`ClientElementKind::StreamError`].
+pub fn stream_error_condition(xml: &str) -> &'static str {
+    match wf::check_element(xml, usize::MAX) {
+        Ok(root) => super::splitter::defined_condition(root.error_child.map(|(name, _)| name).as_deref().unwrap_or("")),
+        Err(_) => "undefined-condition",
+    }
+}
+
 /// Removes a leading XML declaration and the whitespace after it, checking the declaration.
 /// Anything that merely starts like one (`<?xml-stylesheet`, `<?xml` not at byte 0) is left for
 /// the element check, which refuses it as a processing instruction.
@@ -500,5 +510,13 @@ mod tests {
     fn error_mapping() {
         assert_eq!(ClientMessageError::TooDeep.condition(), StreamCondition::PolicyViolation);
         assert_eq!(ClientMessageError::UnsupportedEncoding.condition(), StreamCondition::UnsupportedEncoding);
+    }
+
+    #[test]
+    fn client_stream_error_condition_is_bounded() {
+        let conflict = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/><text xmlns="urn:ietf:params:xml:ns:xmpp-streams">x</text></stream:error>"#;
+        assert_eq!(stream_error_condition(conflict), "conflict");
+        let invented = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><made-up xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"#;
+        assert_eq!(stream_error_condition(invented), "undefined-condition");
     }
 }

@@ -216,6 +216,12 @@ impl HeaderScope {
     }
 }
 
+/// `name` if it is one of the RFC 6120 §4.9.3 defined conditions, else `"undefined-condition"`
+/// (§4.9.2): a bounded set, safe as a metric label.
+pub fn defined_condition(name: &str) -> &'static str {
+    DEFINED_CONDITIONS.iter().find(|&&c| c == name).copied().unwrap_or("undefined-condition")
+}
+
 /// The RFC 6120 §4.9.3 defined conditions (anything else is reported as undefined-condition).
 const DEFINED_CONDITIONS: &[&str] = &[
     "bad-format",
@@ -731,7 +737,7 @@ fn complete_element(
     let (mut error_condition, mut see_other_host) = (None, None);
     if kind == ServerElementKind::StreamError {
         let (condition, text) = info.error_child.unwrap_or_default();
-        let condition = DEFINED_CONDITIONS.iter().find(|&&c| c == condition).copied().unwrap_or("undefined-condition");
+        let condition = defined_condition(&condition);
         if condition == "see-other-host" {
             see_other_host = Some(text.trim().to_owned());
         }

@@ -45,6 +45,35 @@ pub enum ReadEnd {
 impl FakeServer {
     /// Binds 127.0.0.1:0 with a certificate for TLS.
     pub async fn start(leaf: Leaf) -> FakeServer {
+        Self::start_on("127.0.0.1:0", leaf).await
+    }
+
+    /// Binds `address` (another loopback address such as `127.0.0.2:0` or `[::1]:0`, or a
+    /// fixed port) with a certificate for TLS; `None` when the address cannot be bound.
+    pub async fn try_start_on(address: &str, leaf: Leaf) -> Option<FakeServer> {
+        let listener = TcpListener::bind(address).await.ok()?;
+        Some(FakeServer { listener, acceptor: Self::acceptor(leaf) })
+    }
+
+    /// Like [`Self::try_start_on`], panicking when the address cannot be bound.
+    pub async fn start_on(address: &str, leaf: Leaf) -> FakeServer {
+        Self::try_start_on(address, leaf).await.unwrap_or_else(|| panic!("bind fake server on {address}"))
+    }
+
+    /// Accepts a connection if one arrives within `within`.
+    pub async fn try_accept(&self, within: std::time::Duration) -> Option<ServerConn> {
+        let (stream, _) = tokio::time::timeout(within, self.listener.accept()).await.ok()?.ok()?;
+        Some(ServerConn {
+            plain: Some(stream),
+            tls: None,
+            acceptor: self.acceptor.clone(),
+            plaintext_received: Vec::new(),
+            tls_received: Vec::new(),
+            pending: Vec::new(),
+        })
+    }
+
+    fn acceptor(leaf: Leaf) -> TlsAcceptor {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -53,8 +82,7 @@ impl FakeServer {
             .with_single_cert(leaf.chain, leaf.key)
             .expect("server certificate");
         config.alpn_protocols = vec![b"xmpp-client".to_vec()];
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake server");
-        FakeServer { listener, acceptor: TlsAcceptor::from(Arc::new(config)) }
+        TlsAcceptor::from(Arc::new(config))
     }
 
     /// The address to configure as the upstream.
@@ -86,7 +114,27 @@ impl FakeServer {
     }
 }
 
+/// What the server saw of the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSeen {
+    /// The SNI the client sent.
+    pub sni: Option<String>,
+    /// The ALPN protocol agreed.
+    pub alpn: Option<Vec<u8>>,
+    /// Whether the handshake resumed an earlier session.
+    pub resumed: bool,
+}
+
 impl ServerConn {
+    /// SNI, ALPN and resumption of the TLS session, once TLS is up.
+    pub fn tls_seen(&self) -> Option<TlsSeen> {
+        let (_, connection) = self.tls.as_ref()?.get_ref();
+        Some(TlsSeen {
+            sni: connection.server_name().map(str::to_string),
+            alpn: connection.alpn_protocol().map(<[u8]>::to_vec),
+            resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        })
+    }
     async fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let Some(tls) = self.tls.as_mut() {
             let n = tls.read(buf).await?;
@@ -168,6 +216,16 @@ impl ServerConn {
     /// Writes bytes (over TLS once upgraded).
     pub async fn write(&mut self, text: &str) {
         self.write_bytes(text.as_bytes()).await;
+    }
+
+    /// Writes bytes; false when the connection is gone (the gateway closed it).
+    pub async fn try_write(&mut self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        if let Some(tls) = self.tls.as_mut() {
+            tls.write_all(bytes).await.is_ok() && tls.flush().await.is_ok()
+        } else {
+            self.plain.as_mut().expect("connection").write_all(bytes).await.is_ok()
+        }
     }
 
     /// Writes raw bytes.

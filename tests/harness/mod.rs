@@ -1,7 +1,9 @@
 //! Test tools of our own: a test CA, a scripted fake XMPP server on real sockets that can
 //! misbehave on purpose, an in-process gateway, and a raw WebSocket client.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
+pub mod certs;
+pub mod dns;
 pub mod fake_server;
 pub mod gateway;
 pub mod process;

@@ -65,6 +65,11 @@ impl GatewayProcess {
         GatewayProcess { child, log, url, admin, _dir: dir, config_path }
     }
 
+    /// The process id (for /proc/<pid>/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The collected stderr as one string.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")

@@ -1,0 +1,214 @@
+//! deploy/ checked by the tools that will read it: `promtool` (Debian's prometheus package)
+//! accepts the gateway's `/metrics` output after real sessions, the alert rules and the scrape
+//! configuration, and the alert rules only name metrics the gateway has.
+//!
+//! The promtool tests are ignored by a bare `cargo test`; scripts/test.sh installs promtool and
+//! runs them.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use harness::fake_server::FakeServer;
+use harness::gateway::TestGateway;
+use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
+use harness::TestCa;
+
+const DOMAIN: &str = "example.com";
+const OPEN: &str =
+    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
+const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
+const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `promtool args…` with `stdin`; returns (success, stdout + stderr).
+fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = Command::new(std::env::var_os("PROMTOOL").unwrap_or_else(|| "promtool".into()))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool (Debian package prometheus; scripts/test.sh installs it)");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Drives a gateway through the outcomes that create series: a clean session with stanzas both
+/// ways, a refused handshake, an unknown domain and an unreachable upstream. Returns the text
+/// scraped from the admin listener.
+async fn metrics_after_sessions() -> String {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gateway = TestGateway::start(&format!(
+        "[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n\
+         [[upstream]]\ndomain = \"dead.example\"\naddress = \"{dead}\"\nca_file = \"{}\"\n",
+        server.addr(),
+        ca.ca_file().display(),
+        ca.ca_file().display()
+    ))
+    .await;
+
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    client.recv_text().await;
+    client.send(r#"<message xmlns="jabber:client" to="a@example.com"><body>x</body></message>"#).await;
+    conn.read_until("</message>").await;
+    conn.write("<message to='b@example.com'><body>y</body></message>").await;
+    client.recv_text().await;
+    client.send(CLOSE).await;
+    conn.read_until("</stream:stream>").await;
+    conn.write("</stream:stream>").await;
+    assert_eq!(client.recv_text().await, CLOSE);
+    client.close().await;
+
+    let host = gateway.url.trim_start_matches("ws://").split('/').next().unwrap().to_string();
+    assert_eq!(raw_http(&host, &upgrade_request(&host, "/xmpp-websocket", "")).await.0, 400);
+
+    for to in ["nowhere.example", "dead.example"] {
+        let mut doomed = WsClient::connect(&gateway.url).await;
+        doomed.send(&OPEN.replace(DOMAIN, to)).await;
+        while !matches!(doomed.next_event().await, WsEvent::Close(..) | WsEvent::Gone) {}
+        doomed.close().await;
+    }
+    gateway.wait_metric("xmppgw_sessions_active", 0.0).await;
+    gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"upstream_failed\"}", 1.0).await;
+
+    let admin = gateway.admin.clone().unwrap();
+    let admin_host = admin.trim_start_matches("http://");
+    let (status, response) =
+        raw_http(admin_host, &format!("GET /metrics HTTP/1.1\r\nHost: {admin_host}\r\nConnection: close\r\n\r\n"))
+            .await;
+    assert_eq!(status, 200, "{response}");
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap();
+    for family in [
+        "xmppgw_sessions_active",
+        "xmppgw_sessions_ended_total",
+        "xmppgw_websocket_handshakes_rejected_total",
+        "xmppgw_upstream_connect_duration_seconds",
+        "xmppgw_upstream_connect_failures_total",
+        "xmppgw_stanzas_total",
+        "xmppgw_bytes_total",
+        "xmppgw_stream_errors_total",
+        "xmppgw_build_info",
+    ] {
+        assert!(body.contains(&format!("# TYPE {family} ")), "{family} missing:\n{body}");
+    }
+    body
+}
+
+#[tokio::test]
+#[ignore = "needs promtool; run scripts/test.sh"]
+async fn promtool_check_metrics_accepts_the_scraped_output() {
+    let body = metrics_after_sessions().await;
+    let (ok, report) = promtool(&["check", "metrics"], &body);
+    assert!(ok && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- input ---\n{body}");
+}
+
+#[test]
+#[ignore = "needs promtool; run scripts/test.sh"]
+fn promtool_check_rules_accepts_the_alert_rules() {
+    let (ok, report) = promtool(&["check", "rules", &repo("deploy/prometheus/alerts.yml")], "");
+    assert!(ok && report.contains("SUCCESS"), "{report}");
+}
+
+#[test]
+#[ignore = "needs promtool; run scripts/test.sh"]
+fn promtool_check_config_accepts_the_scrape_config_and_its_rules() {
+    let (ok, report) = promtool(&["check", "config", &repo("deploy/prometheus/scrape.yml")], "");
+    assert!(ok && report.contains("SUCCESS"), "{report}");
+    // The scrape config loads the rules file: both must be checked, not just found.
+    assert!(report.contains("alerts.yml"), "{report}");
+}
+
+/// Every `xmppgw_*` name an alert uses is a metric the gateway defines (a renamed metric would
+/// silently turn an alert into one that never fires; promtool cannot see that).
+#[test]
+fn alert_rules_only_use_metrics_the_gateway_defines() {
+    let rules = std::fs::read_to_string(repo("deploy/prometheus/alerts.yml")).unwrap();
+    let defined = xmpp_ws_gateway::metrics::Metrics::new();
+    // Every family, with each vector touched once so that it is rendered.
+    defined.sessions_ended.with_label_values(&["clean"]).inc();
+    defined.handshakes_rejected.with_label_values(&["draining"]).inc();
+    defined.observe_connect_phase("tcp", std::time::Duration::from_millis(1));
+    defined.connect_failures.with_label_values(&["connect-refused"]).inc();
+    defined.relayed("to_client", 1);
+    defined.stream_errors.with_label_values(&["policy-violation", "gateway"]).inc();
+    defined.client_refused.with_label_values(&["too-big"]).inc();
+    defined.dns_lookups.with_label_values(&["ok"]).inc();
+    let rendered = defined.render();
+    let families: Vec<&str> =
+        rendered.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let mut used = Vec::new();
+    let mut rest = rules.as_str();
+    while let Some(start) = rest.find("xmppgw_") {
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        used.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    assert!(!used.is_empty(), "no gateway metric in the rules?");
+    for name in used {
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name);
+        assert!(families.contains(&family), "alerts.yml uses {name}, which the gateway does not export: {families:?}");
+    }
+}
+
+/// `nginx -t` accepts the site file as shipped, with the location snippet where the site file
+/// expects it (`snippets/` next to nginx.conf) and only the certificate paths swapped for test
+/// files.
+#[test]
+#[ignore = "needs nginx; run scripts/test.sh"]
+fn nginx_accepts_the_site_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("snippets")).unwrap();
+    std::fs::copy(
+        repo("deploy/nginx/xmpp-websocket.location.conf"),
+        root.join("snippets/xmpp-websocket.location.conf"),
+    )
+    .unwrap();
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf_pem(&["xmpp.example.com"]);
+    std::fs::write(root.join("cert.pem"), cert).unwrap();
+    std::fs::write(root.join("key.pem"), key).unwrap();
+    let site = std::fs::read_to_string(repo("deploy/nginx/xmpp-ws-gateway.conf")).unwrap();
+    for path in ["/etc/ssl/certs/xmpp.example.com.pem", "/etc/ssl/private/xmpp.example.com.key"] {
+        assert!(site.contains(path), "the site file no longer names {path}");
+    }
+    let site = site
+        .replace("/etc/ssl/certs/xmpp.example.com.pem", &root.join("cert.pem").display().to_string())
+        .replace("/etc/ssl/private/xmpp.example.com.key", &root.join("key.pem").display().to_string());
+    std::fs::write(root.join("site.conf"), site).unwrap();
+    let d = root.display();
+    std::fs::write(
+        root.join("nginx.conf"),
+        format!("pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    include {d}/site.conf;\n}}\n"),
+    )
+    .unwrap();
+    let nginx = if std::path::Path::new("/usr/sbin/nginx").is_file() { "/usr/sbin/nginx" } else { "nginx" };
+    let output = Command::new(std::env::var_os("NGINX").unwrap_or_else(|| nginx.into()))
+        .arg("-t")
+        .arg("-p")
+        .arg(root)
+        .arg("-c")
+        .arg(root.join("nginx.conf"))
+        .arg("-e")
+        .arg(root.join("error.log"))
+        .output()
+        .expect("run nginx (Debian package nginx; scripts/test.sh installs it)");
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && report.contains("test is successful"), "{report}");
+}
