@@ -28,8 +28,10 @@ pub const SUBPROTOCOL: &str = "xmpp";
 
 /// Size of the WebSocket read buffer per connection (tungstenite's default is 128 KiB).
 const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Write buffer target per connection: 0 writes every message out at once (no batching delay).
-const WS_WRITE_BUFFER_BYTES: usize = 0;
+/// Write buffer target per connection. Sending a message always flushes it at once; messages
+/// relayed from one upstream read are queued and flushed together, up to this size per write
+/// (0 would make every queued message its own write, one syscall per stanza).
+const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What the handlers know about the TCP peer.
 #[derive(Debug, Clone, Copy)]

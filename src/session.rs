@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
@@ -199,6 +199,16 @@ fn classify_ws_error(error: axum::Error) -> ClientInput {
     }
 }
 
+/// A write to the client WebSocket, run under the send deadline.
+enum SinkOp {
+    /// Queue and flush.
+    Send(Message),
+    /// Queue only (flushed later, or when the write buffer fills).
+    Feed(Message),
+    /// Write out what is queued.
+    Flush,
+}
+
 /// What the relay loop should do after handling one input.
 enum Flow {
     Continue,
@@ -246,6 +256,8 @@ struct Session<'g, W> {
     context: &'g SessionContext,
     /// `xml:lang` the client asked for, used when the gateway must make an `<open/>` itself.
     lang: String,
+    /// Messages were fed to the WebSocket but not flushed yet.
+    unflushed: bool,
     /// A send ran out of time: the client stopped reading; nothing more is sent to it.
     client_stalled: bool,
 }
@@ -260,7 +272,7 @@ where
     W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
 {
     fn new(ws: W, gateway: &'g Gateway, context: &'g SessionContext) -> Self {
-        Session { ws, gateway, context, lang: "en".to_string(), client_stalled: false }
+        Session { ws, gateway, context, lang: "en".to_string(), unflushed: false, client_stalled: false }
     }
 
     fn metrics(&self) -> &Metrics {
@@ -427,7 +439,7 @@ where
             close_deadline: None,
             upstream_eof: false,
             last_activity: Instant::now(),
-            buf: vec![0u8; upstream::READ_CHUNK_BYTES],
+            out: Vec::new(),
         };
         let open = framing::client_open(&header, &random_stream_id(), &self.lang);
         if !self.send(&open).await {
@@ -443,19 +455,46 @@ where
         let (ping_interval, pong_timeout, idle_timeout) =
             (limits.ping_interval(), limits.pong_timeout(), limits.idle_timeout());
         let drain = self.context.drain.clone();
-        let mut next_ping = Instant::now() + ping_interval;
+        // The ping and idle timers live across iterations: registering two fresh timers for
+        // every relayed stanza cost more than the relaying (docs/PERFORMANCE.md). The idle timer
+        // is pushed back lazily: when it fires early, it is re-armed at last activity + timeout.
+        let ping_timer = tokio::time::sleep(ping_interval);
+        tokio::pin!(ping_timer);
+        let idle_timer = tokio::time::sleep(idle_timeout.unwrap_or(ping_interval));
+        tokio::pin!(idle_timer);
         let mut pong_deadline: Option<Instant> = None;
         loop {
-            // Drain what the splitter already holds before reading more.
+            // Drain what the splitter already holds before reading more, then send the
+            // messages it produced to the client in one write.
             let flow = match relay.splitter.next_event() {
                 Ok(Some(event)) => {
                     relay.last_activity = Instant::now();
                     self.on_server_event(&mut relay, event).await
                 }
                 Err(error) => self.on_server_bad_xml(&mut relay, error).await,
+                Ok(None) if self.unflushed => self.flush_or_vanish(&mut relay).await,
+                // Client elements are queued for the upstream: take the client's next message if
+                // it is already here (no waiting), else write the queue out in one go.
+                Ok(None) if !relay.out.is_empty() => {
+                    let ready = if relay.out.len() < UPSTREAM_BATCH_BYTES {
+                        recv_client(&mut self.ws).now_or_never()
+                    } else {
+                        None
+                    };
+                    match ready {
+                        Some(input) => {
+                            pong_deadline = None;
+                            if matches!(input, ClientInput::Text(_)) {
+                                relay.last_activity = Instant::now();
+                            }
+                            self.on_client_input(&mut relay, input).await
+                        }
+                        None if relay.flush_out().await.is_err() => self.on_server_vanished(&mut relay).await,
+                        None => Flow::Continue,
+                    }
+                }
                 Ok(None) => {
                     let deadline = relay.close_deadline;
-                    let idle_deadline = idle_timeout.map(|idle| relay.last_activity + idle);
                     tokio::select! {
                         input = recv_client(&mut self.ws) => {
                             pong_deadline = None;
@@ -465,8 +504,8 @@ where
                             self.on_client_input(&mut relay, input).await
                         }
                         _ = drain.cancelled() => self.drain_relaying(&mut relay).await,
-                        _ = tokio::time::sleep_until(next_ping), if pong_deadline.is_none() => {
-                            next_ping = Instant::now() + ping_interval;
+                        _ = &mut ping_timer, if pong_deadline.is_none() => {
+                            ping_timer.as_mut().reset(Instant::now() + ping_interval);
                             pong_deadline = Some(Instant::now() + pong_timeout);
                             if !self.send_message(Message::Ping(bytes::Bytes::from_static(b"xmppgw"))).await {
                                 relay.abort_upstream().await;
@@ -482,18 +521,19 @@ where
                             self.close_ws(close_code::POLICY, "no pong within the deadline").await;
                             Flow::End(Outcome::PongTimeout)
                         }
-                        _ = sleep_until(idle_deadline), if relay.closing == Closing::No => {
+                        _ = &mut idle_timer, if relay.closing == Closing::No && idle_timeout.is_some() => {
+                            let due = relay.last_activity + idle_timeout.unwrap_or_default();
+                            if due > Instant::now() {
+                                idle_timer.as_mut().reset(due);
+                                continue;
+                            }
                             debug!("idle timeout");
                             self.stream_error_and_close(&mut relay, StreamCondition::ConnectionTimeout, close_code::NORMAL).await;
                             Flow::End(Outcome::IdleTimeout)
                         }
-                        read = relay.io.read(&mut relay.buf), if !relay.upstream_eof => match read {
+                        read = upstream::read_into_splitter(&mut relay.io, &mut relay.splitter), if !relay.upstream_eof => match read {
                             Ok(0) | Err(_) => self.on_upstream_eof(&mut relay).await,
-                            Ok(n) => {
-                                let Relay { splitter, buf, .. } = &mut relay;
-                                splitter.feed(&buf[..n]);
-                                Flow::Continue
-                            }
+                            Ok(_) => Flow::Continue,
                         },
                         _ = sleep_until(deadline) => {
                             debug!(closing = ?relay.closing, "close timed out");
@@ -585,9 +625,8 @@ where
             }
             ClientFrame::Element { xml, kind } => {
                 relay.restart_allowed = false;
-                if relay.write(xml).await.is_err() {
-                    return self.on_server_vanished(relay).await;
-                }
+                // Written out by the relay loop together with any other message already waiting.
+                relay.queue(xml);
                 self.metrics().relayed(TO_SERVER, xml.len());
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
@@ -672,7 +711,7 @@ where
                     _ => element.xml,
                 };
                 self.metrics().relayed(TO_CLIENT, text.len());
-                self.send_or_vanish(relay, &text).await
+                self.feed_or_vanish(relay, &text).await
             }
             ServerEvent::End => {
                 if !self.send(framing::CLOSE).await {
@@ -779,6 +818,29 @@ where
         Flow::End(Outcome::ServerVanished)
     }
 
+    /// Queues one message for the client without writing it yet (the relay loop flushes once
+    /// the splitter has nothing more, so one upstream read becomes one client write).
+    async fn feed_or_vanish(&mut self, relay: &mut Relay, text: &str) -> Flow {
+        self.unflushed = true;
+        if self.within_send_deadline(SinkOp::Feed(Message::Text(text.into()))).await {
+            Flow::Continue
+        } else {
+            relay.abort_upstream().await;
+            Flow::End(Outcome::ClientVanished)
+        }
+    }
+
+    /// Writes out the messages queued by [`Self::feed_or_vanish`].
+    async fn flush_or_vanish(&mut self, relay: &mut Relay) -> Flow {
+        self.unflushed = false;
+        if self.within_send_deadline(SinkOp::Flush).await {
+            Flow::Continue
+        } else {
+            relay.abort_upstream().await;
+            Flow::End(Outcome::ClientVanished)
+        }
+    }
+
     async fn send_or_vanish(&mut self, relay: &mut Relay, text: &str) -> Flow {
         if self.send(text).await {
             Flow::Continue
@@ -833,21 +895,33 @@ where
         }
     }
 
-    /// Sends one text message; false when the client is gone or stopped reading.
+    /// Sends one text message (and any queued before it); false when the client is gone or
+    /// stopped reading.
     async fn send(&mut self, text: &str) -> bool {
         self.send_message(Message::Text(text.into())).await
     }
 
-    /// Sends one message within the send deadline: a client that does not take a message within
-    /// a ping interval plus the pong deadline is treated as gone, so a client that stopped
-    /// reading cannot hold its session (and its upstream) forever.
+    /// Sends one message (and any queued before it) within the send deadline: a client that
+    /// does not take a message within a ping interval plus the pong deadline is treated as gone,
+    /// so a client that stopped reading cannot hold its session (and its upstream) forever.
     async fn send_message(&mut self, message: Message) -> bool {
+        self.unflushed = false;
+        self.within_send_deadline(SinkOp::Send(message)).await
+    }
+
+    /// Runs one WebSocket write (send, feed or flush) under the send deadline.
+    async fn within_send_deadline(&mut self, op: SinkOp) -> bool {
         if self.client_stalled {
             return false;
         }
         let limits = &self.gateway.config.limits;
         let deadline = limits.ping_interval() + limits.pong_timeout();
-        match tokio::time::timeout(deadline, self.ws.send(message)).await {
+        let result = match op {
+            SinkOp::Send(message) => tokio::time::timeout(deadline, self.ws.send(message)).await,
+            SinkOp::Feed(message) => tokio::time::timeout(deadline, self.ws.feed(message)).await,
+            SinkOp::Flush => tokio::time::timeout(deadline, self.ws.flush()).await,
+        };
+        match result {
             Ok(result) => result.is_ok(),
             Err(_) => {
                 debug!("client stopped reading");
@@ -926,13 +1000,38 @@ struct Relay {
     upstream_eof: bool,
     /// When a stanza last crossed in either direction (idle timeout).
     last_activity: Instant,
-    buf: Vec<u8>,
+    /// Client elements queued for the upstream, written by [`Relay::flush_out`] (in order, before
+    /// anything else is written upstream).
+    out: Vec<u8>,
 }
 
+/// Most bytes of client elements gathered into one upstream write.
+const UPSTREAM_BATCH_BYTES: usize = 16 * 1024;
+
 impl Relay {
-    async fn write(&mut self, text: &str) -> std::io::Result<()> {
-        self.io.write_all(text.as_bytes()).await?;
+    /// Queues bytes for the upstream; [`Relay::flush_out`] writes them.
+    fn queue(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    /// Writes the queued bytes out. A large batch's buffer is released, so an idle session keeps
+    /// at most a small one.
+    async fn flush_out(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let result = self.io.write_all(&self.out).await;
+            self.out.clear();
+            if self.out.capacity() > UPSTREAM_BATCH_BYTES {
+                self.out = Vec::new();
+            }
+            result?;
+        }
         self.io.flush().await
+    }
+
+    /// Writes the queued bytes, then `text`.
+    async fn write(&mut self, text: &str) -> std::io::Result<()> {
+        self.queue(text);
+        self.flush_out().await
     }
 
     /// Ends the upstream stream cleanly: `</stream:stream>` unless already sent, then TLS
@@ -940,12 +1039,16 @@ impl Relay {
     async fn finish_upstream(&mut self, send_stream_end: bool) {
         if send_stream_end && self.closing != Closing::ByClient {
             let _ = self.write(framing::UPSTREAM_STREAM_END).await;
+        } else {
+            let _ = self.flush_out().await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
     }
 
-    /// Ends the upstream connection without `</stream:stream>` (CL-4).
+    /// Ends the upstream connection without `</stream:stream>` (CL-4), after the client
+    /// elements already queued.
     async fn abort_upstream(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush_out()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
     }
 

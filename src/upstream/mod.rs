@@ -17,14 +17,17 @@ pub mod proxy_protocol;
 pub mod resolve;
 pub mod tls;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
@@ -43,8 +46,39 @@ pub use tls::{SystemRoots, TlsSetupError};
 use guard::DomainPolicy;
 use resolve::{Route, RouteTls};
 
-/// Size of the buffer each session reads upstream bytes into.
+/// Most bytes taken from the upstream socket in one read.
 pub const READ_CHUNK_BYTES: usize = 4096;
+
+thread_local! {
+    /// One read buffer per runtime thread, shared by the sessions it runs: [`read_into_splitter`]
+    /// copies what it read into the session's splitter within the same poll, so an idle session
+    /// keeps no read buffer of its own (4 KiB of each session's memory before, docs/PERFORMANCE.md).
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK_BYTES].into_boxed_slice());
+}
+
+/// Reads once from `io` (at most [`READ_CHUNK_BYTES`]) and feeds the bytes to `splitter`.
+/// Returns how many bytes arrived: 0 at end of stream. Cancel-safe: nothing is read unless the
+/// poll that reads also feeds.
+pub async fn read_into_splitter<R: AsyncRead + Unpin>(
+    io: &mut R,
+    splitter: &mut StreamSplitter,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    splitter.feed(buf.filled());
+                    Poll::Ready(Ok(buf.filled().len()))
+                }
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
+}
 
 /// The client side of an upstream setup: the client's `<open/>` and its address (for a PROXY
 /// protocol header).
