@@ -426,7 +426,7 @@ where
         request: OpenRequest,
         domain: String,
     ) -> Outcome {
-        let Established { io, splitter, header } = established;
+        let Established { io, splitter, header, first } = established;
         let mut relay = Relay {
             io,
             splitter,
@@ -444,6 +444,12 @@ where
         let open = framing::client_open(&header, &random_stream_id(), &self.lang);
         if !self.send(&open).await {
             return relay.vanish_upstream().await;
+        }
+        // The upstream layer read the first element to rule out a redirect (D4).
+        if let Some(event) = first {
+            if let Flow::End(outcome) = self.on_server_event(&mut relay, event).await {
+                return outcome;
+            }
         }
         for text in queued {
             if let Flow::End(outcome) = self.on_client_text(&mut relay, text.as_str()).await {

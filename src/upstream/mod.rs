@@ -80,6 +80,39 @@ pub async fn read_into_splitter<R: AsyncRead + Unpin>(
     .await
 }
 
+/// Most `<see-other-host/>` redirects followed for one route (RFC 6120 §4.9.3.19: "2 to 5").
+pub const MAX_REDIRECTS: usize = 5;
+
+/// The host and port of a `<see-other-host/>` text (RFC 6120 §4.9.3.19: a domainpart or an IP
+/// address, IPv6 in brackets, optionally `:port`); `default_port` when there is no port.
+fn redirect_target(text: &str, default_port: u16) -> Result<(String, u16), UpstreamError> {
+    let invalid = UpstreamError::Protocol("unusable see-other-host target");
+    let text = text.trim();
+    let parse_port = |port: &str| port.parse::<u16>().ok().filter(|port| *port != 0);
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or(UpstreamError::Protocol("unusable see-other-host target"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid);
+        }
+        let port = match after {
+            "" => Some(default_port),
+            after => after.strip_prefix(':').and_then(parse_port),
+        };
+        (host.to_string(), port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host.trim_end_matches('.').to_ascii_lowercase(), parse_port(port)),
+            None => (text.trim_end_matches('.').to_ascii_lowercase(), Some(default_port)),
+        }
+    };
+    let bracketed = text.starts_with('[');
+    let usable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') || (bracketed && c == ':');
+    match port {
+        Some(port) if !host.is_empty() && host.chars().all(usable) => Ok((host, port)),
+        _ => Err(invalid),
+    }
+}
+
 /// The client side of an upstream setup: the client's `<open/>` and its address (for a PROXY
 /// protocol header).
 #[derive(Debug, Clone, Copy)]
@@ -271,11 +304,7 @@ impl UpstreamDirectory {
                     is_static: true,
                     proxy_client: target.proxy_protocol.then_some(client),
                 };
-                let once = self.attempt(&attempt, open, connect, limits, metrics, phase);
-                return match tokio::time::timeout(connect.attempt_timeout(), once).await {
-                    Ok(result) => result,
-                    Err(_) => Err(UpstreamError::Timeout { phase }),
-                };
+                return self.attempt_following_redirects(&attempt, open, connect, limits, metrics, phase).await;
             }
             Upstream::Discovered { special_addresses_allowed, .. } => {
                 *phase = "dns";
@@ -302,16 +331,50 @@ impl UpstreamDirectory {
                 is_static: false,
                 proxy_client: None,
             };
-            let once = self.attempt(&attempt, open, connect, limits, metrics, phase);
-            let error = match tokio::time::timeout(connect.attempt_timeout(), once).await {
-                Ok(Ok(established)) => return Ok(established),
-                Ok(Err(error)) => error,
-                Err(_) => UpstreamError::Timeout { phase },
+            let error = match self.attempt_following_redirects(&attempt, open, connect, limits, metrics, phase).await {
+                Ok(established) => return Ok(established),
+                Err(error) => error,
             };
             info!(domain, host = %host, port, class = error.class(), %error, "route failed, trying the next one");
             last_error = Some(error);
         }
         Err(last_error.unwrap_or(UpstreamError::SrvDecidedlyUnavailable))
+    }
+
+    /// One route, each hop within the per-attempt budget, following `<see-other-host/>` received
+    /// before the first element of the secured stream (D4, RFC 6120 §4.9.3.19): at most
+    /// [`MAX_REDIRECTS`] hops, the same domain for `to`, SNI and the certificate (CERT-5), the same
+    /// TLS mode, address guard and resolution as the route that redirected. A target without a
+    /// port keeps the route's port (the redirect host is not looked up through SRV).
+    async fn attempt_following_redirects(
+        &self,
+        route: &Attempt<'_>,
+        open: &OpenRequest,
+        connect: &ConnectConfig,
+        limits: SplitterLimits,
+        metrics: &Metrics,
+        phase: &mut &'static str,
+    ) -> Result<Established, UpstreamError> {
+        let mut redirect: Option<(String, u16)> = None;
+        for _ in 0..=MAX_REDIRECTS {
+            let attempt = match &redirect {
+                None => Attempt { tls_config: route.tls_config.clone(), ..*route },
+                // A PROXY header is configured for the upstream's own address only.
+                Some((host, port)) => {
+                    Attempt { host, port: *port, tls_config: route.tls_config.clone(), proxy_client: None, ..*route }
+                }
+            };
+            let hop = self.attempt(&attempt, open, connect, limits, metrics, phase);
+            let target = match tokio::time::timeout(connect.attempt_timeout(), hop).await {
+                Ok(Err(UpstreamError::SeeOtherHost(target))) => target,
+                Ok(result) => return result,
+                Err(_) => return Err(UpstreamError::Timeout { phase }),
+            };
+            let (host, port) = redirect_target(&target, route.port)?;
+            info!(domain = route.domain, host = %host, port, "following see-other-host");
+            redirect = Some((host, port));
+        }
+        Err(UpstreamError::TooManyRedirects)
     }
 
     /// One route: addresses, guard, TCP (Happy Eyeballs), TLS, stream header.
@@ -325,7 +388,10 @@ impl UpstreamDirectory {
         phase: &mut &'static str,
     ) -> Result<Established, UpstreamError> {
         *phase = "dns";
-        let ips = if attempt.guarded || !attempt.is_static {
+        let ips = if let Ok(ip) = attempt.host.parse::<std::net::IpAddr>() {
+            // A see-other-host target may be an address; the guard below still applies.
+            vec![ip]
+        } else if attempt.guarded || !attempt.is_static {
             self.resolver.addresses(attempt.host, metrics).await.map_err(UpstreamError::Dns)?
         } else {
             // A static upstream's host is resolved by the system, as written (hosts file too).
@@ -455,6 +521,13 @@ pub enum UpstreamError {
     /// The server closed the connection.
     #[error("the server closed the connection")]
     Closed,
+    /// The server redirected with `<see-other-host/>` (followed by the route, D4; reaching the
+    /// session only as [`UpstreamError::TooManyRedirects`] or the last hop's error).
+    #[error("the server redirected to {0:?}")]
+    SeeOtherHost(String),
+    /// More than [`MAX_REDIRECTS`] successive `<see-other-host/>`.
+    #[error("more than {MAX_REDIRECTS} successive see-other-host redirects")]
+    TooManyRedirects,
     /// Reading or writing failed after the connection was up.
     #[error("upstream I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -493,6 +566,8 @@ impl UpstreamError {
             UpstreamError::Stream(_) => "upstream-bad-xml",
             UpstreamError::Protocol(_) => "upstream-protocol-error",
             UpstreamError::Closed => "upstream-closed",
+            UpstreamError::SeeOtherHost(_) => "see-other-host",
+            UpstreamError::TooManyRedirects => "see-other-host-loop",
             UpstreamError::Io(_) => "upstream-io-error",
             UpstreamError::Dns(failure) => failure.class(),
             UpstreamError::SrvDecidedlyUnavailable => "srv-decidedly-unavailable",
@@ -511,6 +586,10 @@ pub struct Established {
     pub splitter: StreamSplitter,
     /// The post-TLS stream header (the only one the client may learn about, TLS-4).
     pub header: StreamHeader,
+    /// The first event after that header, already read to see whether it was a redirect (D4):
+    /// the session handles it before reading more. `None` when the splitter refused the bytes
+    /// (it stays poisoned, so the session's next read reports the same error, ERR-4).
+    pub first: Option<ServerEvent>,
 }
 
 /// Reads from `io` until the splitter yields an event.
@@ -591,8 +670,18 @@ async fn secure(
     splitter.expect_new_stream();
     write_all(&mut io, &framing::upstream_header(open, domain, true)).await?;
     let header = read_header(&mut io, &mut splitter, &mut buf).await?;
+    let first = match next_event(&mut io, &mut splitter, &mut buf).await {
+        Ok(ServerEvent::Element(element)) if element.see_other_host.is_some() => {
+            let _ = write_all(&mut io, framing::UPSTREAM_STREAM_END).await;
+            let _ = io.shutdown().await;
+            return Err(UpstreamError::SeeOtherHost(element.see_other_host.unwrap_or_default()));
+        }
+        Ok(event) => Some(event),
+        Err(UpstreamError::Stream(_)) => None,
+        Err(error) => return Err(error),
+    };
     metrics.observe_connect_phase("stream", started.elapsed());
-    Ok(Established { io, splitter, header })
+    Ok(Established { io, splitter, header, first })
 }
 
 /// The plaintext part of STARTTLS: header without `from` (HDR-4), features (discarded, TLS-4),
@@ -609,7 +698,12 @@ async fn starttls_negotiation(
     match next_event(tcp, splitter, buf).await {
         Ok(ServerEvent::Element(element)) if element.kind == ServerElementKind::Features => {}
         Ok(ServerEvent::Element(element)) if element.kind == ServerElementKind::StreamError => {
-            return Err(UpstreamError::Protocol("stream error before TLS"))
+            return Err(match element.see_other_host {
+                // Followed like a redirect after TLS: the certificate is still checked against the
+                // original domain, so a forged redirect can only deny service (§4.9.3.19).
+                Some(target) => UpstreamError::SeeOtherHost(target),
+                None => UpstreamError::Protocol("stream error before TLS"),
+            });
         }
         Ok(ServerEvent::End) | Err(UpstreamError::Closed) => return Err(UpstreamError::Closed),
         Ok(_) => return Err(UpstreamError::Protocol("expected <stream:features/> before TLS")),
@@ -685,6 +779,19 @@ mod tests {
         assert_eq!(UpstreamError::SrvDecidedlyUnavailable.class(), "srv-decidedly-unavailable");
         assert_eq!(UpstreamError::AddressRefused { range: "loopback" }.class(), "address-refused");
         assert_eq!(UpstreamError::Timeout { phase: "dns" }.class(), "dns-timeout");
+    }
+
+    #[test]
+    fn see_other_host_targets() {
+        let ok = |text: &str| redirect_target(text, 5222).unwrap();
+        assert_eq!(ok("xmpp2.example.com:5223"), ("xmpp2.example.com".to_string(), 5223));
+        assert_eq!(ok(" XMPP2.example.com. "), ("xmpp2.example.com".to_string(), 5222));
+        assert_eq!(ok("\n  [2001:41D0:1:A49b::1]:9222\n"), ("2001:41D0:1:A49b::1".to_string(), 9222));
+        assert_eq!(ok("[::1]"), ("::1".to_string(), 5222));
+        assert_eq!(ok("127.0.0.1:5269"), ("127.0.0.1".to_string(), 5269));
+        for bad in ["", ":5222", "host:0", "host:x", "[nope]:1", "a b", "wss://gw.example/x", "::1:5222"] {
+            assert!(redirect_target(bad, 5222).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 pub mod client;
 pub mod condition;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod splitter;
 mod wf;
 

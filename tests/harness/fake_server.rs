@@ -267,6 +267,28 @@ impl ServerConn {
     /// require STARTTLS, read `<starttls/>`, send `<proceed/>`, do TLS, read the post-TLS
     /// header, answer with `header` and `features`. Returns the post-TLS header received.
     pub async fn open_with_starttls(&mut self, domain: &str, post_tls_features: &str) -> String {
+        self.starttls_then(
+            domain,
+            &format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='ID-2' from='{domain}' version='1.0' xml:lang='en'>{post_tls_features}"
+            ),
+        )
+        .await
+    }
+
+    /// Like [`Self::open_with_starttls`], but after the post-TLS header the server writes
+    /// `post_tls_reply` verbatim (its own header, in any style, and whatever follows). Returns
+    /// the post-TLS header received.
+    pub async fn starttls_then(&mut self, domain: &str, post_tls_reply: &str) -> String {
+        let header = self.starttls_only(domain).await;
+        self.write(post_tls_reply).await;
+        header
+    }
+
+    /// The plaintext part and the TLS handshake: reads the gateway's header, answers with a
+    /// header and features requiring STARTTLS, reads `<starttls/>`, sends `<proceed/>`, does TLS
+    /// and reads the post-TLS header, which it returns. The server has not answered it yet.
+    pub async fn starttls_only(&mut self, domain: &str) -> String {
         self.read_stream_header().await;
         self.write(&format!(
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='PRE-TLS-ID' from='{domain}' version='1.0' xml:lang='en'>\
@@ -277,12 +299,7 @@ impl ServerConn {
         self.read_until("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
         self.write("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
         self.upgrade_tls().await;
-        let header = self.read_stream_header().await;
-        self.write(&format!(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='ID-2' from='{domain}' version='1.0' xml:lang='en'>{post_tls_features}"
-        ))
-        .await;
-        header
+        self.read_stream_header().await
     }
 
     /// Half-closes: TLS close_notify (if TLS) and TCP FIN on the write side; reading goes on.
