@@ -25,7 +25,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use rand::Rng;
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
@@ -34,11 +33,20 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::control::SessionPermit;
 use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
-use crate::upstream::{self, Established, Upstream, UpstreamDirectory, UpstreamIo};
+use crate::upstream::{self, Established, Upstream, UpstreamDirectory};
 use crate::xml::client::{self, ClientElementKind, ClientFrame, ClientLimits, OpenRequest};
 use crate::xml::condition::StreamCondition;
 use crate::xml::framing;
-use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits, StreamSplitter};
+use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits};
+
+mod client_input;
+mod outcome;
+mod relay;
+
+use client_input::{recv_client, recv_data, ClientInput};
+pub use outcome::Outcome;
+use outcome::{close_code, refusal_close_code, truncate_reason};
+use relay::{Closing, Relay, UPSTREAM_BATCH_BYTES};
 
 /// Everything sessions share: built once in `main` (or a test) and passed down. A SIGHUP
 /// reload builds a new one; a session keeps the one it started with.
@@ -69,136 +77,6 @@ pub struct SessionContext {
     pub permit: SessionPermit,
 }
 
-/// WebSocket close codes the gateway sends (RFC 6455 §7.4.1 and the IANA registry).
-mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const POLICY: u16 = 1008;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    pub const BAD_GATEWAY: u16 = 1014;
-}
-
-/// How a session ended; the label of `xmppgw_sessions_ended_total{outcome}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Both `<close/>`/`</stream:stream>` were exchanged.
-    Clean,
-    /// The client's WebSocket went away without `<close/>`.
-    ClientVanished,
-    /// The client stopped reading: a message could not be delivered within the send deadline.
-    ClientStalled,
-    /// The upstream connection ended without `</stream:stream>`.
-    ServerVanished,
-    /// The client broke RFC 7395 / RFC 6120 rules and was closed with an error.
-    ClientError,
-    /// The server broke the protocol (bad XML) and was closed with an error.
-    ServerError,
-    /// The server ended the stream with a stream error.
-    ServerStreamError,
-    /// The upstream could not be reached or secured.
-    UpstreamFailed,
-    /// The requested domain is not served.
-    HostUnknown,
-    /// The client never sent `<open/>`.
-    OpenTimeout,
-    /// A clean close that ran out of time waiting for the other side.
-    CloseTimeout,
-    /// The gateway drained the session on shutdown.
-    Drained,
-    /// The client did not answer a WebSocket ping in time.
-    PongTimeout,
-    /// No stanza in either direction for the idle timeout.
-    IdleTimeout,
-}
-
-impl Outcome {
-    /// The metric label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Clean => "clean",
-            Outcome::ClientVanished => "client_vanished",
-            Outcome::ClientStalled => "client_stalled",
-            Outcome::ServerVanished => "server_vanished",
-            Outcome::ClientError => "client_error",
-            Outcome::ServerError => "server_error",
-            Outcome::ServerStreamError => "server_stream_error",
-            Outcome::UpstreamFailed => "upstream_failed",
-            Outcome::HostUnknown => "host_unknown",
-            Outcome::OpenTimeout => "open_timeout",
-            Outcome::CloseTimeout => "close_timeout",
-            Outcome::Drained => "drained",
-            Outcome::PongTimeout => "pong_timeout",
-            Outcome::IdleTimeout => "idle_timeout",
-        }
-    }
-}
-
-/// What reading the WebSocket produced, after control frames are handled.
-#[derive(Debug)]
-enum ClientInput {
-    /// A text message.
-    Text(axum::extract::ws::Utf8Bytes),
-    /// The WebSocket ended (Close frame, EOF or I/O error) without a protocol violation.
-    Gone,
-    /// A message larger than the element limit (LIM-2).
-    TooBig,
-    /// A WebSocket-level violation: close with this code and reason.
-    Violation(u16, &'static str),
-    /// A pong: the client is alive.
-    Alive,
-}
-
-/// Like [`recv_client`] but skipping pongs (before the relay, liveness is not tracked).
-async fn recv_data<W>(ws: &mut W) -> ClientInput
-where
-    W: Stream<Item = Result<Message, axum::Error>> + Unpin,
-{
-    loop {
-        match recv_client(ws).await {
-            ClientInput::Alive => continue,
-            other => return other,
-        }
-    }
-}
-
-async fn recv_client<W>(ws: &mut W) -> ClientInput
-where
-    W: Stream<Item = Result<Message, axum::Error>> + Unpin,
-{
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return ClientInput::Text(text),
-            Some(Ok(Message::Binary(_))) => {
-                return ClientInput::Violation(close_code::UNSUPPORTED_DATA, "text frames only (RFC 7395 3.2)")
-            }
-            // Pongs to pings are queued by the WebSocket layer itself (WS-8).
-            Some(Ok(Message::Ping(_))) => continue,
-            // An answer to our ping, or unsolicited (ignored, WS-8): either way the client is alive.
-            Some(Ok(Message::Pong(_))) => return ClientInput::Alive,
-            Some(Ok(Message::Close(_))) | None => return ClientInput::Gone,
-            Some(Err(error)) => return classify_ws_error(error),
-        }
-    }
-}
-
-fn classify_ws_error(error: axum::Error) -> ClientInput {
-    use tungstenite::error::{Error as WsError, ProtocolError};
-    let inner = error.into_inner();
-    match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => ClientInput::TooBig,
-        Some(WsError::Utf8(_)) => ClientInput::Violation(close_code::INVALID_PAYLOAD, "invalid UTF-8 (RFC 6455 8.1)"),
-        Some(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)) => {
-            ClientInput::Violation(close_code::PROTOCOL_ERROR, "unmasked frame (RFC 6455 5.1)")
-        }
-        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => ClientInput::Gone,
-        Some(WsError::Protocol(_)) => ClientInput::Violation(close_code::PROTOCOL_ERROR, "WebSocket protocol error"),
-        _ => ClientInput::Gone,
-    }
-}
-
 /// A write to the client WebSocket, run under the send deadline.
 enum SinkOp {
     /// Queue and flush.
@@ -213,17 +91,6 @@ enum SinkOp {
 enum Flow {
     Continue,
     End(Outcome),
-}
-
-/// Where the clean close of a relaying session stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    /// Nobody has closed yet.
-    No,
-    /// The client sent `<close/>`; `</stream:stream>` went upstream; waiting for the server's end.
-    ByClient,
-    /// The server ended its stream; `<close/>` went to the client; waiting for the client's `<close/>`.
-    ByServer,
 }
 
 /// Runs one session to its end on an upgraded WebSocket and records the outcome.
@@ -958,108 +825,9 @@ where
     }
 }
 
-/// The WebSocket close code after refusing a client message (CONFORMANCE J): 1008 when a
-/// policy limit (nesting depth) refused it, else 1000 after the XMPP-level close.
-fn refusal_close_code(error: &client::ClientMessageError) -> u16 {
-    if error.condition() == StreamCondition::PolicyViolation {
-        close_code::POLICY
-    } else {
-        close_code::NORMAL
-    }
-}
-
-/// Close reasons are limited to 123 bytes (RFC 6455 §5.5: 125 minus the code).
-fn truncate_reason(reason: &str) -> &str {
-    if reason.len() <= 123 {
-        return reason;
-    }
-    let mut end = 123;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
-}
-
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The upstream half of a relaying session.
-struct Relay {
-    io: UpstreamIo,
-    splitter: StreamSplitter,
-    /// The latest client `<open/>` (its `from`/`xml:lang`/`version` go into restart headers).
-    request: OpenRequest,
-    domain: String,
-    /// The server's SASL `<success/>` was relayed and no client element followed yet.
-    restart_allowed: bool,
-    /// A restart header went upstream; the server's new header is expected.
-    awaiting_restart_header: bool,
-    /// Features of the current stream reached the client (D4).
-    features_relayed: bool,
-    closing: Closing,
-    close_deadline: Option<Instant>,
-    /// The server's read side has ended (only possible while `closing` is `ByServer`).
-    upstream_eof: bool,
-    /// When a stanza last crossed in either direction (idle timeout).
-    last_activity: Instant,
-    /// Client elements queued for the upstream, written by [`Relay::flush_out`] (in order, before
-    /// anything else is written upstream).
-    out: Vec<u8>,
-}
-
-/// Most bytes of client elements gathered into one upstream write.
-const UPSTREAM_BATCH_BYTES: usize = 16 * 1024;
-
-impl Relay {
-    /// Queues bytes for the upstream; [`Relay::flush_out`] writes them.
-    fn queue(&mut self, text: &str) {
-        self.out.extend_from_slice(text.as_bytes());
-    }
-
-    /// Writes the queued bytes out. A large batch's buffer is released, so an idle session keeps
-    /// at most a small one.
-    async fn flush_out(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            let result = self.io.write_all(&self.out).await;
-            self.out.clear();
-            if self.out.capacity() > UPSTREAM_BATCH_BYTES {
-                self.out = Vec::new();
-            }
-            result?;
-        }
-        self.io.flush().await
-    }
-
-    /// Writes the queued bytes, then `text`.
-    async fn write(&mut self, text: &str) -> std::io::Result<()> {
-        self.queue(text);
-        self.flush_out().await
-    }
-
-    /// Ends the upstream stream cleanly: `</stream:stream>` unless already sent, then TLS
-    /// close_notify and FIN, waiting a little for the server's own end (TLS-9).
-    async fn finish_upstream(&mut self, send_stream_end: bool) {
-        if send_stream_end && self.closing != Closing::ByClient {
-            let _ = self.write(framing::UPSTREAM_STREAM_END).await;
-        } else {
-            let _ = self.flush_out().await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
-    }
-
-    /// Ends the upstream connection without `</stream:stream>` (CL-4), after the client
-    /// elements already queued.
-    async fn abort_upstream(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush_out()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
-    }
-
-    async fn vanish_upstream(&mut self) -> Outcome {
-        self.abort_upstream().await;
-        Outcome::ClientVanished
     }
 }
