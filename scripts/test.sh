@@ -106,8 +106,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --all --check
 
-step "cargo clippy --all-targets -- -D warnings"
+step "cargo clippy --all-targets -- -D warnings (also with the bench tools: --features bench)"
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features bench -- -D warnings
 
 step "cargo test --doc"
 cargo test --doc --locked
@@ -121,6 +122,10 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --all-targets --locked --no-fail-fast -- --include-ignored --skip interop_matrix --skip fault_ 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The benchmark tools' own unit tests (built only with --features bench).
+cargo test --locked --features bench --bins 2>&1 | tee -a "$log"
+bench_status=${PIPESTATUS[0]}
+((bench_status == 0)) || status=$bench_status
 set -e
 ((status == 0)) || echo "==> cargo test failed (exit $status)" >&2
 
