@@ -8,6 +8,7 @@
 //! These tests need the Debian `prosody` package and `npm ci` in tests/e2e/js;
 //! they are ignored by a bare `cargo test`. Run them with scripts/test.sh.
 
+mod harness;
 mod support;
 
 use std::time::Duration;
@@ -264,4 +265,39 @@ fn prosody_fixture_requires_starttls() {
     }
     assert!(seen.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>"), "{seen}");
     assert!(!seen.contains("<mechanisms"), "SASL must not be offered before TLS: {seen}");
+}
+
+/// Issue 4: the gateway finds Prosody only through SRV records served by a real DNS server on
+/// loopback. The certificate is for the domain; the SRV target is another host name, which the
+/// certificate does not name, so the chat only works if the gateway verifies against the domain.
+#[test]
+#[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
+fn xmppjs_chat_through_gateway_that_finds_prosody_by_srv() {
+    use harness::dns::TestDns;
+    use hickory_server::proto::rr::RecordType;
+
+    let prosody = Prosody::start();
+    let alice = prosody.register_random("alice");
+    let bob = prosody.register_random("bob");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime for the DNS server");
+    let dns = runtime.block_on(TestDns::start());
+    let domain = prosody.domain();
+    let target = format!("xmpp-node-1.{domain}");
+    dns.srv(&format!("_xmpp-client._tcp.{domain}"), &[(0, 0, prosody.c2s_addr().port(), &target)]);
+    dns.a(&target, &[std::net::Ipv4Addr::LOCALHOST]);
+    // No static [[upstream]]: the domain is allowed and discovered. Its server is on loopback,
+    // which the address guard refuses unless the domain is listed in special_addresses.
+    let config = format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\nallow_missing_origin = true\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n\
+         [domains]\nallow = [\"{domain}\"]\nspecial_addresses = [\"{domain}\"]\nca_file = \"{ca}\"\n\
+         [dns]\nnameservers = [\"{ns}\"]\n",
+        ca = prosody.ca_pem_path().display(),
+        ns = dns.nameserver(),
+    );
+    let gateway = Gateway::start(&config);
+    let logs = || format!("--- gateway log ---\n{}\n{}", support::tail(&gateway.log(), 40), prosody.diagnostics());
+    assert_chat(XMPPJS.0, gateway.url(), &alice, &bob, None, &logs);
+    assert!(dns.count(&format!("_xmpp-client._tcp.{domain}"), RecordType::SRV) >= 1, "{:?}", dns.queries());
+    assert!(dns.count(&target, RecordType::A) >= 1, "the SRV target was not resolved: {:?}", dns.queries());
 }
