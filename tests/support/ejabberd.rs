@@ -216,9 +216,19 @@ impl Ejabberd {
 
     /// Creates an account with `ejabberdctl register`.
     pub fn register(&self, user: &str, password: &str) -> Account {
-        let mut command = Self::ctl_command(self.dir.path(), &self.node, self.dist_port, self.uid, self.gid);
-        command.args(["register", user, DOMAIN, password]);
-        let done = run_with_timeout(command, CTL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        // ejabberd listens on c2s before its Mnesia tables exist: a registration right after
+        // start (or restart) can abort with `no_exists`. Try again until the tables are there.
+        let started = std::time::Instant::now();
+        let done = loop {
+            let mut command = Self::ctl_command(self.dir.path(), &self.node, self.dist_port, self.uid, self.gid);
+            command.args(["register", user, DOMAIN, password]);
+            let done = run_with_timeout(command, CTL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+            let tables_not_ready = !done.status.success() && done.stdout.contains("no_exists");
+            if !tables_not_ready || started.elapsed() > CTL_TIMEOUT {
+                break done;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(
             done.status.success(),
             "ejabberdctl register {user} failed ({})\nstdout: {}\nstderr: {}\n{}",
