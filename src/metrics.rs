@@ -4,10 +4,11 @@
 //! per-user, per-domain or per-address labels. Nothing global: `main` builds one [`Metrics`] and
 //! passes it down; tests build their own.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Direction label value for client → server traffic.
@@ -41,6 +42,12 @@ pub struct Metrics {
     pub dns_lookups: IntCounterVec,
     /// `xmppgw_build_info{version}`, always 1.
     pub build_info: IntGaugeVec,
+    /// The `stanzas`/`bytes` children of each direction, looked up once, at the first element
+    /// relayed that way (so the exposition is unchanged: a series appears when first counted):
+    /// [`Metrics::relayed`] runs for every relayed element and the label lookup (hashing, a
+    /// lock) showed in profiles.
+    relayed_to_server: OnceLock<(IntCounter, IntCounter)>,
+    relayed_to_client: OnceLock<(IntCounter, IntCounter)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,6 +126,8 @@ impl Metrics {
             dns_lookups: counter(&registry, "xmppgw_dns_lookups_total", "DNS lookups, by result", &["result"]),
             build_info,
             registry,
+            relayed_to_server: OnceLock::new(),
+            relayed_to_client: OnceLock::new(),
         }
     }
 
@@ -129,8 +138,19 @@ impl Metrics {
 
     /// Records one relayed element of `bytes` bytes in `direction` ([`TO_SERVER`]/[`TO_CLIENT`]).
     pub fn relayed(&self, direction: &str, bytes: usize) {
-        self.stanzas.with_label_values(&[direction]).inc();
-        self.bytes.with_label_values(&[direction]).inc_by(bytes as u64);
+        let cached = match direction {
+            TO_SERVER => &self.relayed_to_server,
+            TO_CLIENT => &self.relayed_to_client,
+            other => {
+                self.stanzas.with_label_values(&[other]).inc();
+                self.bytes.with_label_values(&[other]).inc_by(bytes as u64);
+                return;
+            }
+        };
+        let (stanzas, byte_count) = cached
+            .get_or_init(|| (self.stanzas.with_label_values(&[direction]), self.bytes.with_label_values(&[direction])));
+        stanzas.inc();
+        byte_count.inc_by(bytes as u64);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -584,7 +584,7 @@ where
                     _ => element.xml,
                 };
                 self.metrics().relayed(TO_CLIENT, text.len());
-                self.feed_or_vanish(relay, &text).await
+                self.feed_or_vanish(relay, text).await
             }
             ServerEvent::End => {
                 if !self.send(framing::CLOSE).await {
@@ -693,7 +693,8 @@ where
 
     /// Queues one message for the client without writing it yet (the relay loop flushes once
     /// the splitter has nothing more, so one upstream read becomes one client write).
-    async fn feed_or_vanish(&mut self, relay: &mut Relay, text: &str) -> Flow {
+    /// Takes the text by value: it becomes the message's payload without a copy.
+    async fn feed_or_vanish(&mut self, relay: &mut Relay, text: String) -> Flow {
         self.unflushed = true;
         if self.within_send_deadline(SinkOp::Feed(Message::Text(text.into()))).await {
             Flow::Continue

@@ -146,9 +146,12 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
         }
     };
     let ns = root.ns.as_deref();
-    let local = root.local.as_str();
+    let local = root.local.as_ref();
     let kind = match (ns, local) {
-        (Some(NS_FRAMING), "open") => return Ok(ClientFrame::Open(open_request(root.attrs))),
+        (Some(NS_FRAMING), "open") => {
+            let attrs = root.attrs().map_err(|_| ClientMessageError::NotWellFormed("malformed attribute"))?;
+            return Ok(ClientFrame::Open(open_request(attrs)));
+        }
         (Some(NS_FRAMING), "close") => return Ok(ClientFrame::Close),
         (Some(NS_FRAMING), _) => {
             return Err(ClientMessageError::InvalidNamespace("unknown element in the framing namespace"))

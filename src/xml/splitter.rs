@@ -208,6 +208,9 @@ struct HeaderScope {
     qname: String,
     /// The header's namespace declarations, in document order.
     bindings: Vec<(Option<String>, String)>,
+    /// Each of `bindings` written out as namespace completion adds it (` xmlns:p="uri"`), made
+    /// once per stream instead of once per element.
+    declarations: Vec<String>,
 }
 
 impl HeaderScope {
@@ -640,8 +643,9 @@ fn parse_header(tag: &[u8]) -> Result<(StreamHeader, HeaderScope), ServerStreamE
     if info.ns.as_deref() != Some(NS_STREAM) || info.local != "stream" {
         return Err(ServerStreamError::InvalidNamespace);
     }
-    let mut header = StreamHeader { namespaces: info.ns_decls.clone(), ..StreamHeader::default() };
-    for (name, value) in info.attrs {
+    let ns_decls = info.ns_decls()?;
+    let mut header = StreamHeader { namespaces: ns_decls.clone(), ..StreamHeader::default() };
+    for (name, value) in info.attrs()? {
         match name.as_str() {
             "from" => header.from = Some(value),
             "to" => header.to = Some(value),
@@ -651,7 +655,15 @@ fn parse_header(tag: &[u8]) -> Result<(StreamHeader, HeaderScope), ServerStreamE
             _ => {}
         }
     }
-    let scope = HeaderScope { qname: tag_qname(tag).to_owned(), bindings: info.ns_decls };
+    let declarations = ns_decls
+        .iter()
+        .map(|(prefix, uri)| {
+            let mut text = String::new();
+            push_declaration(&mut text, prefix.as_deref(), uri);
+            text
+        })
+        .collect();
+    let scope = HeaderScope { qname: tag_qname(tag).to_owned(), bindings: ns_decls, declarations };
     Ok((header, scope))
 }
 
@@ -710,9 +722,9 @@ fn complete_element(
     } else {
         out.push_str(qname);
     }
-    for (p, uri) in &scope.bindings {
+    for ((p, _), declaration) in scope.bindings.iter().zip(&scope.declarations) {
         if !declares(p.as_deref()) {
-            push_declaration(&mut out, p.as_deref(), uri);
+            out.push_str(declaration);
         }
     }
     match (rename, end_name_at) {
@@ -725,18 +737,21 @@ fn complete_element(
         _ => out.push_str(&raw[name_end..]),
     }
 
-    let info = wf::check_element(&out, limits.max_depth)?;
-    let kind = match (info.ns.as_deref(), info.local.as_str()) {
-        (Some(NS_STREAM), "features") => ServerElementKind::Features,
-        (Some(NS_STREAM), "error") => ServerElementKind::StreamError,
-        (Some(NS_TLS), "proceed") => ServerElementKind::TlsProceed,
-        (Some(NS_TLS), "failure") => ServerElementKind::TlsFailure,
-        (Some(NS_SASL), "success") => ServerElementKind::SaslSuccess,
-        _ => ServerElementKind::Other,
+    let (kind, error_child) = {
+        let info = wf::check_element(&out, limits.max_depth)?;
+        let kind = match (info.ns.as_deref(), info.local.as_ref()) {
+            (Some(NS_STREAM), "features") => ServerElementKind::Features,
+            (Some(NS_STREAM), "error") => ServerElementKind::StreamError,
+            (Some(NS_TLS), "proceed") => ServerElementKind::TlsProceed,
+            (Some(NS_TLS), "failure") => ServerElementKind::TlsFailure,
+            (Some(NS_SASL), "success") => ServerElementKind::SaslSuccess,
+            _ => ServerElementKind::Other,
+        };
+        (kind, info.error_child)
     };
     let (mut error_condition, mut see_other_host) = (None, None);
     if kind == ServerElementKind::StreamError {
-        let (condition, text) = info.error_child.unwrap_or_default();
+        let (condition, text) = error_child.unwrap_or_default();
         let condition = defined_condition(&condition);
         if condition == "see-other-host" {
             see_other_host = Some(text.trim().to_owned());

@@ -14,6 +14,8 @@
 //! predefined ones and character references; nothing here allocates more than a constant factor
 //! of the input.
 
+use std::borrow::Cow;
+
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -31,28 +33,81 @@ pub(crate) enum WfError {
     TooDeep,
 }
 
-/// What [`check_element`] learned about the root element.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RootInfo {
+/// What [`check_element`] learned about the root element. Everything borrows from the checked
+/// document where it can: an ordinary stanza costs no allocation here. The root's attributes
+/// are only read (again, already checked) when a caller asks for them ([`RootInfo::attrs`],
+/// [`RootInfo::ns_decls`]): only `<open/>` and the stream header need them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RootInfo<'a> {
     /// The namespace the root element is in (`None` if unqualified or bound to "").
-    pub ns: Option<String>,
+    pub ns: Option<Cow<'a, str>>,
     /// The root's local name.
-    pub local: String,
-    /// The root's attributes other than namespace declarations: raw qualified name and
-    /// unescaped (attribute-value-normalised) value, in document order.
-    pub attrs: Vec<(String, String)>,
-    /// The root's namespace declarations in document order: `(None, uri)` for `xmlns`,
-    /// `(Some(prefix), uri)` for `xmlns:prefix`, values unescaped.
-    pub ns_decls: Vec<(Option<String>, String)>,
+    pub local: Cow<'a, str>,
+    /// The root's start tag between `<` and `>` (or `/>`): its name and attributes.
+    start: Cow<'a, str>,
+    /// Length of the root's qualified name at the start of `start`.
+    name_len: usize,
     /// The first child of the root in the stream-errors namespace other than `<text>`: its local
     /// name and its direct character data (used for `<see-other-host>`).
     pub error_child: Option<(String, String)>,
 }
 
+impl RootInfo<'_> {
+    /// The root's attributes other than namespace declarations: raw qualified name and
+    /// unescaped (attribute-value-normalised) value, in document order.
+    pub fn attrs(&self) -> Result<Vec<(String, String)>, WfError> {
+        Ok(self.root_attributes()?.0)
+    }
+
+    /// The root's namespace declarations in document order: `(None, uri)` for `xmlns`,
+    /// `(Some(prefix), uri)` for `xmlns:prefix`, values unescaped.
+    pub fn ns_decls(&self) -> Result<Vec<(Option<String>, String)>, WfError> {
+        Ok(self.root_attributes()?.1)
+    }
+
+    /// Reads the root's attributes (already checked by [`check_element`]) into attributes and
+    /// namespace declarations.
+    #[allow(clippy::type_complexity)]
+    fn root_attributes(&self) -> Result<(Vec<(String, String)>, Vec<(Option<String>, String)>), WfError> {
+        let start = BytesStart::from_content(self.start.as_ref(), self.name_len);
+        let (mut attrs, mut ns_decls) = (Vec::new(), Vec::new());
+        for attr in start.attributes() {
+            let attr = attr.map_err(|_| WfError::NotWellFormed("malformed attribute"))?;
+            let key = std::str::from_utf8(attr.key.as_ref()).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
+            let raw = std::str::from_utf8(&attr.value).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
+            let value = unescape_attr(raw)?;
+            if let Some(prefix) = key.strip_prefix("xmlns:") {
+                ns_decls.push((Some(prefix.to_owned()), value));
+            } else if key == "xmlns" {
+                ns_decls.push((None, value));
+            } else {
+                attrs.push((key.to_owned(), value));
+            }
+        }
+        Ok((attrs, ns_decls))
+    }
+}
+
+/// `part` (a slice of an event of the reader over `doc`) as a `&str` borrowed from `doc`,
+/// without checking UTF-8 again: `doc` is a `&str` and quick-xml cuts it only at ASCII
+/// delimiters. Anything not inside `doc` (or not on character boundaries) is checked as usual.
+fn doc_str<'a>(doc: &'a str, part: &[u8]) -> Result<Cow<'a, str>, WfError> {
+    let inside = (part.as_ptr() as usize)
+        .checked_sub(doc.as_ptr() as usize)
+        .and_then(|offset| doc.get(offset..offset.checked_add(part.len())?))
+        .filter(|s| s.len() == part.len() && s.as_ptr() == part.as_ptr());
+    match inside {
+        Some(s) => Ok(Cow::Borrowed(s)),
+        None => {
+            std::str::from_utf8(part).map(|s| Cow::Owned(s.to_owned())).map_err(|_| WfError::NotWellFormed("UTF-8"))
+        }
+    }
+}
+
 /// Checks that `doc` is exactly one well-formed, namespace-well-formed element with no
 /// restricted XML, nested at most `max_depth` deep (the root counts as depth 1). Nothing may
 /// precede or follow the element, not even whitespace.
-pub(crate) fn check_element(doc: &str, max_depth: usize) -> Result<RootInfo, WfError> {
+pub(crate) fn check_element(doc: &str, max_depth: usize) -> Result<RootInfo<'_>, WfError> {
     check_chars(doc)?;
     if !doc.starts_with('<') {
         return Err(WfError::NotWellFormed("the document does not start with '<'"));
@@ -66,9 +121,9 @@ pub(crate) fn check_element(doc: &str, max_depth: usize) -> Result<RootInfo, WfE
     config.expand_empty_elements = false;
     config.trim_text(false);
 
-    let mut info = RootInfo::default();
+    let mut root: Option<RootInfo<'_>> = None;
+    let mut error_child: Option<(String, String)> = None;
     let mut depth = 0usize;
-    let mut seen_root = false;
     // True while inside the captured stream-error condition child (its direct text is kept).
     let mut capturing = false;
     loop {
@@ -76,26 +131,34 @@ pub(crate) fn check_element(doc: &str, max_depth: usize) -> Result<RootInfo, WfE
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
-                if depth == 0 {
-                    if seen_root {
-                        return Err(WfError::NotWellFormed("more than one element"));
-                    }
-                    seen_root = true;
+                if depth == 0 && root.is_some() {
+                    return Err(WfError::NotWellFormed("more than one element"));
                 }
                 depth += 1;
                 if depth > max_depth {
                     return Err(WfError::TooDeep);
                 }
-                let (ns, local) = check_start(&reader, e, depth == 1, &mut info)?;
+                let own_declaration = check_start(doc, &reader, e)?;
+                let (res, local) = reader.resolve_element(e.name());
+                let ns = match res {
+                    ResolveResult::Bound(ns) if !ns.as_ref().is_empty() => {
+                        Some(std::str::from_utf8(ns.0).map_err(|_| WfError::NotWellFormed("UTF-8"))?)
+                    }
+                    ResolveResult::Bound(_) | ResolveResult::Unbound => None,
+                    ResolveResult::Unknown(_) => return Err(WfError::NotWellFormed("undeclared element prefix")),
+                };
+                let local = doc_str(doc, local.as_ref())?;
                 if depth == 1 {
-                    info.ns = ns;
-                    info.local = local;
-                } else if depth == 2
-                    && info.error_child.is_none()
-                    && ns.as_deref() == Some(NS_STREAM_ERRORS)
-                    && local != "text"
-                {
-                    info.error_child = Some((local, String::new()));
+                    let start = doc_str(doc, e)?;
+                    // The root's namespace is declared on the root itself (quick-xml keeps the
+                    // raw value) or is a reserved one: borrow the declaration when it is the same.
+                    let ns = ns.map(|ns| match own_declaration {
+                        Some(raw) if raw == ns => raw,
+                        _ => Cow::Owned(ns.to_owned()),
+                    });
+                    root = Some(RootInfo { ns, local, start, name_len: e.name().as_ref().len(), error_child: None });
+                } else if depth == 2 && error_child.is_none() && ns == Some(NS_STREAM_ERRORS) && local != "text" {
+                    error_child = Some((local.into_owned(), String::new()));
                     capturing = !empty;
                 }
                 if empty {
@@ -113,22 +176,22 @@ pub(crate) fn check_element(doc: &str, max_depth: usize) -> Result<RootInfo, WfE
                 if depth == 0 {
                     return Err(WfError::NotWellFormed("text outside the element"));
                 }
-                let text = std::str::from_utf8(t).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
-                if text.contains("]]>") {
+                let text = doc_str(doc, t)?;
+                if contains_cdata_end(&text) {
                     return Err(WfError::NotWellFormed("']]>' in character data"));
                 }
                 if capturing && depth == 2 {
-                    push_text(&mut info, text);
+                    push_text(&mut error_child, &text);
                 }
             }
             Event::GeneralRef(ref r) => {
                 if depth == 0 {
                     return Err(WfError::NotWellFormed("reference outside the element"));
                 }
-                let name = std::str::from_utf8(r).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
-                let c = resolve_reference(name)?;
+                let name = doc_str(doc, r)?;
+                let c = resolve_reference(&name)?;
                 if capturing && depth == 2 {
-                    push_text(&mut info, c.encode_utf8(&mut [0; 4]));
+                    push_text(&mut error_child, c.encode_utf8(&mut [0; 4]));
                 }
             }
             Event::CData(ref c) => {
@@ -136,8 +199,8 @@ pub(crate) fn check_element(doc: &str, max_depth: usize) -> Result<RootInfo, WfE
                     return Err(WfError::NotWellFormed("CDATA outside the element"));
                 }
                 if capturing && depth == 2 {
-                    let text = std::str::from_utf8(c).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
-                    push_text(&mut info, text);
+                    let text = doc_str(doc, c)?;
+                    push_text(&mut error_child, &text);
                 }
             }
             Event::Comment(_) => return Err(WfError::Restricted("comment")),
@@ -147,57 +210,106 @@ pub(crate) fn check_element(doc: &str, max_depth: usize) -> Result<RootInfo, WfE
             Event::Eof => break,
         }
     }
-    if !seen_root {
+    let Some(mut root) = root else {
         return Err(WfError::NotWellFormed("no element"));
-    }
+    };
     if depth != 0 {
         return Err(WfError::NotWellFormed("unclosed element"));
     }
-    Ok(info)
+    root.error_child = error_child;
+    Ok(root)
 }
 
-fn push_text(info: &mut RootInfo, text: &str) {
-    if let Some((_, t)) = info.error_child.as_mut() {
+/// Whether `text` contains `]]>` (found via the `>` bytes, which memchr finds quickly).
+fn contains_cdata_end(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(gt) = rest.find('>') {
+        if rest[..gt].ends_with("]]") {
+            return true;
+        }
+        rest = &rest[gt + 1..];
+    }
+    false
+}
+
+fn push_text(error_child: &mut Option<(String, String)>, text: &str) {
+    if let Some((_, t)) = error_child.as_mut() {
         t.push_str(text);
     }
 }
 
-/// Checks one start tag: names, attributes, namespace resolution. Returns the element's
-/// namespace and local name; collects the root's attributes into `info`.
-fn check_start(
+/// Attribute names already seen on one start tag (duplicates are not well-formed): the first
+/// few on the stack, any further ones in a vector.
+struct SeenKeys<'k> {
+    first: [&'k [u8]; 8],
+    count: usize,
+    more: Vec<&'k [u8]>,
+}
+
+impl<'k> SeenKeys<'k> {
+    fn new() -> Self {
+        SeenKeys { first: [&[]; 8], count: 0, more: Vec::new() }
+    }
+
+    /// Records `key`; false if it was already there.
+    fn insert(&mut self, key: &'k [u8]) -> bool {
+        let on_stack = self.count.min(self.first.len());
+        if self.first[..on_stack].contains(&key) || self.more.contains(&key) {
+            return false;
+        }
+        if self.count < self.first.len() {
+            self.first[self.count] = key;
+        } else {
+            self.more.push(key);
+        }
+        self.count += 1;
+        true
+    }
+}
+
+/// Checks one start tag: names, attributes (unique names, values, namespace declarations,
+/// attribute prefixes). The element's own name is resolved by the caller. Returns the raw value
+/// of the tag's own declaration of the element's prefix (or default namespace), if any.
+fn check_start<'a>(
+    doc: &'a str,
     reader: &NsReader<&[u8]>,
     e: &BytesStart<'_>,
-    is_root: bool,
-    info: &mut RootInfo,
-) -> Result<(Option<String>, String), WfError> {
+) -> Result<Option<Cow<'a, str>>, WfError> {
     let name = e.name();
     if !is_qname(name.as_ref()) {
         return Err(WfError::NotWellFormed("invalid element name"));
     }
-    for attr in e.attributes() {
+    let element_prefix = name.prefix().map(|p| p.into_inner());
+    let mut own_declaration = None;
+    let mut seen = SeenKeys::new();
+    // Uniqueness is checked here rather than by quick-xml, whose check allocates per element.
+    for attr in e.attributes().with_checks(false) {
         let attr = attr.map_err(|_| WfError::NotWellFormed("malformed attribute"))?;
-        let key = attr.key.as_ref();
+        let key = attr.key.0;
+        if !seen.insert(key) {
+            return Err(WfError::NotWellFormed("malformed attribute"));
+        }
         if !is_qname(key) {
             return Err(WfError::NotWellFormed("invalid attribute name"));
         }
-        let raw = std::str::from_utf8(&attr.value).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
-        let value = unescape_attr(raw)?;
+        let raw = doc_str(doc, &attr.value)?;
+        check_attr_value(&raw)?;
         if let Some(prefix) = key.strip_prefix(b"xmlns:") {
-            if value.is_empty() {
+            // A value is empty after unescaping exactly when it is empty raw.
+            if raw.is_empty() {
                 return Err(WfError::NotWellFormed("namespace prefix bound to the empty name"));
             }
             if prefix == b"xmlns" {
                 return Err(WfError::NotWellFormed("the xmlns prefix declared"));
             }
-            if is_root {
-                let prefix = std::str::from_utf8(prefix).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
-                info.ns_decls.push((Some(prefix.to_owned()), value));
+            if element_prefix == Some(prefix) {
+                own_declaration = Some(raw);
             }
             continue;
         }
         if key == b"xmlns" {
-            if is_root {
-                info.ns_decls.push((None, value));
+            if element_prefix.is_none() {
+                own_declaration = Some(raw);
             }
             continue;
         }
@@ -207,21 +319,8 @@ fn check_start(
                 return Err(WfError::NotWellFormed("undeclared attribute prefix"));
             }
         }
-        if is_root {
-            let key = std::str::from_utf8(key).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
-            info.attrs.push((key.to_owned(), value));
-        }
     }
-    let (res, local) = reader.resolve_element(name);
-    let ns = match res {
-        ResolveResult::Bound(ns) if !ns.as_ref().is_empty() => {
-            Some(std::str::from_utf8(ns.as_ref()).map_err(|_| WfError::NotWellFormed("UTF-8"))?.to_owned())
-        }
-        ResolveResult::Bound(_) | ResolveResult::Unbound => None,
-        ResolveResult::Unknown(_) => return Err(WfError::NotWellFormed("undeclared element prefix")),
-    };
-    let local = std::str::from_utf8(local.as_ref()).map_err(|_| WfError::NotWellFormed("UTF-8"))?.to_owned();
-    Ok((ns, local))
+    Ok(own_declaration)
 }
 
 /// Whether `c` may appear in an XML 1.0 document (the `Char` production).
@@ -230,12 +329,29 @@ pub(crate) fn is_xml_char(c: char) -> bool {
 }
 
 /// Refuses any character XML 1.0 forbids (XML-5).
+///
+/// Works on the bytes, which is the same test as [`is_xml_char`] on every character: a `&str`
+/// holds no surrogates, so the only characters refused are the C0 controls other than TAB, LF
+/// and CR (single bytes below 0x20) and U+FFFE/U+FFFF (`EF BF BE`/`EF BF BF`, and `EF` only
+/// ever starts a character).
 pub(crate) fn check_chars(doc: &str) -> Result<(), WfError> {
-    if doc.chars().all(is_xml_char) {
-        Ok(())
-    } else {
-        Err(WfError::NotWellFormed("character not allowed in XML"))
+    let bytes = doc.as_bytes();
+    // Fast path, without early exit so that it vectorises: every byte in 0x20..0xEF is fine.
+    if bytes.chunks(64).all(|chunk| chunk.iter().fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0xEF - 0x20))) {
+        return Ok(());
     }
+    for (i, &b) in bytes.iter().enumerate() {
+        let bad = match b {
+            b'\t' | b'\n' | b'\r' => false,
+            0..0x20 => true,
+            0xEF => bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)),
+            _ => false,
+        };
+        if bad {
+            return Err(WfError::NotWellFormed("character not allowed in XML"));
+        }
+    }
+    Ok(())
 }
 
 fn is_name_start(c: char) -> bool {
@@ -259,6 +375,17 @@ pub(crate) fn is_ncname(s: &str) -> bool {
 
 /// The `QName` production: `NCName` or `NCName:NCName`.
 pub(crate) fn is_qname(name: &[u8]) -> bool {
+    if name.is_ascii() {
+        // The same productions restricted to ASCII, on bytes.
+        let ncname = |s: &[u8]| {
+            matches!(s.first(), Some(b'A'..=b'Z' | b'_' | b'a'..=b'z'))
+                && s.iter().all(|&b| matches!(b, b'A'..=b'Z' | b'_' | b'a'..=b'z' | b'-' | b'.' | b'0'..=b'9'))
+        };
+        return match name.iter().position(|&b| b == b':') {
+            Some(colon) => ncname(&name[..colon]) && ncname(&name[colon + 1..]),
+            None => ncname(name),
+        };
+    }
     let Ok(name) = std::str::from_utf8(name) else {
         return false;
     };
@@ -331,6 +458,23 @@ pub(crate) fn unescape_attr(raw: &str) -> Result<String, WfError> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Validates a raw attribute value (without its quotes) exactly as [`unescape_attr`] does,
+/// without building the unescaped value: references must resolve, `<` is refused.
+pub(crate) fn check_attr_value(raw: &str) -> Result<(), WfError> {
+    let mut rest = raw.as_bytes();
+    while let Some(i) = rest.iter().position(|&b| b == b'&' || b == b'<') {
+        let tail = &rest[i..];
+        if tail[0] == b'<' {
+            return Err(WfError::NotWellFormed("'<' in an attribute value"));
+        }
+        let end = tail.iter().position(|&b| b == b';').ok_or(WfError::NotWellFormed("unterminated reference"))?;
+        let name = std::str::from_utf8(&tail[1..end]).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
+        resolve_reference(name)?;
+        rest = &tail[end + 1..];
+    }
+    Ok(())
 }
 
 /// The outcome of reading an XML declaration's pseudo-attributes.
@@ -514,6 +658,60 @@ mod tests {
         .expect("ok");
         assert_eq!(info.ns.as_deref(), Some("urn:x"));
         assert_eq!(info.error_child, Some(("see-other-host".into(), "h&x".into())));
+    }
+
+    /// The reference definitions the fast paths must agree with.
+    fn check_chars_by_char(doc: &str) -> bool {
+        doc.chars().all(is_xml_char)
+    }
+
+    fn is_qname_by_char(name: &str) -> bool {
+        match name.split_once(':') {
+            Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
+            None => is_ncname(name),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_paths_agree_with_the_definitions(s in "[\\x00-\\x7F\u{80}-\u{3FF}\u{D7FF}\u{E000}\u{FFFD}-\u{FFFF}\u{10000}&;#<:a-zA-Z0-9._-]{0,24}") {
+            proptest::prop_assert_eq!(check_chars(&s).is_ok(), check_chars_by_char(&s));
+            proptest::prop_assert_eq!(is_qname(s.as_bytes()), is_qname_by_char(&s));
+            proptest::prop_assert_eq!(check_attr_value(&s), unescape_attr(&s).map(|_| ()));
+        }
+    }
+
+    #[test]
+    fn fast_path_edges() {
+        for c in ['\u{FFFE}', '\u{FFFF}', '\u{0}', '\u{1F}', '\u{B}'] {
+            let doc = format!("<a>{}{c}</a>", "x".repeat(100));
+            assert!(check_chars(&doc).is_err(), "{c:?}");
+        }
+        for c in ['\u{EFFF}', '\u{FFFD}', '\u{F000}', '\u{7F}', '\u{10FFFF}', '\t', '\n', '\r'] {
+            assert!(check_chars(&format!("<a>{c}</a>")).is_ok(), "{c:?}");
+        }
+        // Duplicate attributes beyond the first eight are still found.
+        let many: String = (0..12).map(|i| format!(" a{i}='x'")).collect();
+        assert!(check_element(&format!("<a{many}/>"), 10).is_ok());
+        assert!(matches!(check_element(&format!("<a{many} a10='y'/>"), 10), Err(WfError::NotWellFormed(_))));
+        assert!(matches!(check_element("<a x='1' y='2' x='3'/>", 10), Err(WfError::NotWellFormed(_))));
+    }
+
+    #[test]
+    fn root_info_borrows_or_owns_the_same_values() {
+        let info =
+            check_element("<p:a xmlns='urn:d' xmlns:p='urn:&amp;p' to='a&amp;b' xml:lang='en'/>", 10).expect("ok");
+        // quick-xml keeps the raw declaration value as the namespace name.
+        assert_eq!(info.ns.as_deref(), Some("urn:&amp;p"));
+        assert_eq!(info.local, "a");
+        assert_eq!(info.attrs(), Ok(vec![("to".into(), "a&b".into()), ("xml:lang".into(), "en".into())]));
+        assert_eq!(info.ns_decls(), Ok(vec![(None, "urn:d".into()), (Some("p".into()), "urn:&p".into())]));
+        let info = check_element("<xml:a/>", 10).expect("ok");
+        assert_eq!(info.ns.as_deref(), Some("http://www.w3.org/XML/1998/namespace"));
+        let info = check_element("<a xmlns:p='urn:p' xmlns='urn:d'><p:b/></a>", 10).expect("ok");
+        assert_eq!(info.ns.as_deref(), Some("urn:d"));
+        assert!(matches!(check_element("<a>x]]y]]></a>", 10), Err(WfError::NotWellFormed(_))));
+        assert!(check_element("<a>x]]y]>]</a>", 10).is_ok());
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! Microbenchmark of the per-stanza XML work of the echo workload (docs/PERFORMANCE.md): the
+//! client message validator (`classify`) on the load generator's chat stanza, and the splitter on
+//! the same stanza echoed by the server (namespace completion and the full re-check), both as
+//! one read of many stanzas. Prints one JSON object per case with the median nanoseconds per
+//! stanza. Run on purpose, never as a test: `cargo bench --bench stanza`; under
+//! `valgrind --tool=callgrind` for instruction counts (`STANZA_BENCH_ITERS=20000`).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use xmpp_ws_gateway::xml::client::{classify, ClientFrame, ClientLimits};
+use xmpp_ws_gateway::xml::splitter::{ServerEvent, SplitterLimits, StreamSplitter};
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='plain.example' id='bench' version='1.0' xml:lang='en'>";
+
+/// The load generator's echo stanza (64-byte body, its default).
+fn client_stanza(n: usize) -> String {
+    format!("<message to='echo@plain.example/bench' id='m{n}' type='chat'><body>{}</body></message>", "x".repeat(64))
+}
+
+/// The same stanza as the fake upstream echoes it (`to` turned into `from`).
+fn server_stanza(n: usize) -> String {
+    client_stanza(n).replacen(" to=", " from=", 1)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let iters: usize = std::env::var("STANZA_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let rounds = if iters >= 100_000 { 9 } else { 1 };
+    let limits = ClientLimits::default();
+    let messages: Vec<String> = (0..100).map(client_stanza).collect();
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for i in 0..iters {
+            match classify(black_box(&messages[i % messages.len()]), &limits) {
+                Ok(frame @ ClientFrame::Element { .. }) => {
+                    black_box(frame);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        times.push(started.elapsed().as_nanos() as f64 / iters as f64);
+    }
+    println!(
+        "{{\"bench\":\"stanza\",\"case\":\"classify\",\"stanzas\":{iters},\"ns_per_stanza\":{:.1}}}",
+        median(times)
+    );
+
+    let stream: Vec<u8> = (0..iters).flat_map(|n| server_stanza(n % 100).into_bytes()).collect();
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let mut splitter = StreamSplitter::new(SplitterLimits::default());
+        splitter.feed(HEADER.as_bytes());
+        assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
+        let started = Instant::now();
+        let mut elements = 0;
+        // 4 KiB reads, as the gateway's upstream reads.
+        for chunk in stream.chunks(4096) {
+            splitter.feed(chunk);
+            while let Some(event) = splitter.next_event().expect("well-formed") {
+                black_box(&event);
+                elements += 1;
+            }
+        }
+        assert_eq!(elements, iters);
+        times.push(started.elapsed().as_nanos() as f64 / iters as f64);
+    }
+    println!(
+        "{{\"bench\":\"stanza\",\"case\":\"splitter\",\"stanzas\":{iters},\"ns_per_stanza\":{:.1}}}",
+        median(times)
+    );
+}
