@@ -67,7 +67,12 @@ function watch(adapter, name) {
   result[name] = info;
   let online = true;
   let downAt = null;
-  const back = deferred();
+  // One deferred per outage: resolved when that outage ends with a resumption.
+  let back = deferred();
+  const firstResumption = back.promise;
+  const t0 = performance.now();
+  const trace = (what) => console.error(`[${(performance.now() - t0).toFixed(1)} ms] ${name}: ${what}`);
+  info.resumptions = 0;
   client.on("raw:incoming", (data) => {
     if (data.includes("system-shutdown")) info.system_shutdown_seen = true;
     if (/^<close[\s/>]/.test(data.trim())) info.close_seen = true;
@@ -79,15 +84,20 @@ function watch(adapter, name) {
   // The earliest sign the transport is gone (runs synchronously inside StanzaJS's emit): stop
   // handing stanzas to the library until the session is resumed.
   client.on("--transport-disconnected", () => {
+    trace(`transport disconnected (online ${online})`);
     if (online) {
       online = false;
       downAt = performance.now();
+      if (info.resumptions > 0) back = deferred();
     }
   });
+  client.on("connected", () => trace("websocket open"));
+  client.on("stream:end", () => trace("<close/> from the gateway"));
   info.downAt = () => downAt;
   // Emitted after StanzaJS hibernated its SM state (unacked stanzas kept): resume through B.
   client.on("disconnected", async () => {
-    if (info.resumed || client.sessionTerminating) return;
+    trace(`disconnected (terminating ${client.sessionTerminating})`);
+    if (client.sessionTerminating) return;
     const resumed = deferred();
     client.once("stream:management:resumed", () => resumed.resolve());
     client.once("stream:management:failed", () => resumed.reject(new Error(`${name}: resumption failed`)));
@@ -95,7 +105,9 @@ function watch(adapter, name) {
     client.connect();
     try {
       await withTimeout(resumed.promise, stepMs, `${name} resumed through gateway B`);
+      trace("resumed");
       info.resumed = true;
+      info.resumptions += 1;
       info.resume_ms = elapsed(downAt);
       info.sm_after = { id: client.sm.id, started: client.sm.started };
       online = true;
@@ -111,6 +123,7 @@ function watch(adapter, name) {
       info.server_h_at_resume = sm.handled;
       info.own_h_at_resume = client.sm.handled;
       info.resent = client.sm.unacked.length - (sm.handled - client.sm.lastAck);
+      trace(`<resumed h=${sm.handled}>: unacked ${client.sm.unacked.length}, lastAck ${client.sm.lastAck}`);
     }
     if (sm.type === "failed") {
       info.failed = true;
@@ -125,7 +138,7 @@ function watch(adapter, name) {
     /** Resolves once the session is usable again (at once if it never went down). */
     ready: () => (online ? Promise.resolve() : back.promise),
     /** Resolves once the session went down and was resumed. */
-    resumed: () => back.promise,
+    resumed: () => firstResumption,
   };
 }
 
@@ -199,9 +212,12 @@ async function scenario() {
   const burstStart = performance.now();
   while (sent < count) {
     if (!tx.online || !rx.online) {
-      // Wait for both resumptions (see the header comment), then continue the burst.
+      // Wait for both resumptions (see the header comment), then continue the burst. The
+      // setImmediate keeps this loop from ever spinning on microtasks alone.
       result.sent_before_pause = result.sent_before_pause ?? sent;
+      await new Promise((r) => setImmediate(r));
       await withTimeout(Promise.all([tx.ready(), rx.ready()]), 2 * stepMs, "both sessions resumed");
+      continue;
     }
     if (sent - copies.size >= WINDOW) {
       windowWaits += 1;
