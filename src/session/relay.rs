@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::outcome::Outcome;
@@ -49,6 +49,9 @@ pub(crate) struct Relay {
     pub(crate) out: Vec<u8>,
 }
 
+/// How long [`Relay::abort_upstream`] waits for the server to close after our FIN.
+pub(crate) const ABORT_LINGER: Duration = Duration::from_secs(2);
+
 /// Most bytes of client elements gathered into one upstream write.
 pub(crate) const UPSTREAM_BATCH_BYTES: usize = 16 * 1024;
 
@@ -91,9 +94,23 @@ impl Relay {
 
     /// Ends the upstream connection without `</stream:stream>` (CL-4), after the client
     /// elements already queued.
+    ///
+    /// Then it lingers: it reads (and drops) what the server still sends until the server closes
+    /// too, for at most [`ABORT_LINGER`]. Dropping a socket with unread input makes the kernel
+    /// answer with RST, and a server writing its acks meets EPIPE and gives up on the connection
+    /// before it has parsed the input it already has: Prosody 0.12 then keeps a half-parsed
+    /// element in the stream parser that the resumed session goes on using, and the first stanza
+    /// after `<resumed/>` fails as not-well-formed (the SIGTERM burst fault test in
+    /// tests/faults.rs caught it). With the linger the server reads our FIN after the last
+    /// complete element and hibernates a session whose parser is clean.
     pub(crate) async fn abort_upstream(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flush_out()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(ABORT_LINGER, async {
+            while matches!(self.io.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
     }
 
     pub(crate) async fn vanish_upstream(&mut self) -> Outcome {

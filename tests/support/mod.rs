@@ -617,6 +617,11 @@ impl Gateway {
         poll_until(timeout, || self.lines.lock().expect("log lock").iter().any(|l| l.contains(needle)))
     }
 
+    /// The gateway's process id, to signal it (SIGTERM starts a drain).
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
     /// `Some(status)` if the gateway has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.process.exited()
