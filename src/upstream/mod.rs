@@ -626,7 +626,7 @@ async fn read_header<R: AsyncRead + Unpin>(
     buf: &mut [u8],
 ) -> Result<StreamHeader, UpstreamError> {
     match next_event(io, splitter, buf).await? {
-        ServerEvent::Header(header) => Ok(header),
+        ServerEvent::Header(header) => Ok(*header),
         ServerEvent::End => Err(UpstreamError::Closed),
         ServerEvent::Element(_) => Err(UpstreamError::Protocol("element before the stream header")),
     }

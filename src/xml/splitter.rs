@@ -85,8 +85,10 @@ pub struct ServerElement {
 /// One event from the server stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
-    /// The stream header (`<stream:stream ...>` with any prefix, or prefix-free).
-    Header(StreamHeader),
+    /// The stream header (`<stream:stream ...>` with any prefix, or prefix-free). Boxed: it comes
+    /// once per stream, and unboxed it would make every event (and every `Ok(None)` returned by
+    /// [`StreamSplitter::next_event`], one per read) nearly twice as large to move.
+    Header(Box<StreamHeader>),
     /// A complete top-level element.
     Element(ServerElement),
     /// The closing tag of the stream (`</stream:stream>`, `</stream>`, `</ns0:stream>` ...).
@@ -288,6 +290,7 @@ impl StreamSplitter {
     }
 
     /// Appends bytes read from the server. Bytes fed to a poisoned splitter are dropped.
+    #[inline]
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.poisoned.is_some() {
             return;
@@ -295,32 +298,50 @@ impl StreamSplitter {
         // Compact only when the consumed prefix is at least half the buffer, so each byte is
         // moved at most a constant number of times (amortised linear cost).
         if self.start > 0 && self.start * 2 >= self.buf.len() {
-            let shift = self.start;
-            self.buf.drain(..shift);
-            self.start = 0;
-            self.pos -= shift;
-            self.tag_start = self.tag_start.saturating_sub(shift);
-            self.root_tag_end = self.root_tag_end.saturating_sub(shift);
+            self.compact();
         }
-        self.buf.extend_from_slice(bytes);
+        // A one-byte read is a plain push, without the general copy's call into memcpy.
+        match bytes {
+            [b] => self.buf.push(*b),
+            _ => self.buf.extend_from_slice(bytes),
+        }
+    }
+
+    /// Drops the consumed prefix `..start` of the buffer.
+    #[cold]
+    #[inline(never)]
+    fn compact(&mut self) {
+        let shift = self.start;
+        self.buf.drain(..shift);
+        self.start = 0;
+        self.pos -= shift;
+        self.tag_start = self.tag_start.saturating_sub(shift);
+        self.root_tag_end = self.root_tag_end.saturating_sub(shift);
     }
 
     /// The next complete event, `Ok(None)` when more bytes are needed. After an error the
     /// splitter is poisoned and keeps returning that error.
+    #[inline]
     pub fn next_event(&mut self) -> Result<Option<ServerEvent>, ServerStreamError> {
         if let Some(err) = &self.poisoned {
             return Err(err.clone());
         }
-        match self.lex_unit() {
-            Ok(event) => Ok(event),
-            Err(err) => {
-                self.poisoned = Some(err.clone());
-                self.buf = Vec::new();
-                self.start = 0;
-                self.pos = 0;
-                Err(err)
-            }
+        // Returned as it is (no unwrapping and re-wrapping of the large event type).
+        let result = self.lex_unit();
+        if let Err(err) = &result {
+            self.poison(err.clone());
         }
+        result
+    }
+
+    /// Records `err` and frees the buffer: every later call returns `err`.
+    #[cold]
+    #[inline(never)]
+    fn poison(&mut self, err: ServerStreamError) {
+        self.poisoned = Some(err);
+        self.buf = Vec::new();
+        self.start = 0;
+        self.pos = 0;
     }
 
     /// Forget the current stream and expect a new header: called after `<proceed/>` (the TLS
@@ -354,15 +375,15 @@ impl StreamSplitter {
                     if is_space(b) {
                         self.pos += 1;
                         self.start = self.pos;
-                        if self.phase == Phase::Prolog {
+                        if matches!(self.phase, Phase::Prolog) {
                             self.decl_allowed = false;
                             self.prolog_bytes += 1;
                         }
-                    } else if b == b'<' && self.phase != Phase::Ended {
+                    } else if b == b'<' && !matches!(self.phase, Phase::Ended) {
                         self.tag_start = self.pos;
                         self.pos += 1;
                         self.lex = Lex::Lt;
-                    } else if self.phase == Phase::Ended {
+                    } else if matches!(self.phase, Phase::Ended) {
                         return Err(ServerStreamError::NotWellFormed("data after the end of the stream"));
                     } else {
                         return Err(ServerStreamError::NotWellFormed("text outside elements"));
@@ -370,7 +391,7 @@ impl StreamSplitter {
                 }
                 Lex::Lt => match b {
                     b'/' => {
-                        if self.phase == Phase::Prolog {
+                        if matches!(self.phase, Phase::Prolog) {
                             return Err(ServerStreamError::NotWellFormed("end tag before the header"));
                         }
                         self.pos += 1;
@@ -381,7 +402,7 @@ impl StreamSplitter {
                         self.lex = Lex::Bang;
                     }
                     b'?' => {
-                        if self.phase == Phase::Prolog && self.decl_allowed {
+                        if matches!(self.phase, Phase::Prolog) && self.decl_allowed {
                             self.pos += 1;
                             self.lex = Lex::Decl;
                         } else {
@@ -429,14 +450,21 @@ impl StreamSplitter {
                     }
                 },
             }
-            if self.pos == self.buf.len() || self.lex == Lex::Idle {
-                // Checked here too so that an oversized unit in one big feed fails promptly.
+            // Checked here too so that an oversized unit in one big feed fails promptly. When the
+            // bytes have run out that check is also the whole of the next turn of the loop, so
+            // return at once (the common case with small reads).
+            if self.pos == self.buf.len() {
+                self.check_pending_size()?;
+                return Ok(None);
+            }
+            if matches!(self.lex, Lex::Idle) {
                 self.check_pending_size()?;
             }
         }
     }
 
     /// Refuses a unit in progress that is already over its limit.
+    #[inline]
     fn check_pending_size(&self) -> Result<(), ServerStreamError> {
         let pending = self.pos - self.start;
         let over = match self.phase {
@@ -546,7 +574,7 @@ impl StreamSplitter {
 
     /// A start tag ended at `gt` (the index of its `>`).
     fn start_tag_done(&mut self, gt: usize, self_closing: bool) -> Result<Option<ServerEvent>, ServerStreamError> {
-        if self.phase == Phase::Prolog {
+        if matches!(self.phase, Phase::Prolog) {
             self.check_pending_size()?;
             if self_closing {
                 return Err(ServerStreamError::NotWellFormed("self-closed stream header"));
@@ -555,7 +583,7 @@ impl StreamSplitter {
             self.phase = Phase::Stream(scope);
             self.start = self.pos;
             self.lex = Lex::Idle;
-            return Ok(Some(ServerEvent::Header(header)));
+            return Ok(Some(ServerEvent::Header(Box::new(header))));
         }
         if self.depth == 0 {
             self.root_tag_end = gt;
@@ -866,14 +894,14 @@ mod tests {
         assert_eq!(err, None);
         assert_eq!(
             events[0],
-            ServerEvent::Header(StreamHeader {
+            ServerEvent::Header(Box::new(StreamHeader {
                 from: Some("example.com".into()),
                 to: None,
                 id: Some("ID-2".into()),
                 version: Some("1.0".into()),
                 lang: Some("en".into()),
                 namespaces: vec![(None, "jabber:client".into()), (Some("stream".into()), NS_STREAM.into()),],
-            })
+            }))
         );
         let ServerEvent::Element(features) = &events[1] else { panic!("{events:?}") };
         assert_eq!(features.kind, ServerElementKind::Features);
