@@ -194,10 +194,6 @@ fn host_meta_link(state: &AppState, peer: PeerInfo, headers: &HeaderMap) -> Opti
     (served && secure).then_some(url)
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;")
-}
-
 async fn host_meta_xrd(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<PeerInfo>,
@@ -206,10 +202,7 @@ async fn host_meta_xrd(
     let Some(url) = host_meta_link(&state, peer, &headers) else {
         return plain(StatusCode::NOT_FOUND, "No host-meta here.\n");
     };
-    let body = format!(
-        "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  <Link rel=\"urn:xmpp:alt-connections:websocket\" href=\"{}\"/>\n</XRD>\n",
-        xml_escape(&url)
-    );
+    let body = crate::xml::framing::host_meta_xrd(&url);
     ([(header::CONTENT_TYPE, "application/xrd+xml"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body).into_response()
 }
 

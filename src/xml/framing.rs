@@ -200,6 +200,17 @@ fn push_attr(out: &mut String, name: &str, value: Option<&str>, quote: char) {
     }
 }
 
+/// The XEP-0156 host-meta document (XRD) advertising one WebSocket endpoint.
+pub fn host_meta_xrd(websocket_url: &str) -> String {
+    let mut out = String::from(
+        "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  \
+         <Link rel=\"urn:xmpp:alt-connections:websocket\" href=\"",
+    );
+    escape_attr(&mut out, websocket_url, '"');
+    out.push_str("\"/>\n</XRD>\n");
+    out
+}
+
 /// Escapes an attribute value for the given quote: `&`, `<` and the quote as entities, TAB, LF
 /// and CR as character references so that attribute-value normalisation keeps them (XML-6).
 pub(crate) fn escape_attr(out: &mut String, value: &str, quote: char) {
@@ -402,5 +413,12 @@ mod tests {
     fn tv10_tv20b_features_with_channel_binding_unchanged() {
         let xml = r#"<stream:features xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams"><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding></stream:features>"#;
         assert_eq!(client_features(&features(xml)), xml);
+    }
+
+    #[test]
+    fn host_meta_xrd_escapes_the_url() {
+        let xrd = host_meta_xrd("wss://gw.example.net/xmpp-websocket?a=1&b=\"2\"");
+        assert!(xrd.contains(r#"<Link rel="urn:xmpp:alt-connections:websocket" href="wss://gw.example.net/xmpp-websocket?a=1&amp;b=&quot;2&quot;"/>"#), "{xrd}");
+        assert!(xrd.starts_with("<?xml version='1.0' encoding='utf-8'?>"));
     }
 }
