@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
+use harness::raw_ws::RawWs;
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
 use harness::TestCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -219,36 +220,13 @@ async fn pong_deadline_closes_a_client_that_stopped_answering() {
             .await;
     // A raw client: WebSocket handshake and <open/> by hand, then it never reads again, so it
     // never answers pings.
-    let host = host_of(&gateway.url);
-    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
-    stream
-        .write_all(upgrade_request(&host, "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = stream.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
-    stream.write_all(&masked_text_frame(OPEN.as_bytes())).await.unwrap();
+    let mut never_reads = RawWs::connect(&gateway.url).await;
+    never_reads.send_text(OPEN).await;
     let mut conn = server.accept().await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     let (received, _) = conn.read_to_end().await;
     assert!(!received.contains("</stream:stream>"), "{received}");
     gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"pong_timeout\"}", 1.0).await;
-}
-
-/// A client-to-server text frame with a fixed mask.
-fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut frame = vec![0x81];
-    if payload.len() < 126 {
-        frame.push(0x80 | payload.len() as u8);
-    } else {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
-    frame
 }
 
 #[tokio::test]
@@ -294,13 +272,9 @@ async fn proxy_protocol_v2_header_carries_the_forwarded_client_address() {
         ca.ca_file().display()
     ))
     .await;
-    let host = host_of(&gateway.url);
-    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
     let headers = "Sec-WebSocket-Protocol: xmpp\r\nX-Forwarded-For: 203.0.113.77\r\n";
-    stream.write_all(upgrade_request(&host, "/xmpp-websocket", headers).as_bytes()).await.unwrap();
-    let mut buf = [0u8; 1024];
-    let _ = stream.read(&mut buf).await.unwrap();
-    stream.write_all(&masked_text_frame(OPEN.as_bytes())).await.unwrap();
+    let mut client = RawWs::connect_with_headers(&gateway.url, headers).await;
+    client.send_text(OPEN).await;
     let mut conn = server.accept().await;
     let bytes = conn.read_until_bytes("<").await;
     assert_eq!(&bytes[..12], b"\r\n\r\n\0\r\nQUIT\n");
@@ -493,15 +467,8 @@ async fn a_client_that_stops_reading_loses_its_session_instead_of_holding_it() {
         "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\nidle_timeout_secs = 0\n",
     ))
     .await;
-    let host = host_of(&gateway.url);
-    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
-    stream
-        .write_all(upgrade_request(&host, "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let _ = stream.read(&mut buf).await.unwrap();
-    stream.write_all(&masked_text_frame(OPEN.as_bytes())).await.unwrap();
+    let mut never_reads = RawWs::connect(&gateway.url).await;
+    never_reads.send_text(OPEN).await;
     let mut conn = server.accept().await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     // The server floods a client that never reads again; the gateway must give up on the

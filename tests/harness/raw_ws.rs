@@ -86,13 +86,15 @@ const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
 impl RawWs {
     /// Connects to `url` (`ws://host:port/path`) and upgrades with the `xmpp` subprotocol.
     pub async fn connect(url: &str) -> RawWs {
+        Self::connect_with_headers(url, "Sec-WebSocket-Protocol: xmpp\r\n").await
+    }
+
+    /// Like [`Self::connect`] with these header lines (each ending in CRLF) instead.
+    pub async fn connect_with_headers(url: &str, headers: &str) -> RawWs {
         let rest = url.trim_start_matches("ws://");
         let (host, path) = rest.split_once('/').expect("ws://host/path");
         let mut stream = TcpStream::connect(host).await.expect("connect");
-        stream
-            .write_all(upgrade_request(host, &format!("/{path}"), "Sec-WebSocket-Protocol: xmpp\r\n").as_bytes())
-            .await
-            .expect("write upgrade");
+        stream.write_all(upgrade_request(host, &format!("/{path}"), headers).as_bytes()).await.expect("write upgrade");
         let mut raw = RawWs { stream, pending: Vec::new() };
         let head = raw.read_until_head().await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
