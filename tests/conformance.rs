@@ -13,13 +13,9 @@ use harness::fake_server::{FakeServer, ServerConn};
 use harness::gateway::TestGateway;
 use harness::raw_ws::{encode, opcode, RawWs};
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
+use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 
-const DOMAIN: &str = "example.com";
-const OPEN: &str =
-    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
-const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
-const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
 const AUTH: &str =
     r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGp1bGlldAByMG0zMG15cjBtMzA=</auth>"#;
 const SERVER_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='ID-2' from='example.com' version='1.0' xml:lang='en'>";

@@ -15,13 +15,8 @@ use std::process::{Command, Stdio};
 use harness::fake_server::FakeServer;
 use harness::gateway::TestGateway;
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
+use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
-
-const DOMAIN: &str = "example.com";
-const OPEN: &str =
-    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
-const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
-const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
 
 fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))

@@ -19,11 +19,9 @@ use harness::dns::{DnsAnswer, TestDns};
 use harness::fake_server::{FakeServer, ServerConn};
 use harness::gateway::TestGateway;
 use harness::ws_client::WsClient;
+use harness::xmpp::{CLOSE, DOMAIN, PLAIN_FEATURES as FEATURES};
 use harness::{Leaf, TestCa};
 
-const DOMAIN: &str = "example.com";
-const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
-const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
 const XMPP: &str = "_xmpp-client._tcp.example.com";
 const XMPPS: &str = "_xmpps-client._tcp.example.com";
 /// Long enough to be sure a connection is not coming.

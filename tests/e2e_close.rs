@@ -11,9 +11,8 @@ mod support;
 
 use base64::Engine;
 use harness::ws_client::{WsClient, WsEvent};
+use harness::xmpp::CLOSE;
 use support::{Account, Gateway, Prosody};
-
-const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
 
 /// Waits for the next text message that contains `needle`, skipping others.
 async fn wait_for(client: &mut WsClient, needle: &str) -> String {

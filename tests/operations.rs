@@ -11,14 +11,9 @@ use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
+use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const DOMAIN: &str = "example.com";
-const OPEN: &str =
-    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
-const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
-const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
 
 fn upstream_toml(server: &FakeServer, ca: &TestCa, extra: &str) -> String {
     format!(

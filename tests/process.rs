@@ -11,13 +11,9 @@ use std::time::Duration;
 use harness::fake_server::FakeServer;
 use harness::process::GatewayProcess;
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
+use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 
-const DOMAIN: &str = "example.com";
-const OPEN: &str =
-    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
-const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
-const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
 /// base64("\0juliet\0r0m30myr0m30").
 const PLAIN_PAYLOAD: &str = "AGp1bGlldAByMG0zMG15cjBtMzA=";
 

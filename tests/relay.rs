@@ -9,12 +9,9 @@ use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
+use harness::xmpp::{CLOSE, DOMAIN, OPEN};
 use harness::TestCa;
 
-const DOMAIN: &str = "example.com";
-const OPEN: &str =
-    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
-const CLOSE: &str = r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />"#;
 const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding></stream:features>";
 const AUTH: &str =
     r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGp1bGlldAByMG0zMG15cjBtMzA=</auth>"#;

@@ -16,12 +16,8 @@ use harness::fake_server::FakeServer;
 use harness::process::GatewayProcess;
 use harness::raw_ws::RawWs;
 use harness::ws_client::WsClient;
+use harness::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
-
-const DOMAIN: &str = "example.com";
-const OPEN: &str =
-    r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0" xml:lang="en"/>"#;
-const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
 
 /// Stanzas the server tries to send to the client that never reads.
 const FLOOD_STANZAS: usize = 50_000;

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod process;
 pub mod raw_ws;
 pub mod ws_client;
+pub mod xmpp;
 
 use std::time::Duration;
 
