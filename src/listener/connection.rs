@@ -173,13 +173,18 @@ pub(crate) async fn run(accepted: Accepted, secure: bool, control: Arc<Control>,
     drop(pending);
 }
 
+/// Longest life of one admin connection: a keep-alive scraper reconnects, and a client that
+/// stops reading its answers cannot keep an admin slot.
+const ADMIN_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 /// Serves HTTP/1.1 on one admin connection (no upgrades), each request head within
-/// `header_timeout`.
+/// `header_timeout`, the whole connection within [`ADMIN_CONNECTION_LIFETIME`].
 pub(crate) async fn run_admin(stream: TcpStream, slot: OwnedSemaphorePermit, router: Router, header_timeout: Duration) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let mut router = router.clone();
         async move { router.call(request).await }
     });
     let io = TokioIo::new(Counted { io: stream, _slot: slot });
-    let _ = http1(crate::config::MIN_HEADER_BYTES, header_timeout).serve_connection(io, service).await;
+    let connection = http1(crate::config::MIN_HEADER_BYTES, header_timeout).serve_connection(io, service);
+    let _ = tokio::time::timeout(ADMIN_CONNECTION_LIFETIME, connection).await;
 }
