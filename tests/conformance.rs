@@ -1,4 +1,4 @@
-//! The conformance suite: one test per test vector of CONFORMANCE.md that needs the gateway on
+//! The conformance suite: one test per test vector of docs/PROTOCOL.md that needs the gateway on
 //! the wire (a real WebSocket client, the gateway, a scripted fake server over real TLS), named
 //! after the vector. Vectors tested elsewhere, or in the XML core's unit tests, are listed with
 //! their location in tests/CONFORMANCE_COVERAGE.md.
