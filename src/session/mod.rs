@@ -147,11 +147,22 @@ where
     }
 
     fn client_limits(&self) -> ClientLimits {
-        ClientLimits::default()
+        let limits = &self.gateway.config.limits;
+        ClientLimits {
+            max_attributes: limits.max_attributes_per_element,
+            max_namespace_declarations: limits.max_namespace_declarations_per_element,
+            ..ClientLimits::default()
+        }
     }
 
     fn splitter_limits(&self) -> SplitterLimits {
-        SplitterLimits { max_element_bytes: self.gateway.config.limits.max_element_bytes, ..SplitterLimits::default() }
+        let limits = &self.gateway.config.limits;
+        SplitterLimits {
+            max_element_bytes: limits.max_element_bytes,
+            max_attributes: limits.max_attributes_per_element,
+            max_namespace_declarations: limits.max_namespace_declarations_per_element,
+            ..SplitterLimits::default()
+        }
     }
 
     async fn drive(&mut self) -> Outcome {
