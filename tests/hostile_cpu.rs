@@ -15,7 +15,20 @@
 
 mod harness;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use harness::fake_server::FakeServer;
+use harness::process::GatewayProcess;
+use harness::raw_ws::{encode, opcode};
+use harness::ws_client::{upgrade_request, WsClient};
+use harness::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
+use harness::{TestCa, STEP};
 
 use xmpp_ws_gateway::xml::client::{classify, ClientFrame, ClientLimits, ClientMessageError};
 use xmpp_ws_gateway::xml::splitter::{ServerEvent, ServerStreamError, SplitterLimits, StreamSplitter};
@@ -365,4 +378,304 @@ fn splitting_a_server_stream_costs_a_bounded_multiple_of_ordinary_stanzas() {
         over.extend(report(title, reference, &rows));
     }
     assert!(over.is_empty(), "shapes over {MAX_RATIO} times ordinary stanzas: {over:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against the built binary on loopback.
+
+/// CPU time of each thread of process `pid` (nanoseconds, /proc/PID/task/TID/schedstat). A
+/// thread's counter is brought up to date whenever it stops running, so it is exact for threads
+/// that are idle when it is read: the tests read it after waiting for the gateway's answers.
+fn threads_cpu(pid: u32) -> HashMap<u32, u64> {
+    let mut threads = HashMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        // A thread may end between the listing and the read.
+        if let Ok(stat) = std::fs::read_to_string(entry.path().join("schedstat")) {
+            threads.insert(tid, stat.split_whitespace().next().unwrap().parse().unwrap());
+        }
+    }
+    threads
+}
+
+/// The CPU time the process's threads used since `before` was read (threads started since
+/// count from zero).
+fn cpu_since(pid: u32, before: &HashMap<u32, u64>) -> Duration {
+    let now = threads_cpu(pid);
+    Duration::from_nanos(now.iter().map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum())
+}
+
+/// A gateway process serving example.com through `server` with the default limits.
+fn gateway_for(server: &FakeServer, ca: &TestCa) -> GatewayProcess {
+    GatewayProcess::start(&format!(
+        "[listener]\nallow_missing_origin = true\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+        server.addr(),
+        ca.ca_file().display()
+    ))
+}
+
+/// How one first message was answered.
+#[derive(Debug)]
+struct Answer {
+    /// The WebSocket close code.
+    code: Option<u16>,
+    /// The text messages before the close.
+    texts: Vec<String>,
+}
+
+/// One unauthenticated connection: upgrade, send `frame` (an encoded text frame), read the
+/// answer until the gateway's Close frame, then hang up. `None` if that takes longer than
+/// `limit` (the gateway is still busy with the message).
+async fn one_message(url: &str, frame: &[u8], limit: Duration) -> Option<Answer> {
+    let rest = url.trim_start_matches("ws://");
+    let (host, path) = rest.split_once('/').unwrap();
+    let exchange = async {
+        let mut stream = TcpStream::connect(host).await.unwrap();
+        stream
+            .write_all(upgrade_request(host, &format!("/{path}"), "Sec-WebSocket-Protocol: xmpp\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let head_end = loop {
+            if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed during the handshake");
+            pending.extend_from_slice(&buf[..n]);
+        };
+        assert!(pending.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&pending));
+        pending.drain(..head_end);
+        stream.write_all(frame).await.unwrap();
+        let mut texts = Vec::new();
+        loop {
+            // Server frames are unmasked; payloads here are short (< 64 KiB).
+            if pending.len() >= 2 {
+                let (opcode, len) = (pending[0] & 0x0f, usize::from(pending[1] & 0x7f));
+                let (header, len) = match len {
+                    126 if pending.len() >= 4 => (4, usize::from(u16::from_be_bytes([pending[2], pending[3]]))),
+                    126 => (usize::MAX, 0),
+                    len => (2, len),
+                };
+                if header != usize::MAX && pending.len() >= header + len {
+                    let payload: Vec<u8> = pending.drain(..header + len).skip(header).collect();
+                    match opcode {
+                        0x1 => texts.push(String::from_utf8_lossy(&payload).into_owned()),
+                        0x8 => {
+                            return Answer { code: payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])), texts }
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Answer { code: None, texts },
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, exchange).await.ok()
+}
+
+/// The refusal a first message gets: `(condition, close code)`.
+fn refusal(answer: &Answer) -> (String, Option<u16>) {
+    let error = answer.texts.iter().find(|t| t.starts_with("<stream:error")).cloned().unwrap_or_default();
+    let condition = error.split('<').nth(2).and_then(|c| c.split([' ', '/']).next()).unwrap_or("").to_owned();
+    (condition, answer.code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_spends_a_bounded_multiple_of_an_ordinary_stanza_on_any_first_message() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = gateway_for(&server, &ca);
+    let pid = gateway.pid();
+    let frame = |text: &str| encode(true, opcode::TEXT, text.as_bytes(), Some([0x37, 0xfa, 0x21, 0x3d]));
+
+    // Per-message CPU of the gateway for one shape: several connections in turn, each sending the
+    // shape as its first message and reading the refusal; bounded in count and time.
+    let measure = |frame: Vec<u8>| {
+        let url = gateway.url.clone();
+        async move {
+            let started = Instant::now();
+            let before = threads_cpu(pid);
+            let mut messages = 0u32;
+            let mut answer = None;
+            while messages < 12 && (messages < 3 || started.elapsed() < Duration::from_secs(4)) {
+                answer = one_message(&url, &frame, Duration::from_secs(60)).await;
+                messages += 1;
+                if answer.is_none() || started.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+            }
+            (cpu_since(pid, &before) / messages, messages, answer)
+        }
+    };
+
+    // Warm up (first-session allocations, lazy statics).
+    one_message(&gateway.url, &frame(&shapes::roster(1000)), STEP).await.unwrap();
+    let (reference, count, answer) = measure(frame(&shapes::roster(SHAPE_BYTES))).await;
+    let answer = answer.expect("the ordinary stanza is answered");
+    // The first message must be <open/> (TV-82): the ordinary stanza is checked, then refused.
+    assert_eq!(refusal(&answer), ("invalid-namespace".to_owned(), Some(1000)));
+    println!(
+        "\nbinary, first message: ordinary roster stanza {:.2} ms of gateway CPU ({count} messages)",
+        reference.as_secs_f64() * 1e3
+    );
+    let mut over = Vec::new();
+    for (shape, message) in shapes::worst(SHAPE_BYTES, ClientLimits::default().max_depth) {
+        let (cpu, count, answer) = measure(frame(&message)).await;
+        let ratio = cpu.as_secs_f64() / reference.as_secs_f64();
+        let outcome = match &answer {
+            Some(answer) => format!("{:?}", refusal(answer)),
+            None => "no answer within 60 s".to_owned(),
+        };
+        println!("  {shape:<58} {:>9.2} ms  ratio {ratio:>7.2}  ({count} messages) {outcome}", cpu.as_secs_f64() * 1e3);
+        if ratio > MAX_RATIO || answer.is_none() {
+            over.push(format!("{shape}: {ratio:.1}"));
+        }
+    }
+    assert!(over.is_empty(), "shapes over {MAX_RATIO} times an ordinary stanza: {over:?}");
+}
+
+/// Attackers sending the worst shapes while the bystander measures.
+const ATTACKERS: usize = 8;
+/// Round trips measured with and without the attack, one every [`PING_EVERY`] (so the attack
+/// is measured over seconds, not over a burst).
+const PINGS: usize = 60;
+const PING_EVERY: Duration = Duration::from_millis(50);
+/// Under attack, the bystander's median round trip may grow to this multiple of the quiet one
+/// plus [`BYSTANDER_SLACK`] (before the fix: from 1 ms to seconds, or lost).
+const BYSTANDER_FACTOR: u32 = 10;
+/// See [`BYSTANDER_FACTOR`]: room for the debug build on a shared two-core machine.
+const BYSTANDER_SLACK: Duration = Duration::from_millis(100);
+/// A bystander round trip slower than this counts as lost.
+const PING_LIMIT: Duration = Duration::from_secs(8);
+
+/// The bystander's ping round trips through its logged-in session (the fake server answers each
+/// `<iq/>`), in order; a lost one counts as [`PING_LIMIT`].
+async fn round_trips(client: &mut WsClient, first_id: usize) -> Vec<Duration> {
+    let mut times = Vec::new();
+    let mut every = tokio::time::interval(PING_EVERY);
+    for id in first_id..first_id + PINGS {
+        every.tick().await;
+        let started = Instant::now();
+        client
+            .send(&format!("<iq xmlns='jabber:client' type='get' id='ping{id}'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            .await;
+        let answered = tokio::time::timeout(PING_LIMIT, async {
+            // Answers to earlier, timed-out pings may still arrive: skip them.
+            while !client.recv_text().await.contains(&format!("id='ping{id}'")) {}
+        })
+        .await;
+        times.push(if answered.is_ok() { started.elapsed() } else { PING_LIMIT });
+    }
+    times
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_in_bystander_keeps_its_round_trip_while_eight_attackers_send_the_worst_shapes() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = gateway_for(&server, &ca);
+    let pid = gateway.pid();
+
+    // The bystander: a session through STARTTLS and SASL to a server that answers every <iq/>.
+    let mut bystander = WsClient::connect(&gateway.url).await;
+    bystander.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    assert!(bystander.recv_text().await.starts_with("<open "));
+    assert!(bystander.recv_text().await.starts_with("<stream:features "));
+    bystander
+        .send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldAByMG0zMG15cjBtMzA=</auth>")
+        .await;
+    conn.read_until("</auth>").await;
+    conn.write("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await;
+    assert!(bystander.recv_text().await.starts_with("<success "));
+    // The stream restart after SASL (RFC 6120 §6.4.6), then resource binding is offered.
+    bystander.send(OPEN).await;
+    conn.read_stream_header().await;
+    conn.write("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='ID-3' from='example.com' version='1.0' xml:lang='en'><stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>").await;
+    assert!(bystander.recv_text().await.starts_with("<open "));
+    assert!(bystander.recv_text().await.contains("xmpp-bind"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server_stop = stop.clone();
+    let echo = tokio::spawn(async move {
+        while !server_stop.load(Ordering::Relaxed) {
+            let request = conn.read_until("</iq>").await;
+            let id = request.split("id='").nth(1).and_then(|rest| rest.split('\'').next()).unwrap().to_owned();
+            conn.write(&format!("<iq type='result' id='{id}'/>")).await;
+        }
+    });
+
+    let quiet = round_trips(&mut bystander, 0).await;
+
+    // The attackers: each opens connection after connection and sends one worst shape as its
+    // first message, until the bystander is done (or a count and time bound).
+    let frames: Vec<(&str, Vec<u8>)> = shapes::worst(SHAPE_BYTES, ClientLimits::default().max_depth)
+        .into_iter()
+        .map(|(shape, text)| (shape, encode(true, opcode::TEXT, text.as_bytes(), Some([1, 2, 3, 4]))))
+        .collect();
+    let frames = Arc::new(frames);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let before = threads_cpu(pid);
+    let attack_started = Instant::now();
+    let attackers: Vec<_> = (0..ATTACKERS)
+        .map(|attacker| {
+            let (url, frames, stop, sent) = (gateway.url.clone(), frames.clone(), stop.clone(), sent.clone());
+            tokio::spawn(async move {
+                for round in 0..500 {
+                    if stop.load(Ordering::Relaxed) || attack_started.elapsed() > Duration::from_secs(120) {
+                        break;
+                    }
+                    let (_, frame) = &frames[(attacker + round * ATTACKERS) % frames.len()];
+                    if one_message(&url, frame, Duration::from_secs(30)).await.is_some() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let every attacker get its first message in before measuring.
+    while sent.load(Ordering::Relaxed) < ATTACKERS && attack_started.elapsed() < Duration::from_secs(60) {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let attacked = round_trips(&mut bystander, PINGS).await;
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    let attack_time = attack_started.elapsed();
+    let attack_cpu = cpu_since(pid, &before);
+    let messages = sent.load(Ordering::Relaxed);
+    echo.abort();
+
+    let (quiet_median, attacked_median) = (median(&quiet), median(&attacked));
+    let lost = attacked.iter().filter(|&&t| t == PING_LIMIT).count();
+    println!(
+        "\nbystander round trip, median of {PINGS}: {:.2} ms quiet, {:.2} ms under attack (max {:.2} ms, {lost} lost); \
+         {ATTACKERS} attackers sent {messages} worst-shape messages ({} MiB) in {:.1} s, gateway CPU {:.1} s",
+        quiet_median.as_secs_f64() * 1e3,
+        attacked_median.as_secs_f64() * 1e3,
+        attacked.iter().max().unwrap().as_secs_f64() * 1e3,
+        messages * SHAPE_BYTES / (1024 * 1024),
+        attack_time.as_secs_f64(),
+        attack_cpu.as_secs_f64(),
+    );
+    assert!(messages >= ATTACKERS, "the attack did not run");
+    assert_eq!(lost, 0, "round trips lost under attack: {attacked:?}");
+    assert!(
+        attacked_median < quiet_median * BYSTANDER_FACTOR + BYSTANDER_SLACK,
+        "the bystander's median round trip went from {quiet_median:?} to {attacked_median:?}"
+    );
 }

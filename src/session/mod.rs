@@ -40,6 +40,7 @@ use crate::xml::framing;
 use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits};
 
 mod client_input;
+mod offload;
 mod outcome;
 mod relay;
 
@@ -183,7 +184,8 @@ where
             ClientInput::Text(text) => text,
             other => return self.end_on_ws_input(other, None).await,
         };
-        let request = match client::classify(text.as_str(), &self.client_limits()) {
+        let limits = self.client_limits();
+        let request = match offload::check(text.len(), || client::classify(text.as_str(), &limits)) {
             Ok(ClientFrame::Open(request)) => request,
             Ok(ClientFrame::Close) => {
                 self.send(framing::CLOSE).await;
@@ -350,7 +352,8 @@ where
         loop {
             // Drain what the splitter already holds before reading more, then send the
             // messages it produced to the client in one write.
-            let flow = match relay.splitter.next_event() {
+            let splitter = &mut relay.splitter;
+            let flow = match offload::check(splitter.buffered_len(), || splitter.next_event()) {
                 Ok(Some(event)) => {
                     relay.last_activity = Instant::now();
                     self.on_server_event(&mut relay, event).await
@@ -463,7 +466,8 @@ where
     }
 
     async fn on_client_text(&mut self, relay: &mut Relay, text: &str) -> Flow {
-        let frame = match client::classify(text, &self.client_limits()) {
+        let limits = self.client_limits();
+        let frame = match offload::check(text.len(), || client::classify(text, &limits)) {
             Ok(frame) => frame,
             Err(error) => {
                 self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
