@@ -24,8 +24,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use harness::fake_server::FakeServer;
+use harness::gateway::TestGateway;
 use harness::process::GatewayProcess;
-use harness::raw_ws::{encode, opcode};
+use harness::raw_ws::{encode, opcode, RawWs};
 use harness::ws_client::{upgrade_request, WsClient};
 use harness::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::{TestCa, STEP};
@@ -678,4 +679,111 @@ async fn a_logged_in_bystander_keeps_its_round_trip_while_eight_attackers_send_t
         attacked_median < quiet_median * BYSTANDER_FACTOR + BYSTANDER_SLACK,
         "the bystander's median round trip went from {quiet_median:?} to {attacked_median:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The caps, on the wire (in-process gateway).
+
+/// `count` attributes `a0='v' a1='v' ...`.
+fn attributes(count: usize) -> String {
+    (0..count).map(|i| format!(" a{i}='v'")).collect()
+}
+
+/// `count` namespace declarations `xmlns:p0='urn:p0' ...`.
+fn declarations(count: usize) -> String {
+    (0..count).map(|i| format!(" xmlns:p{i}='urn:p{i}'")).collect()
+}
+
+const POLICY_VIOLATION: &str = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"#;
+
+/// A gateway (with `limits` TOML) in front of a fake server, and a client through STARTTLS.
+async fn session(limits: &str) -> (TestGateway, FakeServer, TestCa, RawWs, harness::fake_server::ServerConn) {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&format!(
+        "[limits]\n{limits}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+        server.addr(),
+        ca.ca_file().display()
+    ))
+    .await;
+    let mut client = RawWs::connect(&gateway.url).await;
+    client.send_text(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    assert!(client.recv_text().await.starts_with("<stream:features "));
+    (gateway, server, ca, client, conn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_elements_over_the_attribute_or_declaration_cap_are_policy_violations() {
+    for (element, reason) in [
+        (
+            format!(
+                "<message xmlns='jabber:client' to='romeo@example.net'><x xmlns='urn:x'{}/></message>",
+                attributes(65)
+            ),
+            "too-many-attributes",
+        ),
+        (format!("<message xmlns='jabber:client'{}/>", declarations(33)), "too-many-namespace-declarations"),
+    ] {
+        let (gateway, _server, _ca, mut client, mut conn) = session("").await;
+        // At the caps (the default namespace declaration counts too): relayed byte for byte.
+        let at_cap = format!("<message xmlns='jabber:client'{}{}/>", declarations(31), attributes(32));
+        client.send_text(&at_cap).await;
+        assert_eq!(conn.read_until("/>").await, at_cap);
+        client.send_text(&element).await;
+        assert_eq!(client.recv_text().await, POLICY_VIOLATION, "{reason}");
+        assert_eq!(client.recv_text().await, harness::xmpp::CLOSE);
+        assert_eq!(client.until_close().await, (Some(1008), vec![]), "a policy limit, like the depth limit");
+        let (upstream, _) = conn.read_to_end().await;
+        assert_eq!(upstream, "</stream:stream>", "nothing of the element reaches the server");
+        gateway.wait_metric(&format!("xmppgw_client_elements_refused_total{{reason=\"{reason}\"}}"), 1.0).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_over_the_attribute_cap_is_refused_before_any_upstream_connection() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::for_upstream(DOMAIN, server.addr(), &ca.ca_file()).await;
+    let mut client = RawWs::connect(&gateway.url).await;
+    client
+        .send_text(&format!(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{DOMAIN}' version='1.0'{}/>",
+            attributes(62)
+        ))
+        .await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    assert_eq!(client.recv_text().await, POLICY_VIOLATION);
+    assert_eq!(client.recv_text().await, harness::xmpp::CLOSE);
+    assert_eq!(client.until_close().await, (Some(1008), vec![]));
+    gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"too-many-attributes\"}", 1.0).await;
+    assert!(
+        server.try_accept(Duration::from_millis(300)).await.is_none(),
+        "no upstream connection for a refused <open/>"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_elements_over_the_cap_end_the_session_and_the_caps_are_configurable() {
+    // Default caps: a server element with 65 attributes is bad XML from the server.
+    let (_gateway, _server, _ca, mut client, mut conn) = session("").await;
+    conn.write(&format!("<message to='juliet@example.com'><x xmlns='urn:x'{}/></message>", attributes(65))).await;
+    let error = client.recv_text().await;
+    assert!(error.contains("<remote-connection-failed") && error.contains("upstream-bad-xml"), "{error}");
+    let (upstream, _) = conn.read_to_end().await;
+    assert!(upstream.contains("<policy-violation"), "the server is told why: {upstream}");
+
+    // Raised caps: the same element and a client element of the same shape are relayed.
+    let (_gateway, _server, _ca, mut client, mut conn) =
+        session("max_attributes_per_element = 100\nmax_namespace_declarations_per_element = 40").await;
+    let element = format!("<message xmlns='jabber:client'{}{}/>", declarations(39), attributes(60));
+    client.send_text(&element).await;
+    assert_eq!(conn.read_until("/>").await, element);
+    conn.write(&format!("<message to='juliet@example.com'><x xmlns='urn:x'{}/></message>", attributes(65))).await;
+    assert!(client
+        .recv_text()
+        .await
+        .starts_with("<message xmlns=\"jabber:client\" to='juliet@example.com'><x xmlns='urn:x' a0="));
 }
