@@ -518,7 +518,7 @@ where
                 self.metrics().relayed(TO_SERVER, xml.len());
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
-                    let condition = client::stream_error_condition(xml);
+                    let condition = offload::check(xml.len(), || client::stream_error_condition(xml));
                     self.metrics().stream_errors.with_label_values(&[condition, "client"]).inc();
                     if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
                         return self.on_server_vanished(relay).await;

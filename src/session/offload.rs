@@ -24,3 +24,51 @@ pub(crate) fn check<T>(len: usize, check: impl FnOnce() -> T) -> T {
         check()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// Spins (bounded by `limit`) until `flag` is set; whether it was.
+    fn wait_for(flag: &AtomicBool, limit: Duration) -> bool {
+        let started = Instant::now();
+        while !flag.load(Ordering::Acquire) {
+            if started.elapsed() > limit {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn other_tasks_run_during_a_large_check_but_not_during_a_small_one() {
+        // Run on the runtime's only worker (the test body itself runs on another thread).
+        tokio::spawn(async {
+            // A small check runs inline: the only worker is busy, the other task cannot run.
+            let flag = Arc::new(AtomicBool::new(false));
+            let setter = flag.clone();
+            let task = tokio::spawn(async move { setter.store(true, Ordering::Release) });
+            assert!(!check(100, || wait_for(&flag, Duration::from_millis(200))));
+            task.await.unwrap();
+            // A large one hands the worker's tasks over while it runs.
+            let flag = Arc::new(AtomicBool::new(false));
+            let setter = flag.clone();
+            let task = tokio::spawn(async move { setter.store(true, Ordering::Release) });
+            assert!(check(OFFLOAD_BYTES, || wait_for(&flag, Duration::from_secs(10))));
+            task.await.unwrap();
+        })
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn runs_inline_without_a_multi_threaded_runtime() {
+        assert_eq!(check(OFFLOAD_BYTES, || 7), 7);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(runtime.block_on(async { check(OFFLOAD_BYTES, || 8) }), 8);
+    }
+}

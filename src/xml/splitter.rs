@@ -2,9 +2,10 @@
 //!
 //! Bytes arrive in arbitrary TCP chunks; the splitter yields the stream header, each complete
 //! top-level element as a standalone XML document (CONFORMANCE D: the namespace declarations it
-//! inherited from the header added to its start tag), and the end of the stream. Whitespace
-//! between elements is dropped (KA-1). Cost is linear in the input whatever the chunking, and
-//! buffering is bounded by [`SplitterLimits`]. No I/O, no tokio.
+//! inherited from the header and uses added to its start tag), and the end of the stream.
+//! Whitespace between elements is dropped (KA-1). Cost is linear in the input whatever the
+//! chunking and whatever the shape of the XML, and buffering is bounded by [`SplitterLimits`].
+//! No I/O, no tokio.
 
 use super::condition::StreamCondition;
 use super::framing::escape_attr;
@@ -162,10 +163,11 @@ impl ServerStreamError {
 /// How it works: a byte-level lexer finds the boundaries of the stream header and of each
 /// top-level element (tracking quotes in tags, CDATA sections and nesting depth), keeping its
 /// state between [`feed`](Self::feed) calls so every byte is scanned once whatever the chunking.
-/// When a unit is complete its bytes are checked as UTF-8, namespace-completed (declarations from
-/// the header added to the start tag, NS-1/NS-3) and the result is checked by the same
-/// well-formedness and restricted-XML rules as client messages, so what is emitted is exactly what
-/// was validated.
+/// When a unit is complete its bytes are checked as UTF-8, then by the same well-formedness,
+/// restricted-XML and per-element rules as client messages, inside the namespace scope of the
+/// header, and finally namespace-completed (the header's declarations it uses added to the start
+/// tag, NS-1/NS-3): what is emitted is what was validated plus declarations that were validated
+/// with the header.
 ///
 /// Invariants:
 /// - `start <= pos <= buf.len()`; bytes before `start` are consumed and may be compacted away;
