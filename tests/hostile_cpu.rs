@@ -46,6 +46,10 @@ const REPS: usize = 5;
 /// No single measurement loop runs longer than this (today's quadratic code would run minutes).
 const BUDGET: Duration = Duration::from_secs(20);
 
+/// The measuring tests run one at a time (cargo runs a binary's tests in parallel), so that no
+/// measurement loads the machine under another.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Shapes of XML that are as expensive to check as we could make them, and ordinary ones.
 mod shapes {
     /// A short attribute or prefix name, unique for each `i` (`Za`, `Zb`, ... `ZaB` ...).
@@ -275,6 +279,7 @@ fn classify_outcome(message: &str, limits: &ClientLimits) -> String {
 
 #[test]
 fn checking_a_client_message_costs_a_bounded_multiple_of_an_ordinary_stanza() {
+    let _alone = ONE_AT_A_TIME.blocking_lock();
     let ordinary = shapes::roster(SHAPE_BYTES);
     let mut over = Vec::new();
     for (title, limits) in
@@ -321,6 +326,7 @@ fn split(stream: &[u8], limits: SplitterLimits) -> (usize, Option<ServerStreamEr
 
 #[test]
 fn splitting_a_server_stream_costs_a_bounded_multiple_of_ordinary_stanzas() {
+    let _alone = ONE_AT_A_TIME.blocking_lock();
     const HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='h' from='example.com' version='1.0'>";
     let mut over = Vec::new();
     for (title, limits) in
@@ -489,6 +495,7 @@ fn refusal(answer: &Answer) -> (String, Option<u16>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_spends_a_bounded_multiple_of_an_ordinary_stanza_on_any_first_message() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = gateway_for(&server, &ca);
@@ -584,6 +591,7 @@ fn median(times: &[Duration]) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logged_in_bystander_keeps_its_round_trip_while_eight_attackers_send_the_worst_shapes() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = gateway_for(&server, &ca);
