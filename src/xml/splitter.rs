@@ -780,6 +780,14 @@ fn complete_element(
         }
     }
 
+    // The caps apply to what is relayed: the declarations added count on the root's start tag.
+    let added = used.len() + usize::from(declare_stream);
+    if info.attributes + added > limits.max_attributes {
+        return Err(ServerStreamError::TooManyAttributes);
+    }
+    if info.declarations + added > limits.max_namespace_declarations {
+        return Err(ServerStreamError::TooManyNamespaceDeclarations);
+    }
     let added: usize = used.iter().map(|&i| scope.declarations[i].len()).sum();
     let mut out = String::with_capacity(raw.len() + added + 48);
     out.push('<');
@@ -1300,6 +1308,47 @@ mod tests {
         assert_eq!(run_chunks(limits, [big_header.as_bytes()]).1, Some(ServerStreamError::TooLarge));
         let endless_prolog = " ".repeat(400);
         assert_eq!(run_chunks(limits, [endless_prolog.as_bytes()]).1, Some(ServerStreamError::TooLarge));
+    }
+
+    #[test]
+    fn caps_count_the_declarations_that_namespace_completion_adds() {
+        let limits = SplitterLimits { max_attributes: 4, max_namespace_declarations: 2, ..SplitterLimits::default() };
+        let small_header = format!("<stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAM}'>");
+        let stream = |element: &str| format!("{small_header}{element}");
+        // Three attributes plus the default namespace added: four, at the cap.
+        assert_eq!(run_chunks(limits, [stream("<message a='1' b='2' c='3'/>").as_bytes()]).1, None);
+        assert_eq!(
+            run_chunks(limits, [stream("<message a='1' b='2' c='3' d='4'/>").as_bytes()]).1,
+            Some(ServerStreamError::TooManyAttributes)
+        );
+        // Declaring its own default namespace adds nothing.
+        assert_eq!(run_chunks(limits, [stream("<m xmlns='urn:m' a='1' b='2' c='3'/>").as_bytes()]).1, None);
+        assert_eq!(
+            run_chunks(limits, [stream("<m xmlns:p='urn:p' xmlns:q='urn:q'/>").as_bytes()]).1,
+            Some(ServerStreamError::TooManyNamespaceDeclarations)
+        );
+        // The header itself is held to the caps.
+        let header =
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:x'>";
+        assert_eq!(run_chunks(limits, [header.as_bytes()]).1, Some(ServerStreamError::TooManyNamespaceDeclarations));
+    }
+
+    #[test]
+    fn a_header_with_many_declarations_costs_elements_only_what_they_use() {
+        let limits =
+            SplitterLimits { max_attributes: 1000, max_namespace_declarations: 1000, ..SplitterLimits::default() };
+        let declarations: String = (0..300).map(|i| format!(" xmlns:p{i}='u:{i}'")).collect();
+        let header = format!("<stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAM}'{declarations}>");
+        let (events, err) = run_chunks(limits, [format!("{header}<a/><p7:b p299:c=''/>").as_bytes()]);
+        assert_eq!(err, None);
+        let xml: Vec<&str> = events[1..]
+            .iter()
+            .map(|event| match event {
+                ServerEvent::Element(element) => element.xml.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(xml, [r#"<a xmlns="jabber:client"/>"#, r#"<p7:b xmlns:p7="u:7" xmlns:p299="u:299" p299:c=''/>"#]);
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub(crate) struct RootInfo<'a> {
     start: &'a str,
     /// Length of the root's qualified name at the start of `start`.
     name_len: usize,
+    /// How many attributes the root's start tag has, namespace declarations included.
+    pub attributes: usize,
+    /// How many of those are namespace declarations.
+    pub declarations: usize,
     /// The first child of the root in the stream-errors namespace other than `<text>`: its local
     /// name and its direct character data (used for `<see-other-host>`).
     pub error_child: Option<(String, String)>,
@@ -151,8 +155,15 @@ pub(crate) fn check_in_scope<'a>(
             Step::Start(start) => {
                 if start.depth == 1 {
                     let ns = walker.scope.uri_cow(start.ns).filter(|ns| !ns.is_empty());
-                    let (tag, name_len, local) = (start.tag, start.name_len, start.local);
-                    root = Some(RootInfo { ns, local, start: tag, name_len, error_child: None });
+                    root = Some(RootInfo {
+                        ns,
+                        local: start.local,
+                        start: start.tag,
+                        name_len: start.name_len,
+                        attributes: start.attributes,
+                        declarations: start.declarations,
+                        error_child: None,
+                    });
                 } else if start.depth == 2
                     && error_child.is_none()
                     && walker.scope.uri(start.ns) == Some(NS_STREAM_ERRORS)
@@ -248,6 +259,10 @@ struct StartTag<'a> {
     tag: &'a str,
     /// Length of the qualified name at the start of `tag`.
     name_len: usize,
+    /// Its attributes, namespace declarations included.
+    attributes: usize,
+    /// Its namespace declarations.
+    declarations: usize,
 }
 
 /// Walks one document event by event, checking everything as it goes (see the module doc).
@@ -436,7 +451,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        Ok(StartTag { depth: self.depth, ns, local, empty, tag, name_len })
+        Ok(StartTag { depth: self.depth, ns, local, empty, tag, name_len, attributes, declarations })
     }
 }
 
