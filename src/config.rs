@@ -15,6 +15,14 @@ use serde::Deserialize;
 /// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).
 pub const MIN_ELEMENT_BYTES: usize = 10_000;
 
+/// The smallest `limits.max_attributes_per_element` accepted: a stream header or `<open/>`
+/// carries up to eight attributes, so anything lower would refuse every session.
+pub const MIN_ATTRIBUTES_PER_ELEMENT: usize = 16;
+
+/// The smallest `limits.max_namespace_declarations_per_element` accepted (a stream header
+/// declares two).
+pub const MIN_NAMESPACE_DECLARATIONS_PER_ELEMENT: usize = 4;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +173,10 @@ pub struct LimitsConfig {
     /// Connections accepted but not yet upgraded, per TCP peer address (429 beyond); trusted
     /// proxies are exempt.
     pub max_pending_connections_per_address: usize,
+    /// Most attributes (namespace declarations included) on one start tag, either direction.
+    pub max_attributes_per_element: usize,
+    /// Most namespace declarations on one start tag, either direction.
+    pub max_namespace_declarations_per_element: usize,
 }
 
 impl Default for LimitsConfig {
@@ -183,6 +195,8 @@ impl Default for LimitsConfig {
             max_header_bytes: 16 * 1024,
             max_pending_connections: 1024,
             max_pending_connections_per_address: 16,
+            max_attributes_per_element: crate::xml::DEFAULT_MAX_ATTRIBUTES,
+            max_namespace_declarations_per_element: crate::xml::DEFAULT_MAX_NAMESPACE_DECLARATIONS,
         }
     }
 }
@@ -463,6 +477,18 @@ impl Config {
                 format!("{header_bytes} must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}"),
             ));
         }
+        for (key, value, minimum) in [
+            ("limits.max_attributes_per_element", self.limits.max_attributes_per_element, MIN_ATTRIBUTES_PER_ELEMENT),
+            (
+                "limits.max_namespace_declarations_per_element",
+                self.limits.max_namespace_declarations_per_element,
+                MIN_NAMESPACE_DECLARATIONS_PER_ELEMENT,
+            ),
+        ] {
+            if value < minimum {
+                return Err(invalid(key, format!("{value} is below {minimum}: stream headers need that many")));
+            }
+        }
         for (key, value) in [
             ("limits.open_timeout_secs", self.limits.open_timeout_secs),
             ("limits.close_timeout_secs", self.limits.close_timeout_secs),
@@ -721,6 +747,24 @@ mod tests {
         let message = err("[limits]\nmax_element_bytes = 9999\n");
         assert!(message.starts_with("limits.max_element_bytes:"), "{message}");
         assert!(message.contains("10000"), "{message}");
+    }
+
+    #[test]
+    fn attribute_and_declaration_caps_default_and_minimum() {
+        // A served domain, so that the config is valid whatever else validation requires.
+        let upstream = "[[upstream]]\ndomain = \"example.com\"\naddress = \"127.0.0.1:5222\"\n";
+        let config = Config::from_toml(upstream).expect("valid");
+        assert_eq!(config.limits.max_attributes_per_element, 64);
+        assert_eq!(config.limits.max_namespace_declarations_per_element, 32);
+        let message = err(&format!("[limits]\nmax_attributes_per_element = 15\n{upstream}"));
+        assert!(message.starts_with("limits.max_attributes_per_element:") && message.contains("16"), "{message}");
+        let message = err(&format!("[limits]\nmax_namespace_declarations_per_element = 3\n{upstream}"));
+        assert!(message.starts_with("limits.max_namespace_declarations_per_element:"), "{message}");
+        let config = Config::from_toml(&format!(
+            "[limits]\nmax_attributes_per_element = 16\nmax_namespace_declarations_per_element = 4\n{upstream}"
+        ))
+        .expect("the minimum is valid");
+        assert_eq!(config.limits.max_attributes_per_element, 16);
     }
 
     #[test]

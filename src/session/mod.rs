@@ -40,6 +40,7 @@ use crate::xml::framing;
 use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits};
 
 mod client_input;
+mod offload;
 mod outcome;
 mod relay;
 
@@ -161,11 +162,22 @@ where
     }
 
     fn client_limits(&self) -> ClientLimits {
-        ClientLimits::default()
+        let limits = &self.gateway.config.limits;
+        ClientLimits {
+            max_attributes: limits.max_attributes_per_element,
+            max_namespace_declarations: limits.max_namespace_declarations_per_element,
+            ..ClientLimits::default()
+        }
     }
 
     fn splitter_limits(&self) -> SplitterLimits {
-        SplitterLimits { max_element_bytes: self.element_limit, ..SplitterLimits::default() }
+        let limits = &self.gateway.config.limits;
+        SplitterLimits {
+            max_element_bytes: self.element_limit,
+            max_attributes: limits.max_attributes_per_element,
+            max_namespace_declarations: limits.max_namespace_declarations_per_element,
+            ..SplitterLimits::default()
+        }
     }
 
     /// The client's next input. A ping's pong (queued by the WebSocket layer) must be written
@@ -230,7 +242,8 @@ where
             ClientInput::Text(text) => text,
             other => return self.end_on_ws_input(other, None).await,
         };
-        let request = match client::classify(text.as_str(), &self.client_limits()) {
+        let limits = self.client_limits();
+        let request = match offload::check(text.len(), || client::classify(text.as_str(), &limits)) {
             Ok(ClientFrame::Open(request)) => request,
             Ok(ClientFrame::Close) => {
                 self.send(framing::CLOSE).await;
@@ -406,7 +419,8 @@ where
         loop {
             // Drain what the splitter already holds before reading more, then send the
             // messages it produced to the client in one write.
-            let flow = match relay.splitter.next_event() {
+            let splitter = &mut relay.splitter;
+            let flow = match offload::check(splitter.buffered_len(), || splitter.next_event()) {
                 Ok(Some(event)) => {
                     relay.last_activity = Instant::now();
                     self.on_server_event(&mut relay, event).await
@@ -521,7 +535,8 @@ where
     }
 
     async fn on_client_text(&mut self, relay: &mut Relay, text: &str) -> Flow {
-        let frame = match client::classify(text, &self.client_limits()) {
+        let limits = self.client_limits();
+        let frame = match offload::check(text.len(), || client::classify(text, &limits)) {
             Ok(frame) => frame,
             Err(error) => {
                 self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
@@ -572,7 +587,7 @@ where
                 self.metrics().relayed(TO_SERVER, xml.len());
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
-                    let condition = client::stream_error_condition(xml);
+                    let condition = offload::check(xml.len(), || client::stream_error_condition(xml));
                     self.metrics().stream_errors.with_label_values(&[condition, "client"]).inc();
                     if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
                         return self.on_server_vanished(relay).await;
