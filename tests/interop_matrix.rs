@@ -3,10 +3,15 @@
 //! presence, message with receipt, ping, MUC, clean logout, XEP-0198 resume after the
 //! WebSocket is killed, wrong password) for two accounts in one client process.
 //!
+//! Clients: Strophe.js, @xmpp/client and StanzaJS under Node (`matrix-cell.mjs`), and Converse.js
+//! in Debian's headless Chromium (DevTools protocol) and Firefox ESR (WebDriver BiDi), both driven
+//! by puppeteer-core (`converse-cell.mjs`: login, roster, chat, MUC, reconnect, logout, PLAIN
+//! login, wrong password).
+//!
 //! Servers: Debian's Prosody and ejabberd, STARTTLS required, certificates from a test CA,
 //! accounts made with `prosodyctl` / `ejabberdctl`. Paths: straight to the gateway, and through
-//! nginx (the location block of deploy/nginx). One server of each kind, one gateway and one
-//! nginx per server serve every cell.
+//! nginx, Caddy and HAProxy, each running its deploy/ file (tests/support/proxy.rs). One server
+//! of each kind, one gateway and one proxy of each kind per server serve every cell.
 //!
 //! The table is printed (run with `--nocapture` to see it; scripts/test.sh does), and the test
 //! fails if any cell is red. Ignored by a bare `cargo test`: run it with scripts/test.sh.
@@ -20,17 +25,19 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::ejabberd::Ejabberd;
-use support::nginx::Nginx;
+use support::proxy::{ProxyKind, ReverseProxy};
 use support::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
 
-/// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-3 s).
+/// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-15 s).
 const CELL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Client libraries, as `matrix-cell.mjs --client` names them.
-const CLIENTS: [&str; 4] = ["strophe", "xmppjs", "stanza", "converse"];
-/// Paths from the client to the gateway.
-const PATHS: [&str; 2] = ["direct", "nginx"];
+/// Client libraries (as `matrix-cell.mjs --client` names them, or Converse.js) and what runs
+/// them: Node, or the browser `converse-cell.mjs --browser` drives.
+const CLIENTS: [(&str, &str); 5] =
+    [("strophe", "node"), ("xmppjs", "node"), ("stanza", "node"), ("converse", "chromium"), ("converse", "firefox")];
+/// Paths from the client to the gateway: straight, or through a proxy of [`ProxyKind::ALL`].
+const PATHS: [&str; 4] = ["direct", "nginx", "caddy", "haproxy"];
 
-/// Gateway configuration for one STARTTLS upstream at `c2s`, trusting nginx on loopback, and
+/// Gateway configuration for one STARTTLS upstream at `c2s`, trusting the proxies on loopback, and
 /// allowing the Converse.js page's origin (browsers always send one; Node clients send none).
 pub fn gateway_config(c2s: SocketAddr, ca: &Path, page_origin: &str) -> String {
     format!(
@@ -42,19 +49,38 @@ pub fn gateway_config(c2s: SocketAddr, ca: &Path, page_origin: &str) -> String {
     )
 }
 
-/// One server kind with its gateway and nginx.
+/// One server kind with its gateway and one proxy of each kind in front of it.
 struct Column {
     server: &'static str,
     alice: Account,
     bob: Account,
     gateway: Gateway,
-    nginx: Nginx,
+    proxies: Vec<ReverseProxy>,
     diagnostics: Box<dyn Fn() -> String>,
+}
+
+impl Column {
+    fn new(server: &'static str, gateway: Gateway, accounts: (Account, Account), log: std::path::PathBuf) -> Self {
+        let proxies = ProxyKind::ALL.iter().map(|kind| ReverseProxy::start(*kind, gateway.listen_addr())).collect();
+        Column {
+            server,
+            alice: accounts.0,
+            bob: accounts.1,
+            gateway,
+            proxies,
+            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
+        }
+    }
+
+    fn proxy(&self, path: &str) -> Option<&ReverseProxy> {
+        self.proxies.iter().find(|p| p.kind().name() == path)
+    }
 }
 
 /// One finished cell.
 struct Cell {
     client: &'static str,
+    runtime: &'static str,
     server: &'static str,
     path: &'static str,
     run: NodeRun,
@@ -66,10 +92,11 @@ impl Cell {
     }
 }
 
-fn run_cell(client: &'static str, column: &Column, path: &'static str, page_port: u16) -> Cell {
-    let url = match path {
-        "direct" => column.gateway.url().to_owned(),
-        _ => column.nginx.url(),
+fn run_cell(client: (&'static str, &'static str), column: &Column, path: &'static str, page_port: u16) -> Cell {
+    let (client, runtime) = client;
+    let url = match column.proxy(path) {
+        Some(proxy) => proxy.url(),
+        None => column.gateway.url().to_owned(),
     };
     let args: Vec<String> = [
         ("--client", client),
@@ -85,23 +112,26 @@ fn run_cell(client: &'static str, column: &Column, path: &'static str, page_port
     .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
     .collect();
     let run = if client == "converse" {
-        // Converse.js in headless Chromium: its own driver, on a page served on `page_port`.
-        let mut args: Vec<String> =
-            args.into_iter().skip(2).filter(|a| a != "--room" && !a.starts_with("matrix@")).collect();
-        args.extend(["--page-port".to_owned(), page_port.to_string()]);
+        // Converse.js in a headless browser: its own driver, on a page served on `page_port`.
+        let mut args: Vec<String> = args.into_iter().skip(2).collect();
+        args.extend(["--page-port".to_owned(), page_port.to_string(), "--browser".to_owned(), runtime.to_owned()]);
         run_node("converse-cell", &args, &[], CELL_TIMEOUT)
     } else {
         run_node("matrix-cell", &args, &[], CELL_TIMEOUT)
     };
-    Cell { client, server: column.server, path, run }
+    Cell { client, runtime, server: column.server, path, run }
 }
 
 /// The table: one row per cell, with time and the scenarios that failed or were skipped.
 fn table(cells: &[Cell]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\ninterop matrix (client x server x path)");
-    let _ = writeln!(out, "{:<9} {:<9} {:<7} {:<5} {:>8}  notes", "client", "server", "path", "cell", "time");
-    let _ = writeln!(out, "{}", "-".repeat(78));
+    let _ = writeln!(
+        out,
+        "{:<9} {:<9} {:<9} {:<8} {:<5} {:>8}  notes",
+        "client", "runs in", "server", "path", "cell", "time"
+    );
+    let _ = writeln!(out, "{}", "-".repeat(96));
     for c in cells {
         let scenarios = c.run.at("/scenarios").as_array().cloned().unwrap_or_default();
         let passed = scenarios.iter().filter(|s| s["ok"] == true && s["skipped"] == false).count();
@@ -126,8 +156,9 @@ fn table(cells: &[Cell]) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<9} {:<9} {:<7} {:<5} {:>7.2}s  {}",
+            "{:<9} {:<9} {:<9} {:<8} {:<5} {:>7.2}s  {}",
             c.client,
+            c.runtime,
             c.server,
             c.path,
             if c.green() { "pass" } else { "FAIL" },
@@ -136,7 +167,7 @@ fn table(cells: &[Cell]) -> String {
         );
     }
     let green = cells.iter().filter(|c| c.green()).count();
-    let _ = writeln!(out, "{}", "-".repeat(78));
+    let _ = writeln!(out, "{}", "-".repeat(96));
     let _ = writeln!(out, "cells: {green} passed, {} failed", cells.len() - green);
     out
 }
@@ -159,14 +190,23 @@ fn scenario_lines(cells: &[Cell]) -> String {
                 format!("{}={mark}({}ms)", s["name"].as_str().unwrap_or("?"), s["ms"])
             })
             .collect();
-        let _ =
-            writeln!(out, "{}/{}/{} {}: {}", c.client, c.server, c.path, c.run.at("/library_version"), parts.join(" "));
+        let _ = writeln!(
+            out,
+            "{}/{}/{}/{} {} {}: {}",
+            c.client,
+            c.runtime,
+            c.server,
+            c.path,
+            c.run.at("/library_version"),
+            c.run.at("/browser_version").as_str().unwrap_or(""),
+            parts.join(" ")
+        );
     }
     out
 }
 
 #[test]
-#[ignore = "end-to-end: needs prosody, ejabberd, nginx and node; run scripts/test.sh"]
+#[ignore = "end-to-end: needs prosody, ejabberd, nginx, caddy, haproxy, chromium, firefox-esr and node; run scripts/test.sh"]
 fn interop_matrix() {
     let started = Instant::now();
     let prosody = Prosody::start_with(ProsodyOptions { stream_management: true, ..ProsodyOptions::default() });
@@ -179,44 +219,26 @@ fn interop_matrix() {
     let mut columns = Vec::new();
     {
         let gateway = Gateway::start(&gateway_config(prosody.c2s_addr(), prosody.ca_pem_path(), &page_origin));
-        let nginx = Nginx::start(gateway.url().trim_start_matches("ws://").split('/').next().unwrap());
-        let alice = prosody.register_random("alice");
-        let bob = prosody.register_random("bob");
-        let log = prosody.log_path().to_path_buf();
-        columns.push(Column {
-            server: "prosody",
-            alice,
-            bob,
-            gateway,
-            nginx,
-            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
-        });
+        let accounts = (prosody.register_random("alice"), prosody.register_random("bob"));
+        columns.push(Column::new("prosody", gateway, accounts, prosody.log_path().to_path_buf()));
     }
     {
         let gateway = Gateway::start(&gateway_config(ejabberd.c2s_addr(), ejabberd.ca_pem_path(), &page_origin));
-        let nginx = Nginx::start(gateway.url().trim_start_matches("ws://").split('/').next().unwrap());
-        let alice = ejabberd.register("alice", &format!("pw-{:016x}", rand::random::<u64>()));
-        let bob = ejabberd.register("bob", &format!("pw-{:016x}", rand::random::<u64>()));
-        let log = ejabberd.dir().join("logs/ejabberd.log");
-        columns.push(Column {
-            server: "ejabberd",
-            alice,
-            bob,
-            gateway,
-            nginx,
-            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
-        });
+        let password = || format!("pw-{:016x}", rand::random::<u64>());
+        let accounts = (ejabberd.register("alice", &password()), ejabberd.register("bob", &password()));
+        columns.push(Column::new("ejabberd", gateway, accounts, ejabberd.dir().join("logs/ejabberd.log")));
     }
     let setup = started.elapsed();
 
-    // MATRIX_ONLY=strophe,ejabberd (client, server or path names) narrows the run while
+    // MATRIX_ONLY=strophe,ejabberd (client, runtime, server or path names) narrows the run while
     // debugging: a dimension none of whose names is listed keeps all of them. CI runs everything.
     let only = std::env::var("MATRIX_ONLY").unwrap_or_default();
     let only: Vec<&str> = only.split(',').filter(|w| !w.is_empty()).collect();
     let pick = |all: &[&str], name: &str| !all.iter().any(|a| only.contains(a)) || only.contains(&name);
     let servers: Vec<&str> = columns.iter().map(|c| c.server).collect();
+    let (libraries, runtimes): (Vec<&str>, Vec<&str>) = CLIENTS.iter().copied().unzip();
     let mut cells = Vec::new();
-    for client in CLIENTS.into_iter().filter(|c| pick(&CLIENTS, c)) {
+    for client in CLIENTS.into_iter().filter(|(c, r)| pick(&libraries, c) && pick(&runtimes, r)) {
         for column in columns.iter().filter(|c| pick(&servers, c.server)) {
             for path in PATHS.into_iter().filter(|p| pick(&PATHS, p)) {
                 cells.push(run_cell(client, column, path, page_port));
@@ -239,13 +261,14 @@ fn interop_matrix() {
             let column = columns.iter().find(|col| col.server == c.server).unwrap();
             let _ = writeln!(
                 why,
-                "=== {} / {} / {} ===\n{}\n--- gateway log (tail) ---\n{}\n--- nginx ---\n{}\n--- {} log (tail) ---\n{}",
+                "=== {} / {} / {} / {} ===\n{}\n--- gateway log (tail) ---\n{}\n{}\n--- {} log (tail) ---\n{}",
                 c.client,
+                c.runtime,
                 c.server,
                 c.path,
                 c.run.describe(),
                 support::tail(&column.gateway.log(), 40),
-                column.nginx.diagnostics(),
+                column.proxy(c.path).map(ReverseProxy::diagnostics).unwrap_or_default(),
                 c.server,
                 (column.diagnostics)()
             );
