@@ -6,7 +6,8 @@
 //! Clients: Strophe.js, @xmpp/client and StanzaJS under Node (`matrix-cell.mjs`), and Converse.js
 //! in Debian's headless Chromium (DevTools protocol) and Firefox ESR (WebDriver BiDi), both driven
 //! by puppeteer-core (`converse-cell.mjs`: login, roster, chat, MUC, reconnect, logout, PLAIN
-//! login, wrong password).
+//! login, wrong password). One browser process runs all of its cells in turn, each in a browser
+//! context of its own (Firefox alone takes seconds to start).
 //!
 //! Servers: Debian's Prosody and ejabberd, STARTTLS required, certificates from a test CA,
 //! accounts made with `prosodyctl` / `ejabberdctl`. Paths: straight to the gateway, and through
@@ -22,6 +23,7 @@ mod support;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use support::ejabberd::Ejabberd;
@@ -83,43 +85,104 @@ struct Cell {
     runtime: &'static str,
     server: &'static str,
     path: &'static str,
-    run: NodeRun,
+    /// The cell's result object: `ok`, `error`, `scenarios`.
+    result: serde_json::Value,
+    elapsed: Duration,
+    green: bool,
+    /// The process that ran it (one Converse process runs every cell of its browser).
+    run: Rc<NodeRun>,
 }
 
-impl Cell {
-    fn green(&self) -> bool {
-        self.run.status.success() && self.run.at("/ok") == true
+/// The arguments naming a target's URL and accounts, for `matrix-cell.mjs`.
+fn target_url(column: &Column, path: &str) -> String {
+    match column.proxy(path) {
+        Some(proxy) => proxy.url(),
+        None => column.gateway.url().to_owned(),
     }
 }
 
-fn run_cell(client: (&'static str, &'static str), column: &Column, path: &'static str, page_port: u16) -> Cell {
-    let (client, runtime) = client;
-    let url = match column.proxy(path) {
-        Some(proxy) => proxy.url(),
-        None => column.gateway.url().to_owned(),
-    };
+/// One Node library's cell: a process of its own.
+fn run_node_cell(client: &'static str, column: &Column, path: &'static str) -> Cell {
+    let url = target_url(column, path);
+    let room = format!("matrix@conference.{DOMAIN}");
     let args: Vec<String> = [
         ("--client", client),
-        ("--url", &url),
+        ("--url", url.as_str()),
         ("--domain", DOMAIN),
         ("--user-a", &column.alice.user),
         ("--password-a", &column.alice.password),
         ("--user-b", &column.bob.user),
         ("--password-b", &column.bob.password),
-        ("--room", &format!("matrix@conference.{DOMAIN}")),
+        ("--room", &room),
     ]
     .iter()
     .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
     .collect();
-    let run = if client == "converse" {
-        // Converse.js in a headless browser: its own driver, on a page served on `page_port`.
-        let mut args: Vec<String> = args.into_iter().skip(2).collect();
-        args.extend(["--page-port".to_owned(), page_port.to_string(), "--browser".to_owned(), runtime.to_owned()]);
-        run_node("converse-cell", &args, &[], CELL_TIMEOUT)
-    } else {
-        run_node("matrix-cell", &args, &[], CELL_TIMEOUT)
-    };
-    Cell { client, runtime, server: column.server, path, run }
+    let run = Rc::new(run_node("matrix-cell", &args, &[], CELL_TIMEOUT));
+    let green = run.status.success() && run.at("/ok") == true;
+    Cell {
+        client,
+        runtime: "node",
+        server: column.server,
+        path,
+        result: run.json.clone(),
+        elapsed: run.elapsed,
+        green,
+        run,
+    }
+}
+
+/// Every Converse.js cell of one browser: one process and one browser for all `targets`, each
+/// target in its own browser context, on a page served on `page_port`.
+fn run_converse_cells(browser: &'static str, targets: &[(&Column, &'static str)], page_port: u16) -> Vec<Cell> {
+    let list: Vec<serde_json::Value> = targets
+        .iter()
+        .map(|(column, path)| {
+            serde_json::json!({
+                "name": format!("{}/{path}", column.server),
+                "url": target_url(column, path),
+                "userA": column.alice.user, "passwordA": column.alice.password,
+                "userB": column.bob.user, "passwordB": column.bob.password,
+                "room": format!("matrix@conference.{DOMAIN}"),
+            })
+        })
+        .collect();
+    let args: Vec<String> = [
+        ("--browser", browser.to_owned()),
+        ("--domain", DOMAIN.to_owned()),
+        ("--page-port", page_port.to_string()),
+        ("--targets", serde_json::Value::from(list).to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect();
+    let timeout = CELL_TIMEOUT * u32::try_from(targets.len()).unwrap_or(1).max(1);
+    let run = Rc::new(run_node("converse-cell", &args, &[], timeout));
+    println!("{browser}: {} started in {} ms", run.at("/browser_version"), run.at("/browser_launch_ms"));
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, (column, path))| {
+            let result = run.at(&format!("/cells/{i}")).clone();
+            let result = if result.is_null() {
+                serde_json::json!({ "ok": false, "error": run.at("/error"), "scenarios": [] })
+            } else {
+                result
+            };
+            let elapsed = Duration::from_secs_f64(result["ms"].as_f64().unwrap_or(0.0) / 1000.0);
+            let green = result["ok"] == true && !run.at("/browser_version").is_null();
+            Cell {
+                client: "converse",
+                runtime: browser,
+                server: column.server,
+                path,
+                result,
+                elapsed,
+                green,
+                run: Rc::clone(&run),
+            }
+        })
+        .collect()
 }
 
 /// The table: one row per cell, with time and the scenarios that failed or were skipped.
@@ -133,7 +196,7 @@ fn table(cells: &[Cell]) -> String {
     );
     let _ = writeln!(out, "{}", "-".repeat(96));
     for c in cells {
-        let scenarios = c.run.at("/scenarios").as_array().cloned().unwrap_or_default();
+        let scenarios = c.result["scenarios"].as_array().cloned().unwrap_or_default();
         let passed = scenarios.iter().filter(|s| s["ok"] == true && s["skipped"] == false).count();
         let mut notes = vec![format!("{passed}/{} scenarios", scenarios.len())];
         for s in &scenarios {
@@ -152,7 +215,7 @@ fn table(cells: &[Cell]) -> String {
             }
         }
         if scenarios.is_empty() {
-            notes.push(format!("error: {}", c.run.at("/error")));
+            notes.push(format!("error: {}", c.result["error"]));
         }
         let _ = writeln!(
             out,
@@ -161,12 +224,12 @@ fn table(cells: &[Cell]) -> String {
             c.runtime,
             c.server,
             c.path,
-            if c.green() { "pass" } else { "FAIL" },
-            c.run.elapsed.as_secs_f64(),
+            if c.green { "pass" } else { "FAIL" },
+            c.elapsed.as_secs_f64(),
             notes.join("; ")
         );
     }
-    let green = cells.iter().filter(|c| c.green()).count();
+    let green = cells.iter().filter(|c| c.green).count();
     let _ = writeln!(out, "{}", "-".repeat(96));
     let _ = writeln!(out, "cells: {green} passed, {} failed", cells.len() - green);
     out
@@ -176,7 +239,7 @@ fn table(cells: &[Cell]) -> String {
 fn scenario_lines(cells: &[Cell]) -> String {
     let mut out = String::new();
     for c in cells {
-        let scenarios = c.run.at("/scenarios").as_array().cloned().unwrap_or_default();
+        let scenarios = c.result["scenarios"].as_array().cloned().unwrap_or_default();
         let parts: Vec<String> = scenarios
             .iter()
             .map(|s| {
@@ -238,11 +301,19 @@ fn interop_matrix() {
     let servers: Vec<&str> = columns.iter().map(|c| c.server).collect();
     let (libraries, runtimes): (Vec<&str>, Vec<&str>) = CLIENTS.iter().copied().unzip();
     let mut cells = Vec::new();
-    for client in CLIENTS.into_iter().filter(|(c, r)| pick(&libraries, c) && pick(&runtimes, r)) {
-        for column in columns.iter().filter(|c| pick(&servers, c.server)) {
-            for path in PATHS.into_iter().filter(|p| pick(&PATHS, p)) {
-                cells.push(run_cell(client, column, path, page_port));
-            }
+    for (client, runtime) in CLIENTS.into_iter().filter(|(c, r)| pick(&libraries, c) && pick(&runtimes, r)) {
+        let targets: Vec<(&Column, &'static str)> = columns
+            .iter()
+            .filter(|c| pick(&servers, c.server))
+            .flat_map(|column| PATHS.into_iter().filter(|p| pick(&PATHS, p)).map(move |path| (column, path)))
+            .collect();
+        if runtime == "node" {
+            cells.extend(targets.iter().map(|(column, path)| run_node_cell(client, column, path)));
+        } else {
+            // Converse.js: one browser for all of them (Firefox takes seconds to start).
+            let started = Instant::now();
+            cells.extend(run_converse_cells(runtime, &targets, page_port));
+            println!("converse in {runtime}: {} cells in {:.1}s", targets.len(), started.elapsed().as_secs_f64());
         }
     }
     println!("{}", table(&cells));
@@ -254,7 +325,7 @@ fn interop_matrix() {
         started.elapsed().as_secs_f64()
     );
 
-    let red: Vec<&Cell> = cells.iter().filter(|c| !c.green()).collect();
+    let red: Vec<&Cell> = cells.iter().filter(|c| !c.green).collect();
     if !red.is_empty() {
         let mut why = String::new();
         for c in &red {

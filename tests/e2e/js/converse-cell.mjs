@@ -1,17 +1,20 @@
-// The Converse.js cell of the interop matrix: Converse in a headless browser, Debian's
+// The Converse.js cells of the interop matrix: Converse in a headless browser, Debian's
 // Chromium (DevTools protocol) or Firefox ESR (WebDriver BiDi), both driven by puppeteer-core,
-// which never downloads a browser of its own. The page is served here on loopback and logs in
-// as A through the gateway's WebSocket URL; B is xmpp.js in this process, through the same URL.
-// Checks what the page shows and what B sees:
+// which never downloads a browser of its own. One browser serves every target (server x path)
+// in turn, each in its own browser context. For each target, the page, served here on
+// loopback, logs in as A through the target's WebSocket URL; B is xmpp.js in this process,
+// through the same URL. Checks what the page shows and what B sees:
 //   login (SCRAM, Converse's default), roster shown, a chat message from B shown, MUC (B's
 //   groupchat shown, one typed into Converse's room reaches B), reconnect after the WebSocket is
 //   dropped under Converse (a message from B shown afterwards), logout, login with PLAIN only,
-//   and a wrong password refused with Converse's feedback.
-// Prints one JSON line in the matrix-cell.mjs format.
+//   and a wrong password refused (not-authorized) with Converse's feedback.
 //
-//   node converse-cell.mjs --browser chromium|firefox --url ws://… --domain e2e.test
-//     --user-a … --password-a … --user-b … --password-b … --room room@conference.e2e.test
-//     --page-port N [--executable /usr/bin/…]
+//   node converse-cell.mjs --browser chromium|firefox --domain e2e.test --page-port N
+//     --targets '[{"name":"prosody/direct","url":"ws://…","userA":…,"passwordA":…,"userB":…,
+//                  "passwordB":…,"room":"room@conference.e2e.test"}, …]' [--executable /usr/bin/…]
+//
+// Prints one JSON line: { ok, browser, browser_version, library_version, error,
+//   cells: [{ target, ok, error, ms, scenarios: [{ name, ok, skipped, ms, error, detail }] }] }.
 
 import { createServer } from "node:http";
 import { readFileSync } from "node:fs";
@@ -25,13 +28,8 @@ const { values: args } = parseArgs({
   options: {
     browser: { type: "string", default: "chromium" },
     executable: { type: "string" },
-    url: { type: "string" },
     domain: { type: "string" },
-    "user-a": { type: "string" },
-    "password-a": { type: "string" },
-    "user-b": { type: "string" },
-    "password-b": { type: "string" },
-    room: { type: "string" },
+    targets: { type: "string" },
     "page-port": { type: "string" },
     "timeout-ms": { type: "string", default: "20000" },
   },
@@ -40,8 +38,10 @@ const { values: args } = parseArgs({
 const step = Number(args["timeout-ms"]);
 const result = {
   ok: false, error: null, client: "converse", library: "converse.js",
-  library_version: packageVersion("converse.js"), browser: args.browser, browser_version: null, scenarios: [],
+  library_version: packageVersion("converse.js"), browser: args.browser, browser_version: null,
+  browser_launch_ms: null, cells: [],
 };
+const targets = JSON.parse(args.targets ?? "[]");
 
 // Firefox's background network, all off: the machine reaches only loopback, and a test must not
 // depend on (or wait for) anything else. Whatever is left goes to a proxy on a closed loopback
@@ -137,198 +137,221 @@ const server = createServer((req, res) => {
 await new Promise((resolve) => server.listen(Number(args["page-port"]), "127.0.0.1", resolve));
 
 let browser = null;
-const bobs = [];
 
-async function scenario(name, fn) {
-  const entry = { name, ok: false, skipped: false, ms: 0, error: null, detail: null };
-  result.scenarios.push(entry);
-  const start = performance.now();
-  try {
-    entry.detail = (await withTimeout(Promise.resolve().then(fn), 2 * step, name)) ?? null;
-    entry.ok = true;
-  } catch (err) {
-    entry.error = err instanceof Error ? err.message : JSON.stringify(err);
-    console.error(`[converse/${args.browser}] ${name}:`, err);
-  }
-  entry.ms = elapsed(start);
-  return entry.ok;
-}
-
-/** B (xmpp.js) logged in through the same URL; logged out at the end. */
-async function loginB(resource) {
-  const b = await XmppJsAdapter.login({
-    url: args.url, domain: args.domain, user: args["user-b"], password: args["password-b"],
-    resource, mechanism: "SCRAM-SHA-1", timeoutMs: step,
-  });
-  bobs.push(b);
-  return b;
-}
-
-/** Converse's page in a fresh browser context (no storage shared with other logins). */
-async function openConverse({ password = args["password-a"], mechanism = null, resource = "converse" } = {}) {
+/** Runs every scenario for one target in its own browser context; returns the cell. */
+async function runCell(target) {
+  const cell = { target: target.name, ok: false, error: null, ms: 0, scenarios: [] };
+  const started = performance.now();
   const context = await browser.createBrowserContext();
-  const page = await context.newPage();
-  page.on("console", (m) => console.error(`[page ${m.type()}] ${m.text()}`));
-  page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
-  const q = new URLSearchParams({ ws: args.url, jid: `${jidA}/${resource}`, password });
-  if (mechanism) q.set("mechanism", mechanism);
-  await page.goto(`http://127.0.0.1:${args["page-port"]}/index.html?${q}`);
-  return page;
-}
+  const bobs = [];
+  const jidA = `${target.userA}@${args.domain}`;
+  const jidB = `${target.userB}@${args.domain}`;
+  const tag = Math.random().toString(36).slice(2, 8);
 
-/** Waits until Converse has recorded `event` `count` times. */
-function waitEvent(page, event, count = 1) {
-  return page.waitForFunction((e, n) => (window.__events ?? []).filter((x) => x === e).length >= n,
-    { timeout: step }, event, count);
-}
+  async function scenario(name, fn) {
+    const entry = { name, ok: false, skipped: false, ms: 0, error: null, detail: null };
+    cell.scenarios.push(entry);
+    const start = performance.now();
+    try {
+      entry.detail = (await withTimeout(Promise.resolve().then(fn), 2 * step, name)) ?? null;
+      entry.ok = true;
+    } catch (err) {
+      entry.error = err instanceof Error ? err.message : JSON.stringify(err);
+      console.error(`[converse/${args.browser} ${target.name}] ${name}:`, err);
+    }
+    entry.ms = elapsed(start);
+    return entry.ok;
+  }
 
-/** Waits until a message with `text` is shown on the page. */
-async function waitShown(page, text) {
-  await page.waitForFunction(
-    (t) => Array.from(document.querySelectorAll(".chat-msg__text, converse-chat-message-body"))
-      .some((e) => e.textContent.includes(t)),
-    { timeout: step }, text).catch(async (e) => {
-    console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
-    throw e;
-  });
-}
-
-const jidA = `${args["user-a"]}@${args.domain}`;
-const jidB = `${args["user-b"]}@${args.domain}`;
-const tag = Math.random().toString(36).slice(2, 8);
-const deadline = setTimeout(() => { result.error = "cell deadline exceeded"; finish(result); }, 15 * step);
-try {
-  const launched = await scenario("browser", async () => {
-    browser = await puppeteer.launch(LAUNCH[args.browser]());
-    result.browser_version = await browser.version();
-    return { version: result.browser_version };
-  });
-
-  // A's roster holds B under the name "B" (set through Node before the page loads, so the
-  // cell does not depend on the others).
-  const seeded = launched && await scenario("roster seeded (xmpp.js as A)", async () => {
-    const a = await XmppJsAdapter.login({
-      url: args.url, domain: args.domain, user: args["user-a"], password: args["password-a"],
-      resource: "seed", mechanism: "SCRAM-SHA-1", timeoutMs: step,
+  /** B (xmpp.js) logged in through the same URL; logged out at the end. */
+  async function loginB(resource) {
+    const b = await XmppJsAdapter.login({
+      url: target.url, domain: args.domain, user: target.userB, password: target.passwordB,
+      resource, mechanism: "SCRAM-SHA-1", timeoutMs: step,
     });
-    await a.rosterSet(jidB);
-    await a.logout();
-  });
+    bobs.push(b);
+    return b;
+  }
 
-  let page = null;
-  const loggedIn = seeded && await scenario("login (SCRAM, Converse's default)", async () => {
-    page = await openConverse();
-    await waitEvent(page, "connected");
-    const mechanism = await page.evaluate(() => window.__mechanism);
-    if (!/^SCRAM-/.test(mechanism ?? "")) throw new Error(`mechanism ${mechanism}`);
-    return { mechanism };
-  });
+  /** Converse's page in a new tab of the cell's context (a tab has its own sessionStorage,
+   * where Converse keeps its session, so every login starts afresh). */
+  async function openConverse({ password = target.passwordA, mechanism = null, resource = "converse" } = {}) {
+    const page = await context.newPage();
+    page.on("console", (m) => console.error(`[page ${m.type()}] ${m.text()}`));
+    page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
+    const q = new URLSearchParams({ ws: target.url, jid: `${jidA}/${resource}`, password });
+    if (mechanism) q.set("mechanism", mechanism);
+    await page.goto(`http://127.0.0.1:${args["page-port"]}/index.html?${q}`);
+    return page;
+  }
 
-  if (loggedIn) {
-    await scenario("roster shown", async () => {
-      await page.waitForFunction(
-        (jid) => Array.from(document.querySelectorAll(".roster-contacts converse-roster-contact"))
-          .some((e) => /\bB\b/.test(e.textContent ?? "") || (e.textContent ?? "").includes(jid)),
-        { timeout: step }, jidB).catch(async (e) => {
-        console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
-        throw e;
-      });
-    });
+  /** Waits until Converse has recorded `event` `count` times. */
+  function waitEvent(page, event, count = 1) {
+    return page.waitForFunction((e, n) => (window.__events ?? []).filter((x) => x === e).length >= n,
+      { timeout: step }, event, count);
+  }
 
-    const bob = await loginB("to-converse").catch((err) => {
-      console.error("[converse] B's login:", err);
-      return null;
-    });
-
-    await scenario("message received and shown", async () => {
-      if (!bob) throw new Error("B could not log in");
-      const body = `hello Converse ${tag}`;
-      await bob.sendMessage({ to: `${jidA}/converse`, id: `cv-${tag}`, body });
-      // Converse counts it as unread in the roster; opening the chat shows the message.
-      await page.waitForFunction(() => /New messages/.test(document.body.innerText), { timeout: step });
-      await page.click(".roster-contacts converse-roster-contact a.open-chat");
-      await waitShown(page, body);
-      return { body };
-    });
-
-    await scenario("MUC join + groupchat", async () => {
-      if (!bob) throw new Error("B could not log in");
-      const [name, service] = args.room.split("@");
-      const room = `${name}-converse-${args.browser}-${tag}@${service}`;
-      await bob.joinRoom(room, "nick-b");
-      const joined = bob.nextPresence((p) => p.from === `${room}/nick-a` && p.type === "available", step, "Converse in the room");
-      await page.evaluate((jid) => window.__converse.api.rooms.open(jid, { nick: "nick-a" }, true), room);
-      await joined;
-      const toConverse = `to the room from B ${tag}`;
-      await bob.sendMessage({ to: room, id: `g-b-${tag}`, body: toConverse, type: "groupchat" });
-      await waitShown(page, toConverse);
-      // Typed into the room's message box, sent with Enter, as a person would.
-      const fromConverse = `to the room from Converse ${tag}`;
-      const atB = bob.nextMessage((m) => m.type === "groupchat" && m.body === fromConverse, step, "Converse's groupchat at B");
-      const box = "converse-muc textarea.chat-textarea";
-      await page.waitForSelector(box, { timeout: step });
-      await page.type(box, fromConverse);
-      await page.keyboard.press("Enter");
-      const m = await atB;
-      if (m.from !== `${room}/nick-a`) throw new Error(`groupchat from ${m.from}`);
-      return { room };
-    });
-
-    await scenario("reconnect after the WebSocket drops", async () => {
-      if (!bob) throw new Error("B could not log in");
-      // The socket closes under Converse without <close/>: Converse must notice and come back
-      // by itself (resuming with XEP-0198 where the server offers it).
-      await page.evaluate(() => window.__converse.api.connection.get()._proto.socket.close());
-      await waitEvent(page, "reconnected");
-      const resumed = await page.evaluate(() => Boolean(window.__converse.session?.get("smacks_resumed")));
-      const body = `after the reconnect ${tag}`;
-      await bob.sendMessage({ to: `${jidA}/converse`, id: `cv-r-${tag}`, body });
-      await page.evaluate((jid) => window.__converse.api.chats.open(jid, {}, true), jidB);
-      await waitShown(page, body);
-      return { resumed };
-    });
-
-    await scenario("logout", async () => {
-      await page.evaluate(() => { window.__converse.api.user.logout(); });
-      await waitEvent(page, "disconnected");
+  /** Waits until a message with `text` is shown on the page. */
+  async function waitShown(page, text) {
+    await page.waitForFunction(
+      (t) => Array.from(document.querySelectorAll(".chat-msg__text, converse-chat-message-body"))
+        .some((e) => e.textContent.includes(t)),
+      { timeout: step }, text).catch(async (e) => {
+      console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
+      throw e;
     });
   }
 
-  if (seeded) {
-    await scenario("login PLAIN", async () => {
-      const plain = await openConverse({ mechanism: "PLAIN", resource: "plain" });
-      await waitEvent(plain, "connected");
-      const mechanism = await plain.evaluate(() => window.__mechanism);
-      if (mechanism !== "PLAIN") throw new Error(`mechanism ${mechanism}`);
-      await plain.evaluate(() => { window.__converse.api.user.logout(); });
-      await waitEvent(plain, "disconnected");
+  try {
+    // A's roster holds B under the name "B" (set through Node before the page loads, so the
+    // cell does not depend on the others).
+    const seeded = await scenario("roster seeded (xmpp.js as A)", async () => {
+      const a = await XmppJsAdapter.login({
+        url: target.url, domain: args.domain, user: target.userA, password: target.passwordA,
+        resource: "seed", mechanism: "SCRAM-SHA-1", timeoutMs: step,
+      });
+      await a.rosterSet(jidB);
+      await a.logout();
+    });
+
+    let page = null;
+    const loggedIn = seeded && await scenario("login (SCRAM, Converse's default)", async () => {
+      page = await openConverse();
+      await waitEvent(page, "connected");
+      const mechanism = await page.evaluate(() => window.__mechanism);
+      if (!/^SCRAM-/.test(mechanism ?? "")) throw new Error(`mechanism ${mechanism}`);
       return { mechanism };
     });
 
-    await scenario("wrong password", async () => {
-      const wrong = await openConverse({ password: `${args["password-a"]}-wrong`, resource: "wrong" });
-      const start = performance.now();
-      // Strophe's AUTHFAIL status, then Converse's feedback in its login form.
-      await wrong.waitForFunction(
-        () => (window.__statuses ?? []).includes(converse.env.Strophe.Status.AUTHFAIL), { timeout: step });
-      const { condition, feedback } = await wrong.evaluate(() => ({
-        condition: window.__saslFailure ?? null,
-        feedback: window.__converse.state.connfeedback.get("message"),
-      }));
-      if (condition !== "not-authorized") throw new Error(`condition ${condition}`);
-      await wrong.waitForFunction((text) => document.body.innerText.includes(text), { timeout: step }, feedback);
-      const connected = await wrong.evaluate(() => window.__events.includes("connected"));
-      if (connected) throw new Error("connected with a wrong password");
-      const ms = elapsed(start);
-      if (ms > 5000) throw new Error(`refusal took ${ms} ms`);
-      return { condition, feedback };
-    });
+    if (loggedIn) {
+      await scenario("roster shown", async () => {
+        await page.waitForFunction(
+          (jid) => Array.from(document.querySelectorAll(".roster-contacts converse-roster-contact"))
+            .some((e) => /\bB\b/.test(e.textContent ?? "") || (e.textContent ?? "").includes(jid)),
+          { timeout: step }, jidB).catch(async (e) => {
+          console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
+          throw e;
+        });
+      });
+
+      const bob = await loginB("to-converse").catch((err) => {
+        console.error("[converse] B's login:", err);
+        return null;
+      });
+
+      await scenario("message received and shown", async () => {
+        if (!bob) throw new Error("B could not log in");
+        const body = `hello Converse ${tag}`;
+        await bob.sendMessage({ to: `${jidA}/converse`, id: `cv-${tag}`, body });
+        // Converse counts it as unread in the roster; opening the chat shows the message.
+        await page.waitForFunction(() => /New messages/.test(document.body.innerText), { timeout: step });
+        await page.click(".roster-contacts converse-roster-contact a.open-chat");
+        await waitShown(page, body);
+        return { body };
+      });
+
+      await scenario("MUC join + groupchat", async () => {
+        if (!bob) throw new Error("B could not log in");
+        const [name, service] = target.room.split("@");
+        const room = `${name}-converse-${args.browser}-${tag}@${service}`;
+        await bob.joinRoom(room, "nick-b");
+        const joined = bob.nextPresence((p) => p.from === `${room}/nick-a` && p.type === "available", step, "Converse in the room");
+        await page.evaluate((jid) => window.__converse.api.rooms.open(jid, { nick: "nick-a" }, true), room);
+        await joined;
+        const toConverse = `to the room from B ${tag}`;
+        await bob.sendMessage({ to: room, id: `g-b-${tag}`, body: toConverse, type: "groupchat" });
+        await waitShown(page, toConverse);
+        // Typed into the room's message box, sent with Enter, as a person would.
+        const fromConverse = `to the room from Converse ${tag}`;
+        const atB = bob.nextMessage((m) => m.type === "groupchat" && m.body === fromConverse, step, "Converse's groupchat at B");
+        const box = "converse-muc textarea.chat-textarea";
+        await page.waitForSelector(box, { timeout: step });
+        await page.type(box, fromConverse);
+        await page.keyboard.press("Enter");
+        const m = await atB;
+        if (m.from !== `${room}/nick-a`) throw new Error(`groupchat from ${m.from}`);
+        return { room };
+      });
+
+      await scenario("reconnect after the WebSocket drops", async () => {
+        if (!bob) throw new Error("B could not log in");
+        // The socket closes under Converse without <close/>: Converse must notice and come back
+        // by itself (resuming with XEP-0198 where the server offers it).
+        await page.evaluate(() => window.__converse.api.connection.get()._proto.socket.close());
+        await waitEvent(page, "reconnected");
+        const resumed = await page.evaluate(() => Boolean(window.__converse.session?.get("smacks_resumed")));
+        const body = `after the reconnect ${tag}`;
+        await bob.sendMessage({ to: `${jidA}/converse`, id: `cv-r-${tag}`, body });
+        await page.evaluate((jid) => window.__converse.api.chats.open(jid, {}, true), jidB);
+        await waitShown(page, body);
+        return { resumed };
+      });
+
+      await scenario("logout", async () => {
+        await page.evaluate(() => { window.__converse.api.user.logout(); });
+        await waitEvent(page, "disconnected");
+      });
+    }
+
+    if (seeded) {
+      await scenario("login PLAIN", async () => {
+        const plain = await openConverse({ mechanism: "PLAIN", resource: "plain" });
+        await waitEvent(plain, "connected");
+        const mechanism = await plain.evaluate(() => window.__mechanism);
+        if (mechanism !== "PLAIN") throw new Error(`mechanism ${mechanism}`);
+        await plain.evaluate(() => { window.__converse.api.user.logout(); });
+        await waitEvent(plain, "disconnected");
+        return { mechanism };
+      });
+
+      await scenario("wrong password", async () => {
+        const wrong = await openConverse({ password: `${target.passwordA}-wrong`, resource: "wrong" });
+        const start = performance.now();
+        // Strophe's AUTHFAIL status, then Converse's feedback in its login form.
+        await wrong.waitForFunction(
+          () => (window.__statuses ?? []).includes(converse.env.Strophe.Status.AUTHFAIL), { timeout: step });
+        const { condition, feedback } = await wrong.evaluate(() => ({
+          condition: window.__saslFailure ?? null,
+          feedback: window.__converse.state.connfeedback.get("message"),
+        }));
+        if (condition !== "not-authorized") throw new Error(`condition ${condition}`);
+        await wrong.waitForFunction((text) => document.body.innerText.includes(text), { timeout: step }, feedback);
+        const connected = await wrong.evaluate(() => window.__events.includes("connected"));
+        if (connected) throw new Error("connected with a wrong password");
+        const ms = elapsed(start);
+        if (ms > 5000) throw new Error(`refusal took ${ms} ms`);
+        return { condition, feedback };
+      });
+    }
+  } finally {
+    await Promise.allSettled([context.close(), ...bobs.map((b) => b.logout())]);
   }
+  cell.ms = elapsed(started);
+  cell.ok = cell.scenarios.length > 0 && cell.scenarios.every((s) => s.ok);
+  if (!cell.ok) cell.error = cell.scenarios.filter((s) => !s.ok).map((s) => `${s.name}: ${s.error}`).join("; ");
+  return cell;
+}
+
+// Every target in turn, each under its own deadline; the whole run under one as well.
+const deadline = setTimeout(() => { result.error = "deadline exceeded"; finish(result); }, (targets.length + 1) * 12 * step);
+try {
+  const start = performance.now();
+  browser = await puppeteer.launch(LAUNCH[args.browser]());
+  result.browser_version = await browser.version();
+  result.browser_launch_ms = elapsed(start);
+  for (const target of targets) {
+    const cell = await withTimeout(runCell(target), 10 * step, `cell ${target.name}`).catch((err) => ({
+      target: target.name, ok: false, error: err instanceof Error ? err.message : String(err), ms: 0, scenarios: [],
+    }));
+    result.cells.push(cell);
+  }
+} catch (err) {
+  result.error = `${args.browser}: ${err instanceof Error ? err.message : String(err)}`;
+  console.error(`[converse/${args.browser}]`, err);
 } finally {
   clearTimeout(deadline);
-  await Promise.allSettled([browser?.close(), ...bobs.map((b) => b.logout())]);
+  await browser?.close().catch(() => {});
   server.close();
 }
-result.ok = result.scenarios.length > 0 && result.scenarios.every((s) => s.ok);
-if (!result.ok) result.error = result.scenarios.filter((s) => !s.ok).map((s) => `${s.name}: ${s.error}`).join("; ");
+result.ok = !result.error && result.cells.length === targets.length && result.cells.every((c) => c.ok);
 finish(result);
