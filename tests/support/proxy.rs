@@ -70,6 +70,31 @@ impl ProxyKind {
             ProxyKind::Haproxy => vec![format!("timeout tunnel {secs}s")],
         }
     }
+
+    /// What the fixture swaps in the deploy file: the site's address for `127.0.0.1:port` (plain
+    /// http), the gateway's deployed address for `gateway`, and the idle timeout if given. (nginx's
+    /// location block has neither address: the fixture's server block and upstream hold them.)
+    fn swaps(self, port: u16, gateway: &str, idle_timeout: Option<Duration>) -> Vec<(String, String)> {
+        let mut swaps: Vec<(String, String)> = match self {
+            ProxyKind::Nginx => Vec::new(),
+            ProxyKind::Caddy => vec![
+                ("xmpp.example.com {".into(), format!("http://:{port} {{\n\tbind 127.0.0.1")),
+                ("reverse_proxy @xmpp 127.0.0.1:5290 {".into(), format!("reverse_proxy @xmpp {gateway} {{")),
+            ],
+            ProxyKind::Haproxy => vec![
+                (
+                    "bind :443 ssl crt /etc/haproxy/certs/xmpp.example.com.pem alpn http/1.1".into(),
+                    format!("bind 127.0.0.1:{port}"),
+                ),
+                ("server gateway 127.0.0.1:5290".into(), format!("server gateway {gateway}")),
+            ],
+        };
+        if let Some(timeout) = idle_timeout {
+            let deployed = self.idle_timeout_lines(DEPLOYED_IDLE_TIMEOUT_SECS);
+            swaps.extend(deployed.into_iter().zip(self.idle_timeout_lines(timeout.as_secs().max(1))));
+        }
+        swaps
+    }
 }
 
 /// The idle timeout every deploy file sets (seconds): above the gateway's 30 s ping interval.
@@ -130,18 +155,12 @@ impl ReverseProxy {
     fn configure(&self, port: u16, gateway: &str, idle_timeout: Option<Duration>) -> Command {
         let d = self.dir.path();
         let deployed = fs::read_to_string(repo_path(self.kind.deploy_file())).expect("read the deploy file");
-        let mut swaps: Vec<(String, String)> = Vec::new();
-        if let Some(timeout) = idle_timeout {
-            let from = self.kind.idle_timeout_lines(DEPLOYED_IDLE_TIMEOUT_SECS);
-            let to = self.kind.idle_timeout_lines(timeout.as_secs().max(1));
-            swaps.extend(from.into_iter().zip(to));
-        }
+        let derived = derive(&deployed, self.kind.deploy_file(), &self.kind.swaps(port, gateway, idle_timeout));
         let site_values = |site: String| vec![("DIR", d.display().to_string()), ("SITE", site)];
         let (config_name, values, mut command) = match self.kind {
             ProxyKind::Nginx => {
                 // The location block goes into the fixture's server {}; the upstream is there too.
-                let snippet = derive(&deployed, self.kind.deploy_file(), &swaps);
-                fs::write(d.join("xmpp-websocket.location.conf"), snippet).expect("write the location block");
+                fs::write(d.join("xmpp-websocket.location.conf"), derived).expect("write the location block");
                 let values = vec![
                     ("DIR", d.display().to_string()),
                     ("PORT", port.to_string()),
@@ -153,28 +172,18 @@ impl ReverseProxy {
                 ("nginx.conf", values, command)
             }
             ProxyKind::Caddy => {
-                swaps.push(("xmpp.example.com {".into(), format!("http://:{port} {{\n\tbind 127.0.0.1")));
-                swaps
-                    .push(("reverse_proxy @xmpp 127.0.0.1:5290 {".into(), format!("reverse_proxy @xmpp {gateway} {{")));
-                let site = derive(&deployed, self.kind.deploy_file(), &swaps);
                 let mut command = Command::new(binary("CADDY", "/usr/bin/caddy", "caddy"));
                 command.args(["run", "--adapter", "caddyfile", "--config"]).arg(d.join("Caddyfile"));
                 // Caddy keeps state under $HOME / XDG directories: keep them in the fixture.
                 for var in ["HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
                     command.env(var, d);
                 }
-                ("Caddyfile", site_values(site), command)
+                ("Caddyfile", site_values(derived), command)
             }
             ProxyKind::Haproxy => {
-                swaps.push((
-                    "bind :443 ssl crt /etc/haproxy/certs/xmpp.example.com.pem alpn http/1.1".into(),
-                    format!("bind 127.0.0.1:{port}"),
-                ));
-                swaps.push(("server gateway 127.0.0.1:5290".into(), format!("server gateway {gateway}")));
-                let site = derive(&deployed, self.kind.deploy_file(), &swaps);
                 let mut command = Command::new(binary("HAPROXY", "/usr/sbin/haproxy", "haproxy"));
                 command.arg("-db").arg("-f").arg(d.join("haproxy.cfg"));
-                ("haproxy.cfg", site_values(site), command)
+                ("haproxy.cfg", site_values(derived), command)
             }
         };
         let fixture = format!("tests/e2e/fixtures/{config_name}.in");
@@ -297,12 +306,12 @@ mod tests {
     fn every_deploy_file_has_the_strings_the_fixture_swaps() {
         for kind in ProxyKind::ALL {
             let text = fs::read_to_string(repo_path(kind.deploy_file())).expect("deploy file");
-            let swaps: Vec<(String, String)> = kind
-                .idle_timeout_lines(DEPLOYED_IDLE_TIMEOUT_SECS)
-                .into_iter()
-                .map(|line| (line, String::new()))
-                .collect();
-            derive(&text, kind.deploy_file(), &swaps);
+            let swaps = kind.swaps(1234, "127.0.0.1:4321", Some(Duration::from_secs(3)));
+            let derived = derive(&text, kind.deploy_file(), &swaps);
+            assert!(!derived.contains("120s"), "{}: an idle timeout was not swapped", kind.name());
+            // nginx's location block names the gateway only in a comment (its upstream is in the site).
+            let code: String = derived.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+            assert!(!code.contains("5290"), "{}: the deployed gateway address is left", kind.name());
         }
     }
 }
