@@ -24,8 +24,8 @@ pub struct ConfigKey {
     pub section: String,
     /// The key inside its section, e.g. `max_element_bytes`.
     pub name: String,
-    /// What it takes when the file does not set it: [`Default::Value`] (in its JSON form),
-    /// [`Default::Unset`] for an optional key without a value, or [`Default::Required`].
+    /// What it takes when the file does not set it: [`KeyDefault::Value`] (in its JSON form),
+    /// [`KeyDefault::Unset`] for an optional key without a value, or [`KeyDefault::Required`].
     pub default: KeyDefault,
 }
 
