@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# The gateway's performance comparison in one go (see docs/PERFORMANCE.md and issue 7).
+# The gateway's performance comparison in one go (see docs/PERFORMANCE.md, issues 7 and 13).
 #
 # Builds the gateway and the benchmark tools (release, --features bench), starts two fake
-# upstreams (plaintext and STARTTLS) and a gateway on loopback, then measures, in ROUNDS rounds
-# with the gateway and the direct TCP baseline alternating:
-#   - echo throughput (stanzas/s), gateway / direct;
+# upstreams (plaintext and STARTTLS), the gateway, and the floor relay (xmppgw-floor-relay: the
+# same HTTP/WebSocket stack and runtime, WebSocket messages <-> TCP bytes, no XML) on loopback,
+# then measures, in ROUNDS rounds with the gateway, the floor relay and the direct TCP baseline
+# taking turns (the order rotates every round):
+#   - echo throughput (stanzas/s) and the relay's CPU time per echoed stanza;
 #   - low-load round-trip time with every process pinned to one CPU (p50/p99);
-#   - session setup rate, gateway / direct;
-#   - memory per idle authenticated session at MEM_SESSIONS sessions (gateway RSS delta / N),
-#     with a fresh gateway per round;
-# each with a plaintext and a TLS (STARTTLS) upstream; then the splitter microbenchmark.
+#   - session setup rate and the relay's CPU time per session;
+#   - memory per idle authenticated session at MEM_SESSIONS sessions (relay RSS delta / N),
+#     with a fresh gateway and a fresh floor relay per round;
+# each with a plaintext and a TLS (STARTTLS) upstream; then the splitter microbenchmark, and
+# instruction counts under callgrind (when valgrind is installed; repeatable whatever the load
+# of the machine): the XML work per stanza (benches/stanza.rs) and whole-process instructions
+# per echoed stanza of the gateway and of the floor relay.
 # Medians go into the block between the bench markers of docs/PERFORMANCE.md; the raw JSON lines
-# into docs/bench-results.jsonl. Runs in about 5 minutes after the build.
+# into docs/bench-results.jsonl. Runs in about 12 minutes after the build.
 #
 # Usage: scripts/bench.sh            (ROUNDS=5 MEM_ROUNDS=3 MEM_SESSIONS=9000 by default)
 #        ROUNDS=3 MEM_SESSIONS=2000 scripts/bench.sh   (a quicker, rougher run)
 #        scripts/bench.sh --smoke    (what CI runs so the script cannot rot: every step once, with
 #                                     debug builds and tiny counts, the report written to a
 #                                     temporary copy of docs/PERFORMANCE.md; measures nothing)
-# Needs: cargo, python3, taskset (util-linux), an open-files limit above 2 * MEM_SESSIONS + 100.
+# Needs: cargo, python3, taskset (util-linux), an open-files limit above 2 * MEM_SESSIONS + 100;
+# valgrind for the instruction counts (skipped, and reported as not measured, without it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,8 +39,12 @@ if [ "$SMOKE" = 1 ]; then
     ROUNDS=1 MEM_ROUNDS=1 MEM_SESSIONS=100
     # Sessions and messages of the throughput, setup and round-trip runs.
     THROUGHPUT=(--sessions 10 --messages 20) SETUP=(--sessions 50) RTT=(--messages 50)
+    # Stanzas per callgrind run of benches/stanza.rs, and messages per session of the
+    # whole-process callgrind runs (two counts each: the difference cancels start-up costs).
+    COUNT_STANZAS=(100 200) COUNT_MESSAGES=(2 4)
 else
     THROUGHPUT=(--sessions 200 --messages 500) SETUP=(--sessions 2000) RTT=(--messages 3000)
+    COUNT_STANZAS=(10000 20000) COUNT_MESSAGES=(100 300)
 fi
 ROUNDS=${ROUNDS:-5}
 MEM_ROUNDS=${MEM_ROUNDS:-3}
@@ -43,13 +53,17 @@ BASE_PORT=${BASE_PORT:-15220}
 PLAIN_PORT=$((BASE_PORT + 2))
 TLS_PORT=$((BASE_PORT + 3))
 WS_PORT=$((BASE_PORT + 60))
+FLOOR_PORT=$((BASE_PORT + 61))
+# Ports of the gateway and the floor relay while they run under callgrind.
+COUNT_WS_PORT=$((BASE_PORT + 62))
+COUNT_FLOOR_PORT=$((BASE_PORT + 63))
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 COMMAND="scripts/bench.sh (ROUNDS=$ROUNDS MEM_ROUNDS=$MEM_ROUNDS MEM_SESSIONS=$MEM_SESSIONS)"
 # The smoke run uses the debug profile: the test suite has already compiled its dependencies.
 [ "$SMOKE" = 0 ] || BIN=$TARGET_DIR/debug
 
-# Each idle session holds one socket in the load generator and two in the gateway.
+# Each idle session holds one socket in the load generator and two in the relay.
 ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -lt $((2 * MEM_SESSIONS + 100)) ]; then
     echo "open-files limit $(ulimit -n) is too low for MEM_SESSIONS=$MEM_SESSIONS" >&2
@@ -63,6 +77,8 @@ else
     cargo build --release --features bench --bins
     cargo bench --bench splitter --no-run
 fi
+HAVE_VALGRIND=0
+command -v valgrind >/dev/null && HAVE_VALGRIND=1
 
 WORK=$(mktemp -d)
 RESULTS=$WORK/results.jsonl
@@ -73,6 +89,25 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# Slower variants for processes starting under valgrind.
+wait_ready_slow() { # file
+    for _ in $(seq 1 600); do
+        grep -q '^ready' "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "not ready: $1" >&2
+    cat "$1" >&2
+    exit 1
+}
+wait_port_slow() { # port
+    for _ in $(seq 1 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
 
 # Source addresses for the load generator's connections, to spread ephemeral ports.
 SOURCES=$(seq -s, -f '127.0.0.%g' 2 17)
@@ -107,9 +142,10 @@ PIDS+=("$TLS_PID")
 wait_ready "$WORK/upstream-plain.log"
 wait_ready "$WORK/upstream-tls.log"
 
-cat >"$WORK/gateway.toml" <<TOML
+gateway_config() { # port
+    cat <<TOML
 [listener]
-address = "127.0.0.1:$WS_PORT"
+address = "127.0.0.1:$1"
 path = "/xmpp-websocket"
 
 allow_missing_origin = true
@@ -135,6 +171,9 @@ address = "127.0.0.1:$TLS_PORT"
 tls = "starttls"
 ca_file = "$WORK/ca.pem"
 TOML
+}
+gateway_config "$WS_PORT" >"$WORK/gateway.toml"
+gateway_config "$COUNT_WS_PORT" >"$WORK/gateway-count.toml"
 
 GATEWAY_PID=
 start_gateway() {
@@ -148,16 +187,48 @@ stop_gateway() {
     wait "$GATEWAY_PID" 2>/dev/null || true
 }
 
-# loadgen SCENARIO UPSTREAM(plain|tls) TARGET(gateway|direct) ARGS...
+# The floor relay: the gateway's HTTP/WebSocket stack, runtime and buffer sizes, no XML.
+floor_args() { # port
+    echo --listen "127.0.0.1:$1" --upstream "plain.example=127.0.0.1:$PLAIN_PORT" \
+        --starttls-upstream "tls.example=127.0.0.1:$TLS_PORT" --ca-file "$WORK/ca.pem"
+}
+FLOOR_PID=
+start_floor() {
+    : >"$WORK/floor.log"
+    # shellcheck disable=SC2046
+    "$BIN/xmppgw-floor-relay" $(floor_args "$FLOOR_PORT") >>"$WORK/floor.log" 2>&1 &
+    FLOOR_PID=$!
+    PIDS+=("$FLOOR_PID")
+    wait_ready "$WORK/floor.log"
+}
+stop_floor() {
+    kill "$FLOOR_PID" 2>/dev/null || true
+    wait "$FLOOR_PID" 2>/dev/null || true
+}
+
+# loadgen SCENARIO UPSTREAM(plain|tls) TARGET(gateway|floor|direct) ARGS...
 loadgen() {
     local scenario=$1 upstream=$2 target=$3
     shift 3
     local domain=plain.example port=$PLAIN_PORT tls=none
     if [ "$upstream" = tls ]; then domain=tls.example port=$TLS_PORT tls=starttls; fi
-    local where=(--target ws --url "ws://127.0.0.1:$WS_PORT/xmpp-websocket" --gateway-pid "$GATEWAY_PID")
-    if [ "$target" = direct ]; then
-        where=(--target tcp --addr "127.0.0.1:$port" --tls "$tls" --ca-file "$WORK/ca.pem")
-    fi
+    local where
+    case "$target" in
+        gateway) where=(--target ws --url "ws://127.0.0.1:$WS_PORT/xmpp-websocket" --gateway-pid "$GATEWAY_PID") ;;
+        floor) where=(--target ws --url "ws://127.0.0.1:$FLOOR_PORT/$domain" --gateway-pid "$FLOOR_PID") ;;
+        direct) where=(--target tcp --addr "127.0.0.1:$port" --tls "$tls" --ca-file "$WORK/ca.pem") ;;
+        # A relay on its own port and pid (the callgrind runs): count-gateway:PORT:PID, count-floor:PORT:PID.
+        count-*)
+            local spec=${target#count-} kind port pid
+            IFS=: read -r kind port pid <<<"$spec"
+            if [ "$kind" = gateway ]; then
+                where=(--target ws --url "ws://127.0.0.1:$port/xmpp-websocket" --gateway-pid "$pid")
+            else
+                where=(--target ws --url "ws://127.0.0.1:$port/$domain" --gateway-pid "$pid")
+            fi
+            target=$kind
+            ;;
+    esac
     local line
     line=$("${PIN[@]}" "$BIN/xmppgw-loadgen" "${where[@]}" --domain "$domain" --source-ips "$SOURCES" \
         --label "$scenario/$upstream/$target" --deadline-secs 120 "$@")
@@ -165,51 +236,54 @@ loadgen() {
     echo "$line" | cut -c1-220 >&2
 }
 
-# Both orders, alternating by round, so that drift on the shared machine hits both sides.
-pair() { # round scenario upstream args...
-    local round=$1 scenario=$2 upstream=$3
+# The three targets one after the other, the order rotating by round, so that drift on the
+# shared machine hits each of them.
+trio() { # round scenario upstream args...
+    local round=$1 scenario=$2 upstream=$3 target
     shift 3
-    if [ $((round % 2)) -eq 1 ]; then
-        loadgen "$scenario" "$upstream" gateway "$@"
-        loadgen "$scenario" "$upstream" direct "$@"
-    else
-        loadgen "$scenario" "$upstream" direct "$@"
-        loadgen "$scenario" "$upstream" gateway "$@"
-    fi
+    local -a order=(gateway floor direct)
+    for _ in $(seq 1 $((round % 3))); do order=("${order[@]:1}" "${order[0]}"); done
+    for target in "${order[@]}"; do loadgen "$scenario" "$upstream" "$target" "$@"; done
 }
 
 PIN=()
 start_gateway
+start_floor
 
 echo "== throughput and setup rate ($ROUNDS rounds)" >&2
 for round in $(seq 1 "$ROUNDS"); do
     for upstream in plain tls; do
-        pair "$round" throughput "$upstream" --workload echo "${THROUGHPUT[@]}" --window 10
-        pair "$round" setup "$upstream" --workload echo "${SETUP[@]}" --connect-concurrency 64 --messages 0
+        trio "$round" throughput "$upstream" --workload echo "${THROUGHPUT[@]}" --window 10
+        trio "$round" setup "$upstream" --workload echo "${SETUP[@]}" --connect-concurrency 64 --messages 0
     done
 done
 
 echo "== round-trip time, every process pinned to CPU 0 ($ROUNDS rounds)" >&2
-for pid in "$GATEWAY_PID" "$PLAIN_PID" "$TLS_PID"; do taskset -apc 0 "$pid" >/dev/null; done
+for pid in "$GATEWAY_PID" "$FLOOR_PID" "$PLAIN_PID" "$TLS_PID"; do taskset -apc 0 "$pid" >/dev/null; done
 PIN=(taskset -c 0)
 for round in $(seq 1 "$ROUNDS"); do
     for upstream in plain tls; do
-        pair "$round" rtt-pinned "$upstream" --workload echo --sessions 1 "${RTT[@]}" --window 1 --threads 1
+        trio "$round" rtt-pinned "$upstream" --workload echo --sessions 1 "${RTT[@]}" --window 1 --threads 1
     done
 done
 PIN=()
 ALL_CPUS="0-$(($(nproc) - 1))"
-for pid in "$GATEWAY_PID" "$PLAIN_PID" "$TLS_PID"; do taskset -apc "$ALL_CPUS" "$pid" >/dev/null; done
+for pid in "$PLAIN_PID" "$TLS_PID"; do taskset -apc "$ALL_CPUS" "$pid" >/dev/null; done
 stop_gateway
+stop_floor
 
-echo "== memory per idle session at $MEM_SESSIONS sessions ($MEM_ROUNDS rounds, fresh gateway each)" >&2
+echo "== memory per idle session at $MEM_SESSIONS sessions ($MEM_ROUNDS rounds, fresh relay each)" >&2
 for round in $(seq 1 "$MEM_ROUNDS"); do
     for upstream in plain tls; do
-        start_gateway
-        sleep 0.5
-        loadgen memory "$upstream" gateway --workload idle --sessions "$MEM_SESSIONS" --connect-concurrency 128 \
-            --hold-secs 3
-        stop_gateway
+        relays=(gateway floor)
+        [ $((round % 2)) -eq 1 ] || relays=(floor gateway)
+        for relay in "${relays[@]}"; do
+            "start_$relay"
+            sleep 0.5
+            loadgen memory "$upstream" "$relay" --workload idle --sessions "$MEM_SESSIONS" --connect-concurrency 128 \
+                --hold-secs 3
+            "stop_$relay"
+        done
     done
 done
 
@@ -221,6 +295,78 @@ else
     cargo bench --bench splitter 2>/dev/null | grep '^{' | tee -a "$RESULTS" >&2
 fi
 
+if [ "$HAVE_VALGRIND" = 1 ]; then
+    echo "== instructions per stanza under callgrind (benches/stanza.rs)" >&2
+    if [ "$SMOKE" = 1 ]; then
+        STANZA_BIN=$(cargo test --locked --bench stanza --no-run 2>&1 | grep -o 'target/debug/deps/stanza-[0-9a-f]*' | tail -1)
+    else
+        STANZA_BIN=$(cargo bench --bench stanza --no-run 2>&1 | grep -o 'target/release/deps/stanza-[0-9a-f]*' | tail -1)
+    fi
+    # Instructions counted by callgrind in one run of COMMAND...
+    instructions() {
+        local out=$WORK/callgrind.out
+        rm -f "$out"
+        valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>"$WORK/valgrind.log" \
+            || { cat "$WORK/valgrind.log" >&2; exit 1; }
+        awk '/^totals:/ { print $2 }' "$out"
+    }
+    for case in classify splitter; do
+        counts=()
+        for stanzas in "${COUNT_STANZAS[@]}"; do
+            counts+=("$(STANZA_BENCH_CASE=$case STANZA_BENCH_ITERS=$stanzas instructions "$ROOT/$STANZA_BIN")")
+        done
+        line="{\"bench\":\"instructions\",\"case\":\"$case\",\"stanzas\":[${COUNT_STANZAS[0]},${COUNT_STANZAS[1]}],\"instructions\":[${counts[0]},${counts[1]}],\"per_stanza\":$(((counts[1] - counts[0]) / (COUNT_STANZAS[1] - COUNT_STANZAS[0])))}"
+        echo "$line" | tee -a "$RESULTS" >&2
+    done
+
+    echo "== instructions per echoed stanza, whole relay process under callgrind" >&2
+    # Each relay runs under callgrind twice per upstream, with COUNT_MESSAGES[0] and [1] messages
+    # per session; the difference of the totals over the difference of stanzas is what one more
+    # echoed stanza costs, start-up and session setup cancelled out.
+    COUNTED=
+    count_run() { # relay upstream messages; sets COUNTED
+        local relay=$1 upstream=$2 messages=$3 out=$WORK/callgrind-relay.out pid port
+        rm -f "$out"
+        if [ "$relay" = gateway ]; then
+            port=$COUNT_WS_PORT
+            valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN/xmpp-ws-gateway" \
+                --config "$WORK/gateway-count.toml" >"$WORK/count.log" 2>&1 &
+            pid=$!
+            PIDS+=("$pid")
+            wait_port_slow "$port"
+        else
+            port=$COUNT_FLOOR_PORT
+            # shellcheck disable=SC2046
+            valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN/xmppgw-floor-relay" \
+                $(floor_args "$port") >"$WORK/count.log" 2>&1 &
+            pid=$!
+            PIDS+=("$pid")
+            wait_ready_slow "$WORK/count.log"
+        fi
+        loadgen "count-messages-$messages" "$upstream" "count-$relay:$port:$pid" --workload echo --sessions 10 \
+            --messages "$messages" --window 10 >/dev/null 2>&1
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+        COUNTED=$(awk '/^totals:/ { print $2 }' "$out")
+        [ -n "$COUNTED" ] || { echo "no callgrind totals for $relay" >&2; cat "$WORK/count.log" >&2; exit 1; }
+    }
+    for upstream in plain tls; do
+        for relay in gateway floor; do
+            counts=()
+            for messages in "${COUNT_MESSAGES[@]}"; do
+                count_run "$relay" "$upstream" "$messages"
+                counts+=("$COUNTED")
+            done
+            stanzas=$((10 * (COUNT_MESSAGES[1] - COUNT_MESSAGES[0])))
+            line="{\"bench\":\"relay-instructions\",\"relay\":\"$relay\",\"upstream\":\"$upstream\",\"messages_per_session\":[${COUNT_MESSAGES[0]},${COUNT_MESSAGES[1]}],\"instructions\":[${counts[0]},${counts[1]}],\"per_stanza\":$(((counts[1] - counts[0]) / stanzas))}"
+            echo "$line" | tee -a "$RESULTS" >&2
+        done
+    done
+else
+    echo "== instruction counts: SKIPPED (no valgrind)" >&2
+fi
+
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE="$(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $(nproc) CPUs; $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 REPORT=$ROOT/docs/PERFORMANCE.md
 if [ "$SMOKE" = 1 ]; then
@@ -230,14 +376,19 @@ else
     cp "$RESULTS" "$ROOT/docs/bench-results.jsonl"
 fi
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$REPORT" \
-    --command "$COMMAND" --machine "$MACHINE" --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+changes')"
+    --command "$COMMAND" --machine "$MACHINE" --load "$LOAD" --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+changes')"
 if [ "$SMOKE" = 1 ]; then
     # Every scenario produced a line, and the report took them.
-    for label in throughput/plain/gateway throughput/tls/direct setup/tls/gateway rtt-pinned/plain/gateway \
-        memory/tls/gateway; do
+    for label in throughput/plain/gateway throughput/plain/floor throughput/tls/direct setup/tls/gateway \
+        setup/tls/floor rtt-pinned/plain/floor rtt-pinned/plain/gateway memory/tls/gateway memory/plain/floor; do
         grep -q "\"label\":\"$label\"" "$RESULTS" || { echo "bench smoke: no result for $label" >&2; exit 1; }
     done
     grep -q '"bench":"splitter"' "$RESULTS" || { echo "bench smoke: no splitter result" >&2; exit 1; }
+    if [ "$HAVE_VALGRIND" = 1 ]; then
+        for bench in '"case":"classify"' '"case":"splitter"' '"relay":"gateway","upstream":"tls"' '"relay":"floor","upstream":"plain"'; do
+            grep -q "$bench" "$RESULTS" || { echo "bench smoke: no instruction count for $bench" >&2; exit 1; }
+        done
+    fi
     if grep '^{"label"' "$RESULTS" | grep -v '"errors":0,'; then echo "bench smoke: a run had errors" >&2; exit 1; fi
     cmp -s "$ROOT/docs/PERFORMANCE.md" "$REPORT" && { echo "bench smoke: the report was not rewritten" >&2; exit 1; }
     echo "== bench smoke: $(grep -c '^{' "$RESULTS") result lines, report written to a temporary copy (docs/ untouched)" >&2

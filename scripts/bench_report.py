@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Turns the JSON lines of scripts/bench.sh into the results block of docs/PERFORMANCE.md.
 
-Medians over rounds; ratios are the median of per-round ratios (gateway and direct ran next to
-each other in each round). Only the text between the bench markers is replaced.
+Medians over rounds; ratios are the median of per-round ratios (the gateway, the floor relay
+and direct TCP ran one after the other in each round). Instruction counts come from single
+callgrind runs (they do not depend on the machine's load). Only the text between the bench
+markers is replaced.
 """
 import argparse
 import datetime
@@ -13,21 +15,38 @@ import sys
 BEGIN = "<!-- bench:begin (written by scripts/bench.sh; edit outside these markers) -->"
 END = "<!-- bench:end -->"
 
+UPSTREAMS = (("plain", "plaintext"), ("tls", "STARTTLS"))
+
+# Issue 13's targets, as (ratio or value, limit, at_least).
+THROUGHPUT_VS_FLOOR = 0.8
+CPU_PER_STANZA_VS_FLOOR = 1.5
+SETUP_VS_FLOOR = 0.9
+RTT_P99_VS_FLOOR = 1.3
+MEMORY_KIB = {"plain": 12, "tls": 16}
+SPLITTER_ONE_BYTE = 3.0
+
 
 def load(path):
     runs = {}
     splitter = {}
+    instructions = {}
+    relay_instructions = {}
     with open(path) as lines:
         for line in lines:
             line = line.strip()
             if not line.startswith("{"):
                 continue
             record = json.loads(line)
-            if record.get("bench") == "splitter":
+            bench = record.get("bench")
+            if bench == "splitter":
                 splitter[record["mode"]] = record
-                continue
-            runs.setdefault(record["label"], []).append(record)
-    return runs, splitter
+            elif bench == "instructions":
+                instructions[record["case"]] = record
+            elif bench == "relay-instructions":
+                relay_instructions[(record["relay"], record["upstream"])] = record
+            elif "label" in record:
+                runs.setdefault(record["label"], []).append(record)
+    return runs, splitter, instructions, relay_instructions
 
 
 def values(runs, label, key):
@@ -39,10 +58,10 @@ def median(runs, label, key):
     return statistics.median(found) if found else None
 
 
-def paired_ratio(runs, scenario, upstream, key):
+def paired_ratio(runs, scenario, upstream, key, other):
     gateway = values(runs, f"{scenario}/{upstream}/gateway", key)
-    direct = values(runs, f"{scenario}/{upstream}/direct", key)
-    ratios = [g / d for g, d in zip(gateway, direct) if d]
+    against = values(runs, f"{scenario}/{upstream}/{other}", key)
+    ratios = [g / d for g, d in zip(gateway, against) if d]
     return statistics.median(ratios) if ratios else None
 
 
@@ -56,6 +75,10 @@ def fmt(value, digits=0):
     return f"{value:,.{digits}f}"
 
 
+def times(value):
+    return "–" if value is None else f"{value:.2f}×"
+
+
 def verdict(value, limit, at_least):
     if value is None:
         return "not measured"
@@ -63,82 +86,171 @@ def verdict(value, limit, at_least):
     return "**holds**" if holds else "**missed**"
 
 
-def report(runs, splitter, args):
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rounds = max((len(label_runs) for label_runs in runs.values()), default=0)
-    rows = []
-    add = rows.append
-    add("| Measure | Upstream | Gateway | Direct | Gateway/direct | Target | Verdict |")
-    add("|---|---|---:|---:|---:|---|---|")
-    for upstream, name in (("plain", "plaintext"), ("tls", "STARTTLS")):
-        ratio = paired_ratio(runs, "throughput", upstream, "stanzas_per_sec")
-        target, check = ("≥ 0.6×", verdict(ratio, 0.6, True)) if upstream == "plain" else ("report", "–")
-        add(
-            f"| Echo throughput, stanzas/s (200 sessions × 500, window 10) | {name} "
-            f"| {fmt(median(runs, f'throughput/{upstream}/gateway', 'stanzas_per_sec'))} "
-            f"| {fmt(median(runs, f'throughput/{upstream}/direct', 'stanzas_per_sec'))} "
-            f"| {fmt(ratio, 2)}× | {target} | {check} |"
+class Table:
+    def __init__(self, runs):
+        self.runs = runs
+        self.rows = [
+            "| Measure | Upstream | Gateway | Floor relay | Direct | Gateway / floor | Gateway / direct | Target | Verdict |",
+            "|---|---|---:|---:|---:|---:|---:|---|---|",
+        ]
+
+    def add(self, measure, name, gateway, floor, direct, vs_floor, vs_direct, target="report", check="–"):
+        self.rows.append(
+            f"| {measure} | {name} | {gateway} | {floor} | {direct} | {vs_floor} | {vs_direct} | {target} | {check} |"
         )
-    for upstream, name in (("plain", "plaintext"), ("tls", "STARTTLS")):
-        for key, percentile in (("rtt_p50_us", "p50"), ("rtt_p99_us", "p99")):
-            ratio = paired_ratio(runs, "rtt-pinned", upstream, key)
-            target, check = ("≤ 4× direct p99", verdict(ratio, 4.0, False)) if key == "rtt_p99_us" else ("report", "–")
-            add(
-                f"| RTT {percentile}, µs, pinned to 1 CPU (1 session, window 1, 3000 stanzas) | {name} "
-                f"| {fmt(median(runs, f'rtt-pinned/{upstream}/gateway', key))} "
-                f"| {fmt(median(runs, f'rtt-pinned/{upstream}/direct', key))} "
-                f"| {fmt(ratio, 2)}× | {target} | {check} |"
+
+    def measured(self, measure, scenario, key, digits=0, target=None, with_direct=True):
+        """One row per upstream: medians of the three targets, and the paired ratios.
+
+        `target` is (limit, at_least) on the gateway/floor ratio, or None to report only."""
+        for upstream, name in UPSTREAMS:
+            ratio = paired_ratio(self.runs, scenario, upstream, key, "floor")
+            med = {t: median(self.runs, f"{scenario}/{upstream}/{t}", key) for t in ("gateway", "floor", "direct")}
+            direct_ratio = paired_ratio(self.runs, scenario, upstream, key, "direct") if with_direct else None
+            goal, check = ("report", "–")
+            if target is not None:
+                limit, at_least = target
+                goal = f"{'≥' if at_least else '≤'} {limit}× floor"
+                check = verdict(ratio, limit, at_least)
+            self.add(
+                measure,
+                name,
+                fmt(med["gateway"], digits),
+                fmt(med["floor"], digits),
+                fmt(med["direct"], digits) if with_direct else "",
+                times(ratio),
+                times(direct_ratio) if with_direct else "",
+                goal,
+                check,
             )
-    for upstream, name in (("plain", "plaintext"), ("tls", "STARTTLS")):
-        ratio = paired_ratio(runs, "setup", upstream, "setup_rate")
-        target, check = ("≥ 0.35×", verdict(ratio, 0.35, True)) if upstream == "plain" else ("report", "–")
-        add(
-            f"| Setup rate, sessions/s (2000 sessions, 64 at a time) | {name} "
-            f"| {fmt(median(runs, f'setup/{upstream}/gateway', 'setup_rate'))} "
-            f"| {fmt(median(runs, f'setup/{upstream}/direct', 'setup_rate'))} "
-            f"| {fmt(ratio, 2)}× | {target} | {check} |"
+
+
+def report(runs, splitter, instructions, relay_instructions, args):
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rounds = max(
+        (len(label_runs) for label, label_runs in runs.items() if not label.startswith("count-")), default=0
+    )
+    table = Table(runs)
+    table.measured(
+        "Echo throughput, stanzas/s (200 sessions × 500, window 10)",
+        "throughput",
+        "stanzas_per_sec",
+        target=(THROUGHPUT_VS_FLOOR, True),
+    )
+    table.measured(
+        "Relay CPU per echoed stanza (relayed both ways), µs, in those runs",
+        "throughput",
+        "stanza_cpu_us",
+        digits=2,
+        target=(CPU_PER_STANZA_VS_FLOOR, False),
+        with_direct=False,
+    )
+    for upstream, name in UPSTREAMS:
+        gateway, floor = (relay_instructions.get((relay, upstream)) for relay in ("gateway", "floor"))
+        if gateway is None and floor is None:
+            continue
+        per = [record["per_stanza"] if record else None for record in (gateway, floor)]
+        ratio = per[0] / per[1] if per[0] is not None and per[1] else None
+        table.add(
+            "Relay instructions per echoed stanza (callgrind, whole process, user space)",
+            name,
+            fmt(per[0]),
+            fmt(per[1]),
+            "",
+            times(ratio),
+            "",
+            f"≤ {CPU_PER_STANZA_VS_FLOOR}× floor",
+            verdict(ratio, CPU_PER_STANZA_VS_FLOOR, False),
         )
-        add(
-            f"| Setup time p50 / p99, ms | {name} "
-            f"| {fmt(median(runs, f'setup/{upstream}/gateway', 'setup_p50_ms'), 1)} / "
-            f"{fmt(median(runs, f'setup/{upstream}/gateway', 'setup_p99_ms'), 1)} "
-            f"| {fmt(median(runs, f'setup/{upstream}/direct', 'setup_p50_ms'), 1)} / "
-            f"{fmt(median(runs, f'setup/{upstream}/direct', 'setup_p99_ms'), 1)} | | report | – |"
+    table.measured(
+        "RTT p50, µs, pinned to 1 CPU (1 session, window 1, 3000 stanzas)", "rtt-pinned", "rtt_p50_us"
+    )
+    table.measured(
+        "RTT p99, µs, pinned to 1 CPU (1 session, window 1, 3000 stanzas)",
+        "rtt-pinned",
+        "rtt_p99_us",
+        target=(RTT_P99_VS_FLOOR, False),
+    )
+    table.measured(
+        "Setup rate, sessions/s (2000 sessions, 64 at a time)",
+        "setup",
+        "setup_rate",
+        target=(SETUP_VS_FLOOR, True),
+    )
+    table.measured("Setup time p50, ms", "setup", "setup_p50_ms", digits=1)
+    table.measured("Setup time p99, ms", "setup", "setup_p99_ms", digits=1)
+    table.measured(
+        "Relay CPU per session set up, µs", "setup", "setup_cpu_us", digits=0, with_direct=False
+    )
+    for upstream, name in UPSTREAMS:
+        per_session = {
+            relay: median(runs, f"memory/{upstream}/{relay}", "rss_per_session_bytes") for relay in ("gateway", "floor")
+        }
+        kib = {relay: (value / 1024 if value is not None else None) for relay, value in per_session.items()}
+        ratio = paired_ratio(runs, "memory", upstream, "rss_per_session_bytes", "floor")
+        sessions = median(runs, f"memory/{upstream}/gateway", "ok_sessions")
+        limit = MEMORY_KIB[upstream]
+        table.add(
+            f"Memory per idle authenticated session, KiB (RSS delta / {fmt(sessions)} sessions)",
+            name,
+            fmt(kib["gateway"], 1),
+            fmt(kib["floor"], 1),
+            "",
+            times(ratio),
+            "",
+            f"≤ {limit} KiB",
+            verdict(kib["gateway"], limit, False),
         )
-    for upstream, name, limit in (("plain", "plaintext", 16), ("tls", "STARTTLS", 48)):
-        label = f"memory/{upstream}/gateway"
-        per_session = median(runs, label, "rss_per_session_bytes")
-        kib = per_session / 1024 if per_session is not None else None
-        sessions = median(runs, label, "ok_sessions")
-        add(
-            f"| Memory per idle authenticated session, KiB (RSS delta / {fmt(sessions)} sessions) | {name} "
-            f"| {fmt(kib, 1)} | | | ≤ {limit} KiB | {verdict(kib, limit, False)} |"
+        rss = {}
+        for relay in ("gateway", "floor"):
+            label = f"memory/{upstream}/{relay}"
+            idle, hwm = median(runs, label, "vm_rss_idle_kib"), median(runs, label, "vm_hwm_kib")
+            rss[relay] = f"{fmt(idle and idle / 1024, 1)} / {fmt(hwm and hwm / 1024, 1)}"
+        table.add("VmRSS / VmHWM with those sessions, MiB", name, rss["gateway"], rss["floor"], "", "", "")
+    for case, what in (("classify", "client message check"), ("splitter", "server element split + check")):
+        record = instructions.get(case)
+        if record is None:
+            continue
+        table.add(
+            f"Instructions per chat stanza, {what} (callgrind, benches/stanza.rs)",
+            "",
+            fmt(record["per_stanza"]),
+            "",
+            "",
+            "",
+            "",
         )
-        add(
-            f"| Gateway VmRSS / VmHWM with those sessions, MiB | {name} "
-            f"| {fmt(median(runs, label, 'vm_rss_idle_kib') and median(runs, label, 'vm_rss_idle_kib') / 1024, 1)} / "
-            f"{fmt(median(runs, label, 'vm_hwm_kib') and median(runs, label, 'vm_hwm_kib') / 1024, 1)} | | | report | – |"
-        )
-    one = splitter.get("one-read")
     for mode in ("one-read", "1-byte", "random-1..4096"):
         record = splitter.get(mode)
         if record is None:
             continue
         ratio = record["ratio_to_one_read"]
-        target, check = ("≤ 4× one read", verdict(ratio, 4.0, False)) if mode == "1-byte" else ("report", "–")
-        add(
-            f"| Splitter, 256 KiB element, {mode} ({record['reads']} reads), ns/byte | | "
-            f"{record['ns_per_byte']:.2f} | | {ratio:.2f}× one read | {target} | {check} |"
+        target, check = (
+            (f"≤ {SPLITTER_ONE_BYTE:g}× one read", verdict(ratio, SPLITTER_ONE_BYTE, False))
+            if mode == "1-byte"
+            else ("report", "–")
         )
-    if one is None:
-        add("| Splitter | | not measured | | | ≤ 4× | – |")
+        table.add(
+            f"Splitter, 256 KiB element, {mode} ({record['reads']} reads), ns/byte",
+            "",
+            f"{record['ns_per_byte']:.2f}",
+            "",
+            "",
+            "",
+            f"{ratio:.2f}× one read",
+            target,
+            check,
+        )
     lines = [
         BEGIN,
-        f"Command: `{args.command}` · Date: {date} · Machine: {args.machine} · Commit: {args.commit} · "
-        f"Rounds: {rounds} (medians; ratios are medians of per-round gateway/direct ratios) · "
-        f"Errors in all runs: {errors(runs)}",
+        f"Command: `{args.command}` · Date: {date} · Machine: {args.machine} · Load average at the end "
+        f"(1, 5, 15 min): {args.load} · Commit: {args.commit} · Rounds: {rounds} (medians; ratios are "
+        f"medians of per-round ratios) · Errors in all runs: {errors(runs)}",
         "",
-        *rows,
+        "CPU times are seconds of CPU (scheduler time of every thread of the relay process, kernel "
+        "included); instruction counts are user-space instructions counted by callgrind.",
+        "",
+        *table.rows,
         END,
     ]
     return "\n".join(lines)
@@ -151,9 +263,9 @@ def main():
     parser.add_argument("--command", required=True)
     parser.add_argument("--machine", required=True)
     parser.add_argument("--commit", required=True)
+    parser.add_argument("--load", default="not recorded")
     args = parser.parse_args()
-    runs, splitter = load(args.results)
-    block = report(runs, splitter, args)
+    block = report(*load(args.results), args)
     try:
         with open(args.document) as document:
             text = document.read()

@@ -66,8 +66,9 @@ packages=(prosody lua-unbound lua-event openssl ca-certificates ejabberd nginx c
 packages+=(caddy haproxy firefox-esr)
 # The README's scripts run below: the demo (Prosody, Chromium: in the list above), the
 # container image (buildah, podman, runc, debootstrap), the benchmark's smoke run (python3 for
-# its report, taskset from util-linux; python3 only where none is on PATH).
-packages+=("${IMAGE_PACKAGES[@]}" util-linux)
+# its report, taskset from util-linux, valgrind for its instruction counts; python3 only where
+# none is on PATH).
+packages+=("${IMAGE_PACKAGES[@]}" util-linux valgrind)
 command -v python3 >/dev/null || packages+=(python3)
 step "Debian packages (installs the missing ones)"
 install_debian_packages "${packages[@]}"

@@ -24,11 +24,11 @@ use crate::session::{self, SessionContext};
 pub const SUBPROTOCOL: &str = "xmpp";
 
 /// Size of the WebSocket read buffer per connection (tungstenite's default is 128 KiB).
-const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Write buffer target per connection. Sending a message always flushes it at once; messages
 /// relayed from one upstream read are queued and flushed together, up to this size per write
 /// (0 would make every queued message its own write, one syscall per stanza).
-const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
+pub const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 /// Room in the write buffer beyond the target and the largest element: a relayed element grows
 /// by the namespace declarations inherited from the stream header (at most the splitter's header
 /// limit, 8 KiB), plus frame headers, a pong and a Close frame.

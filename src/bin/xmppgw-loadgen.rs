@@ -1,15 +1,17 @@
 //! `xmppgw-loadgen`: opens N XMPP sessions and measures setup, echo round trips and the
 //! gateway's memory; prints one JSON object on stdout.
 //!
-//! `--target ws`: RFC 7395 sessions through a running gateway (subprotocol `xmpp`): `<open/>`,
-//! `<open/>` + features, SASL PLAIN `<auth/>`, `<success/>`, the restart `<open/>`, `<open/>` +
-//! features. `--target tcp`: the same over an RFC 6120 TCP stream straight to the server (with
-//! STARTTLS when `--tls starttls`), the baseline without the gateway.
+//! `--target ws`: RFC 7395 sessions through a running gateway or floor relay (subprotocol
+//! `xmpp`): `<open/>`, `<open/>` + features, SASL PLAIN `<auth/>`, `<success/>`, the restart
+//! `<open/>`, `<open/>` + features. `--target tcp`: the same over an RFC 6120 TCP stream
+//! straight to the server (with STARTTLS when `--tls starttls`), the baseline without a relay.
 //!
-//! Then `--workload idle` holds every session for `--hold-secs` and reads the gateway's
+//! Then `--workload idle` holds every session for `--hold-secs` and reads the relay's
 //! VmRSS/VmHWM (`--gateway-pid`), or `--workload echo` has every session send `--messages`
 //! `<message/>` stanzas with at most `--window` unanswered, timing each round trip through an
-//! echoing server (`xmppgw-fake-upstream`). Every phase is bounded by `--deadline-secs`.
+//! echoing server (`xmppgw-fake-upstream`). With `--gateway-pid` the relay's CPU time per
+//! session set up and per echoed stanza is reported too. Every phase is bounded by
+//! `--deadline-secs`.
 //! Built only with `--features bench`; connects to loopback addresses only.
 #![forbid(unsafe_code)]
 
@@ -110,7 +112,8 @@ struct Args {
     /// Seconds to hold the sessions before reading the gateway's memory (idle).
     #[arg(long, default_value_t = 3)]
     hold_secs: u64,
-    /// The gateway's process id, for VmRSS/VmHWM from /proc.
+    /// The measured relay's process id (the gateway or the floor relay), for VmRSS/VmHWM and
+    /// CPU time from /proc.
     #[arg(long)]
     gateway_pid: Option<u32>,
     /// Local addresses to connect from, round robin (spreads ephemeral ports), e.g. 127.0.0.2,127.0.0.3.
@@ -144,8 +147,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One established session.
 enum Session {
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WsSession>),
     Tcp(TcpSession<Box<dyn Io>>),
+}
+
+/// A WebSocket session. Received text is split into top-level elements here rather than taken
+/// one message each: the gateway sends one element per message, the floor relay one message per
+/// upstream read, and both are read by the same code.
+struct WsSession {
+    ws: WebSocketStream<TcpStream>,
+    pending: Vec<u8>,
 }
 
 struct TcpSession<S> {
@@ -214,7 +225,7 @@ impl<S: Io> TcpSession<S> {
 impl Session {
     async fn send(&mut self, text: &str) -> io::Result<()> {
         match self {
-            Session::Ws(ws) => ws.send(Message::Text(text.into())).await.map_err(ws_error),
+            Session::Ws(session) => session.ws.send(Message::Text(text.into())).await.map_err(ws_error),
             Session::Tcp(tcp) => tcp.write(text).await,
         }
     }
@@ -222,9 +233,18 @@ impl Session {
     /// The next element (WebSocket: the next text message).
     async fn recv(&mut self) -> io::Result<String> {
         match self {
-            Session::Ws(ws) => loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_string()),
+            Session::Ws(session) => loop {
+                match scan(&session.pending) {
+                    Scan::Element { skip, len } => {
+                        let element = String::from_utf8_lossy(&session.pending[skip..skip + len]).into_owned();
+                        session.pending.drain(..skip + len);
+                        return Ok(element);
+                    }
+                    Scan::StreamEnd => return Err(bench_error("end tag outside an element")),
+                    Scan::Incomplete => {}
+                }
+                match session.ws.next().await {
+                    Some(Ok(Message::Text(text))) => session.pending.extend_from_slice(text.as_bytes()),
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Ok(Message::Binary(_))) => return Err(bench_error("binary message")),
                     Some(Ok(Message::Close(frame))) => return Err(bench_error(format!("closed: {frame:?}"))),
@@ -312,7 +332,7 @@ async fn establish(plan: &Plan, index: usize) -> io::Result<Session> {
             if response.headers().get("Sec-WebSocket-Protocol").map(HeaderValue::as_bytes) != Some(b"xmpp") {
                 return Err(bench_error("the gateway did not select the xmpp subprotocol"));
             }
-            let mut session = Session::Ws(Box::new(ws));
+            let mut session = Session::Ws(Box::new(WsSession { ws, pending: Vec::new() }));
             let open =
                 format!("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" to=\"{}\" version=\"1.0\"/>", args.domain);
             session.send(&open).await?;
@@ -476,6 +496,21 @@ fn memory_kib(pid: Option<u32>) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time used so far by every thread of a process, in nanoseconds (the first field of each
+/// `/proc/<pid>/task/<tid>/schedstat`: time on a CPU, counted by the scheduler to the
+/// nanosecond, where `/proc/<pid>/stat` counts in 10 ms ticks).
+fn cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", pid?)).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        // A thread may end between the listing and the read: it is skipped.
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
 /// Nearest-rank percentile of sorted values.
 fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     if sorted.is_empty() {
@@ -518,6 +553,7 @@ async fn run(args: Arc<Args>) -> String {
     let plan = Arc::new(Plan { args: args.clone(), ws_address, tls });
     let deadline = Instant::now() + Duration::from_secs(args.deadline_secs);
     let memory_before = memory_kib(args.gateway_pid);
+    let cpu_before_setup = cpu_ns(args.gateway_pid);
 
     let (setup_sender, mut setup_reports) = mpsc::unbounded_channel();
     let (echo_sender, mut echo_reports) = mpsc::unbounded_channel();
@@ -556,12 +592,14 @@ async fn run(args: Arc<Args>) -> String {
         }
     }
     let setup_secs = setup_started.elapsed().as_secs_f64();
+    let cpu_after_setup = cpu_ns(args.gateway_pid);
     let ok_sessions = setup_us.len();
     setup_us.sort_unstable();
 
     let mut memory_idle = None;
     let mut rtts_us: Vec<u64> = Vec::new();
     let mut echo_secs = 0.0;
+    let mut cpu_after_echo = None;
     match args.workload {
         Workload::Idle => {
             let hold_until = (Instant::now() + Duration::from_secs(args.hold_secs)).min(deadline);
@@ -594,6 +632,7 @@ async fn run(args: Arc<Args>) -> String {
                 }
             }
             echo_secs = echo_started.elapsed().as_secs_f64();
+            cpu_after_echo = cpu_ns(args.gateway_pid);
         }
         Workload::Echo => {}
     }
@@ -609,6 +648,14 @@ async fn run(args: Arc<Args>) -> String {
         }
         _ => None,
     };
+    // The measured process's CPU per session set up and per echoed stanza (each stanza crosses
+    // it twice, to the server and back), in microseconds.
+    let cpu_us_per = |before: Option<u64>, after: Option<u64>, count: usize| match (before, after) {
+        (Some(before), Some(after)) if count > 0 => Some(after.saturating_sub(before) as f64 / 1000.0 / count as f64),
+        _ => None,
+    };
+    let setup_cpu_us = cpu_us_per(cpu_before_setup, cpu_after_setup, ok_sessions);
+    let stanza_cpu_us = cpu_us_per(cpu_after_setup, cpu_after_echo, rtts_us.len());
     let target = match args.target {
         Target::Ws => "ws",
         Target::Tcp => "tcp",
@@ -626,7 +673,7 @@ async fn run(args: Arc<Args>) -> String {
             "\"messages\":{},\"window\":{},\"stanzas\":{},\"echo_secs\":{:.3},\"stanzas_per_sec\":{:.1},",
             "\"rtt_p50_us\":{},\"rtt_p90_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},",
             "\"gateway_pid\":{},\"vm_rss_before_kib\":{},\"vm_rss_idle_kib\":{},\"vm_rss_kib\":{},\"vm_hwm_kib\":{},",
-            "\"rss_per_session_bytes\":{}}}"
+            "\"rss_per_session_bytes\":{},\"setup_cpu_us\":{},\"stanza_cpu_us\":{}}}"
         ),
         json_string(&args.label),
         target,
@@ -655,6 +702,8 @@ async fn run(args: Arc<Args>) -> String {
         json_number(memory_after.map(|memory| memory.0)),
         json_number(memory_after.map(|memory| memory.1)),
         json_number(per_session_bytes),
+        json_number(setup_cpu_us.map(|us| format!("{us:.2}"))),
+        json_number(stanza_cpu_us.map(|us| format!("{us:.3}"))),
     )
 }
 
