@@ -23,7 +23,8 @@
 #        scripts/bench.sh --smoke    (what CI runs so the script cannot rot: every step once, with
 #                                     debug builds and tiny counts, the report written to a
 #                                     temporary copy of docs/PERFORMANCE.md; measures nothing)
-# Needs: cargo, python3, taskset (util-linux), an open-files limit above 2 * MEM_SESSIONS + 100;
+# Needs: cargo, python3, taskset (util-linux), an open-files hard limit of 4 * MEM_SESSIONS + 256
+# (the gateway's descriptor budget; with less, memory is measured at fewer sessions, said so);
 # valgrind for the instruction counts (skipped, and reported as not measured, without it).
 set -euo pipefail
 
@@ -49,6 +50,15 @@ fi
 ROUNDS=${ROUNDS:-5}
 MEM_ROUNDS=${MEM_ROUNDS:-3}
 MEM_SESSIONS=${MEM_SESSIONS:-9000}
+# The gateway budgets 4 descriptors per connection plus 128 for itself
+# (src/listener/descriptors.rs) and refuses connections beyond; a process here can have at most
+# the hard open-files limit, which only a privileged user can raise.
+HARD_NOFILE=$(ulimit -Hn)
+if [ "$HARD_NOFILE" != unlimited ] && [ "$MEM_SESSIONS" -gt $(((HARD_NOFILE - 128) / 4 - 32)) ]; then
+    echo "note: the open-files hard limit ($HARD_NOFILE) lets the gateway hold $(((HARD_NOFILE - 128) / 4)) connections;" \
+        "memory is measured at $(((HARD_NOFILE - 128) / 4 - 32)) sessions instead of $MEM_SESSIONS" >&2
+    MEM_SESSIONS=$(((HARD_NOFILE - 128) / 4 - 32))
+fi
 BASE_PORT=${BASE_PORT:-15220}
 PLAIN_PORT=$((BASE_PORT + 2))
 TLS_PORT=$((BASE_PORT + 3))
@@ -71,11 +81,23 @@ if [ "$(ulimit -n)" -lt $((2 * MEM_SESSIONS + 100)) ]; then
 fi
 
 echo "== build" >&2
+# Everything is built here, so that the binaries measured are those of the commit named in the
+# report even if the sources change while the benchmark runs.
+COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches Cargo.toml Cargo.lock || echo '+changes')"
+# The path of a bench target's executable (cargo's JSON messages name it).
+bench_executable() { # cargo-subcommand bench-name
+    cargo "$1" --locked --bench "$2" --no-run --message-format=json \
+        | python3 -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])'
+}
 if [ "$SMOKE" = 1 ]; then
     cargo build --locked --features bench --bins
+    # The bench mains in the test profile (as cargo test --all-targets builds them).
+    SPLITTER_BIN=$(bench_executable test splitter)
+    STANZA_BIN=$(bench_executable test stanza)
 else
     cargo build --release --features bench --bins
-    cargo bench --bench splitter --no-run
+    SPLITTER_BIN=$(bench_executable bench splitter)
+    STANZA_BIN=$(bench_executable bench stanza)
 fi
 HAVE_VALGRIND=0
 command -v valgrind >/dev/null && HAVE_VALGRIND=1
@@ -288,20 +310,10 @@ for round in $(seq 1 "$MEM_ROUNDS"); do
 done
 
 echo "== splitter microbenchmark" >&2
-if [ "$SMOKE" = 1 ]; then
-    # The bench's own main, once, in the test profile (as cargo test --all-targets runs it).
-    cargo test --locked --bench splitter 2>/dev/null | grep '^{' | tee -a "$RESULTS" >&2
-else
-    cargo bench --bench splitter 2>/dev/null | grep '^{' | tee -a "$RESULTS" >&2
-fi
+"$SPLITTER_BIN" | grep '^{' | tee -a "$RESULTS" >&2
 
 if [ "$HAVE_VALGRIND" = 1 ]; then
     echo "== instructions per stanza under callgrind (benches/stanza.rs)" >&2
-    if [ "$SMOKE" = 1 ]; then
-        STANZA_BIN=$(cargo test --locked --bench stanza --no-run 2>&1 | grep -o 'target/debug/deps/stanza-[0-9a-f]*' | tail -1)
-    else
-        STANZA_BIN=$(cargo bench --bench stanza --no-run 2>&1 | grep -o 'target/release/deps/stanza-[0-9a-f]*' | tail -1)
-    fi
     # Instructions counted by callgrind in one run of COMMAND...
     instructions() {
         local out=$WORK/callgrind.out
@@ -313,7 +325,7 @@ if [ "$HAVE_VALGRIND" = 1 ]; then
     for case in classify splitter; do
         counts=()
         for stanzas in "${COUNT_STANZAS[@]}"; do
-            counts+=("$(STANZA_BENCH_CASE=$case STANZA_BENCH_ITERS=$stanzas instructions "$ROOT/$STANZA_BIN")")
+            counts+=("$(STANZA_BENCH_CASE=$case STANZA_BENCH_ITERS=$stanzas instructions "$STANZA_BIN")")
         done
         line="{\"bench\":\"instructions\",\"case\":\"$case\",\"stanzas\":[${COUNT_STANZAS[0]},${COUNT_STANZAS[1]}],\"instructions\":[${counts[0]},${counts[1]}],\"per_stanza\":$(((counts[1] - counts[0]) / (COUNT_STANZAS[1] - COUNT_STANZAS[0])))}"
         echo "$line" | tee -a "$RESULTS" >&2
@@ -376,7 +388,7 @@ else
     cp "$RESULTS" "$ROOT/docs/bench-results.jsonl"
 fi
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$REPORT" \
-    --command "$COMMAND" --machine "$MACHINE" --load "$LOAD" --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+changes')"
+    --command "$COMMAND" --machine "$MACHINE" --load "$LOAD" --commit "$COMMIT"
 if [ "$SMOKE" = 1 ]; then
     # Every scenario produced a line, and the report took them.
     for label in throughput/plain/gateway throughput/plain/floor throughput/tls/direct setup/tls/gateway \
