@@ -87,7 +87,8 @@ COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches Carg
 # The path of a bench target's executable (cargo's JSON messages name it).
 bench_executable() { # cargo-subcommand bench-name
     cargo "$1" --locked --bench "$2" --no-run --message-format=json \
-        | python3 -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])'
+        | python3 -c 'import json, sys; print(*[m["executable"] for m in map(json.loads, sys.stdin)
+                if m.get("executable") and m["target"]["kind"] == ["bench"] and m["target"]["name"] == sys.argv[1]])' "$2"
 }
 if [ "$SMOKE" = 1 ]; then
     cargo build --locked --features bench --bins
@@ -104,6 +105,12 @@ command -v valgrind >/dev/null && HAVE_VALGRIND=1
 
 WORK=$(mktemp -d)
 RESULTS=$WORK/results.jsonl
+if [ "$SMOKE" = 0 ]; then
+    # Kept whatever happens (a run cut short still leaves what it measured).
+    mkdir -p "$TARGET_DIR/bench"
+    RESULTS=$TARGET_DIR/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
+    echo "raw results: $RESULTS" >&2
+fi
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
