@@ -83,34 +83,12 @@ pub async fn read_into_splitter<R: AsyncRead + Unpin>(
 /// Most `<see-other-host/>` redirects followed for one route (RFC 6120 §4.9.3.19: "2 to 5").
 pub const MAX_REDIRECTS: usize = 5;
 
-/// The host and port of a `<see-other-host/>` text (RFC 6120 §4.9.3.19: a domainpart or an IP
-/// address, IPv6 in brackets, optionally `:port`); `default_port` when there is no port.
+/// The host and port of a `<see-other-host/>` text ([`crate::xml::see_other_host`]);
+/// `default_port` when there is no port.
 fn redirect_target(text: &str, default_port: u16) -> Result<(String, u16), UpstreamError> {
-    let invalid = UpstreamError::Protocol("unusable see-other-host target");
-    let text = text.trim();
-    let parse_port = |port: &str| port.parse::<u16>().ok().filter(|port| *port != 0);
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or(UpstreamError::Protocol("unusable see-other-host target"))?;
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(invalid);
-        }
-        let port = match after {
-            "" => Some(default_port),
-            after => after.strip_prefix(':').and_then(parse_port),
-        };
-        (host.to_string(), port)
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) => (host.trim_end_matches('.').to_ascii_lowercase(), parse_port(port)),
-            None => (text.trim_end_matches('.').to_ascii_lowercase(), Some(default_port)),
-        }
-    };
-    let bracketed = text.starts_with('[');
-    let usable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') || (bracketed && c == ':');
-    match port {
-        Some(port) if !host.is_empty() && host.chars().all(usable) => Ok((host, port)),
-        _ => Err(invalid),
-    }
+    crate::xml::see_other_host::parse(text)
+        .map(|target| (target.host, target.port.unwrap_or(default_port)))
+        .ok_or(UpstreamError::Protocol("unusable see-other-host target"))
 }
 
 /// The client side of an upstream setup: the client's `<open/>` and its address (for a PROXY

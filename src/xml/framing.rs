@@ -25,6 +25,10 @@ pub const STARTTLS_REQUEST: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp
 /// `<failure xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>`, the answer to a client `<starttls/>` (TLS-7).
 pub const STARTTLS_FAILURE: &str = r#"<failure xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>"#;
 
+/// `<failure xmlns="http://jabber.org/protocol/compress"><setup-failed/></failure>`, the answer to
+/// a client `<compress/>`: XEP-0138 is never offered over WebSocket (TLS-6, TLS-7).
+pub const COMPRESS_FAILURE: &str = r#"<failure xmlns="http://jabber.org/protocol/compress"><setup-failed/></failure>"#;
+
 /// The upstream stream header for a client `<open/>` (HDR-1..5): XML declaration, unclosed
 /// `<stream:stream>` start tag with `xmlns='jabber:client'`, `xmlns:stream`, `to=domain`,
 /// `version` and `xml:lang` copied from the client, `from` only when `include_from` (never before

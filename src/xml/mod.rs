@@ -11,6 +11,7 @@ pub mod condition;
 pub mod framing;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod see_other_host;
 pub mod splitter;
 mod wf;
 

@@ -82,6 +82,16 @@ pub struct ServerElement {
     pub see_other_host: Option<String>,
 }
 
+impl ServerElement {
+    /// For a `<stream:error>`, its defined condition (RFC 6120 §4.9.3, anything else
+    /// `"undefined-condition"`: a bounded set, safe as a metric label); `None` for any other
+    /// element.
+    pub fn stream_error_condition(&self) -> Option<&'static str> {
+        (self.kind == ServerElementKind::StreamError)
+            .then(|| defined_condition(self.error_condition.as_deref().unwrap_or("undefined-condition")))
+    }
+}
+
 /// One event from the server stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
