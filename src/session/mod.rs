@@ -40,6 +40,7 @@ use crate::xml::framing;
 use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits};
 
 mod client_input;
+pub mod core;
 mod outcome;
 mod relay;
 
