@@ -134,7 +134,7 @@ fn stream_end_is_never_written_twice() {
     }
 }
 
-const BEGIN: &str = "<!-- endings: generated from src/session/core/ending.rs; its tests check this copy -->\n";
+const BEGIN: &str = "<!-- endings: generated from src/session/core/ending/table.rs; its tests check this copy -->\n";
 const END: &str = "<!-- end of endings -->";
 
 #[test]
