@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::{header, HeaderMap};
 use ipnet::IpNet;
 
-fn is_trusted(address: IpAddr, trusted: &[IpNet]) -> bool {
+/// Whether `address` (IPv4-mapped IPv6 counts as IPv4) is one of the trusted proxies.
+pub fn is_trusted(address: IpAddr, trusted: &[IpNet]) -> bool {
     let address = match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
@@ -60,16 +61,44 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         .collect()
 }
 
-/// The address logs and per-address limits use for a request from `peer`.
-pub fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    if !is_trusted(peer.ip(), trusted) {
-        return peer.ip();
+/// The client's address as the gateway knows it: the TCP peer with its port, or the address a
+/// trusted proxy reported, without a port (the proxy's own source port would be made up).
+/// Displayed as `203.0.113.9:51234`, `[2001:db8::1]:51234`, or `203.0.113.9` / `2001:db8::1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    /// The address.
+    pub ip: IpAddr,
+    /// The TCP source port, when the address is the TCP peer's.
+    pub port: Option<u16>,
+}
+
+impl ClientAddr {
+    /// As a socket address, port 0 when unknown (a PROXY protocol header needs one).
+    pub fn socket_addr(self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(0))
     }
-    let mut client = peer.ip();
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => SocketAddr::new(self.ip, port).fmt(f),
+            None => self.ip.fmt(f),
+        }
+    }
+}
+
+/// The address logs and per-address limits use for a request from `peer`.
+pub fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAddr {
+    let direct = ClientAddr { ip: peer.ip(), port: Some(peer.port()) };
+    if !is_trusted(peer.ip(), trusted) {
+        return direct;
+    }
+    let mut client = direct;
     for node in forwarded_chain(headers).into_iter().rev() {
         match node {
             Some(address) => {
-                client = address;
+                client = ClientAddr { ip: address, port: None };
                 if !is_trusted(address, trusted) {
                     break;
                 }
@@ -144,7 +173,24 @@ mod tests {
     fn untrusted_peer_headers_are_ignored() {
         let peer: SocketAddr = "203.0.113.7:5000".parse().unwrap();
         let h = headers(&[("x-forwarded-for", "198.51.100.1")]);
-        assert_eq!(client_address(peer, &h, &nets(&["127.0.0.1"])), peer.ip());
+        let client = client_address(peer, &h, &nets(&["127.0.0.1"]));
+        assert_eq!(client, ClientAddr { ip: peer.ip(), port: Some(5000) });
+        assert_eq!(client.to_string(), "203.0.113.7:5000");
+    }
+
+    #[test]
+    fn a_forwarded_address_has_no_port() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        let client = client_address(peer, &h, &nets(&["127.0.0.1"]));
+        assert_eq!(client.to_string(), "198.51.100.1");
+        assert_eq!(client.socket_addr(), "198.51.100.1:0".parse::<SocketAddr>().unwrap());
+        let v6 = headers(&[("x-forwarded-for", "2001:db8::7")]);
+        assert_eq!(client_address(peer, &v6, &nets(&["127.0.0.1"])).to_string(), "2001:db8::7");
+        let direct: SocketAddr = "[2001:db8::9]:443".parse().unwrap();
+        assert_eq!(client_address(direct, &h, &[]).to_string(), "[2001:db8::9]:443");
+        // A trusted peer without forwarding headers is the client itself.
+        assert_eq!(client_address(peer, &HeaderMap::new(), &nets(&["127.0.0.1"])).to_string(), "127.0.0.1:5000");
     }
 
     #[test]
@@ -152,9 +198,9 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let trusted = nets(&["127.0.0.1", "10.0.0.0/8"]);
         let h = headers(&[("x-forwarded-for", "198.51.100.9, 198.51.100.1, 10.1.2.3")]);
-        assert_eq!(client_address(peer, &h, &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(peer, &h, &trusted).ip, "198.51.100.1".parse::<IpAddr>().unwrap());
         let split = headers(&[("x-forwarded-for", "198.51.100.9"), ("x-forwarded-for", "10.1.2.3")]);
-        assert_eq!(client_address(peer, &split, &trusted), "198.51.100.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(peer, &split, &trusted).ip, "198.51.100.9".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -162,10 +208,10 @@ mod tests {
         let peer: SocketAddr = "[::1]:5000".parse().unwrap();
         let trusted = nets(&["::1"]);
         let h = headers(&[("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https, for=::1")]);
-        assert_eq!(client_address(peer, &h, &trusted), "2001:db8:cafe::17".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(peer, &h, &trusted).ip, "2001:db8:cafe::17".parse::<IpAddr>().unwrap());
         assert!(forwarded_https(peer, &h, &trusted));
         let h = headers(&[("forwarded", "for=192.0.2.60;proto=http")]);
-        assert_eq!(client_address(peer, &h, &trusted), "192.0.2.60".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(peer, &h, &trusted).ip, "192.0.2.60".parse::<IpAddr>().unwrap());
         assert!(!forwarded_https(peer, &h, &trusted));
     }
 
@@ -173,7 +219,7 @@ mod tests {
     fn garbage_in_the_chain_stops_trust() {
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let h = headers(&[("x-forwarded-for", "198.51.100.9, unknown")]);
-        assert_eq!(client_address(peer, &h, &nets(&["127.0.0.1"])), peer.ip());
+        assert_eq!(client_address(peer, &h, &nets(&["127.0.0.1"])).ip, peer.ip());
     }
 
     #[test]

@@ -15,6 +15,14 @@ use serde::Deserialize;
 /// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).
 pub const MIN_ELEMENT_BYTES: usize = 10_000;
 
+/// The smallest `limits.max_attributes_per_element` accepted: a stream header or `<open/>`
+/// carries up to eight attributes, so anything lower would refuse every session.
+pub const MIN_ATTRIBUTES_PER_ELEMENT: usize = 16;
+
+/// The smallest `limits.max_namespace_declarations_per_element` accepted (a stream header
+/// declares two).
+pub const MIN_NAMESPACE_DECLARATIONS_PER_ELEMENT: usize = 4;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +163,20 @@ pub struct LimitsConfig {
     pub pong_timeout_secs: u64,
     /// Seconds without any stanza in either direction before the session is closed (0: never).
     pub idle_timeout_secs: u64,
+    /// Seconds a new connection has from being accepted to its WebSocket upgrade (TLS handshake
+    /// and HTTP request included); a connection that has not upgraded by then is closed.
+    pub handshake_timeout_secs: u64,
+    /// Largest HTTP request head (request line and headers) accepted, in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Connections accepted but not yet upgraded, in total (503 beyond).
+    pub max_pending_connections: usize,
+    /// Connections accepted but not yet upgraded, per TCP peer address (429 beyond); trusted
+    /// proxies are exempt.
+    pub max_pending_connections_per_address: usize,
+    /// Most attributes (namespace declarations included) on one start tag, either direction.
+    pub max_attributes_per_element: usize,
+    /// Most namespace declarations on one start tag, either direction.
+    pub max_namespace_declarations_per_element: usize,
 }
 
 impl Default for LimitsConfig {
@@ -169,6 +191,12 @@ impl Default for LimitsConfig {
             ping_interval_secs: 30,
             pong_timeout_secs: 15,
             idle_timeout_secs: 3600,
+            handshake_timeout_secs: 10,
+            max_header_bytes: 16 * 1024,
+            max_pending_connections: 1024,
+            max_pending_connections_per_address: 16,
+            max_attributes_per_element: crate::xml::DEFAULT_MAX_ATTRIBUTES,
+            max_namespace_declarations_per_element: crate::xml::DEFAULT_MAX_NAMESPACE_DECLARATIONS,
         }
     }
 }
@@ -197,6 +225,11 @@ impl LimitsConfig {
     /// [`Self::idle_timeout_secs`] as a duration, `None` when disabled.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// [`Self::handshake_timeout_secs`] as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
     }
 }
 
@@ -349,6 +382,18 @@ pub struct UpstreamConfig {
     /// Send a PROXY protocol v2 header with the client's address first, so the server sees it.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Largest element accepted in either direction for sessions to this upstream, in bytes
+    /// (D10; at least 10000); unset: `limits.max_element_bytes`. Set it to the server's own
+    /// limit, so an element the server would silently drop is refused by the gateway instead.
+    #[serde(default)]
+    pub max_element_bytes: Option<usize>,
+}
+
+impl UpstreamConfig {
+    /// This upstream's element limit, given the global one.
+    pub fn element_limit(&self, global: usize) -> usize {
+        self.max_element_bytes.unwrap_or(global)
+    }
 }
 
 fn default_upstream_tls() -> UpstreamTls {
@@ -404,6 +449,13 @@ impl Config {
         Ok(config)
     }
 
+    /// The largest element limit of any session: the global one or an upstream's. The WebSocket
+    /// layer accepts messages up to this size; each session then applies its upstream's limit.
+    pub fn largest_element_limit(&self) -> usize {
+        let global = self.limits.max_element_bytes;
+        self.upstream.iter().map(|upstream| upstream.element_limit(global)).fold(global, usize::max)
+    }
+
     /// Checks every value that parsed but may still be unusable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listener
@@ -417,21 +469,30 @@ impl Config {
                 format!("{path:?} must start with '/', not be '/' alone and not end with '/'"),
             ));
         }
-        if self.limits.max_element_bytes < MIN_ELEMENT_BYTES {
+        check_element_limit("limits.max_element_bytes", self.limits.max_element_bytes)?;
+        let header_bytes = self.limits.max_header_bytes;
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&header_bytes) {
             return Err(invalid(
-                "limits.max_element_bytes",
-                format!(
-                    "{} is below {MIN_ELEMENT_BYTES}, the minimum RFC 6120 §13.12 allows",
-                    self.limits.max_element_bytes
-                ),
+                "limits.max_header_bytes",
+                format!("{header_bytes} must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}"),
             ));
         }
-        if self.limits.max_element_bytes > 16 * 1024 * 1024 {
-            return Err(invalid("limits.max_element_bytes", "must be at most 16777216 (16 MiB)"));
+        for (key, value, minimum) in [
+            ("limits.max_attributes_per_element", self.limits.max_attributes_per_element, MIN_ATTRIBUTES_PER_ELEMENT),
+            (
+                "limits.max_namespace_declarations_per_element",
+                self.limits.max_namespace_declarations_per_element,
+                MIN_NAMESPACE_DECLARATIONS_PER_ELEMENT,
+            ),
+        ] {
+            if value < minimum {
+                return Err(invalid(key, format!("{value} is below {minimum}: stream headers need that many")));
+            }
         }
         for (key, value) in [
             ("limits.open_timeout_secs", self.limits.open_timeout_secs),
             ("limits.close_timeout_secs", self.limits.close_timeout_secs),
+            ("limits.handshake_timeout_secs", self.limits.handshake_timeout_secs),
             ("connect.attempt_timeout_secs", self.connect.attempt_timeout_secs),
             ("connect.overall_timeout_secs", self.connect.overall_timeout_secs),
         ] {
@@ -443,6 +504,8 @@ impl Config {
             ("limits.max_queued_messages", self.limits.max_queued_messages),
             ("limits.max_sessions", self.limits.max_sessions),
             ("limits.max_sessions_per_address", self.limits.max_sessions_per_address),
+            ("limits.max_pending_connections", self.limits.max_pending_connections),
+            ("limits.max_pending_connections_per_address", self.limits.max_pending_connections_per_address),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -562,6 +625,9 @@ impl Config {
             }
             crate::upstream::parse_host_port(&upstream.address)
                 .map_err(|problem| invalid(key("address"), format!("{:?}: {problem}", upstream.address)))?;
+            if let Some(limit) = upstream.max_element_bytes {
+                check_element_limit(&key("max_element_bytes"), limit)?;
+            }
             if let Some(ca_file) = &upstream.ca_file {
                 if upstream.tls == UpstreamTls::None {
                     return Err(invalid(key("ca_file"), "makes no sense with tls = \"none\""));
@@ -571,8 +637,33 @@ impl Config {
                 }
             }
         }
+        if self.upstream.is_empty() && self.domains.allow.is_empty() {
+            // An empty or truncated file would otherwise start a gateway that refuses everyone.
+            return Err(invalid(
+                "upstream",
+                "the configuration serves no domain: add an [[upstream]] table or a [domains] allow entry \
+                 (is the file empty or cut short?)",
+            ));
+        }
         Ok(())
     }
+}
+
+/// Smallest `limits.max_header_bytes` (the HTTP layer cannot work with a smaller buffer).
+pub const MIN_HEADER_BYTES: usize = 8192;
+/// Largest `limits.max_header_bytes`.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Largest element size limit accepted.
+pub const MAX_ELEMENT_BYTES: usize = 16 * 1024 * 1024;
+
+fn check_element_limit(key: &str, value: usize) -> Result<(), ConfigError> {
+    if value < MIN_ELEMENT_BYTES {
+        return Err(invalid(key, format!("{value} is below {MIN_ELEMENT_BYTES}, the minimum RFC 6120 §13.12 allows")));
+    }
+    if value > MAX_ELEMENT_BYTES {
+        return Err(invalid(key, format!("must be at most {MAX_ELEMENT_BYTES} (16 MiB)")));
+    }
+    Ok(())
 }
 
 /// Parses `a.b.c.d/n`, `x::y/n`, or a bare address (a single host).
@@ -593,14 +684,55 @@ mod tests {
         Config::from_toml(text).expect_err("config should be refused").to_string()
     }
 
+    /// The smallest valid configuration: one domain served through DNS, everything else default.
+    const MINIMAL: &str = "[domains]\nallow = [\"example.com\"]\n";
+
     #[test]
     fn defaults_are_valid() {
-        let config = Config::from_toml("").expect("empty config is valid");
+        let config = Config::from_toml(MINIMAL).expect("defaults are valid");
         assert_eq!(config.listener.path, "/xmpp-websocket");
         assert_eq!(config.limits.max_element_bytes, 262_144);
         assert_eq!(config.connect.attempt_timeout_secs, 10);
         assert_eq!(config.connect.overall_timeout_secs, 30);
+        assert_eq!(config.limits.handshake_timeout_secs, 10);
+        assert_eq!(config.limits.max_header_bytes, 16_384);
         assert!(config.upstream.is_empty());
+    }
+
+    #[test]
+    fn a_configuration_serving_no_domain_is_refused() {
+        for text in ["", "[listener]\naddress = \"127.0.0.1:5290\"\n", "[domains]\nallow = []\n"] {
+            let message = err(text);
+            assert!(message.starts_with("upstream:") && message.contains("serves no domain"), "{message}");
+        }
+        assert!(Config::from_toml("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\n").is_ok());
+    }
+
+    #[test]
+    fn an_upstream_may_set_its_own_element_limit() {
+        let config = Config::from_toml(
+            "[limits]\nmax_element_bytes = 100000\n\
+             [[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\nmax_element_bytes = 65535\n\
+             [[upstream]]\ndomain = \"b.example\"\naddress = \"127.0.0.1:5223\"\n\
+             [[upstream]]\ndomain = \"c.example\"\naddress = \"127.0.0.1:5224\"\nmax_element_bytes = 300000\n",
+        )
+        .unwrap();
+        assert_eq!(config.upstream[0].element_limit(100_000), 65_535);
+        assert_eq!(config.upstream[1].element_limit(100_000), 100_000);
+        assert_eq!(config.largest_element_limit(), 300_000);
+        let message =
+            err("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\nmax_element_bytes = 9999\n");
+        assert!(message.starts_with("upstream[0].max_element_bytes:") && message.contains("10000"), "{message}");
+    }
+
+    #[test]
+    fn pre_upgrade_limits_are_checked() {
+        let with = |line: &str| format!("{MINIMAL}[limits]\n{line}\n");
+        assert!(err(&with("max_header_bytes = 4096")).starts_with("limits.max_header_bytes:"));
+        assert!(err(&with("handshake_timeout_secs = 0")).starts_with("limits.handshake_timeout_secs:"));
+        assert!(err(&with("max_pending_connections = 0")).starts_with("limits.max_pending_connections:"));
+        assert!(err(&with("max_pending_connections_per_address = 0"))
+            .starts_with("limits.max_pending_connections_per_address:"));
     }
 
     #[test]
@@ -615,6 +747,24 @@ mod tests {
         let message = err("[limits]\nmax_element_bytes = 9999\n");
         assert!(message.starts_with("limits.max_element_bytes:"), "{message}");
         assert!(message.contains("10000"), "{message}");
+    }
+
+    #[test]
+    fn attribute_and_declaration_caps_default_and_minimum() {
+        // A served domain, so that the config is valid whatever else validation requires.
+        let upstream = "[[upstream]]\ndomain = \"example.com\"\naddress = \"127.0.0.1:5222\"\n";
+        let config = Config::from_toml(upstream).expect("valid");
+        assert_eq!(config.limits.max_attributes_per_element, 64);
+        assert_eq!(config.limits.max_namespace_declarations_per_element, 32);
+        let message = err(&format!("[limits]\nmax_attributes_per_element = 15\n{upstream}"));
+        assert!(message.starts_with("limits.max_attributes_per_element:") && message.contains("16"), "{message}");
+        let message = err(&format!("[limits]\nmax_namespace_declarations_per_element = 3\n{upstream}"));
+        assert!(message.starts_with("limits.max_namespace_declarations_per_element:"), "{message}");
+        let config = Config::from_toml(&format!(
+            "[limits]\nmax_attributes_per_element = 16\nmax_namespace_declarations_per_element = 4\n{upstream}"
+        ))
+        .expect("the minimum is valid");
+        assert_eq!(config.limits.max_attributes_per_element, 16);
     }
 
     #[test]
@@ -667,7 +817,7 @@ mod tests {
         assert!(err("[limits]\nmax_sessions = 0\n").starts_with("limits.max_sessions:"));
         assert!(err("[admin]\naddress = \"nowhere\"\n").starts_with("admin.address:"));
         let config = Config::from_toml(
-            "[listener]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nallowed_origins = [\"https://chat.example.com\"]\n",
+            &format!("{MINIMAL}[listener]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nallowed_origins = [\"https://chat.example.com\"]\n"),
         )
         .unwrap();
         assert_eq!(config.listener.trusted_proxies.len(), 2);
@@ -675,7 +825,7 @@ mod tests {
 
     #[test]
     fn discovery_defaults() {
-        let config = Config::from_toml("").unwrap();
+        let config = Config::from_toml("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\n").unwrap();
         assert!(config.domains.allow.is_empty());
         assert!(config.dns.nameservers.is_empty());
         assert_eq!(config.dns.prefer, PreferTls::Mixed);
@@ -707,7 +857,7 @@ mod tests {
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gw.toml");
-        std::fs::write(&path, "[listener]\naddress = \"127.0.0.1:5280\"\n").unwrap();
+        std::fs::write(&path, format!("{MINIMAL}[listener]\naddress = \"127.0.0.1:5280\"\n")).unwrap();
         let env = HashMap::from([
             ("XMPPGW_LISTENER__ADDRESS".to_string(), "127.0.0.1:6000".to_string()),
             ("XMPPGW_LIMITS__OPEN_TIMEOUT_SECS".to_string(), "3".to_string()),

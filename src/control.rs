@@ -1,8 +1,10 @@
 //! The process-wide control plane: the current (reloadable) gateway state, the drain signal,
-//! the tracker of live session tasks, and the session limits.
+//! the trackers of live connection and session tasks, and the limits on connections that have
+//! not upgraded yet and on sessions.
 //!
 //! Built once by [`crate::run`] and shared by the listeners and sessions. It holds no XML and no
-//! sockets; it only decides whether a new session may start and tells live ones to stop.
+//! sockets; it only decides whether a new connection or session may start and tells live ones to
+//! stop.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,8 +24,13 @@ pub struct Control {
     pub drain: CancellationToken,
     /// Every session task, so shutdown can wait for them (axum does not track upgraded sockets).
     pub sessions: TaskTracker,
-    /// Session counts for the total and per-address limits.
-    pub limiter: SessionLimiter,
+    /// Every public connection task until its upgrade (TLS handshake and HTTP included).
+    pub connections: TaskTracker,
+    /// Session counts for `limits.max_sessions` and `limits.max_sessions_per_address`.
+    pub limiter: AddressLimiter,
+    /// Counts of connections not yet upgraded, for `limits.max_pending_connections` and
+    /// `limits.max_pending_connections_per_address`.
+    pub pending: AddressLimiter,
 }
 
 impl Control {
@@ -33,7 +40,9 @@ impl Control {
             current: RwLock::new(gateway),
             drain: CancellationToken::new(),
             sessions: TaskTracker::new(),
-            limiter: SessionLimiter::default(),
+            connections: TaskTracker::new(),
+            limiter: AddressLimiter::default(),
+            pending: AddressLimiter::default(),
         }
     }
 
@@ -64,20 +73,22 @@ impl Control {
     }
 }
 
-/// Which limit refused a session.
+/// Which limit refused a session or connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitExceeded {
-    /// `limits.max_sessions`.
+    /// The total (`limits.max_sessions`, `limits.max_pending_connections`).
     Total,
-    /// `limits.max_sessions_per_address`.
+    /// The per-address limit (`limits.max_sessions_per_address`,
+    /// `limits.max_pending_connections_per_address`).
     PerAddress,
 }
 
-/// Counts sessions in total and per client address.
+/// Counts holders (sessions, or connections that have not upgraded) in total and per client
+/// address.
 ///
 /// IPv6 clients are counted per /64, since one host usually owns a whole /64.
 #[derive(Debug, Clone, Default)]
-pub struct SessionLimiter {
+pub struct AddressLimiter {
     state: Arc<Mutex<LimiterState>>,
 }
 
@@ -100,14 +111,14 @@ fn address_key(address: IpAddr) -> IpAddr {
     }
 }
 
-impl SessionLimiter {
+impl AddressLimiter {
     /// Takes a slot for `address` if both limits allow it.
     pub fn try_acquire(
         &self,
         address: IpAddr,
         max_total: usize,
         max_per_address: usize,
-    ) -> Result<SessionPermit, LimitExceeded> {
+    ) -> Result<AddressPermit, LimitExceeded> {
         let key = address_key(address);
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.total >= max_total {
@@ -119,23 +130,23 @@ impl SessionLimiter {
         }
         *count += 1;
         state.total += 1;
-        Ok(SessionPermit { limiter: self.clone(), key })
+        Ok(AddressPermit { limiter: self.clone(), key })
     }
 
-    /// Sessions currently holding a permit.
+    /// Holders of a permit now.
     pub fn total(&self) -> usize {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).total
     }
 }
 
-/// A slot in the limiter, released when dropped.
+/// A slot in an [`AddressLimiter`], released when dropped.
 #[derive(Debug)]
-pub struct SessionPermit {
-    limiter: SessionLimiter,
+pub struct AddressPermit {
+    limiter: AddressLimiter,
     key: IpAddr,
 }
 
-impl Drop for SessionPermit {
+impl Drop for AddressPermit {
     fn drop(&mut self) {
         let mut state = self.limiter.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.total = state.total.saturating_sub(1);
@@ -154,7 +165,7 @@ mod tests {
 
     #[test]
     fn limits_total_and_per_address_and_releases_on_drop() {
-        let limiter = SessionLimiter::default();
+        let limiter = AddressLimiter::default();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = limiter.try_acquire(a, 3, 2).unwrap();
@@ -171,7 +182,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_counted_per_64() {
-        let limiter = SessionLimiter::default();
+        let limiter = AddressLimiter::default();
         let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();

@@ -7,9 +7,11 @@
 //!   upstream stream and asks [`xml`] what they mean.
 //! - [`upstream`]: finding, reaching and securing the server (TCP, STARTTLS/direct TLS).
 //! - [`server`]: the HTTP/WebSocket edge (subprotocol, Origin, limits, upgrade, host-meta);
-//!   [`listener`] its sockets (plain or TLS); [`client_addr`] the client behind a proxy.
-//! - [`control`]: drain signal, session tracking and limits, reloadable state; [`admin`] the
-//!   metrics and health endpoints.
+//!   [`listener`] its accept loops, TLS handshakes, HTTP framing and what a connection may
+//!   cost before its upgrade (descriptors, time, header bytes); [`client_addr`] the client
+//!   behind a proxy.
+//! - [`control`]: drain signal, connection and session tracking and limits, reloadable state;
+//!   [`admin`] the metrics and health endpoints.
 //! - [`config`], [`domain`], [`metrics`]: settings, domain normalisation, Prometheus metrics.
 //! - [`run`]: wiring used by the binary and by tests.
 #![forbid(unsafe_code)]

@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use xmpp_ws_gateway::config::{Config, LogFormat};
+use xmpp_ws_gateway::listener::descriptors::{self, Raised};
 use xmpp_ws_gateway::run::{build_gateway, Bound};
 use xmpp_ws_gateway::upstream::SystemRoots;
 #[cfg(unix)]
@@ -52,6 +54,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log.level, config.log.format);
+    match descriptors::raise_descriptor_limit() {
+        Raised::From { was, now } => tracing::info!(was, now, "descriptor limit raised to the hard limit"),
+        Raised::Refused(was) => tracing::warn!(limit = was, "cannot raise the descriptor limit to the hard limit"),
+        Raised::AlreadyAtMost(_) => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -59,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let gateway = match build_gateway(config, &SystemRoots::load()) {
             Ok(gateway) => gateway,
             Err(error) => {
@@ -83,8 +90,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Whatever is still running after the grace period (a session stuck in a send, a name
+    // lookup on a blocking thread) must not hold the exit up.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
 }
+
+/// How long the runtime may take to stop its tasks and blocking threads at exit.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// Dependencies that log whole WebSocket messages or HTTP bodies (and so SASL payloads) at
 /// trace level. Their trace events are dropped whatever the configured level: credentials never

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub sessions_ended: IntCounterVec,
     /// `xmppgw_websocket_handshakes_rejected_total{reason}`.
     pub handshakes_rejected: IntCounterVec,
+    /// `xmppgw_connections_pending`: public connections accepted and not yet upgraded.
+    pub connections_pending: IntGauge,
+    /// `xmppgw_connections_dropped_total{reason}`: public connections closed before an upgrade.
+    pub connections_dropped: IntCounterVec,
     /// `xmppgw_upstream_connect_duration_seconds{phase}` with phase dns, tcp, tls, stream.
     pub connect_duration: HistogramVec,
     /// `xmppgw_upstream_connect_failures_total{class}` (the D6 classes).
@@ -69,6 +73,10 @@ impl Metrics {
         let sessions_active = IntGauge::new("xmppgw_sessions_active", "WebSocket sessions currently open")
             .expect("static metric definition");
         registry.register(Box::new(sessions_active.clone())).expect("metric registered once");
+        let connections_pending =
+            IntGauge::new("xmppgw_connections_pending", "Public connections accepted and not yet upgraded")
+                .expect("static metric definition");
+        registry.register(Box::new(connections_pending.clone())).expect("metric registered once");
         let connect_duration = HistogramVec::new(
             HistogramOpts::new(
                 "xmppgw_upstream_connect_duration_seconds",
@@ -95,6 +103,13 @@ impl Metrics {
                 &registry,
                 "xmppgw_websocket_handshakes_rejected_total",
                 "WebSocket upgrade requests refused, by reason",
+                &["reason"],
+            ),
+            connections_pending,
+            connections_dropped: counter(
+                &registry,
+                "xmppgw_connections_dropped_total",
+                "Public connections closed by the gateway before a WebSocket upgrade, by reason",
                 &["reason"],
             ),
             connect_duration,

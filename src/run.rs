@@ -8,14 +8,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::{self, Config};
 use crate::control::Control;
-use crate::listener::{self, PlainListener, TlsListener};
+use crate::listener::{self, descriptors};
 use crate::metrics::Metrics;
-use crate::server::{self, AppState, PeerInfo};
+use crate::server::{self, AppState};
 use crate::session::Gateway;
 use crate::upstream::{SystemRoots, UpstreamDirectory, UpstreamSetupError};
 
@@ -97,14 +98,11 @@ pub fn reload(
     Ok(())
 }
 
-enum Public {
-    Plain(PlainListener),
-    Tls(TlsListener),
-}
-
 /// Bound, not yet serving listeners.
 pub struct Bound {
-    public: Public,
+    public: TcpListener,
+    /// The public listener does the TLS handshake itself (`wss://`).
+    secure: bool,
     admin: Option<TcpListener>,
     control: Arc<Control>,
     /// The public listener's address (useful with port 0).
@@ -119,27 +117,31 @@ impl std::fmt::Debug for Bound {
     }
 }
 
+/// Connections the kernel completes and queues for a listener before it accepts them: room for
+/// a burst of clients while every public connection slot is taken (the usual default, 128, is
+/// soon full; the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(address: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address).await.map_err(|source| StartError::Bind { address: address.to_string(), source })
+    let failed = |source| StartError::Bind { address: address.to_string(), source };
+    let addr: SocketAddr = address.parse().map_err(|error| failed(std::io::Error::other(error)))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(failed)?;
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(failed)?;
+    socket.bind(addr).map_err(failed)?;
+    socket.listen(LISTEN_BACKLOG).map_err(failed)
 }
 
 impl Bound {
     /// Binds the public and admin listeners of `gateway`'s configuration.
     pub async fn bind(gateway: Arc<Gateway>) -> Result<Bound, StartError> {
         let config = gateway.config.clone();
-        let tls = gateway.listener_tls.is_some();
+        let secure = gateway.listener_tls.is_some();
         let control = Arc::new(Control::new(gateway));
-        let tcp = bind(&config.listener.address).await?;
-        let local_addr =
-            tcp.local_addr().map_err(|source| StartError::Bind { address: config.listener.address.clone(), source })?;
-        let public = if tls {
-            Public::Tls(
-                TlsListener::new(tcp, control.clone())
-                    .map_err(|source| StartError::Bind { address: config.listener.address.clone(), source })?,
-            )
-        } else {
-            Public::Plain(PlainListener(tcp))
-        };
+        let public = bind(&config.listener.address).await?;
+        let local_addr = public
+            .local_addr()
+            .map_err(|source| StartError::Bind { address: config.listener.address.clone(), source })?;
         let (admin, admin_addr) = if config.admin.address.is_empty() {
             (None, None)
         } else {
@@ -147,12 +149,12 @@ impl Bound {
             let addr = admin.local_addr().ok();
             (Some(admin), addr)
         };
-        Ok(Bound { public, admin, control, local_addr, admin_addr })
+        Ok(Bound { public, secure, admin, control, local_addr, admin_addr })
     }
 
     /// The URL clients use.
     pub fn url(&self) -> String {
-        let scheme = if matches!(self.public, Public::Tls(_)) { "wss" } else { "ws" };
+        let scheme = if self.secure { "wss" } else { "ws" };
         format!("{scheme}://{}{}", self.local_addr, self.control.current().config.listener.path)
     }
 
@@ -167,39 +169,47 @@ impl Bound {
     }
 
     /// Serves until `shutdown` completes, then drains: stops accepting, `/readyz` turns 503,
-    /// every session is told to leave, and live sessions get up to the grace period to end.
+    /// connections that have not upgraded are closed at once, every session is told to leave,
+    /// and live sessions get up to the grace period, counted from the signal, to end. Returns
+    /// then, whatever is still open.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let control = self.control.clone();
+        let config = control.current().config.clone();
+        let descriptor_limit = descriptors::descriptor_limit();
+        let slots = descriptors::public_connection_slots(descriptor_limit);
+        let wanted = config.limits.max_sessions.saturating_add(config.limits.max_pending_connections);
+        if slots < wanted {
+            warn!(
+                descriptor_limit,
+                public_connections = slots,
+                wanted,
+                "the descriptor limit (RLIMIT_NOFILE) allows fewer public connections than \
+                 limits.max_sessions + limits.max_pending_connections; raise it (systemd: LimitNOFILE)"
+            );
+        }
         let admin_url = self.admin_addr.map(|addr| format!("http://{addr}")).unwrap_or_else(|| "disabled".into());
-        info!(url = %self.url(), admin = %admin_url, "websocket listener ready");
+        info!(url = %self.url(), admin = %admin_url, public_connections = slots, "websocket listener ready");
         let drain = control.drain.clone();
         tokio::spawn(async move {
             shutdown.await;
             drain.cancel();
         });
         let admin_task = self.admin.map(|admin| {
-            let router = crate::admin::router(control.clone());
-            tokio::spawn(async move { axum::serve(admin, router).await })
+            tokio::spawn(listener::serve_admin(admin, control.clone(), crate::admin::router(control.clone())))
         });
         let app = server::router(AppState::new(control.clone()));
-        let stop = control.drain.clone().cancelled_owned();
-        let served = match self.public {
-            Public::Plain(listener) => {
-                axum::serve(listener, app.into_make_service_with_connect_info::<PeerInfo>())
-                    .with_graceful_shutdown(stop)
-                    .await
-            }
-            Public::Tls(listener) => {
-                axum::serve(listener, app.into_make_service_with_connect_info::<PeerInfo>())
-                    .with_graceful_shutdown(stop)
-                    .await
-            }
-        };
-        control.sessions.close();
+        listener::serve_public(self.public, self.secure, control.clone(), app, Arc::new(Semaphore::new(slots))).await;
+        // Draining has started: the grace period runs from now, whatever the connections do.
         let grace = control.current().config.shutdown.grace_period();
-        let live = control.sessions.len();
-        info!(sessions = live, grace_secs = grace.as_secs(), "draining");
-        if tokio::time::timeout(grace, control.sessions.wait()).await.is_err() {
+        let deadline = tokio::time::Instant::now() + grace;
+        control.connections.close();
+        control.sessions.close();
+        info!(sessions = control.sessions.len(), grace_secs = grace.as_secs(), "draining");
+        let everything = async {
+            control.connections.wait().await;
+            control.sessions.wait().await;
+        };
+        if tokio::time::timeout_at(deadline, everything).await.is_err() {
             warn!(sessions = control.sessions.len(), "grace period expired with sessions still open");
         } else {
             info!("all sessions ended");
@@ -207,6 +217,6 @@ impl Bound {
         if let Some(task) = admin_task {
             task.abort();
         }
-        served
+        Ok(())
     }
 }

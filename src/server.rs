@@ -8,19 +8,16 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::connect_info::Connected;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::serve::IncomingStream;
 use axum::Router;
 
 use crate::client_addr::{self, OriginDecision};
 use crate::control::{Control, LimitExceeded};
-use crate::listener::{PlainListener, TlsListener};
 use crate::session::{self, SessionContext};
 
 /// The WebSocket subprotocol of RFC 7395.
@@ -32,6 +29,17 @@ const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// relayed from one upstream read are queued and flushed together, up to this size per write
 /// (0 would make every queued message its own write, one syscall per stanza).
 const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
+/// Room in the write buffer beyond the target and the largest element: a relayed element grows
+/// by the namespace declarations inherited from the stream header (at most the splitter's header
+/// limit, 8 KiB), plus frame headers, a pong and a Close frame.
+const WS_WRITE_SLACK_BYTES: usize = 16 * 1024;
+
+/// The most a WebSocket may hold unsent: the write target, one largest element, and the slack.
+/// Without a maximum, pongs to a client that sends pings but never reads would pile up without
+/// bound (tungstenite's default is unlimited).
+pub fn max_write_buffer_bytes(largest_element: usize) -> usize {
+    WS_WRITE_BUFFER_BYTES + largest_element + WS_WRITE_SLACK_BYTES
+}
 
 /// What the handlers know about the TCP peer.
 #[derive(Debug, Clone, Copy)]
@@ -40,18 +48,6 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// Whether the listener terminated TLS itself.
     pub secure: bool,
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for PeerInfo {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        PeerInfo { addr: *stream.remote_addr(), secure: false }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        PeerInfo { addr: *stream.remote_addr(), secure: true }
-    }
 }
 
 /// State shared by the HTTP handlers.
@@ -148,10 +144,10 @@ async fn websocket_endpoint(
             "RFC 7395 requires the 'xmpp' WebSocket subprotocol: the request has no 'Sec-WebSocket-Protocol: xmpp' header.\n",
         );
     }
-    let client_ip = client_addr::client_address(peer.addr, &headers, &gateway.trusted_proxies);
+    let client = client_addr::client_address(peer.addr, &headers, &gateway.trusted_proxies);
     let limits = &gateway.config.limits;
     let permit =
-        match state.control.limiter.try_acquire(client_ip, limits.max_sessions, limits.max_sessions_per_address) {
+        match state.control.limiter.try_acquire(client.ip, limits.max_sessions, limits.max_sessions_per_address) {
             Ok(permit) => permit,
             Err(LimitExceeded::Total) => {
                 reject("limit-total");
@@ -163,20 +159,27 @@ async fn websocket_endpoint(
             }
         };
     let context = SessionContext {
-        client: SocketAddr::new(client_ip, peer.addr.port()),
+        client,
         id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
         drain: state.control.drain.clone(),
         permit,
     };
-    let max_message = limits.max_element_bytes;
-    let tracker = state.control.sessions.clone();
+    // Each session applies its upstream's element limit; the WebSocket layer takes the largest.
+    let max_message = gateway.config.largest_element_limit();
+    // Counted as a session from here, so a drain that starts before the upgrade completes still
+    // waits for it.
+    let tracked = state.control.sessions.token();
     upgrade
         .protocols([SUBPROTOCOL])
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .write_buffer_size(WS_WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(max_write_buffer_bytes(max_message))
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| tracker.track_future(session::run(socket, gateway, context)))
+        .on_upgrade(move |socket| async move {
+            session::run(socket, gateway, context).await;
+            drop(tracked);
+        })
 }
 
 /// The host-meta link for this request, if one may be served: host-meta configured, the `Host`

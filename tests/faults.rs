@@ -1,4 +1,4 @@
-//! Faults with real clients and servers, and what the client sees (spec/DECISIONS.md):
+//! Faults with real clients and servers, and what the client sees (decisions in docs/PROTOCOL.md):
 //! - the server killed mid-session: WebSocket close 1014, no `<close/>` (D5), and the client can
 //!   log in again once the server is back;
 //! - the DNS server down while a client connects: `<remote-connection-failed/>` with a `dns-*`

@@ -257,6 +257,82 @@ async fn tv_72_oversized_message_is_policy_violation_1009_and_never_reaches_the_
     assert_eq!(end, ReadEnd::Eof);
 }
 
+/// A client `<message/>` of exactly `bytes` bytes whose body is `fill` repeated.
+fn message_of(bytes: usize, fill: char) -> String {
+    element_of(bytes, r#"<message xmlns="jabber:client"><body>"#, fill)
+}
+
+/// An element of exactly `bytes` bytes: `head`, `fill` repeated, `</body></message>`.
+fn element_of(bytes: usize, head: &str, fill: char) -> String {
+    let tail = "</body></message>";
+    format!("{head}{}{tail}", fill.to_string().repeat(bytes - head.len() - tail.len()))
+}
+
+#[tokio::test]
+async fn an_upstream_element_limit_applies_both_ways_to_its_sessions_only() {
+    const LIMIT: usize = 12_000;
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN, "other.example"])).await;
+    let gateway = TestGateway::start(&format!(
+        "{}max_element_bytes = {LIMIT}\n[[upstream]]\ndomain = \"other.example\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+        upstream_toml(&server, &ca, ""),
+        server.addr(),
+        ca.ca_file().display()
+    ))
+    .await;
+
+    // Client to server: up to the limit is relayed, one byte more is refused (D10) and never
+    // reaches the server.
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    client.send(&message_of(LIMIT, 'F')).await;
+    conn.read_until("</message>").await;
+    client.send(&message_of(LIMIT + 1, 'A')).await;
+    let error = client.recv_text().await;
+    assert!(error.contains("<policy-violation"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await.0, 1009);
+    let (received, _) = conn.read_to_end().await;
+    assert!(
+        received.ends_with("</stream:stream>") && !received.contains("AAAA"),
+        "{}",
+        &received[..received.len().min(200)]
+    );
+    gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"too-big\"}", 1.0).await;
+
+    // Server to client: one byte over the limit ends the stream as bad XML from the server.
+    let (mut client, mut conn) = opened(&gateway, &server).await;
+    conn.write(&element_of(LIMIT + 1, "<message to='a@example.com'><body>", 'B')).await;
+    let error = client.recv_text().await;
+    assert!(
+        error.contains("<remote-connection-failed") && error.contains("upstream-bad-xml"),
+        "{}",
+        &error[..error.len().min(200)]
+    );
+
+    // While the upstream is being reached: refused before anything is written upstream.
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.read_stream_header().await;
+    client.send(&message_of(LIMIT + 1, 'C')).await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    assert!(client.recv_text().await.contains("<policy-violation"));
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await.0, 1009);
+    let (_, _) = conn.read_to_end().await;
+    assert!(!String::from_utf8_lossy(&conn.plaintext_received).contains("CCCC"));
+
+    // Another upstream keeps the global limit.
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(&OPEN.replace(DOMAIN, "other.example")).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls("other.example", FEATURES).await;
+    client.recv_text().await;
+    client.recv_text().await;
+    client.send(&message_of(LIMIT * 2, 'D')).await;
+    assert!(conn.read_until("</message>").await.contains(&"D".repeat(LIMIT)));
+}
+
 #[tokio::test]
 async fn proxy_protocol_v2_header_carries_the_forwarded_client_address() {
     let ca = TestCa::new();
@@ -281,7 +357,8 @@ async fn proxy_protocol_v2_header_carries_the_forwarded_client_address() {
 #[tokio::test]
 async fn host_meta_only_over_https_for_configured_domains_with_cors() {
     let gateway = TestGateway::start(
-        "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[host_meta]\nwebsocket_url = \"wss://gw.example.net/xmpp-websocket\"\ndomains = [\"example.com\"]\n",
+        "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[host_meta]\nwebsocket_url = \"wss://gw.example.net/xmpp-websocket\"\ndomains = [\"example.com\"]\n\
+         [domains]\nallow = [\"example.com\"]\n",
     )
     .await;
     let host = host_of(&gateway.url);
@@ -350,6 +427,52 @@ async fn wss_listener_serves_the_gateway_over_tls() {
 use rustls::pki_types::pem::PemObject;
 
 #[tokio::test]
+async fn wss_handshakes_count_against_the_pending_caps_and_the_handshake_timeout() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = ca.leaf_pem(&["gw.test"]);
+    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
+    let gateway = TestGateway::start(&upstream_toml(
+        &server,
+        &ca,
+        &format!(
+            "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
+             [limits]\nhandshake_timeout_secs = 1\nmax_pending_connections_per_address = 2\n",
+            dir.path().join("cert.pem").display(),
+            dir.path().join("key.pem").display()
+        ),
+    ))
+    .await;
+    // Three connections that never start their TLS handshake: two are admitted and closed when
+    // the handshake timeout ends, the third is over the per-address cap and closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push((tokio::net::TcpStream::connect(host_of(&gateway.url)).await.unwrap(), std::time::Instant::now()));
+    }
+    let closed_after = |(mut stream, started): (tokio::net::TcpStream, std::time::Instant)| async move {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(harness::STEP, stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the gateway should close a silent TLS connection: {read:?}");
+        started.elapsed()
+    };
+    let third = silent.pop().unwrap();
+    let refused = closed_after(third).await;
+    for connection in silent {
+        let lived = closed_after(connection).await;
+        assert!(lived >= std::time::Duration::from_millis(900), "closed before the handshake timeout: {lived:?}");
+        assert!(
+            refused + std::time::Duration::from_millis(500) <= lived,
+            "refused after {refused:?}, timed out after {lived:?}"
+        );
+    }
+    gateway.wait_metric("xmppgw_connections_dropped_total{reason=\"pending-limit-per-address\"}", 1.0).await;
+    gateway.wait_metric("xmppgw_connections_dropped_total{reason=\"handshake-timeout\"}", 2.0).await;
+    gateway.wait_metric("xmppgw_connections_pending", 0.0).await;
+}
+
+#[tokio::test]
 async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_leaves_in_plaintext() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
@@ -376,6 +499,29 @@ async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_le
     gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"queue-full\"}", 1.0).await;
     gateway.wait_metric("xmppgw_stream_errors_total{condition=\"policy-violation\",side=\"gateway\"}", 1.0).await;
     gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"client_error\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn lim_4_queue_while_connecting_is_bounded_in_bytes_by_one_element() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_element_bytes = 10000\n")).await;
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.read_stream_header().await;
+    // Two messages that each fit the element limit but not together.
+    client.send(&message_of(6000, 'Q')).await;
+    client.send(&message_of(6000, 'R')).await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    let error = client.recv_text().await;
+    assert!(error.contains("<policy-violation") && error.contains("too many messages"), "{error}");
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await.0, 1008);
+    let (_, _) = conn.read_to_end().await;
+    let plaintext = String::from_utf8_lossy(&conn.plaintext_received).into_owned();
+    assert!(!plaintext.contains("QQQQ") && !plaintext.contains("RRRR"));
+    gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"queue-full\"}", 1.0).await;
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use harness::fake_server::FakeServer;
 use harness::process::GatewayProcess;
+use harness::raw_ws::RawWs;
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
@@ -135,6 +136,63 @@ async fn sighup_reloads_limits_without_dropping_live_sessions() {
     assert!(client.recv_text().await.starts_with("<presence"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_client_is_logged_without_a_port_a_direct_one_with_its_port() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = GatewayProcess::start(&config(&server, &ca, "trusted_proxies = [\"127.0.0.1\"]\n"));
+    let unknown = OPEN.replace(DOMAIN, "unknown.example");
+    let mut forwarded =
+        RawWs::connect_with_headers(&gateway.url, "Sec-WebSocket-Protocol: xmpp\r\nX-Forwarded-For: 203.0.113.77\r\n")
+            .await;
+    forwarded.send_text(&unknown).await;
+    forwarded.until_close().await;
+    let line = gateway.wait_for_log("client=203.0.113.77", Duration::from_secs(5));
+    assert!(line.contains("client=203.0.113.77}"), "a forwarded address has no port: {line}");
+    let mut direct = RawWs::connect(&gateway.url).await;
+    direct.send_text(&unknown).await;
+    direct.until_close().await;
+    let line = gateway.wait_for_log("client=127.0.0.1:", Duration::from_secs(5));
+    assert!(line.contains("session ended"), "{line}");
+}
+
+/// The shipped configuration cut short before its `[[upstream]]` table, as a truncated copy or
+/// an interrupted write would leave it.
+fn truncated_shipped_config() -> String {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml")).unwrap();
+    let cut = shipped.find("[[upstream]]").expect("the shipped file has an [[upstream]] table");
+    shipped[..cut].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_serving_no_domain_is_refused_at_start_check_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    for (what, text) in [("empty", String::new()), ("truncated", truncated_shipped_config())] {
+        std::fs::write(&path, &text).unwrap();
+        for flag in ["--check-config", "--config"] {
+            let output = binary().arg(flag).arg(&path).output().unwrap();
+            let message = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{flag} with an {what} file: {message}");
+            assert!(message.contains("serves no domain"), "{flag} with an {what} file: {message}");
+        }
+    }
+
+    // A reload to a file that serves nothing is refused; the running configuration stays.
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = GatewayProcess::start(&config(&server, &ca, ""));
+    std::fs::write(&gateway.config_path, truncated_shipped_config()).unwrap();
+    gateway.signal("HUP");
+    let line = gateway.wait_for_log("reload failed", Duration::from_secs(5));
+    assert!(line.contains("serves no domain"), "{line}");
+    let mut client = WsClient::connect(&gateway.url).await;
+    client.send(OPEN).await;
+    let mut conn = server.accept().await;
+    conn.open_with_starttls(DOMAIN, FEATURES).await;
+    assert!(client.recv_text().await.starts_with("<open "), "still serving {DOMAIN} after the refused reload");
+}
+
 #[test]
 fn a_broken_reload_keeps_the_running_configuration() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -156,7 +214,7 @@ fn a_broken_reload_keeps_the_running_configuration() {
 fn json_log_format_writes_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, "[log]\nformat = \"json\"\n").unwrap();
+    std::fs::write(&config, "[log]\nformat = \"json\"\n[domains]\nallow = [\"example.com\"]\n").unwrap();
     let mut child = binary()
         .arg("--config")
         .arg(&config)
@@ -175,7 +233,15 @@ fn json_log_format_writes_one_json_object_per_line() {
             }
         }
     });
-    let line = receiver.recv_timeout(Duration::from_secs(20)).expect("a log line");
+    // Other lines may come first (a warning about the descriptor limit, say): every one must be
+    // JSON; the ready line is checked in detail.
+    let line = loop {
+        let line = receiver.recv_timeout(Duration::from_secs(20)).expect("a log line");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if event["fields"]["message"] == "websocket listener ready" {
+            break line;
+        }
+    };
     let _ = child.kill();
     let _ = child.wait();
     let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));

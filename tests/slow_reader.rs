@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::fake_server::FakeServer;
-use harness::process::GatewayProcess;
+use harness::process::{proc_status_kib, GatewayProcess};
 use harness::raw_ws::RawWs;
 use harness::ws_client::WsClient;
 use harness::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
@@ -37,15 +37,6 @@ const FLOOD_DEADLINE: Duration = Duration::from_secs(60);
 const RSS_GROWTH_LIMIT_KIB: u64 = 8 * 1024;
 /// A relay through the second session must take less than this while the first one is stuck.
 const PROMPT: Duration = Duration::from_secs(1);
-
-/// A `VmXXX:` value in KiB from /proc/<pid>/status.
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
 
 fn flood_stanza(index: usize) -> String {
     let head = format!("<message to='slow@example.com' id='f{index:06}'><body>");

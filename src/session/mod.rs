@@ -18,7 +18,6 @@
 //! content or SASL payloads, and never buffer without a bound.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +29,9 @@ use tracing::{debug, info, warn, Instrument};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::client_addr::ClientAddr;
 use crate::config::Config;
-use crate::control::SessionPermit;
+use crate::control::AddressPermit;
 use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
 use crate::upstream::{self, Established, Upstream, UpstreamDirectory};
 use crate::xml::client::{self, ClientElementKind, ClientFrame, ClientLimits, OpenRequest};
@@ -41,10 +41,11 @@ use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits};
 
 mod client_input;
 pub mod core;
+mod offload;
 mod outcome;
 mod relay;
 
-use client_input::{recv_client, recv_data, ClientInput};
+use client_input::{is_write_buffer_full, recv_client, ClientInput};
 pub use outcome::Outcome;
 use outcome::{close_code, refusal_close_code, truncate_reason};
 use relay::{Closing, Relay, UPSTREAM_BATCH_BYTES};
@@ -68,14 +69,14 @@ pub struct Gateway {
 /// What one session gets from the edge besides the WebSocket.
 #[derive(Debug)]
 pub struct SessionContext {
-    /// The client's address (from a trusted proxy's headers when behind one).
-    pub client: SocketAddr,
+    /// The client's address (from a trusted proxy's headers when behind one, without a port).
+    pub client: ClientAddr,
     /// A process-unique session number for logs.
     pub id: u64,
     /// Fired when the gateway starts draining.
     pub drain: CancellationToken,
     /// The session's slot in the limits; released when the session ends.
-    pub permit: SessionPermit,
+    pub permit: AddressPermit,
 }
 
 /// A write to the client WebSocket, run under the send deadline.
@@ -128,6 +129,11 @@ struct Session<'g, W> {
     unflushed: bool,
     /// A send ran out of time: the client stopped reading; nothing more is sent to it.
     client_stalled: bool,
+    /// The element limit of this session, both directions: the global one until the domain is
+    /// known, then its upstream's (D10).
+    element_limit: usize,
+    /// The client pinged at this instant and its pong is not written yet.
+    pong_owed_since: Option<Instant>,
 }
 
 fn random_stream_id() -> String {
@@ -140,7 +146,16 @@ where
     W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
 {
     fn new(ws: W, gateway: &'g Gateway, context: &'g SessionContext) -> Self {
-        Session { ws, gateway, context, lang: "en".to_string(), unflushed: false, client_stalled: false }
+        Session {
+            ws,
+            gateway,
+            context,
+            lang: "en".to_string(),
+            unflushed: false,
+            client_stalled: false,
+            element_limit: gateway.config.limits.max_element_bytes,
+            pong_owed_since: None,
+        }
     }
 
     fn metrics(&self) -> &Metrics {
@@ -148,18 +163,73 @@ where
     }
 
     fn client_limits(&self) -> ClientLimits {
-        ClientLimits::default()
+        let limits = &self.gateway.config.limits;
+        ClientLimits {
+            max_attributes: limits.max_attributes_per_element,
+            max_namespace_declarations: limits.max_namespace_declarations_per_element,
+            ..ClientLimits::default()
+        }
     }
 
     fn splitter_limits(&self) -> SplitterLimits {
-        SplitterLimits { max_element_bytes: self.gateway.config.limits.max_element_bytes, ..SplitterLimits::default() }
+        let limits = &self.gateway.config.limits;
+        SplitterLimits {
+            max_element_bytes: self.element_limit,
+            max_attributes: limits.max_attributes_per_element,
+            max_namespace_declarations: limits.max_namespace_declarations_per_element,
+            ..SplitterLimits::default()
+        }
+    }
+
+    /// The client's next input. A ping's pong (queued by the WebSocket layer) must be written
+    /// within the pong timeout before the client is read any further: a client that pings but
+    /// does not read is [`ClientInput::Stalled`], and meanwhile its pings wait in its own socket
+    /// buffers, not in ours. A text message over this session's element limit is
+    /// [`ClientInput::TooBig`].
+    async fn next_input(&mut self) -> ClientInput {
+        loop {
+            if let Some(since) = self.pong_owed_since {
+                let deadline = since + self.gateway.config.limits.pong_timeout();
+                match tokio::time::timeout_at(deadline, self.ws.flush()).await {
+                    Ok(Ok(())) => {
+                        self.pong_owed_since = None;
+                        self.unflushed = false;
+                    }
+                    Ok(Err(error)) if is_write_buffer_full(&error) => {
+                        self.client_stalled = true;
+                        return ClientInput::Stalled;
+                    }
+                    Ok(Err(_)) => return ClientInput::Gone,
+                    Err(_) => {
+                        debug!("client does not read its pongs");
+                        self.client_stalled = true;
+                        return ClientInput::Stalled;
+                    }
+                }
+            }
+            match recv_client(&mut self.ws).await {
+                ClientInput::Ping => self.pong_owed_since = Some(Instant::now()),
+                ClientInput::Text(text) if text.len() > self.element_limit => return ClientInput::TooBig,
+                other => return other,
+            }
+        }
+    }
+
+    /// Like [`Self::next_input`] but skipping pongs (before the relay, liveness is not tracked).
+    async fn next_data(&mut self) -> ClientInput {
+        loop {
+            match self.next_input().await {
+                ClientInput::Alive => continue,
+                other => return other,
+            }
+        }
     }
 
     async fn drive(&mut self) -> Outcome {
         let open_timeout = self.gateway.config.limits.open_timeout();
         let drain = self.context.drain.clone();
         let input = tokio::select! {
-            result = tokio::time::timeout(open_timeout, recv_data(&mut self.ws)) => match result {
+            result = tokio::time::timeout(open_timeout, self.next_data()) => match result {
                 Ok(input) => input,
                 Err(_) => {
                     debug!("no <open/> in time");
@@ -173,7 +243,8 @@ where
             ClientInput::Text(text) => text,
             other => return self.end_on_ws_input(other, None).await,
         };
-        let request = match client::classify(text.as_str(), &self.client_limits()) {
+        let limits = self.client_limits();
+        let request = match offload::check(text.len(), || client::classify(text.as_str(), &limits)) {
             Ok(ClientFrame::Open(request)) => request,
             Ok(ClientFrame::Close) => {
                 self.send(framing::CLOSE).await;
@@ -224,6 +295,9 @@ where
                 return Outcome::HostUnknown;
             }
         };
+        if let Some(limit) = target.element_limit() {
+            self.element_limit = limit;
+        }
         let (established, queued) = match self.connect(&target, &request).await {
             Ok(Some(ready)) => ready,
             Ok(None) => return Outcome::ClientVanished,
@@ -243,19 +317,25 @@ where
         let drain = self.context.drain.clone();
         let establish = gateway.upstreams.establish(
             target,
-            upstream::OpenFor { open: request, client: self.context.client },
+            upstream::OpenFor { open: request, client: self.context.client.socket_addr() },
             &gateway.config.connect,
             self.splitter_limits(),
             &gateway.metrics,
         );
         tokio::pin!(establish);
         let mut queue = VecDeque::new();
+        // LIM-4: bounded in count, and in bytes by one element limit.
+        let mut queued_bytes = 0;
         let result = loop {
             tokio::select! {
                 result = &mut establish => break result,
                 _ = drain.cancelled() => return Err(self.drain_before_stream(target.domain()).await),
-                input = recv_data(&mut self.ws) => match input {
-                    ClientInput::Text(text) if queue.len() < gateway.config.limits.max_queued_messages => {
+                input = self.next_data() => match input {
+                    ClientInput::Text(text)
+                        if queue.len() < gateway.config.limits.max_queued_messages
+                            && queued_bytes + text.len() <= self.element_limit =>
+                    {
+                        queued_bytes += text.len();
                         queue.push_back(text);
                     }
                     ClientInput::Text(_) => {
@@ -340,7 +420,8 @@ where
         loop {
             // Drain what the splitter already holds before reading more, then send the
             // messages it produced to the client in one write.
-            let flow = match relay.splitter.next_event() {
+            let splitter = &mut relay.splitter;
+            let flow = match offload::check(splitter.buffered_len(), || splitter.next_event()) {
                 Ok(Some(event)) => {
                     relay.last_activity = Instant::now();
                     self.on_server_event(&mut relay, event).await
@@ -350,11 +431,8 @@ where
                 // Client elements are queued for the upstream: take the client's next message if
                 // it is already here (no waiting), else write the queue out in one go.
                 Ok(None) if !relay.out.is_empty() => {
-                    let ready = if relay.out.len() < UPSTREAM_BATCH_BYTES {
-                        recv_client(&mut self.ws).now_or_never()
-                    } else {
-                        None
-                    };
+                    let ready =
+                        if relay.out.len() < UPSTREAM_BATCH_BYTES { self.next_input().now_or_never() } else { None };
                     match ready {
                         Some(input) => {
                             pong_deadline = None;
@@ -370,7 +448,7 @@ where
                 Ok(None) => {
                     let deadline = relay.close_deadline;
                     tokio::select! {
-                        input = recv_client(&mut self.ws) => {
+                        input = self.next_input() => {
                             pong_deadline = None;
                             if matches!(input, ClientInput::Text(_)) {
                                 relay.last_activity = Instant::now();
@@ -441,7 +519,12 @@ where
                 self.stream_error_and_close(relay, StreamCondition::PolicyViolation, close_code::MESSAGE_TOO_BIG).await;
                 Flow::End(Outcome::ClientError)
             }
-            ClientInput::Alive => Flow::Continue,
+            ClientInput::Alive | ClientInput::Ping => Flow::Continue,
+            ClientInput::Stalled => {
+                // Like a vanished client: no </stream:stream>, so the session can be resumed.
+                relay.abort_upstream().await;
+                Flow::End(Outcome::ClientStalled)
+            }
             ClientInput::Violation(code, reason) => {
                 self.metrics().client_refused.with_label_values(&["websocket"]).inc();
                 debug!(code, reason, "WebSocket violation");
@@ -453,7 +536,8 @@ where
     }
 
     async fn on_client_text(&mut self, relay: &mut Relay, text: &str) -> Flow {
-        let frame = match client::classify(text, &self.client_limits()) {
+        let limits = self.client_limits();
+        let frame = match offload::check(text.len(), || client::classify(text, &limits)) {
             Ok(frame) => frame,
             Err(error) => {
                 self.metrics().client_refused.with_label_values(&[error.reason_label()]).inc();
@@ -504,7 +588,7 @@ where
                 self.metrics().relayed(TO_SERVER, xml.len());
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
-                    let condition = client::stream_error_condition(xml);
+                    let condition = offload::check(xml.len(), || client::stream_error_condition(xml));
                     self.metrics().stream_errors.with_label_values(&[condition, "client"]).inc();
                     if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
                         return self.on_server_vanished(relay).await;
@@ -750,7 +834,11 @@ where
     /// Ends a session whose client input was not a text message (before the relay started).
     async fn end_on_ws_input(&mut self, input: ClientInput, domain: Option<&str>) -> Outcome {
         match input {
-            ClientInput::Text(_) | ClientInput::Gone | ClientInput::Alive => Outcome::ClientVanished,
+            ClientInput::Text(_) | ClientInput::Gone | ClientInput::Alive | ClientInput::Ping => {
+                Outcome::ClientVanished
+            }
+            // Nothing more is sent to a client that does not read, not even a Close frame.
+            ClientInput::Stalled => Outcome::ClientStalled,
             ClientInput::TooBig => {
                 self.metrics().client_refused.with_label_values(&["too-big"]).inc();
                 self.refuse_before_stream(
@@ -797,7 +885,14 @@ where
             SinkOp::Flush => tokio::time::timeout(deadline, self.ws.flush()).await,
         };
         match result {
-            Ok(result) => result.is_ok(),
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                if is_write_buffer_full(&error) {
+                    debug!("client stopped reading (write buffer full)");
+                    self.client_stalled = true;
+                }
+                false
+            }
             Err(_) => {
                 debug!("client stopped reading");
                 self.client_stalled = true;

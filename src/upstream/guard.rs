@@ -66,8 +66,15 @@ impl SpecialRange {
 }
 
 /// The special-purpose range `ip` belongs to, or `None` for an ordinary global unicast address.
-/// IPv6 addresses that embed an IPv4 address (IPv4-mapped `::ffff:0:0/96`, IPv4-compatible
-/// `::/96`, 6to4 `2002::/16`, NAT64 `64:ff9b::/96`) are judged by the embedded address.
+///
+/// IPv6 forms that carry an IPv4 address a packet would end up at are judged by that embedded
+/// address: IPv4-mapped `::ffff:0:0/96`, IPv4-translated `::ffff:0:0:0/96` (RFC 6145/SIIT),
+/// IPv4-compatible `::/96`, 6to4 `2002::/16` (bits 16..48), and the NAT64 well-known prefix
+/// `64:ff9b::/96` (RFC 6052). The NAT64 local-use prefix `64:ff9b:1::/48` (RFC 8215) is refused
+/// as a whole: where its IPv4 address sits depends on the prefix length the local translator
+/// uses (RFC 6052 §2.2 allows /48 to /96 inside it), so the embedded address cannot be read
+/// reliably, and the range is not globally reachable anyway. Teredo `2001::/32` lies in
+/// `2001::/23` and is refused too.
 pub fn special_purpose(ip: IpAddr) -> Option<SpecialRange> {
     match ip {
         IpAddr::V4(v4) => special_v4(v4),
@@ -117,8 +124,12 @@ fn special_v6(ip: Ipv6Addr) -> Option<SpecialRange> {
     if ip.is_loopback() {
         return Some(Loopback);
     }
-    // IPv4-mapped ::ffff:a.b.c.d and the deprecated IPv4-compatible ::a.b.c.d.
-    if in_v6(ip, [0, 0, 0, 0, 0, 0xffff, 0, 0], 96) || in_v6(ip, [0; 8], 96) {
+    // IPv4-mapped ::ffff:a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d and the deprecated
+    // IPv4-compatible ::a.b.c.d.
+    if in_v6(ip, [0, 0, 0, 0, 0, 0xffff, 0, 0], 96)
+        || in_v6(ip, [0, 0, 0, 0, 0xffff, 0, 0, 0], 96)
+        || in_v6(ip, [0; 8], 96)
+    {
         return special_v4(Ipv4Addr::from(bits as u32));
     }
     // NAT64 well-known prefix (RFC 6052): the IPv4 address is the last 32 bits.
@@ -287,11 +298,22 @@ mod tests {
             ("2001::1", ProtocolAssignment),
             ("100::1", ProtocolAssignment),
             ("64:ff9b:1::1", ProtocolAssignment),
+            // The local-use NAT64 prefix whatever it seems to embed (RFC 8215).
+            ("64:ff9b:1::808:808", ProtocolAssignment),
+            ("64:ff9b:1:ab12:3400:0:808:808", ProtocolAssignment),
+            // Teredo.
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", ProtocolAssignment),
             // IPv4-mapped, IPv4-compatible, NAT64 and 6to4 forms of special IPv4 addresses.
             ("::ffff:127.0.0.1", Loopback),
             ("::ffff:169.254.169.254", LinkLocal),
             ("::ffff:10.0.0.1", Private),
+            ("::ffff:0:127.0.0.1", Loopback),
+            ("::ffff:0:a9fe:a9fe", LinkLocal),
+            ("::ffff:0:10.1.2.3", Private),
+            ("::ffff:0:0.0.0.0", Unspecified),
             ("::127.0.0.1", Loopback),
+            ("::10.0.0.1", Private),
+            ("64:ff9b::127.0.0.1", Loopback),
             ("64:ff9b::a9fe:a9fe", LinkLocal),
             ("64:ff9b::192.168.0.1", Private),
             ("2002:a9fe:a9fe::1", LinkLocal),
@@ -308,6 +330,8 @@ mod tests {
             "2a00:1450:4001::1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "::8.8.8.8",
             "64:ff9b::808:808",
             "2002:808:808::1",
             "2001:200::1",

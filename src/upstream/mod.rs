@@ -116,6 +116,8 @@ pub struct UpstreamTarget {
     pub tls_config: Option<Arc<ClientConfig>>,
     /// Send a PROXY protocol v2 header first.
     pub proxy_protocol: bool,
+    /// The element limit of sessions to this upstream, both directions (D10).
+    pub max_element_bytes: usize,
 }
 
 /// A served domain and how its server is found.
@@ -139,6 +141,15 @@ impl Upstream {
         match self {
             Upstream::Static(target) => &target.domain,
             Upstream::Discovered { domain, .. } => domain,
+        }
+    }
+
+    /// The element limit configured for this upstream (`[[upstream]] max_element_bytes`, which
+    /// defaults to the global one); `None` for discovered domains, which use the global limit.
+    pub fn element_limit(&self) -> Option<usize> {
+        match self {
+            Upstream::Static(target) => Some(target.max_element_bytes),
+            Upstream::Discovered { .. } => None,
         }
     }
 }
@@ -205,6 +216,7 @@ impl UpstreamDirectory {
                 tls: upstream.tls,
                 tls_config,
                 proxy_protocol: upstream.proxy_protocol,
+                max_element_bytes: upstream.element_limit(config.limits.max_element_bytes),
             };
             targets.insert(domain, Arc::new(target));
         }

@@ -7,7 +7,9 @@
 //! rewrites stanza content and never performs I/O.
 
 use super::condition::StreamCondition;
-use super::wf::{self, DeclError, WfError};
+use super::lexical::{check_decl, DeclError};
+use super::wf::{self, WfError, WfLimits};
+use super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS};
 use super::{NS_COMPRESS_PROTOCOL, NS_FRAMING, NS_SASL, NS_STREAM, NS_TLS};
 
 /// Limits applied while validating a client message.
@@ -15,11 +17,29 @@ use super::{NS_COMPRESS_PROTOCOL, NS_FRAMING, NS_SASL, NS_STREAM, NS_TLS};
 pub struct ClientLimits {
     /// Maximum nesting depth of elements inside one message.
     pub max_depth: usize,
+    /// Maximum attributes on one start tag, namespace declarations included.
+    pub max_attributes: usize,
+    /// Maximum namespace declarations on one start tag.
+    pub max_namespace_declarations: usize,
 }
 
 impl Default for ClientLimits {
     fn default() -> Self {
-        ClientLimits { max_depth: 10_000 }
+        ClientLimits {
+            max_depth: 10_000,
+            max_attributes: DEFAULT_MAX_ATTRIBUTES,
+            max_namespace_declarations: DEFAULT_MAX_NAMESPACE_DECLARATIONS,
+        }
+    }
+}
+
+impl ClientLimits {
+    fn wf(&self) -> WfLimits {
+        WfLimits {
+            max_depth: self.max_depth,
+            max_attributes: self.max_attributes,
+            max_namespace_declarations: self.max_namespace_declarations,
+        }
     }
 }
 
@@ -90,6 +110,13 @@ pub enum ClientMessageError {
     /// Nesting deeper than [`ClientLimits::max_depth`].
     #[error("element nesting too deep")]
     TooDeep,
+    /// A start tag with more attributes than [`ClientLimits::max_attributes`].
+    #[error("too many attributes on one element")]
+    TooManyAttributes,
+    /// A start tag with more namespace declarations than
+    /// [`ClientLimits::max_namespace_declarations`].
+    #[error("too many namespace declarations on one element")]
+    TooManyNamespaceDeclarations,
 }
 
 impl ClientMessageError {
@@ -100,7 +127,9 @@ impl ClientMessageError {
             ClientMessageError::RestrictedXml(_) => StreamCondition::RestrictedXml,
             ClientMessageError::InvalidNamespace(_) => StreamCondition::InvalidNamespace,
             ClientMessageError::UnsupportedEncoding => StreamCondition::UnsupportedEncoding,
-            ClientMessageError::TooDeep => StreamCondition::PolicyViolation,
+            ClientMessageError::TooDeep
+            | ClientMessageError::TooManyAttributes
+            | ClientMessageError::TooManyNamespaceDeclarations => StreamCondition::PolicyViolation,
         }
     }
 
@@ -112,6 +141,8 @@ impl ClientMessageError {
             ClientMessageError::InvalidNamespace(_) => "invalid-namespace",
             ClientMessageError::UnsupportedEncoding => "unsupported-encoding",
             ClientMessageError::TooDeep => "too-deep",
+            ClientMessageError::TooManyAttributes => "too-many-attributes",
+            ClientMessageError::TooManyNamespaceDeclarations => "too-many-namespace-declarations",
         }
     }
 }
@@ -129,10 +160,11 @@ impl ClientMessageError {
 ///   or not) is `InvalidNamespace`, like `<open/>`/`<close/>` outside the framing namespace and
 ///   any other element in the framing namespace.
 ///
-/// Cost is linear in the message size; nesting is handled without recursion.
+/// Cost is linear in the message size whatever its shape (many attributes, many namespace
+/// declarations in scope, deep nesting); nesting is handled without recursion.
 pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFrame<'a>, ClientMessageError> {
     let xml = strip_declaration(message)?;
-    let root = match wf::check_element(xml, limits.max_depth) {
+    let root = match wf::check_element(xml, &limits.wf()) {
         Ok(root) => root,
         Err(err) => {
             if root_local_name(xml) == Some("stream") {
@@ -142,11 +174,13 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
                 WfError::NotWellFormed(why) => ClientMessageError::NotWellFormed(why),
                 WfError::Restricted(why) => ClientMessageError::RestrictedXml(why),
                 WfError::TooDeep => ClientMessageError::TooDeep,
+                WfError::TooManyAttributes => ClientMessageError::TooManyAttributes,
+                WfError::TooManyNamespaceDeclarations => ClientMessageError::TooManyNamespaceDeclarations,
             });
         }
     };
     let ns = root.ns.as_deref();
-    let local = root.local.as_ref();
+    let local = root.local;
     let kind = match (ns, local) {
         (Some(NS_FRAMING), "open") => {
             let attrs = root.attrs().map_err(|_| ClientMessageError::NotWellFormed("malformed attribute"))?;
@@ -173,7 +207,7 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
 /// RFC 6120 list, `"undefined-condition"` for anything else. Call it only on messages
 /// [`classify`] accepted as [`ClientElementKind::StreamError`].
 pub fn stream_error_condition(xml: &str) -> &'static str {
-    match wf::check_element(xml, usize::MAX) {
+    match wf::check_element(xml, &WfLimits::UNLIMITED) {
         Ok(root) => super::splitter::defined_condition(root.error_child.map(|(name, _)| name).as_deref().unwrap_or("")),
         Err(_) => "undefined-condition",
     }
@@ -190,7 +224,7 @@ fn strip_declaration(message: &str) -> Result<&str, ClientMessageError> {
         return Ok(message);
     }
     let end = after.find("?>").ok_or(ClientMessageError::NotWellFormed("unterminated XML declaration"))?;
-    wf::check_decl(&after[..end]).map_err(|e| match e {
+    check_decl(&after[..end]).map_err(|e| match e {
         DeclError::NotWellFormed => ClientMessageError::NotWellFormed("malformed XML declaration"),
         DeclError::Standalone => ClientMessageError::RestrictedXml("standalone in the XML declaration"),
         DeclError::UnsupportedEncoding => ClientMessageError::UnsupportedEncoding,
@@ -503,7 +537,7 @@ mod tests {
         let n = 10_000;
         let message = format!("<message xmlns='jabber:client'>{}{}</message>", "<a>".repeat(n), "</a>".repeat(n));
         assert_eq!(classify_default(&message), Err(ClientMessageError::TooDeep));
-        let roomy = ClientLimits { max_depth: n + 1 };
+        let roomy = ClientLimits { max_depth: n + 1, ..ClientLimits::default() };
         assert!(matches!(classify(&message, &roomy), Ok(ClientFrame::Element { kind: ClientElementKind::Other, .. })));
         // Unclosed deep nesting is refused without recursion either.
         not_well_formed(&"<a>".repeat(n));

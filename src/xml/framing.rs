@@ -7,10 +7,8 @@
 use super::client::OpenRequest;
 use super::condition::StreamCondition;
 use super::splitter::{ServerElement, StreamHeader};
+use super::wf::{self, WfError};
 use super::{NS_CLIENT, NS_COMPRESS_FEATURE, NS_FRAMING, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
 
 /// `<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />`, byte for byte (D13: Strophe.js
 /// compares this exact string).
@@ -146,50 +144,19 @@ pub fn client_features(features: &ServerElement) -> String {
     };
     let mut out = String::with_capacity(xml.len());
     let mut last = 0;
-    for (start, end) in cuts {
-        out.push_str(&xml[last..start]);
-        last = end;
+    for cut in cuts {
+        out.push_str(&xml[last..cut.start]);
+        last = cut.end;
     }
     out.push_str(&xml[last..]);
     out
 }
 
 /// Byte ranges of the root's children that D15 removes.
-fn removable_children(xml: &str) -> Result<Vec<(usize, usize)>, quick_xml::Error> {
-    let mut reader = NsReader::from_str(xml);
-    let mut cuts = Vec::new();
-    let mut depth = 0usize;
-    let mut cut_start: Option<usize> = None;
-    loop {
-        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-        let (res, event) = reader.read_resolved_event()?;
-        let ns_of = |wanted: &str| matches!(&res, ResolveResult::Bound(ns) if ns.as_ref() == wanted.as_bytes());
-        let (in_tls, in_compress) = (ns_of(NS_TLS), ns_of(NS_COMPRESS_FEATURE));
-        let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-        let removable = |local: &[u8]| (in_tls && local == b"starttls") || (in_compress && local == b"compression");
-        match event {
-            Event::Start(ref e) => {
-                depth += 1;
-                if depth == 2 && removable(e.local_name().as_ref()) {
-                    cut_start = Some(before);
-                }
-            }
-            Event::Empty(ref e) if depth == 1 && removable(e.local_name().as_ref()) => {
-                cuts.push((before, after));
-            }
-            Event::End(_) => {
-                if depth == 2 {
-                    if let Some(start) = cut_start.take() {
-                        cuts.push((start, after));
-                    }
-                }
-                depth = depth.saturating_sub(1);
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Ok(cuts)
+fn removable_children(xml: &str) -> Result<Vec<std::ops::Range<usize>>, WfError> {
+    wf::root_children(xml, |ns, local| {
+        (ns == Some(NS_TLS) && local == "starttls") || (ns == Some(NS_COMPRESS_FEATURE) && local == "compression")
+    })
 }
 
 /// Appends ` name="value"` (or with `'`), escaped, when `value` is present.

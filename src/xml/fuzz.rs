@@ -12,8 +12,20 @@ use quick_xml::reader::NsReader;
 use super::client::{self, ClientFrame, ClientLimits, ClientMessageError};
 use super::splitter::{ServerEvent, ServerStreamError, SplitterLimits, StreamSplitter};
 
-/// Small limits so the fuzzer reaches the limit checks with short inputs.
-const FUZZ_LIMITS: SplitterLimits = SplitterLimits { max_element_bytes: 2048, max_header_bytes: 512, max_depth: 32 };
+/// Small limits so the fuzzer reaches the limit checks with short inputs. The attribute and
+/// declaration caps sit above the point (16) where the checker switches from scanning to hashing,
+/// so both paths and the caps are reachable.
+const FUZZ_LIMITS: SplitterLimits = SplitterLimits {
+    max_element_bytes: 2048,
+    max_header_bytes: 512,
+    max_depth: 32,
+    max_attributes: 40,
+    max_namespace_declarations: 24,
+};
+
+/// The client-side counterpart of [`FUZZ_LIMITS`].
+const FUZZ_CLIENT_LIMITS: ClientLimits =
+    ClientLimits { max_depth: 64, max_attributes: 40, max_namespace_declarations: 24 };
 
 /// The client-message validator on arbitrary bytes (only UTF-8 reaches it: the WebSocket layer
 /// refuses the rest with 1007). Invariants: no panic; an accepted element is a suffix of the
@@ -22,7 +34,7 @@ const FUZZ_LIMITS: SplitterLimits = SplitterLimits { max_element_bytes: 2048, ma
 /// element with an independent parser.
 pub fn client_message(data: &[u8]) {
     let Ok(message) = std::str::from_utf8(data) else { return };
-    let limits = ClientLimits { max_depth: 64 };
+    let limits = FUZZ_CLIENT_LIMITS;
     if let Ok(ClientFrame::Element { xml, kind }) = client::classify(message, &limits) {
         assert!(message.ends_with(xml), "relayed bytes must come from the message");
         assert!(xml.starts_with('<'), "relayed element must start with '<': {xml:?}");
@@ -63,7 +75,7 @@ pub fn server_stream(data: &[u8]) {
         if let ServerEvent::Element(element) = event {
             let xml = element.xml.as_str();
             assert!(xml.starts_with('<') && xml.ends_with('>'), "element is not one piece of markup: {xml:?}");
-            match client::classify(xml, &ClientLimits { max_depth: 64 }) {
+            match client::classify(xml, &FUZZ_CLIENT_LIMITS) {
                 Ok(_) | Err(ClientMessageError::InvalidNamespace(_)) => {}
                 Err(error) => panic!("emitted element {xml:?} is not a standalone document: {error}"),
             }

@@ -11,9 +11,18 @@ pub mod condition;
 pub mod framing;
 #[doc(hidden)]
 pub mod fuzz;
+mod lexical;
+mod scope;
 pub mod see_other_host;
 pub mod splitter;
 mod wf;
+
+/// Default cap on attributes per start tag, namespace declarations included (config
+/// `limits.max_attributes_per_element`). Stanzas rarely carry more than a dozen.
+pub const DEFAULT_MAX_ATTRIBUTES: usize = 64;
+/// Default cap on namespace declarations per start tag (config
+/// `limits.max_namespace_declarations_per_element`). Real elements declare a handful at most.
+pub const DEFAULT_MAX_NAMESPACE_DECLARATIONS: usize = 32;
 
 /// `urn:ietf:params:xml:ns:xmpp-framing`, the RFC 7395 framing namespace.
 pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";

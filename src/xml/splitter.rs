@@ -2,17 +2,17 @@
 //!
 //! Bytes arrive in arbitrary TCP chunks; the splitter yields the stream header, each complete
 //! top-level element as a standalone XML document (CONFORMANCE D: the namespace declarations it
-//! inherited from the header added to its start tag), and the end of the stream. Whitespace
-//! between elements is dropped (KA-1). Cost is linear in the input whatever the chunking, and
-//! buffering is bounded by [`SplitterLimits`]. No I/O, no tokio.
-
-use quick_xml::events::BytesStart;
-use quick_xml::name::PrefixDeclaration;
+//! inherited from the header and uses added to its start tag), and the end of the stream.
+//! Whitespace between elements is dropped (KA-1). Cost is linear in the input whatever the
+//! chunking and whatever the shape of the XML, and buffering is bounded by [`SplitterLimits`].
+//! No I/O, no tokio.
 
 use super::condition::StreamCondition;
 use super::framing::escape_attr;
-use super::wf::{self, DeclError, WfError};
-use super::{NS_SASL, NS_STREAM, NS_TLS};
+use super::lexical::{check_decl, DeclError};
+use super::scope::Inherited;
+use super::wf::{self, WfError, WfLimits};
+use super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS, NS_SASL, NS_STREAM, NS_TLS};
 
 /// Bounds on what a server can make the splitter buffer.
 #[derive(Debug, Clone, Copy)]
@@ -23,11 +23,32 @@ pub struct SplitterLimits {
     pub max_header_bytes: usize,
     /// Maximum element nesting depth inside a top-level element.
     pub max_depth: usize,
+    /// Maximum attributes on one start tag (the header's included), namespace declarations
+    /// included.
+    pub max_attributes: usize,
+    /// Maximum namespace declarations on one start tag (the header's included).
+    pub max_namespace_declarations: usize,
 }
 
 impl Default for SplitterLimits {
     fn default() -> Self {
-        SplitterLimits { max_element_bytes: 256 * 1024, max_header_bytes: 8 * 1024, max_depth: 1_000 }
+        SplitterLimits {
+            max_element_bytes: 256 * 1024,
+            max_header_bytes: 8 * 1024,
+            max_depth: 1_000,
+            max_attributes: DEFAULT_MAX_ATTRIBUTES,
+            max_namespace_declarations: DEFAULT_MAX_NAMESPACE_DECLARATIONS,
+        }
+    }
+}
+
+impl SplitterLimits {
+    fn wf(&self) -> WfLimits {
+        WfLimits {
+            max_depth: self.max_depth,
+            max_attributes: self.max_attributes,
+            max_namespace_declarations: self.max_namespace_declarations,
+        }
     }
 }
 
@@ -121,9 +142,15 @@ pub enum ServerStreamError {
     /// An XML declaration naming an encoding other than UTF-8.
     #[error("server stream uses an unsupported encoding")]
     UnsupportedEncoding,
-    /// An element or the header is over its limit.
+    /// An element or the header is over its size or nesting limit.
     #[error("server element exceeds the size or depth limit")]
     TooLarge,
+    /// A start tag (the header's included) with more attributes than allowed.
+    #[error("server element has too many attributes on one start tag")]
+    TooManyAttributes,
+    /// A start tag (the header's included) with more namespace declarations than allowed.
+    #[error("server element has too many namespace declarations on one start tag")]
+    TooManyNamespaceDeclarations,
 }
 
 impl ServerStreamError {
@@ -134,7 +161,9 @@ impl ServerStreamError {
             ServerStreamError::RestrictedXml(_) => StreamCondition::RestrictedXml,
             ServerStreamError::InvalidNamespace => StreamCondition::InvalidNamespace,
             ServerStreamError::UnsupportedEncoding => StreamCondition::UnsupportedEncoding,
-            ServerStreamError::TooLarge => StreamCondition::PolicyViolation,
+            ServerStreamError::TooLarge
+            | ServerStreamError::TooManyAttributes
+            | ServerStreamError::TooManyNamespaceDeclarations => StreamCondition::PolicyViolation,
         }
     }
 }
@@ -144,10 +173,11 @@ impl ServerStreamError {
 /// How it works: a byte-level lexer finds the boundaries of the stream header and of each
 /// top-level element (tracking quotes in tags, CDATA sections and nesting depth), keeping its
 /// state between [`feed`](Self::feed) calls so every byte is scanned once whatever the chunking.
-/// When a unit is complete its bytes are checked as UTF-8, namespace-completed (declarations from
-/// the header added to the start tag, NS-1/NS-3) and the result is checked by the same
-/// well-formedness and restricted-XML rules as client messages, so what is emitted is exactly what
-/// was validated.
+/// When a unit is complete its bytes are checked as UTF-8, then by the same well-formedness,
+/// restricted-XML and per-element rules as client messages, inside the namespace scope of the
+/// header, and finally namespace-completed (the header's declarations it uses added to the start
+/// tag, NS-1/NS-3): what is emitted is what was validated plus declarations that were validated
+/// with the header.
 ///
 /// Invariants:
 /// - `start <= pos <= buf.len()`; bytes before `start` are consumed and may be compacted away;
@@ -218,17 +248,11 @@ enum Phase {
 struct HeaderScope {
     /// The header's qualified name, which the stream end tag must repeat.
     qname: String,
-    /// The header's namespace declarations, in document order.
-    bindings: Vec<(Option<String>, String)>,
+    /// The header's namespace declarations, in document order, indexed.
+    inherited: Inherited,
     /// Each of `bindings` written out as namespace completion adds it (` xmlns:p="uri"`), made
     /// once per stream instead of once per element.
     declarations: Vec<String>,
-}
-
-impl HeaderScope {
-    fn binding(&self, prefix: Option<&str>) -> Option<&str> {
-        self.bindings.iter().rev().find(|(p, _)| p.as_deref() == prefix).map(|(_, uri)| uri.as_str())
-    }
 }
 
 /// `name` if it is one of the RFC 6120 §4.9.3 defined conditions, else `"undefined-condition"`
@@ -276,6 +300,8 @@ impl From<WfError> for ServerStreamError {
             WfError::NotWellFormed(why) => ServerStreamError::NotWellFormed(why),
             WfError::Restricted(why) => ServerStreamError::RestrictedXml(why),
             WfError::TooDeep => ServerStreamError::TooLarge,
+            WfError::TooManyAttributes => ServerStreamError::TooManyAttributes,
+            WfError::TooManyNamespaceDeclarations => ServerStreamError::TooManyNamespaceDeclarations,
         }
     }
 }
@@ -539,7 +565,7 @@ impl StreamSplitter {
         let end = from + offset + 2;
         let body = std::str::from_utf8(&self.buf[self.tag_start + 5..end - 2])
             .map_err(|_| ServerStreamError::NotWellFormed("invalid UTF-8"))?;
-        wf::check_decl(body).map_err(|e| match e {
+        check_decl(body).map_err(|e| match e {
             DeclError::NotWellFormed => ServerStreamError::NotWellFormed("malformed XML declaration"),
             DeclError::Standalone => ServerStreamError::RestrictedXml("standalone in the XML declaration"),
             DeclError::UnsupportedEncoding => ServerStreamError::UnsupportedEncoding,
@@ -589,7 +615,7 @@ impl StreamSplitter {
             if self_closing {
                 return Err(ServerStreamError::NotWellFormed("self-closed stream header"));
             }
-            let (header, scope) = parse_header(&self.buf[self.start..=gt])?;
+            let (header, scope) = parse_header(&self.buf[self.start..=gt], &self.limits)?;
             self.phase = Phase::Stream(scope);
             self.start = self.pos;
             self.lex = Lex::Idle;
@@ -673,11 +699,11 @@ fn tag_qname(tag: &str) -> &str {
 }
 
 /// Checks the header start tag (`<` to `>`) and extracts what the gateway needs.
-fn parse_header(tag: &[u8]) -> Result<(StreamHeader, HeaderScope), ServerStreamError> {
+fn parse_header(tag: &[u8], limits: &SplitterLimits) -> Result<(StreamHeader, HeaderScope), ServerStreamError> {
     let tag = std::str::from_utf8(tag).map_err(|_| ServerStreamError::NotWellFormed("invalid UTF-8"))?;
     // Checked as the empty element the start tag would be on its own.
     let doc = format!("{}/>", &tag[..tag.len() - 1]);
-    let info = wf::check_element(&doc, 1)?;
+    let info = wf::check_element(&doc, &WfLimits { max_depth: 1, ..limits.wf() })?;
     if info.ns.as_deref() != Some(NS_STREAM) || info.local != "stream" {
         return Err(ServerStreamError::InvalidNamespace);
     }
@@ -701,20 +727,23 @@ fn parse_header(tag: &[u8]) -> Result<(StreamHeader, HeaderScope), ServerStreamE
             text
         })
         .collect();
-    let scope = HeaderScope { qname: tag_qname(tag).to_owned(), bindings: ns_decls, declarations };
+    let scope = HeaderScope { qname: tag_qname(tag).to_owned(), inherited: Inherited::new(ns_decls), declarations };
     Ok((header, scope))
 }
 
 /// Namespace completion of one top-level element (`raw`, whose start tag's `>` is at
 /// `tag_end`), then the full check and the classification.
 ///
-/// Every header binding the start tag does not itself declare is added right after the element
-/// name, as `xmlns="..."`/`xmlns:p="..."` (double quotes, `&`, `<`, `"` escaped, NS-1). An
+/// `raw` is checked in the scope of the header's declarations (what is checked is what is
+/// relayed: the declarations added below are the header's, already checked). Every header
+/// binding that a name in the element resolves to is then added right after the element name,
+/// as `xmlns="..."`/`xmlns:p="..."` (double quotes, `&`, `<`, `"` escaped, NS-1), in the
+/// header's order; bindings the element does not use are not added, so the output is at most
+/// the element plus the header's declarations, never a copy of them per unused prefix. An
 /// element in the stream namespace is renamed to the `stream` prefix (start and end tag of the
-/// top-level element only) with `xmlns:stream` declared, all other header bindings (the default
-/// namespace included) still added so its content keeps its meaning (NS-3). When `stream` is
-/// bound to another namespace on the element or the header, renaming would change the meaning
-/// of descendants, so the element keeps its original prefix, which is declared like any other.
+/// top-level element only) with `xmlns:stream` declared (NS-3). When `stream` is bound to
+/// another namespace on the element or the header, renaming would change the meaning of
+/// descendants, so the element keeps its original prefix, which is declared like any other.
 /// `xml:lang` is not pushed down (D7).
 fn complete_element(
     raw: &str,
@@ -722,18 +751,10 @@ fn complete_element(
     scope: &HeaderScope,
     limits: &SplitterLimits,
 ) -> Result<ServerElement, ServerStreamError> {
+    let (info, mut used) = wf::check_in_scope(raw, &limits.wf(), Some(&scope.inherited))?;
     let qname = tag_qname(raw);
     let name_end = 1 + qname.len();
-    let own = own_declarations(&raw[name_end..tag_end]);
-    let declares = |prefix: Option<&str>| own.iter().any(|(p, _)| p.as_deref() == prefix);
-    let (prefix, _) = match qname.split_once(':') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, qname),
-    };
-    let ns = match own.iter().rev().find(|(p, _)| p.as_deref() == prefix) {
-        Some((_, uri)) => Some(uri.as_str()),
-        None => scope.binding(prefix),
-    };
+    let prefix = qname.split_once(':').map(|(p, _)| p);
     let self_closing = raw[..=tag_end].ends_with("/>");
     let end_name_at = if self_closing {
         None
@@ -744,52 +765,75 @@ fn complete_element(
                 && raw[i + qname.len()..].starts_with(|c: char| c == '>' || (c.is_ascii() && is_space(c as u8)))
         })
     };
-    let stream_clash = own.iter().any(|(p, uri)| p.as_deref() == Some("stream") && uri != NS_STREAM)
-        || scope.binding(Some("stream")).is_some_and(|uri| uri != NS_STREAM);
-    let rename =
-        ns == Some(NS_STREAM) && prefix != Some("stream") && !stream_clash && (self_closing || end_name_at.is_some());
+    let in_stream_ns = info.ns.as_deref() == Some(NS_STREAM) && prefix != Some("stream");
+    let mut rename = false;
+    let mut declare_stream = false;
+    if in_stream_ns && (self_closing || end_name_at.is_some()) {
+        // Only stream elements (features, errors) get here: reading the root's declarations
+        // again is cheap and rare.
+        let own = info.ns_decls()?;
+        let own_stream = own.iter().find(|(p, _)| p.as_deref() == Some("stream")).map(|(_, uri)| uri.as_str());
+        let bindings = scope.inherited.bindings();
+        let header_stream = bindings.iter().position(|(p, _)| p.as_deref() == Some("stream"));
+        let header_stream_uri = header_stream.map(|i| bindings[i].1.as_str());
+        rename = own_stream.unwrap_or(NS_STREAM) == NS_STREAM
+            && (own_stream.is_some() || header_stream_uri.unwrap_or(NS_STREAM) == NS_STREAM);
+        if rename && own_stream.is_none() {
+            match header_stream {
+                Some(i) => {
+                    if let Err(at) = used.binary_search(&i) {
+                        used.insert(at, i);
+                    }
+                }
+                None => declare_stream = true,
+            }
+        }
+    }
 
-    let mut out = String::with_capacity(raw.len() + 128);
+    // The caps apply to what is relayed: the declarations added count on the root's start tag.
+    let added = used.len() + usize::from(declare_stream);
+    if info.attributes + added > limits.max_attributes {
+        return Err(ServerStreamError::TooManyAttributes);
+    }
+    if info.declarations + added > limits.max_namespace_declarations {
+        return Err(ServerStreamError::TooManyNamespaceDeclarations);
+    }
+    let added: usize = used.iter().map(|&i| scope.declarations[i].len()).sum();
+    let mut out = String::with_capacity(raw.len() + added + 48);
     out.push('<');
     if rename {
         out.push_str("stream:");
-        out.push_str(&qname[prefix.map_or(0, |p| p.len() + 1)..]);
-        if !declares(Some("stream")) && scope.binding(Some("stream")).is_none() {
+        out.push_str(info.local);
+        if declare_stream {
             push_declaration(&mut out, Some("stream"), NS_STREAM);
         }
     } else {
         out.push_str(qname);
     }
-    for ((p, _), declaration) in scope.bindings.iter().zip(&scope.declarations) {
-        if !declares(p.as_deref()) {
-            out.push_str(declaration);
-        }
+    for &i in &used {
+        out.push_str(&scope.declarations[i]);
     }
     match (rename, end_name_at) {
         (true, Some(at)) => {
             out.push_str(&raw[name_end..at]);
             out.push_str("stream:");
-            out.push_str(&qname[prefix.map_or(0, |p| p.len() + 1)..]);
+            out.push_str(info.local);
             out.push_str(&raw[at + qname.len()..]);
         }
         _ => out.push_str(&raw[name_end..]),
     }
 
-    let (kind, error_child) = {
-        let info = wf::check_element(&out, limits.max_depth)?;
-        let kind = match (info.ns.as_deref(), info.local.as_ref()) {
-            (Some(NS_STREAM), "features") => ServerElementKind::Features,
-            (Some(NS_STREAM), "error") => ServerElementKind::StreamError,
-            (Some(NS_TLS), "proceed") => ServerElementKind::TlsProceed,
-            (Some(NS_TLS), "failure") => ServerElementKind::TlsFailure,
-            (Some(NS_SASL), "success") => ServerElementKind::SaslSuccess,
-            _ => ServerElementKind::Other,
-        };
-        (kind, info.error_child)
+    let kind = match (info.ns.as_deref(), info.local) {
+        (Some(NS_STREAM), "features") => ServerElementKind::Features,
+        (Some(NS_STREAM), "error") => ServerElementKind::StreamError,
+        (Some(NS_TLS), "proceed") => ServerElementKind::TlsProceed,
+        (Some(NS_TLS), "failure") => ServerElementKind::TlsFailure,
+        (Some(NS_SASL), "success") => ServerElementKind::SaslSuccess,
+        _ => ServerElementKind::Other,
     };
     let (mut error_condition, mut see_other_host) = (None, None);
     if kind == ServerElementKind::StreamError {
-        let (condition, text) = error_child.unwrap_or_default();
+        let (condition, text) = info.error_child.unwrap_or_default();
         let condition = defined_condition(&condition);
         if condition == "see-other-host" {
             see_other_host = Some(text.trim().to_owned());
@@ -797,29 +841,6 @@ fn complete_element(
         error_condition = Some(condition.to_owned());
     }
     Ok(ServerElement { xml: out, kind, error_condition, see_other_host })
-}
-
-/// The namespace declarations among a start tag's attributes (`attrs` is what follows the
-/// name, up to but excluding `>`). Malformed attributes end the list: the full check of the
-/// completed element refuses them anyway.
-fn own_declarations(attrs: &str) -> Vec<(Option<String>, String)> {
-    let content = attrs.strip_suffix('/').unwrap_or(attrs);
-    let start = BytesStart::from_content(content, 0);
-    let mut out = Vec::new();
-    for attr in start.attributes().with_checks(false) {
-        let Ok(attr) = attr else { break };
-        let Some(binding) = attr.key.as_namespace_binding() else {
-            continue;
-        };
-        let value = String::from_utf8_lossy(&attr.value).into_owned();
-        match binding {
-            PrefixDeclaration::Default => out.push((None, value)),
-            PrefixDeclaration::Named(p) => {
-                out.push((Some(String::from_utf8_lossy(p).into_owned()), value));
-            }
-        }
-    }
-    out
 }
 
 /// Appends ` xmlns="uri"` or ` xmlns:prefix="uri"`, the URI escaped for double quotes.
@@ -842,7 +863,9 @@ mod tests {
     use proptest::prelude::*;
 
     const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='ID-2' from='example.com' version='1.0' xml:lang='en'>";
-    const DECLS: &str = r#" xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams""#;
+    /// What namespace completion adds to a stanza of [`HEADER`]'s stream: only the default
+    /// namespace it uses, not the unused `stream` prefix.
+    const DECLS: &str = r#" xmlns="jabber:client""#;
 
     /// Feeds `chunks` one after the other, draining after each; stops at the first error.
     fn run_chunks<'a>(
@@ -915,7 +938,7 @@ mod tests {
         );
         let ServerEvent::Element(features) = &events[1] else { panic!("{events:?}") };
         assert_eq!(features.kind, ServerElementKind::Features);
-        let expected = format!("<stream:features{DECLS}><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding></stream:features>");
+        let expected = format!("<stream:features xmlns:stream=\"{NS_STREAM}\"><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding></stream:features>");
         assert_eq!(features.xml, expected);
         // TV-20b: relayed to the client unchanged.
         assert_eq!(client_features(features), expected);
@@ -970,10 +993,7 @@ mod tests {
         );
         let success = only_element("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
         assert_eq!(success.kind, ServerElementKind::SaslSuccess);
-        assert_eq!(
-            success.xml,
-            "<success xmlns:stream=\"http://etherx.jabber.org/streams\" xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
-        );
+        assert_eq!(success.xml, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
         // TV-21: SASL2 success does not restart the stream.
         assert_eq!(
             only_element("<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>juliet@example.com/balcony</authorization-identifier></success>").kind,
@@ -1061,7 +1081,7 @@ mod tests {
         assert_eq!(features.kind, ServerElementKind::Features);
         assert_eq!(
             features.xml,
-            r#"<stream:features xmlns:stream="http://etherx.jabber.org/streams" xmlns:ns0="http://etherx.jabber.org/streams" xmlns="jabber:client"><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><ns0:x/></stream:features>"#
+            r#"<stream:features xmlns:stream="http://etherx.jabber.org/streams" xmlns:ns0="http://etherx.jabber.org/streams"><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><ns0:x/></stream:features>"#
         );
         assert_eq!(events[2], ServerEvent::End);
         // The end tag must repeat the header's name.
@@ -1078,14 +1098,14 @@ mod tests {
         let ServerEvent::Element(features) = &events[1] else { panic!() };
         assert_eq!(
             features.xml,
-            r#"<ns0:features xmlns:ns0="http://etherx.jabber.org/streams" xmlns:stream="urn:other" xmlns="jabber:client"><stream:x/></ns0:features>"#
+            r#"<ns0:features xmlns:ns0="http://etherx.jabber.org/streams" xmlns:stream="urn:other"><stream:x/></ns0:features>"#
         );
         assert_eq!(features.kind, ServerElementKind::Features);
         let element =
             only_element("<ns1:features xmlns:ns1='http://etherx.jabber.org/streams' xmlns:stream='urn:other'/>");
         assert_eq!(
             element.xml,
-            r#"<ns1:features xmlns="jabber:client" xmlns:ns1='http://etherx.jabber.org/streams' xmlns:stream='urn:other'/>"#
+            r#"<ns1:features xmlns:ns1='http://etherx.jabber.org/streams' xmlns:stream='urn:other'/>"#
         );
     }
 
@@ -1094,10 +1114,7 @@ mod tests {
         let (events, err) = run("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:foo='urn:example:foo' id='x'><message><foo:x/></message>");
         assert_eq!(err, None);
         let ServerEvent::Element(message) = &events[1] else { panic!() };
-        assert_eq!(
-            message.xml,
-            r#"<message xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams" xmlns:foo="urn:example:foo"><foo:x/></message>"#
-        );
+        assert_eq!(message.xml, r#"<message xmlns="jabber:client" xmlns:foo="urn:example:foo"><foo:x/></message>"#);
         assert_eq!(
             canonical(&message.xml),
             canonical(r#"<message xmlns="jabber:client"><foo:x xmlns:foo="urn:example:foo"/></message>"#)
@@ -1114,7 +1131,10 @@ mod tests {
     #[test]
     fn tv37_features_children_keep_default_namespace() {
         let features = only_element("<stream:features><foo/></stream:features>");
-        assert_eq!(features.xml, format!("<stream:features{DECLS}><foo/></stream:features>"));
+        assert_eq!(
+            features.xml,
+            format!("<stream:features{DECLS} xmlns:stream=\"{NS_STREAM}\"><foo/></stream:features>")
+        );
         assert!(canonical(&features.xml).contains("<{jabber:client}foo >"));
     }
 
@@ -1283,7 +1303,8 @@ mod tests {
 
     #[test]
     fn limits() {
-        let limits = SplitterLimits { max_element_bytes: 100, max_header_bytes: 300, max_depth: 3 };
+        let limits =
+            SplitterLimits { max_element_bytes: 100, max_header_bytes: 300, max_depth: 3, ..SplitterLimits::default() };
         let ok = format!("{HEADER}<a><b><c/></b></a>");
         assert_eq!(run_chunks(limits, [ok.as_bytes()]).1, None);
         let deep = format!("{HEADER}<a><b><c><d/></c></b></a>");
@@ -1297,6 +1318,47 @@ mod tests {
         assert_eq!(run_chunks(limits, [big_header.as_bytes()]).1, Some(ServerStreamError::TooLarge));
         let endless_prolog = " ".repeat(400);
         assert_eq!(run_chunks(limits, [endless_prolog.as_bytes()]).1, Some(ServerStreamError::TooLarge));
+    }
+
+    #[test]
+    fn caps_count_the_declarations_that_namespace_completion_adds() {
+        let limits = SplitterLimits { max_attributes: 4, max_namespace_declarations: 2, ..SplitterLimits::default() };
+        let small_header = format!("<stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAM}'>");
+        let stream = |element: &str| format!("{small_header}{element}");
+        // Three attributes plus the default namespace added: four, at the cap.
+        assert_eq!(run_chunks(limits, [stream("<message a='1' b='2' c='3'/>").as_bytes()]).1, None);
+        assert_eq!(
+            run_chunks(limits, [stream("<message a='1' b='2' c='3' d='4'/>").as_bytes()]).1,
+            Some(ServerStreamError::TooManyAttributes)
+        );
+        // Declaring its own default namespace adds nothing.
+        assert_eq!(run_chunks(limits, [stream("<m xmlns='urn:m' a='1' b='2' c='3'/>").as_bytes()]).1, None);
+        assert_eq!(
+            run_chunks(limits, [stream("<m xmlns:p='urn:p' xmlns:q='urn:q'/>").as_bytes()]).1,
+            Some(ServerStreamError::TooManyNamespaceDeclarations)
+        );
+        // The header itself is held to the caps.
+        let header =
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:x'>";
+        assert_eq!(run_chunks(limits, [header.as_bytes()]).1, Some(ServerStreamError::TooManyNamespaceDeclarations));
+    }
+
+    #[test]
+    fn a_header_with_many_declarations_costs_elements_only_what_they_use() {
+        let limits =
+            SplitterLimits { max_attributes: 1000, max_namespace_declarations: 1000, ..SplitterLimits::default() };
+        let declarations: String = (0..300).map(|i| format!(" xmlns:p{i}='u:{i}'")).collect();
+        let header = format!("<stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAM}'{declarations}>");
+        let (events, err) = run_chunks(limits, [format!("{header}<a/><p7:b p299:c=''/>").as_bytes()]);
+        assert_eq!(err, None);
+        let xml: Vec<&str> = events[1..]
+            .iter()
+            .map(|event| match event {
+                ServerEvent::Element(element) => element.xml.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(xml, [r#"<a xmlns="jabber:client"/>"#, r#"<p7:b xmlns:p7="u:7" xmlns:p299="u:299" p299:c=''/>"#]);
     }
 
     #[test]

@@ -22,10 +22,25 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts the binary with `toml` as its configuration; listener and admin on port 0.
     pub fn start(toml: &str) -> GatewayProcess {
+        Self::start_command(toml, Command::new(env!("CARGO_BIN_EXE_xmpp-ws-gateway")))
+    }
+
+    /// Like [`Self::start`], with the descriptor limit (RLIMIT_NOFILE) set by the shell first:
+    /// `ulimit` is e.g. `-n 256` (soft and hard) or `-Sn 256` (soft only).
+    pub fn start_with_ulimit(toml: &str, ulimit: &str) -> GatewayProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_xmpp-ws-gateway"));
+        Self::start_command(toml, command)
+    }
+
+    fn start_command(toml: &str, mut command: Command) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, toml).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xmpp-ws-gateway"))
+        let mut child = command
             .arg("--config")
             .arg(&config_path)
             .env("XMPPGW_LISTENER__ADDRESS", "127.0.0.1:0")
@@ -70,6 +85,27 @@ impl GatewayProcess {
         self.child.id()
     }
 
+    /// A `Vm...:` value of /proc/<pid>/status in KiB (`"VmRSS:"`, `"VmHWM:"`).
+    pub fn status_kib(&self, key: &str) -> u64 {
+        proc_status_kib(self.pid(), key)
+    }
+
+    /// How many descriptors the process has open (entries of /proc/<pid>/fd).
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("/proc/<pid>/fd").count()
+    }
+
+    /// The address of the public listener (`127.0.0.1:PORT`).
+    pub fn listener_addr(&self) -> std::net::SocketAddr {
+        let rest = self.url.trim_start_matches("ws://");
+        rest.split('/').next().expect("host:port").parse().expect("listener address")
+    }
+
+    /// The address of the admin listener.
+    pub fn admin_addr(&self) -> String {
+        self.admin.trim_start_matches("http://").to_string()
+    }
+
     /// The collected stderr as one string.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
@@ -104,6 +140,15 @@ impl GatewayProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A `Vm...:` value of /proc/<pid>/status in KiB.
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
 
 impl Drop for GatewayProcess {

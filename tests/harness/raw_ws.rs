@@ -91,9 +91,15 @@ impl RawWs {
 
     /// Like [`Self::connect`] with these header lines (each ending in CRLF) instead.
     pub async fn connect_with_headers(url: &str, headers: &str) -> RawWs {
-        let rest = url.trim_start_matches("ws://");
-        let (host, path) = rest.split_once('/').expect("ws://host/path");
-        let mut stream = TcpStream::connect(host).await.expect("connect");
+        let host = url.trim_start_matches("ws://").split_once('/').expect("ws://host/path").0;
+        let stream = TcpStream::connect(host).await.expect("connect");
+        Self::upgrade(stream, url, headers).await
+    }
+
+    /// Upgrades an already connected `stream` (e.g. one bound to another loopback source address
+    /// or with small socket buffers) to a WebSocket on `url`, with these header lines.
+    pub async fn upgrade(mut stream: TcpStream, url: &str, headers: &str) -> RawWs {
+        let (host, path) = url.trim_start_matches("ws://").split_once('/').expect("ws://host/path");
         stream.write_all(upgrade_request(host, &format!("/{path}"), headers).as_bytes()).await.expect("write upgrade");
         let mut raw = RawWs { stream, pending: Vec::new() };
         let head = raw.read_until_head().await;
@@ -118,6 +124,11 @@ impl RawWs {
     /// Writes raw bytes.
     pub async fn write_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Writes raw bytes; an error (the gateway closed or reset the connection) is returned.
+    pub async fn try_write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
     }
 
     /// Sends one masked frame.

@@ -4,7 +4,7 @@
 
 use super::*;
 
-const DECLS: &str = r#" xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams""#;
+const DECLS: &str = r#" xmlns="jabber:client""#;
 
 /// Sends `message` in an open session and expects the gateway-made error of CONFORMANCE 3.6:
 /// `condition` + `<close/>` to the client, WebSocket close `code`, and upstream a plain

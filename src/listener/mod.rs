@@ -1,0 +1,142 @@
+//! The listeners' accept loops and what a connection may cost before it becomes a session.
+//!
+//! Public listener (plain `ws://`, or `wss://` with the TLS handshake done here):
+//! - a descriptor slot is taken before each accept ([`descriptors`]): while none is free the
+//!   listener stops accepting, so the process never runs out of descriptors and the admin
+//!   listener can always accept;
+//! - each accepted connection must fit `limits.max_pending_connections` and, unless it comes from
+//!   a trusted proxy, `limits.max_pending_connections_per_address` (else 503 / 429 at once);
+//! - it then has `limits.handshake_timeout_secs` for TLS, its request (at most
+//!   `limits.max_header_bytes`) and the upgrade ([`connection`]); when draining starts it is
+//!   closed at once. Upgraded connections leave these counts and become sessions.
+//!
+//! Admin listener: a small fixed number of connections, each request head within the handshake
+//! timeout. This module handles sockets and HTTP framing; admission of sessions is
+//! [`crate::server`]'s.
+
+mod accept;
+mod connection;
+pub mod descriptors;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+pub use tls::{server_config, ListenerTlsError};
+
+use crate::control::{Control, LimitExceeded};
+use accept::RateLimited;
+use connection::{Accepted, Pending};
+
+/// Admin connections served at once (Prometheus, probes); they come out of the descriptor
+/// reserve.
+const ADMIN_CONNECTIONS: usize = 32;
+
+/// How often a repeated listener warning (accept failures, all slots taken) may be logged.
+const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Accepts public connections until draining starts. `slots` is the descriptor budget
+/// ([`descriptors::public_connection_slots`]); `secure` means the TLS handshake is done here.
+pub(crate) async fn serve_public(
+    listener: TcpListener,
+    secure: bool,
+    control: Arc<Control>,
+    router: Router,
+    slots: Arc<Semaphore>,
+) {
+    let mut accept_log = RateLimited::new(WARNING_INTERVAL);
+    let mut full_log = RateLimited::new(WARNING_INTERVAL);
+    let drain = control.drain.clone();
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if let Some(suppressed) = full_log.occurrence(tokio::time::Instant::now()) {
+                    warn!(
+                        suppressed,
+                        "every public connection slot the descriptor limit allows is in use; new connections wait"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                    _ = drain.cancelled() => return,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = accept::accept(&listener, &mut accept_log) => accepted,
+            _ = drain.cancelled() => return,
+        };
+        let gateway = control.current();
+        let limits = &gateway.config.limits;
+        let per_address = if crate::client_addr::is_trusted(peer.ip(), &gateway.trusted_proxies) {
+            usize::MAX
+        } else {
+            limits.max_pending_connections_per_address
+        };
+        let permit = match control.pending.try_acquire(peer.ip(), limits.max_pending_connections, per_address) {
+            Ok(permit) => permit,
+            Err(exceeded) => {
+                let label = match exceeded {
+                    LimitExceeded::Total => "pending-limit-total",
+                    LimitExceeded::PerAddress => "pending-limit-per-address",
+                };
+                debug!(client = %peer, reason = label, "connection refused");
+                gateway.metrics.connections_dropped.with_label_values(&[label]).inc();
+                refuse(stream, secure, exceeded);
+                continue;
+            }
+        };
+        let gauge = gateway.metrics.connections_pending.clone();
+        gauge.inc();
+        let accepted = Accepted { stream, peer, slot, pending: Pending { _permit: permit, gauge } };
+        control.connections.spawn(connection::run(accepted, secure, control.clone(), router.clone()));
+    }
+}
+
+/// Closes a connection over a pending-connection limit, with a one-line HTTP answer on a plain
+/// listener (nothing on a TLS one: the client expects a handshake). What the client already
+/// sent is read first (a little), so the close is a FIN rather than a reset that could destroy
+/// the answer.
+fn refuse(stream: TcpStream, secure: bool, exceeded: LimitExceeded) {
+    if secure {
+        return;
+    }
+    let mut sink = [0u8; 2048];
+    for _ in 0..8 {
+        if !matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let (status, text) = match exceeded {
+        LimitExceeded::Total => ("503 Service Unavailable", "This gateway has too many new connections.\n"),
+        LimitExceeded::PerAddress => ("429 Too Many Requests", "Too many new connections from this address.\n"),
+    };
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.try_write(answer.as_bytes());
+}
+
+/// Serves the admin router until the task is aborted: at most [`ADMIN_CONNECTIONS`] at once,
+/// each request head within `limits.handshake_timeout_secs` of the current configuration.
+pub(crate) async fn serve_admin(listener: TcpListener, control: Arc<Control>, router: Router) {
+    let slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+    let mut accept_log = RateLimited::new(WARNING_INTERVAL);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let (stream, _peer): (TcpStream, SocketAddr) = accept::accept(&listener, &mut accept_log).await;
+        let timeout = control.current().config.limits.handshake_timeout();
+        tokio::spawn(connection::run_admin(stream, slot, router.clone(), timeout));
+    }
+}
