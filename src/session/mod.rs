@@ -589,7 +589,7 @@ where
                 if kind == ClientElementKind::StreamError {
                     // ERR-6: the client ended the stream with an error; close our side of it.
                     let condition = offload::check(xml.len(), || client::stream_error_condition(xml));
-                    self.metrics().stream_errors.with_label_values(&[condition, "client"]).inc();
+                    self.metrics().stream_errors.with_label_values(&[condition.as_str(), "client"]).inc();
                     if relay.write(framing::UPSTREAM_STREAM_END).await.is_err() {
                         return self.on_server_vanished(relay).await;
                     }
@@ -632,7 +632,7 @@ where
                     return self
                         .on_server_bad_xml(
                             relay,
-                            crate::xml::splitter::ServerStreamError::NotWellFormed("unexpected stream header"),
+                            crate::xml::error::XmlError::NotWellFormed("unexpected stream header"),
                         )
                         .await;
                 }
@@ -654,9 +654,9 @@ where
                         element.xml
                     }
                     ServerElementKind::StreamError => {
-                        let condition = element.error_condition.as_deref().unwrap_or("undefined-condition");
-                        self.metrics().stream_errors.with_label_values(&[condition, "server"]).inc();
-                        if condition == "see-other-host" {
+                        let condition = element.error_condition.unwrap_or(StreamCondition::UndefinedCondition);
+                        self.metrics().stream_errors.with_label_values(&[condition.as_str(), "server"]).inc();
+                        if condition == StreamCondition::SeeOtherHost {
                             // D4: a TCP redirect means nothing to a WebSocket client; never relay it.
                             framing::client_stream_error(
                                 StreamCondition::RemoteConnectionFailed,
@@ -691,7 +691,7 @@ where
         }
     }
 
-    async fn on_server_bad_xml(&mut self, relay: &mut Relay, error: crate::xml::splitter::ServerStreamError) -> Flow {
+    async fn on_server_bad_xml(&mut self, relay: &mut Relay, error: crate::xml::error::XmlError) -> Flow {
         warn!(%error, "server sent bad XML");
         let condition = error.condition();
         self.metrics().stream_errors.with_label_values(&[condition.as_str(), "gateway"]).inc();

@@ -34,10 +34,9 @@ use tracing::{debug, info};
 use crate::config::{Config, ConnectConfig, PreferTls, UpstreamTls};
 use crate::metrics::Metrics;
 use crate::xml::client::OpenRequest;
+use crate::xml::error::XmlError;
 use crate::xml::framing;
-use crate::xml::splitter::{
-    ServerElementKind, ServerEvent, ServerStreamError, SplitterLimits, StreamHeader, StreamSplitter,
-};
+use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits, StreamHeader, StreamSplitter};
 
 pub use io::UpstreamIo;
 pub use resolve::{DnsFailure, DnsResolver, ResolverSetupError};
@@ -504,7 +503,7 @@ pub enum UpstreamError {
     },
     /// The server's stream was malformed or broke the protocol.
     #[error("upstream stream error: {0}")]
-    Stream(#[from] ServerStreamError),
+    Stream(#[from] XmlError),
     /// The server sent something unexpected during setup.
     #[error("unexpected upstream behaviour: {0}")]
     Protocol(&'static str),

@@ -6,8 +6,9 @@
 
 use super::client::OpenRequest;
 use super::condition::StreamCondition;
+use super::error::XmlError;
 use super::splitter::{ServerElement, StreamHeader};
-use super::wf::{self, WfError};
+use super::wf;
 use super::{NS_CLIENT, NS_COMPRESS_FEATURE, NS_FRAMING, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
 
 /// `<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />`, byte for byte (D13: Strophe.js
@@ -153,7 +154,7 @@ pub fn client_features(features: &ServerElement) -> String {
 }
 
 /// Byte ranges of the root's children that D15 removes.
-fn removable_children(xml: &str) -> Result<Vec<std::ops::Range<usize>>, WfError> {
+fn removable_children(xml: &str) -> Result<Vec<std::ops::Range<usize>>, XmlError> {
     wf::root_children(xml, |ns, local| {
         (ns == Some(NS_TLS) && local == "starttls") || (ns == Some(NS_COMPRESS_FEATURE) && local == "compression")
     })

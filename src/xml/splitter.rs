@@ -8,10 +8,11 @@
 //! No I/O, no tokio.
 
 use super::condition::StreamCondition;
+use super::error::XmlError;
 use super::framing::escape_attr;
 use super::lexical::{check_decl, DeclError};
 use super::scope::Inherited;
-use super::wf::{self, WfError, WfLimits};
+use super::wf::{self, WfLimits};
 use super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS, NS_SASL, NS_STREAM, NS_TLS};
 
 /// Bounds on what a server can make the splitter buffer.
@@ -96,9 +97,9 @@ pub struct ServerElement {
     pub xml: String,
     /// What it is.
     pub kind: ServerElementKind,
-    /// For [`ServerElementKind::StreamError`], the defined condition's local name (bounded to
-    /// the RFC 6120 list, else `"undefined-condition"`), and for `see-other-host` its text.
-    pub error_condition: Option<String>,
+    /// For [`ServerElementKind::StreamError`], its condition (anything outside the RFC 6120
+    /// list is `undefined-condition`: a bounded set, safe as a metric label).
+    pub error_condition: Option<StreamCondition>,
     /// The text of a `<see-other-host/>` condition, if that is the condition.
     pub see_other_host: Option<String>,
 }
@@ -107,9 +108,8 @@ impl ServerElement {
     /// For a `<stream:error>`, its defined condition (RFC 6120 §4.9.3, anything else
     /// `"undefined-condition"`: a bounded set, safe as a metric label); `None` for any other
     /// element.
-    pub fn stream_error_condition(&self) -> Option<&'static str> {
-        (self.kind == ServerElementKind::StreamError)
-            .then(|| defined_condition(self.error_condition.as_deref().unwrap_or("undefined-condition")))
+    pub fn stream_error_condition(&self) -> Option<StreamCondition> {
+        self.error_condition
     }
 }
 
@@ -124,48 +124,6 @@ pub enum ServerEvent {
     Element(ServerElement),
     /// The closing tag of the stream (`</stream:stream>`, `</stream>`, `</ns0:stream>` ...).
     End,
-}
-
-/// Why the server stream was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerStreamError {
-    /// Malformed XML, invalid UTF-8, text outside elements, a header that is not a stream.
-    #[error("server stream not well-formed: {0}")]
-    NotWellFormed(&'static str),
-    /// A comment, processing instruction, DTD or undefined entity.
-    #[error("server stream has restricted XML: {0}")]
-    RestrictedXml(&'static str),
-    /// The header is not `stream` in the stream namespace.
-    #[error("server stream header has an invalid namespace")]
-    InvalidNamespace,
-    /// An XML declaration naming an encoding other than UTF-8.
-    #[error("server stream uses an unsupported encoding")]
-    UnsupportedEncoding,
-    /// An element or the header is over its size or nesting limit.
-    #[error("server element exceeds the size or depth limit")]
-    TooLarge,
-    /// A start tag (the header's included) with more attributes than allowed.
-    #[error("server element has too many attributes on one start tag")]
-    TooManyAttributes,
-    /// A start tag (the header's included) with more namespace declarations than allowed.
-    #[error("server element has too many namespace declarations on one start tag")]
-    TooManyNamespaceDeclarations,
-}
-
-impl ServerStreamError {
-    /// The condition the gateway sends to the server before closing its stream (ERR-4).
-    pub fn condition(&self) -> StreamCondition {
-        match self {
-            ServerStreamError::NotWellFormed(_) => StreamCondition::NotWellFormed,
-            ServerStreamError::RestrictedXml(_) => StreamCondition::RestrictedXml,
-            ServerStreamError::InvalidNamespace => StreamCondition::InvalidNamespace,
-            ServerStreamError::UnsupportedEncoding => StreamCondition::UnsupportedEncoding,
-            ServerStreamError::TooLarge
-            | ServerStreamError::TooManyAttributes
-            | ServerStreamError::TooManyNamespaceDeclarations => StreamCondition::PolicyViolation,
-        }
-    }
 }
 
 /// The incremental splitter. Feed bytes, then drain events until `Ok(None)`.
@@ -208,7 +166,7 @@ pub struct StreamSplitter {
     prolog_bytes: usize,
     /// Whether an XML declaration may still come (only at the very first byte of a stream).
     decl_allowed: bool,
-    poisoned: Option<ServerStreamError>,
+    poisoned: Option<XmlError>,
 }
 
 /// Where the lexer is inside the current unit.
@@ -255,55 +213,8 @@ struct HeaderScope {
     declarations: Vec<String>,
 }
 
-/// `name` if it is one of the RFC 6120 §4.9.3 defined conditions, else `"undefined-condition"`
-/// (§4.9.2): a bounded set, safe as a metric label.
-pub fn defined_condition(name: &str) -> &'static str {
-    DEFINED_CONDITIONS.iter().find(|&&c| c == name).copied().unwrap_or("undefined-condition")
-}
-
-/// The RFC 6120 §4.9.3 defined conditions (anything else is reported as undefined-condition).
-const DEFINED_CONDITIONS: &[&str] = &[
-    "bad-format",
-    "bad-namespace-prefix",
-    "conflict",
-    "connection-timeout",
-    "host-gone",
-    "host-unknown",
-    "improper-addressing",
-    "internal-server-error",
-    "invalid-from",
-    "invalid-namespace",
-    "invalid-xml",
-    "not-authorized",
-    "not-well-formed",
-    "policy-violation",
-    "remote-connection-failed",
-    "reset",
-    "resource-constraint",
-    "restricted-xml",
-    "see-other-host",
-    "system-shutdown",
-    "undefined-condition",
-    "unsupported-encoding",
-    "unsupported-feature",
-    "unsupported-stanza-type",
-    "unsupported-version",
-];
-
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
-}
-
-impl From<WfError> for ServerStreamError {
-    fn from(err: WfError) -> Self {
-        match err {
-            WfError::NotWellFormed(why) => ServerStreamError::NotWellFormed(why),
-            WfError::Restricted(why) => ServerStreamError::RestrictedXml(why),
-            WfError::TooDeep => ServerStreamError::TooLarge,
-            WfError::TooManyAttributes => ServerStreamError::TooManyAttributes,
-            WfError::TooManyNamespaceDeclarations => ServerStreamError::TooManyNamespaceDeclarations,
-        }
-    }
 }
 
 impl StreamSplitter {
@@ -358,14 +269,14 @@ impl StreamSplitter {
     /// The next complete event, `Ok(None)` when more bytes are needed. After an error the
     /// splitter is poisoned and keeps returning that error.
     #[inline]
-    pub fn next_event(&mut self) -> Result<Option<ServerEvent>, ServerStreamError> {
+    pub fn next_event(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         if let Some(err) = &self.poisoned {
-            return Err(err.clone());
+            return Err(*err);
         }
         // Returned as it is (no unwrapping and re-wrapping of the large event type).
         let result = self.lex_unit();
         if let Err(err) = &result {
-            self.poison(err.clone());
+            self.poison(*err);
         }
         result
     }
@@ -373,7 +284,7 @@ impl StreamSplitter {
     /// Records `err` and frees the buffer: every later call returns `err`.
     #[cold]
     #[inline(never)]
-    fn poison(&mut self, err: ServerStreamError) {
+    fn poison(&mut self, err: XmlError) {
         self.poisoned = Some(err);
         self.buf = Vec::new();
         self.start = 0;
@@ -400,7 +311,7 @@ impl StreamSplitter {
     }
 
     /// Runs the lexer until an event is complete or the bytes run out.
-    fn lex_unit(&mut self) -> Result<Option<ServerEvent>, ServerStreamError> {
+    fn lex_unit(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         loop {
             let Some(&b) = self.buf.get(self.pos) else {
                 self.check_pending_size()?;
@@ -420,15 +331,15 @@ impl StreamSplitter {
                         self.pos += 1;
                         self.lex = Lex::Lt;
                     } else if matches!(self.phase, Phase::Ended) {
-                        return Err(ServerStreamError::NotWellFormed("data after the end of the stream"));
+                        return Err(XmlError::NotWellFormed("data after the end of the stream"));
                     } else {
-                        return Err(ServerStreamError::NotWellFormed("text outside elements"));
+                        return Err(XmlError::NotWellFormed("text outside elements"));
                     }
                 }
                 Lex::Lt => match b {
                     b'/' => {
                         if matches!(self.phase, Phase::Prolog) {
-                            return Err(ServerStreamError::NotWellFormed("end tag before the header"));
+                            return Err(XmlError::NotWellFormed("end tag before the header"));
                         }
                         self.pos += 1;
                         self.lex = Lex::EndTag;
@@ -442,7 +353,7 @@ impl StreamSplitter {
                             self.pos += 1;
                             self.lex = Lex::Decl;
                         } else {
-                            return Err(ServerStreamError::RestrictedXml("processing instruction"));
+                            return Err(XmlError::RestrictedXml("processing instruction"));
                         }
                     }
                     _ => self.lex = Lex::StartTag { quote: None },
@@ -501,7 +412,7 @@ impl StreamSplitter {
 
     /// Refuses a unit in progress that is already over its limit.
     #[inline]
-    fn check_pending_size(&self) -> Result<(), ServerStreamError> {
+    fn check_pending_size(&self) -> Result<(), XmlError> {
         let pending = self.pos - self.start;
         let over = match self.phase {
             Phase::Prolog => self.prolog_bytes + pending > self.limits.max_header_bytes,
@@ -509,24 +420,24 @@ impl StreamSplitter {
             Phase::Ended => false,
         };
         if over {
-            Err(ServerStreamError::TooLarge)
+            Err(XmlError::TooLarge)
         } else {
             Ok(())
         }
     }
 
     /// After `<!`: CDATA inside an element, anything else refused.
-    fn lex_bang(&mut self) -> Result<(), ServerStreamError> {
+    fn lex_bang(&mut self) -> Result<(), XmlError> {
         const CDATA: &[u8] = b"<![CDATA[";
         let seen = &self.buf[self.tag_start..];
         match seen.get(2) {
             Some(b'[') => {
                 if self.depth == 0 {
-                    return Err(ServerStreamError::NotWellFormed("CDATA outside elements"));
+                    return Err(XmlError::NotWellFormed("CDATA outside elements"));
                 }
                 let n = seen.len().min(CDATA.len());
                 if seen[..n] != CDATA[..n] {
-                    return Err(ServerStreamError::NotWellFormed("malformed CDATA section"));
+                    return Err(XmlError::NotWellFormed("malformed CDATA section"));
                 }
                 if n == CDATA.len() {
                     self.pos = self.tag_start + CDATA.len();
@@ -536,8 +447,8 @@ impl StreamSplitter {
                 }
                 Ok(())
             }
-            Some(b'-') => Err(ServerStreamError::RestrictedXml("comment")),
-            Some(_) => Err(ServerStreamError::RestrictedXml("document type declaration")),
+            Some(b'-') => Err(XmlError::RestrictedXml("comment")),
+            Some(_) => Err(XmlError::RestrictedXml("document type declaration")),
             None => {
                 self.pos = self.buf.len();
                 Ok(())
@@ -547,14 +458,14 @@ impl StreamSplitter {
 
     /// After `<?` at the first byte of a stream: an XML declaration. `Some(())` when it was
     /// complete and accepted, `None` when more bytes are needed.
-    fn lex_decl(&mut self) -> Result<Option<()>, ServerStreamError> {
+    fn lex_decl(&mut self) -> Result<Option<()>, XmlError> {
         let seen = &self.buf[self.tag_start..];
         if seen.len() < 6 {
             self.pos = self.buf.len();
             return Ok(None);
         }
         if &seen[..5] != b"<?xml" || !is_space(seen[5]) {
-            return Err(ServerStreamError::RestrictedXml("processing instruction"));
+            return Err(XmlError::RestrictedXml("processing instruction"));
         }
         // Resume the search one byte back in case `?` ended the previous feed.
         let from = self.pos.max(self.tag_start + 6) - 1;
@@ -564,11 +475,11 @@ impl StreamSplitter {
         };
         let end = from + offset + 2;
         let body = std::str::from_utf8(&self.buf[self.tag_start + 5..end - 2])
-            .map_err(|_| ServerStreamError::NotWellFormed("invalid UTF-8"))?;
+            .map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
         check_decl(body).map_err(|e| match e {
-            DeclError::NotWellFormed => ServerStreamError::NotWellFormed("malformed XML declaration"),
-            DeclError::Standalone => ServerStreamError::RestrictedXml("standalone in the XML declaration"),
-            DeclError::UnsupportedEncoding => ServerStreamError::UnsupportedEncoding,
+            DeclError::NotWellFormed => XmlError::NotWellFormed("malformed XML declaration"),
+            DeclError::Standalone => XmlError::RestrictedXml("standalone in the XML declaration"),
+            DeclError::UnsupportedEncoding => XmlError::UnsupportedEncoding,
         })?;
         self.prolog_bytes += end - self.start;
         self.start = end;
@@ -579,7 +490,7 @@ impl StreamSplitter {
     }
 
     /// Inside a start tag: finds its `>` outside quotes.
-    fn lex_start_tag(&mut self, mut quote: Option<u8>) -> Result<Option<ServerEvent>, ServerStreamError> {
+    fn lex_start_tag(&mut self, mut quote: Option<u8>) -> Result<Option<ServerEvent>, XmlError> {
         let mut i = self.pos;
         let len = self.buf.len();
         while i < len {
@@ -592,7 +503,7 @@ impl StreamSplitter {
                 }
                 None => match b {
                     b'"' | b'\'' => quote = Some(b),
-                    b'<' => return Err(ServerStreamError::NotWellFormed("'<' inside a tag")),
+                    b'<' => return Err(XmlError::NotWellFormed("'<' inside a tag")),
                     b'>' => {
                         self.pos = i + 1;
                         let self_closing = i > self.tag_start + 1 && self.buf[i - 1] == b'/';
@@ -609,11 +520,11 @@ impl StreamSplitter {
     }
 
     /// A start tag ended at `gt` (the index of its `>`).
-    fn start_tag_done(&mut self, gt: usize, self_closing: bool) -> Result<Option<ServerEvent>, ServerStreamError> {
+    fn start_tag_done(&mut self, gt: usize, self_closing: bool) -> Result<Option<ServerEvent>, XmlError> {
         if matches!(self.phase, Phase::Prolog) {
             self.check_pending_size()?;
             if self_closing {
-                return Err(ServerStreamError::NotWellFormed("self-closed stream header"));
+                return Err(XmlError::NotWellFormed("self-closed stream header"));
             }
             let (header, scope) = parse_header(&self.buf[self.start..=gt], &self.limits)?;
             self.phase = Phase::Stream(scope);
@@ -631,7 +542,7 @@ impl StreamSplitter {
         } else {
             self.depth += 1;
             if self.depth > self.limits.max_depth {
-                return Err(ServerStreamError::TooLarge);
+                return Err(XmlError::TooDeep);
             }
         }
         self.lex = Lex::Content;
@@ -639,7 +550,7 @@ impl StreamSplitter {
     }
 
     /// Inside an end tag: finds its `>`.
-    fn lex_end_tag(&mut self) -> Result<Option<ServerEvent>, ServerStreamError> {
+    fn lex_end_tag(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         let Some(offset) = self.buf[self.pos..].iter().position(|&c| c == b'>') else {
             self.pos = self.buf.len();
             return Ok(None);
@@ -649,12 +560,12 @@ impl StreamSplitter {
         if self.depth == 0 {
             // The stream's own end tag: it must repeat the header's name exactly.
             let Phase::Stream(scope) = &self.phase else {
-                return Err(ServerStreamError::NotWellFormed("unexpected end tag"));
+                return Err(XmlError::NotWellFormed("unexpected end tag"));
             };
             let name = &self.buf[self.tag_start + 2..gt];
             let name = &name[..name.len() - name.iter().rev().take_while(|&&b| is_space(b)).count()];
             if name != scope.qname.as_bytes() {
-                return Err(ServerStreamError::NotWellFormed("end tag does not match the header"));
+                return Err(XmlError::NotWellFormed("end tag does not match the header"));
             }
             self.phase = Phase::Ended;
             self.start = self.pos;
@@ -670,15 +581,15 @@ impl StreamSplitter {
     }
 
     /// The top-level element `start..pos` is complete: check, complete and classify it.
-    fn element_done(&mut self) -> Result<ServerEvent, ServerStreamError> {
+    fn element_done(&mut self) -> Result<ServerEvent, XmlError> {
         if self.pos - self.start > self.limits.max_element_bytes {
-            return Err(ServerStreamError::TooLarge);
+            return Err(XmlError::TooLarge);
         }
         let Phase::Stream(scope) = &self.phase else {
-            return Err(ServerStreamError::NotWellFormed("element outside a stream"));
+            return Err(XmlError::NotWellFormed("element outside a stream"));
         };
         let raw = std::str::from_utf8(&self.buf[self.start..self.pos])
-            .map_err(|_| ServerStreamError::NotWellFormed("invalid UTF-8"))?;
+            .map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
         let element = complete_element(raw, self.root_tag_end - self.start, scope, &self.limits)?;
         self.start = self.pos;
         self.lex = Lex::Idle;
@@ -699,13 +610,13 @@ fn tag_qname(tag: &str) -> &str {
 }
 
 /// Checks the header start tag (`<` to `>`) and extracts what the gateway needs.
-fn parse_header(tag: &[u8], limits: &SplitterLimits) -> Result<(StreamHeader, HeaderScope), ServerStreamError> {
-    let tag = std::str::from_utf8(tag).map_err(|_| ServerStreamError::NotWellFormed("invalid UTF-8"))?;
+fn parse_header(tag: &[u8], limits: &SplitterLimits) -> Result<(StreamHeader, HeaderScope), XmlError> {
+    let tag = std::str::from_utf8(tag).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
     // Checked as the empty element the start tag would be on its own.
     let doc = format!("{}/>", &tag[..tag.len() - 1]);
     let info = wf::check_element(&doc, &WfLimits { max_depth: 1, ..limits.wf() })?;
     if info.ns.as_deref() != Some(NS_STREAM) || info.local != "stream" {
-        return Err(ServerStreamError::InvalidNamespace);
+        return Err(XmlError::InvalidNamespace("the stream header is not a stream in the stream namespace"));
     }
     let ns_decls = info.ns_decls()?;
     let mut header = StreamHeader { namespaces: ns_decls.clone(), ..StreamHeader::default() };
@@ -750,7 +661,7 @@ fn complete_element(
     tag_end: usize,
     scope: &HeaderScope,
     limits: &SplitterLimits,
-) -> Result<ServerElement, ServerStreamError> {
+) -> Result<ServerElement, XmlError> {
     let (info, mut used) = wf::check_in_scope(raw, &limits.wf(), Some(&scope.inherited))?;
     let qname = tag_qname(raw);
     let name_end = 1 + qname.len();
@@ -793,10 +704,10 @@ fn complete_element(
     // The caps apply to what is relayed: the declarations added count on the root's start tag.
     let added = used.len() + usize::from(declare_stream);
     if info.attributes + added > limits.max_attributes {
-        return Err(ServerStreamError::TooManyAttributes);
+        return Err(XmlError::TooManyAttributes);
     }
     if info.declarations + added > limits.max_namespace_declarations {
-        return Err(ServerStreamError::TooManyNamespaceDeclarations);
+        return Err(XmlError::TooManyNamespaceDeclarations);
     }
     let added: usize = used.iter().map(|&i| scope.declarations[i].len()).sum();
     let mut out = String::with_capacity(raw.len() + added + 48);
@@ -834,11 +745,11 @@ fn complete_element(
     let (mut error_condition, mut see_other_host) = (None, None);
     if kind == ServerElementKind::StreamError {
         let (condition, text) = info.error_child.unwrap_or_default();
-        let condition = defined_condition(&condition);
-        if condition == "see-other-host" {
+        let condition = StreamCondition::from_name(&condition);
+        if condition == StreamCondition::SeeOtherHost {
             see_other_host = Some(text.trim().to_owned());
         }
-        error_condition = Some(condition.to_owned());
+        error_condition = Some(condition);
     }
     Ok(ServerElement { xml: out, kind, error_condition, see_other_host })
 }
@@ -871,7 +782,7 @@ mod tests {
     fn run_chunks<'a>(
         limits: SplitterLimits,
         chunks: impl IntoIterator<Item = &'a [u8]>,
-    ) -> (Vec<ServerEvent>, Option<ServerStreamError>) {
+    ) -> (Vec<ServerEvent>, Option<XmlError>) {
         let mut splitter = StreamSplitter::new(limits);
         let mut events = Vec::new();
         for chunk in chunks {
@@ -887,7 +798,7 @@ mod tests {
         (events, None)
     }
 
-    fn run(input: &str) -> (Vec<ServerEvent>, Option<ServerStreamError>) {
+    fn run(input: &str) -> (Vec<ServerEvent>, Option<XmlError>) {
         run_chunks(SplitterLimits::default(), [input.as_bytes()])
     }
 
@@ -913,7 +824,7 @@ mod tests {
         all.remove(0)
     }
 
-    fn error_of(input: &str) -> ServerStreamError {
+    fn error_of(input: &str) -> XmlError {
         let (_, err) = run(input);
         err.unwrap_or_else(|| panic!("no error for {input}"))
     }
@@ -1033,7 +944,7 @@ mod tests {
         assert_eq!(events.len(), 3);
         let ServerEvent::Element(error) = &events[1] else { panic!() };
         assert_eq!(error.kind, ServerElementKind::StreamError);
-        assert_eq!(error.error_condition.as_deref(), Some("conflict"));
+        assert_eq!(error.error_condition, Some(StreamCondition::Conflict));
         assert_eq!(error.see_other_host, None);
         assert_eq!(
             canonical(&error.xml),
@@ -1047,12 +958,12 @@ mod tests {
     #[test]
     fn tv97_see_other_host_and_undefined_conditions() {
         let error = only_element("<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>xmpp2.example.com:5222</see-other-host></stream:error>");
-        assert_eq!(error.error_condition.as_deref(), Some("see-other-host"));
+        assert_eq!(error.error_condition, Some(StreamCondition::SeeOtherHost));
         assert_eq!(error.see_other_host.as_deref(), Some("xmpp2.example.com:5222"));
         let odd = only_element("<stream:error><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>t</text><made-up xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>");
-        assert_eq!(odd.error_condition.as_deref(), Some("undefined-condition"));
+        assert_eq!(odd.error_condition, Some(StreamCondition::UndefinedCondition));
         let empty = only_element("<stream:error/>");
-        assert_eq!(empty.error_condition.as_deref(), Some("undefined-condition"));
+        assert_eq!(empty.error_condition, Some(StreamCondition::UndefinedCondition));
     }
 
     #[test]
@@ -1087,7 +998,7 @@ mod tests {
         // The end tag must repeat the header's name.
         assert!(matches!(
             error_of("<ns0:stream xmlns:ns0='http://etherx.jabber.org/streams'></stream:stream>"),
-            ServerStreamError::NotWellFormed(_)
+            XmlError::NotWellFormed(_)
         ));
     }
 
@@ -1229,22 +1140,22 @@ mod tests {
             "<message><!DOCTYPE x></message>",
             "<message><body>&nbsp;</body></message>",
         ] {
-            assert!(matches!(error_of(&format!("{HEADER}{body}")), ServerStreamError::RestrictedXml(_)), "{body}");
+            assert!(matches!(error_of(&format!("{HEADER}{body}")), XmlError::RestrictedXml(_)), "{body}");
         }
         assert!(matches!(
             error_of("<!DOCTYPE stream><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"),
-            ServerStreamError::RestrictedXml(_)
+            XmlError::RestrictedXml(_)
         ));
         assert!(matches!(
             error_of(
                 "<?xml version='1.0' standalone='yes'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"
             ),
-            ServerStreamError::RestrictedXml(_)
+            XmlError::RestrictedXml(_)
         ));
         // A declaration not at the very first byte is a processing instruction.
         assert!(matches!(
             error_of(" <?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"),
-            ServerStreamError::RestrictedXml(_)
+            XmlError::RestrictedXml(_)
         ));
     }
 
@@ -1264,35 +1175,32 @@ mod tests {
             "</stream>",
             "<message>a & b</message>",
         ] {
-            assert!(matches!(error_of(&format!("{HEADER}{body}")), ServerStreamError::NotWellFormed(_)), "{body}");
+            assert!(matches!(error_of(&format!("{HEADER}{body}")), XmlError::NotWellFormed(_)), "{body}");
         }
         let mut invalid_utf8 = HEADER.as_bytes().to_vec();
         invalid_utf8.extend_from_slice(b"<message><body>\xC3\x28</body></message>");
         let (_, err) = run_chunks(SplitterLimits::default(), [invalid_utf8.as_slice()]);
-        assert!(matches!(err, Some(ServerStreamError::NotWellFormed(_))));
-        assert!(matches!(
-            error_of(&format!("{HEADER}</stream:stream><presence/>")),
-            ServerStreamError::NotWellFormed(_)
-        ));
+        assert!(matches!(err, Some(XmlError::NotWellFormed(_))));
+        assert!(matches!(error_of(&format!("{HEADER}</stream:stream><presence/>")), XmlError::NotWellFormed(_)));
     }
 
     #[test]
     fn header_checks() {
-        assert_eq!(error_of("<stream:stream xmlns:stream='jabber:client'>"), ServerStreamError::InvalidNamespace);
-        assert_eq!(
+        assert!(matches!(error_of("<stream:stream xmlns:stream='jabber:client'>"), XmlError::InvalidNamespace(_)));
+        assert!(matches!(
             error_of("<stream:foo xmlns:stream='http://etherx.jabber.org/streams'>"),
-            ServerStreamError::InvalidNamespace
-        );
+            XmlError::InvalidNamespace(_)
+        ));
         assert_eq!(
             error_of("<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"),
-            ServerStreamError::UnsupportedEncoding
+            XmlError::UnsupportedEncoding
         );
-        assert!(matches!(error_of("<stream:stream xmlns='jabber:client'>"), ServerStreamError::NotWellFormed(_)));
+        assert!(matches!(error_of("<stream:stream xmlns='jabber:client'>"), XmlError::NotWellFormed(_)));
         assert!(matches!(
             error_of("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>"),
-            ServerStreamError::NotWellFormed(_)
+            XmlError::NotWellFormed(_)
         ));
-        assert!(matches!(error_of("hello"), ServerStreamError::NotWellFormed(_)));
+        assert!(matches!(error_of("hello"), XmlError::NotWellFormed(_)));
         // Whitespace before the header and an upper-case encoding are fine; attributes unescaped.
         let (events, err) = run("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<stream:stream xmlns:stream='http://etherx.jabber.org/streams' from='a&amp;b' to=\"x'y\">");
         assert_eq!(err, None);
@@ -1308,16 +1216,16 @@ mod tests {
         let ok = format!("{HEADER}<a><b><c/></b></a>");
         assert_eq!(run_chunks(limits, [ok.as_bytes()]).1, None);
         let deep = format!("{HEADER}<a><b><c><d/></c></b></a>");
-        assert_eq!(run_chunks(limits, [deep.as_bytes()]).1, Some(ServerStreamError::TooLarge));
+        assert_eq!(run_chunks(limits, [deep.as_bytes()]).1, Some(XmlError::TooDeep));
         let exact = format!("{HEADER}<a>{}</a>", "x".repeat(93));
         assert_eq!(run_chunks(limits, [exact.as_bytes()]).1, None);
         let big = format!("{HEADER}<a>{}</a>", "x".repeat(94));
-        assert_eq!(run_chunks(limits, [big.as_bytes()]).1, Some(ServerStreamError::TooLarge));
+        assert_eq!(run_chunks(limits, [big.as_bytes()]).1, Some(XmlError::TooLarge));
         let big_header =
             format!("<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='{}'>", "x".repeat(300));
-        assert_eq!(run_chunks(limits, [big_header.as_bytes()]).1, Some(ServerStreamError::TooLarge));
+        assert_eq!(run_chunks(limits, [big_header.as_bytes()]).1, Some(XmlError::TooLarge));
         let endless_prolog = " ".repeat(400);
-        assert_eq!(run_chunks(limits, [endless_prolog.as_bytes()]).1, Some(ServerStreamError::TooLarge));
+        assert_eq!(run_chunks(limits, [endless_prolog.as_bytes()]).1, Some(XmlError::TooLarge));
     }
 
     #[test]
@@ -1329,18 +1237,18 @@ mod tests {
         assert_eq!(run_chunks(limits, [stream("<message a='1' b='2' c='3'/>").as_bytes()]).1, None);
         assert_eq!(
             run_chunks(limits, [stream("<message a='1' b='2' c='3' d='4'/>").as_bytes()]).1,
-            Some(ServerStreamError::TooManyAttributes)
+            Some(XmlError::TooManyAttributes)
         );
         // Declaring its own default namespace adds nothing.
         assert_eq!(run_chunks(limits, [stream("<m xmlns='urn:m' a='1' b='2' c='3'/>").as_bytes()]).1, None);
         assert_eq!(
             run_chunks(limits, [stream("<m xmlns:p='urn:p' xmlns:q='urn:q'/>").as_bytes()]).1,
-            Some(ServerStreamError::TooManyNamespaceDeclarations)
+            Some(XmlError::TooManyNamespaceDeclarations)
         );
         // The header itself is held to the caps.
         let header =
             "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:x'>";
-        assert_eq!(run_chunks(limits, [header.as_bytes()]).1, Some(ServerStreamError::TooManyNamespaceDeclarations));
+        assert_eq!(run_chunks(limits, [header.as_bytes()]).1, Some(XmlError::TooManyNamespaceDeclarations));
     }
 
     #[test]
@@ -1381,14 +1289,14 @@ mod tests {
             }
             assert!(fed < 2 * limits.max_element_bytes, "never refused");
         };
-        assert_eq!(err, ServerStreamError::TooLarge);
+        assert_eq!(err, XmlError::TooLarge);
         assert!(fed <= limits.max_element_bytes + chunk.len());
         // Poisoned: the same error again, and nothing more is buffered.
         splitter.feed(&chunk);
         assert_eq!(splitter.buffered_len(), 0);
-        assert_eq!(splitter.next_event(), Err(ServerStreamError::TooLarge));
+        assert_eq!(splitter.next_event(), Err(XmlError::TooLarge));
         splitter.expect_new_stream();
-        assert_eq!(splitter.next_event(), Err(ServerStreamError::TooLarge));
+        assert_eq!(splitter.next_event(), Err(XmlError::TooLarge));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::super::outcome::Outcome;
+use crate::xml::condition::StreamCondition;
 
 /// One thing that happened, fed to [`super::SessionCore::handle`] with the time it happened.
 #[derive(Debug)]
@@ -222,8 +223,8 @@ pub enum Count {
     },
     /// `xmppgw_stream_errors_total{condition,side}`.
     StreamError {
-        /// A defined condition name.
-        condition: &'static str,
+        /// The condition (bounded: anything undefined counts as `undefined-condition`).
+        condition: StreamCondition,
         /// Who sent it.
         side: Side,
     },

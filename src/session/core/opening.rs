@@ -10,9 +10,10 @@ use std::mem;
 use std::time::Instant;
 
 use crate::xml::client::{self, ClientFrame};
+use crate::xml::error::XmlError;
 use crate::xml::framing;
 use crate::xml::see_other_host;
-use crate::xml::splitter::{ServerElementKind, ServerEvent, ServerStreamError, StreamHeader, StreamSplitter};
+use crate::xml::splitter::{ServerElementKind, ServerEvent, StreamHeader, StreamSplitter};
 
 use super::ending::{Ending, Site};
 use super::events::{
@@ -279,7 +280,7 @@ impl SessionCore {
     fn negotiation_step(
         &mut self,
         mut negotiation: Negotiation,
-        event: Result<ServerEvent, ServerStreamError>,
+        event: Result<ServerEvent, XmlError>,
         now: Instant,
     ) -> Progress {
         let step = mem::replace(&mut negotiation.step, Step::TlsHandshake);
@@ -333,7 +334,7 @@ impl SessionCore {
         &mut self,
         negotiation: Negotiation,
         header: StreamHeader,
-        event: Result<ServerEvent, ServerStreamError>,
+        event: Result<ServerEvent, XmlError>,
         now: Instant,
     ) -> Progress {
         if let Ok(ServerEvent::Element(element)) = &event {
@@ -386,7 +387,7 @@ impl SessionCore {
         &mut self,
         negotiation: Negotiation,
         header: StreamHeader,
-        first: Result<ServerEvent, ServerStreamError>,
+        first: Result<ServerEvent, XmlError>,
         now: Instant,
     ) {
         let Negotiation { setup, splitter, phase_started, .. } = negotiation;

@@ -10,8 +10,9 @@ use std::time::Instant;
 use crate::metrics::{TO_CLIENT, TO_SERVER};
 use crate::xml::client::{self, ClientElementKind, ClientFrame, OpenRequest};
 use crate::xml::condition::StreamCondition;
+use crate::xml::error::XmlError;
 use crate::xml::framing;
-use crate::xml::splitter::{ServerElementKind, ServerEvent, ServerStreamError};
+use crate::xml::splitter::{ServerElementKind, ServerEvent};
 
 use super::ending::{Ending, Site};
 use super::events::{Action, Count, Input, Side, Timer, UpstreamGone};
@@ -178,7 +179,7 @@ impl SessionCore {
     }
 
     /// Handles one server event (or the splitter's refusal) while the stream is open.
-    pub(super) fn relay_server_event(&mut self, event: Result<ServerEvent, ServerStreamError>, now: Instant) {
+    pub(super) fn relay_server_event(&mut self, event: Result<ServerEvent, XmlError>, now: Instant) {
         let Some((ctx, relay, closing)) = self.live() else { return };
         let next = match event {
             Ok(event) => server_event(ctx, relay, closing.map(|closing| closing.by), event, now),
@@ -295,7 +296,7 @@ fn server_event(
     match event {
         ServerEvent::Header(header) => {
             if relay.restart != Restart::AwaitingHeader {
-                return Next::End(Ending::ServerBadXml(ServerStreamError::NotWellFormed("unexpected stream header")));
+                return Next::End(Ending::ServerBadXml(XmlError::NotWellFormed("unexpected stream header")));
             }
             relay.restart = Restart::No;
             let stream_id = ctx.next_stream_id();
@@ -309,7 +310,7 @@ fn server_event(
                 relay.server_error = Some(condition);
                 if element.see_other_host.is_some() {
                     // D4: a TCP redirect means nothing to a WebSocket client; never relay it.
-                    framing::client_stream_error(StreamCondition::RemoteConnectionFailed, Some(condition))
+                    framing::client_stream_error(StreamCondition::RemoteConnectionFailed, Some(condition.as_str()))
                 } else {
                     element.xml
                 }

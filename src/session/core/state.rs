@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::xml::client::OpenRequest;
+use crate::xml::condition::StreamCondition;
 use crate::xml::splitter::{StreamHeader, StreamSplitter};
 
 use super::ending::Ending;
@@ -161,7 +162,7 @@ pub struct Relay {
     pub restart: Restart,
     /// The condition of a `<stream:error>` the server sent (its end then means
     /// `server_stream_error`).
-    pub server_error: Option<&'static str>,
+    pub server_error: Option<StreamCondition>,
     /// Ping bookkeeping.
     pub liveness: Liveness,
     /// When a stanza last crossed either way (idle timeout).

@@ -19,10 +19,9 @@ mod table;
 pub use markdown::markdown_table;
 pub use table::*;
 
-use crate::xml::client::ClientMessageError;
 use crate::xml::condition::StreamCondition;
+use crate::xml::error::XmlError;
 use crate::xml::framing;
-use crate::xml::splitter::ServerStreamError;
 
 use super::super::outcome::{close_code, refusal_close_code, truncate_reason, Outcome};
 use super::events::{Action, Count, Side, UpstreamClose};
@@ -38,7 +37,7 @@ pub enum Ending {
     /// The first message is an element other than `<open/>` (FR-2).
     NotOpen,
     /// The XML core refused a client message.
-    Refused(ClientMessageError),
+    Refused(XmlError),
     /// `<open/>` without a usable `to`.
     NoDomain,
     /// The domain is not served (D17).
@@ -83,12 +82,12 @@ pub enum Ending {
     /// Both sides closed, the server's end following its `<stream:error>` (ERR-1).
     ClosedAfterServerError {
         /// The server's condition.
-        condition: &'static str,
+        condition: StreamCondition,
     },
     /// The other side did not finish the close in time.
     CloseTimeout,
     /// The server sent XML the gateway refuses (ERR-4, LIM-3).
-    ServerBadXml(ServerStreamError),
+    ServerBadXml(XmlError),
     /// The upstream connection ended without `</stream:stream>` (D5).
     ServerVanished,
     /// No pong in time.
@@ -225,7 +224,7 @@ pub fn farewell(ending: &Ending, site: Site<'_>, voice: &Voice<'_>, out: &mut im
         actions.push(Action::Count(Count::ConnectFailure(ending.class())));
     }
     if let Some(cond) = row.gateway_error {
-        let condition = ending.condition(cond).as_str();
+        let condition = ending.condition(cond);
         actions.push(Action::Count(Count::StreamError { condition, side: Side::Gateway }));
     }
     let stream_open = matches!(site, Site::InStream { .. });

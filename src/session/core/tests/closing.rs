@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::xml::condition::StreamCondition;
 
 #[test]
 fn tv_86_open_after_close_is_not_processed() {
@@ -92,11 +93,11 @@ fn err_1_server_stream_error_is_relayed_then_close() {
     );
     assert!(sent[0].contains("<conflict") && sent[0].contains("Replaced by new connection"), "{sent:?}");
     assert_eq!(sent[1], CLOSE);
-    assert!(counts(&actions).contains(&Count::StreamError { condition: "conflict", side: Side::Server }));
+    assert!(counts(&actions).contains(&Count::StreamError { condition: StreamCondition::Conflict, side: Side::Server }));
     // Strophe closes the WebSocket on <close/> without answering: the close is complete.
     let end = driver.feed(Input::ClientGone);
     assert_eq!(done(&end), Some(Outcome::ServerStreamError));
-    assert_eq!(driver.core.ending(), Some(&Ending::ClosedAfterServerError { condition: "conflict" }));
+    assert_eq!(driver.core.ending(), Some(&Ending::ClosedAfterServerError { condition: StreamCondition::Conflict }));
     assert_eq!(upstream(&end), "</stream:stream>");
 }
 

@@ -3,6 +3,7 @@
 //! tests/operations.rs).
 
 use super::*;
+use crate::xml::condition::StreamCondition;
 
 const DECLS: &str = r#" xmlns="jabber:client""#;
 
@@ -214,7 +215,8 @@ fn server_refused(driver: &mut Driver, bytes: &[u8], condition: &'static str) {
     assert_eq!(sent[1], CLOSE);
     assert_eq!(ws_close(&actions), Some((1000, ending::SERVER_BAD_XML_TEXT)));
     assert_eq!(done(&actions), Some(Outcome::ServerError));
-    assert!(counts(&actions).contains(&Count::StreamError { condition, side: Side::Gateway }));
+    assert!(counts(&actions)
+        .contains(&Count::StreamError { condition: StreamCondition::from_name(condition), side: Side::Gateway }));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! The ending table: one row per ending, rows consistent with where they can happen, the
 //! farewell following its row, and docs/OPERATIONS.md quoting it exactly.
 
-use crate::xml::client::ClientMessageError;
-use crate::xml::splitter::ServerStreamError;
+use crate::xml::condition::StreamCondition;
+use crate::xml::error::XmlError;
 
 use super::*;
 use ending::{Code, Cond, Site, ToClient, ToUpstream, Voice};
@@ -13,7 +13,7 @@ pub(super) fn examples() -> Vec<Ending> {
         Ending::OpenTimeout,
         Ending::CloseBeforeOpen,
         Ending::NotOpen,
-        Ending::Refused(ClientMessageError::TooDeep),
+        Ending::Refused(XmlError::TooDeep),
         Ending::NoDomain,
         Ending::DomainNotServed { class: "domain-not-allowed" },
         Ending::QueueFull,
@@ -29,9 +29,9 @@ pub(super) fn examples() -> Vec<Ending> {
         Ending::ElementAfterClose,
         Ending::ClientStartTls,
         Ending::Closed,
-        Ending::ClosedAfterServerError { condition: "conflict" },
+        Ending::ClosedAfterServerError { condition: StreamCondition::Conflict },
         Ending::CloseTimeout,
-        Ending::ServerBadXml(ServerStreamError::RestrictedXml("comment")),
+        Ending::ServerBadXml(XmlError::RestrictedXml("comment")),
         Ending::ServerVanished,
         Ending::PongTimeout,
         Ending::IdleTimeout,
@@ -127,7 +127,7 @@ fn farewells_follow_their_rows() {
 
 #[test]
 fn stream_end_is_never_written_twice() {
-    for ending in [Ending::Closed, Ending::ServerBadXml(ServerStreamError::TooLarge), Ending::TooBig] {
+    for ending in [Ending::Closed, Ending::ServerBadXml(XmlError::TooLarge), Ending::TooBig] {
         let actions = farewell_at(&ending, Site::InStream { batched: Vec::new(), end_sent: true });
         assert_eq!(upstream(&actions), "", "{ending:?}");
         assert_eq!(upstream_close(&actions), Some(UpstreamClose::Finish));
