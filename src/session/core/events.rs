@@ -6,14 +6,17 @@
 use std::time::{Duration, Instant};
 
 use super::super::outcome::Outcome;
+use crate::upstream::FailureClass;
 use crate::xml::condition::StreamCondition;
 
 /// One thing that happened, fed to [`super::SessionCore::handle`] with the time it happened.
 #[derive(Debug)]
 pub enum Input<'a> {
-    /// A WebSocket text message from the client.
+    /// A WebSocket text message from the client. One over the session's element limit (its
+    /// upstream's, D10) is refused by the core (LIM-2).
     ClientText(&'a str),
-    /// A client message larger than the element limit (the WebSocket layer refused it, LIM-2).
+    /// A client message larger than the largest element limit: the WebSocket layer refused it
+    /// from its frame header, before buffering it (LIM-2).
     ClientTooBig,
     /// A WebSocket-level violation (binary frame, invalid UTF-8, unmasked frame ...): the
     /// WebSocket is failed with this close code and reason (RFC 6455 §7.4.1).
@@ -35,6 +38,9 @@ pub enum Input<'a> {
     ClientIdle,
     /// Bytes read from the upstream connection (plaintext, or decrypted TLS).
     ServerBytes(&'a [u8]),
+    /// Whether the domain of [`ConnectTo::FirstRoute`] is served, fed before anything else
+    /// about that connect.
+    DomainLookup(DomainLookup),
     /// The connection asked for by [`Action::Connect`] is up.
     UpstreamConnected(Connected),
     /// The connection asked for by [`Action::Connect`] could not be made.
@@ -44,7 +50,7 @@ pub enum Input<'a> {
     /// The TLS handshake asked for by [`Action::StartTls`] failed.
     TlsFailed {
         /// The D6 failure class (e.g. `tls-cert-name-mismatch`).
-        class: &'static str,
+        class: FailureClass,
     },
     /// The upstream connection ended.
     UpstreamGone(UpstreamGone),
@@ -86,18 +92,28 @@ pub struct Connected {
     pub attempt_started: Instant,
 }
 
+/// Whether the client's domain is served, and with which element limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainLookup {
+    /// Served; `max_element_bytes` is its upstream's element limit, both ways (D10).
+    Served {
+        /// The element limit of the session from now on.
+        max_element_bytes: usize,
+    },
+    /// Not served by this gateway (D17); answered `<host-unknown/>`, nothing is connected.
+    NotServed {
+        /// The failure class (`domain-not-allowed`).
+        class: FailureClass,
+    },
+}
+
 /// Why [`Action::Connect`] produced no connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectFailure {
-    /// The domain is not served by this gateway (D17); answered `<host-unknown/>`.
-    NotServed {
-        /// The failure class (`domain-not-allowed`).
-        class: &'static str,
-    },
     /// This route (or the resolution of the domain) failed; the core asks for the next route.
     RouteFailed {
         /// The D6 failure class (`dns-nxdomain`, `connect-refused`, `address-refused` ...).
-        class: &'static str,
+        class: FailureClass,
     },
     /// Every route has been tried: the core ends with the last failure it knows of.
     NoMoreRoutes,
@@ -175,7 +191,8 @@ impl Timer {
     pub const ALL: [Timer; 7] =
         [Timer::Open, Timer::Setup, Timer::Attempt, Timer::Ping, Timer::Pong, Timer::Idle, Timer::Close];
 
-    pub(super) fn index(self) -> usize {
+    /// The timer's position in [`Timer::ALL`].
+    pub fn index(self) -> usize {
         match self {
             Timer::Open => 0,
             Timer::Setup => 1,
@@ -231,7 +248,7 @@ pub enum Count {
     /// `xmppgw_client_elements_refused_total{reason}`.
     ClientRefused(&'static str),
     /// `xmppgw_upstream_connect_failures_total{class}`.
-    ConnectFailure(&'static str),
+    ConnectFailure(FailureClass),
     /// `xmppgw_upstream_connect_duration_seconds{phase}` for the phases the core sees (`tls`,
     /// `stream`); `dns` and `tcp` are the shell's.
     ConnectPhase {

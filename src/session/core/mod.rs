@@ -21,7 +21,7 @@
 //! [`crate::xml::client::classify`], the splitter and [`crate::xml::framing`], and holds no XML
 //! literal of its own. It never writes a client byte upstream before TLS is up (TLS-3), never
 //! passes pre-TLS information to the client (TLS-4), and never buffers without a bound: the
-//! connecting queue ([`Settings::max_queued_messages`], [`Settings::max_queued_bytes`]), the
+//! connecting queue ([`Settings::max_queued_messages`] and one element limit of bytes), the
 //! upstream batch (under [`UPSTREAM_BATCH_BYTES`] between inputs) and the splitter (one
 //! element plus one read).
 //!
@@ -63,8 +63,8 @@ use std::time::Instant;
 
 pub use ending::{markdown_table, Ending, Phase, Row, ROWS};
 pub use events::{
-    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, Input, RouteSecurity, Side, Timer,
-    UpstreamClose, UpstreamGone,
+    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Input, RouteSecurity, Side,
+    Timer, UpstreamClose, UpstreamGone,
 };
 pub use settings::{Settings, MAX_REDIRECTS, UPSTREAM_BATCH_BYTES};
 
@@ -88,6 +88,9 @@ struct Ctx {
     timers: Timers,
     /// `xml:lang` of gateway-made `<open/>`s: the client's, else the default.
     lang: String,
+    /// The element limit of this session, both ways: the global one until the domain is
+    /// known, then its upstream's (D10).
+    element_limit: usize,
     id_seed: u64,
     ids: u64,
 }
@@ -146,7 +149,9 @@ impl SessionCore {
     pub fn new(settings: Arc<Settings>, now: Instant, id_seed: u64) -> SessionCore {
         let lang = settings.default_lang.clone();
         let open_by = now + settings.open_timeout;
-        let mut ctx = Ctx { settings, actions: VecDeque::new(), timers: Timers::default(), lang, id_seed, ids: 0 };
+        let element_limit = settings.server_limits.max_element_bytes;
+        let timers = Timers::default();
+        let mut ctx = Ctx { settings, actions: VecDeque::new(), timers, lang, element_limit, id_seed, ids: 0 };
         ctx.set_timer(Timer::Open, open_by);
         SessionCore { ctx, state: State::AwaitingOpen }
     }
@@ -154,11 +159,12 @@ impl SessionCore {
     /// Handles one input that happened at `now`; the resulting actions wait in
     /// [`Self::poll_action`]. Once the session has ended, inputs are ignored.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
-        if let Input::TimerFired(timer) = input {
-            if !self.ctx.timers.fired(timer) {
-                return;
-            }
-        }
+        let input = match input {
+            Input::TimerFired(timer) if !self.ctx.timers.fired(timer) => return,
+            // LIM-2: over the session's element limit, whatever it is.
+            Input::ClientText(text) if text.len() > self.ctx.element_limit => Input::ClientTooBig,
+            input => input,
+        };
         match self.state {
             State::Ended(_) => {}
             State::Relaying(_) | State::Closing(..) => self.relay_input(now, input),
@@ -179,7 +185,7 @@ impl SessionCore {
         match &self.state {
             State::Connecting(setup) | State::Negotiating(state::Negotiation { setup, .. }) => {
                 let (messages, bytes) = setup.queue.len();
-                if messages > settings.max_queued_messages || bytes > settings.max_queued_bytes {
+                if messages > settings.max_queued_messages || bytes > self.ctx.element_limit {
                     return Err(format!("queue of {messages} messages, {bytes} bytes"));
                 }
             }
@@ -225,6 +231,21 @@ impl SessionCore {
             State::Closing(_, closing) => !closing.upstream_eof,
             State::AwaitingOpen | State::Connecting(_) | State::Ended(_) => false,
         }
+    }
+
+    /// How many bytes of the server's stream the splitter holds (an element in progress): the
+    /// shell runs the input that completes a large one off the runtime's worker threads.
+    pub fn server_backlog(&self) -> usize {
+        match &self.state {
+            State::Negotiating(negotiation) => negotiation.splitter.buffered_len(),
+            State::Relaying(relay) | State::Closing(relay, _) => relay.upstream.splitter.buffered_len(),
+            _ => 0,
+        }
+    }
+
+    /// The element limit of the session (its upstream's once the domain is known, D10).
+    pub fn element_limit(&self) -> usize {
+        self.ctx.element_limit
     }
 
     /// Whether client elements are batched for the server, waiting for `ClientIdle`.

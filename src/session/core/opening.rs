@@ -13,67 +13,26 @@ use crate::xml::client::{self, ClientFrame};
 use crate::xml::error::XmlError;
 use crate::xml::framing;
 use crate::xml::see_other_host;
-use crate::xml::splitter::{ServerElementKind, ServerEvent, StreamHeader, StreamSplitter};
+use crate::xml::splitter::{ServerElementKind, ServerEvent, SplitterLimits, StreamHeader, StreamSplitter};
+
+use crate::upstream::{FailureClass, TcpFailure, TlsFailure};
 
 use super::ending::{Ending, Site};
 use super::events::{
-    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, Input, RouteSecurity, Timer, UpstreamClose,
-    UpstreamGone,
+    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Input, RouteSecurity, Timer,
+    UpstreamClose, UpstreamGone,
 };
 use super::settings::MAX_REDIRECTS;
-use super::state::{Liveness, Negotiation, Queue, Relay, Restart, Setup, State, Step, UpstreamStream};
-use super::SessionCore;
+use super::state::{Liveness, Negotiation, Queue, Queued, Relay, Restart, Setup, State, Step, UpstreamStream};
+use super::{Ctx, SessionCore};
 
-/// Why a route failed while the core negotiated its stream (the shell reports connect and TLS
-/// failures with their own classes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RouteFailure {
-    /// The attempt or setup budget ran out while connecting.
-    ConnectTimeout,
-    /// ... while securing the connection.
-    TlsTimeout,
-    /// ... while exchanging stream headers.
-    StreamTimeout,
-    /// `<failure/>` (or the end of the stream) instead of `<proceed/>` (TLS-2).
-    StartTlsRefused,
-    /// Bytes after `<proceed/>` in the same read (TV-14).
-    StartTlsInjection,
-    /// The server's XML was refused by the splitter.
-    BadXml,
-    /// The server sent something the negotiation does not allow.
-    Protocol,
-    /// The server closed the connection.
-    Closed,
-    /// A write to the server failed.
-    Io,
-    /// More than [`MAX_REDIRECTS`] successive `<see-other-host/>`.
-    RedirectLoop,
-}
-
-impl RouteFailure {
-    /// The D6 class.
-    fn class(self) -> &'static str {
-        match self {
-            RouteFailure::ConnectTimeout => "connect-timeout",
-            RouteFailure::TlsTimeout => "tls-timeout",
-            RouteFailure::StreamTimeout => "stream-timeout",
-            RouteFailure::StartTlsRefused => "starttls-refused",
-            RouteFailure::StartTlsInjection => "starttls-injection",
-            RouteFailure::BadXml => "upstream-bad-xml",
-            RouteFailure::Protocol => "upstream-protocol-error",
-            RouteFailure::Closed => "upstream-closed",
-            RouteFailure::Io => "upstream-io-error",
-            RouteFailure::RedirectLoop => "see-other-host-loop",
-        }
-    }
-
-    /// The timeout class for a budget that ran out during `step`.
-    fn timeout(step: &Step) -> RouteFailure {
-        if step.securing() {
-            RouteFailure::TlsTimeout
-        } else {
-            RouteFailure::StreamTimeout
-        }
+/// The class of a budget that ran out during `step`: securing the connection (`tls`) or
+/// exchanging the stream headers after it.
+fn timeout_class(step: &Step) -> FailureClass {
+    if step.securing() {
+        FailureClass::Tls(TlsFailure::Timeout)
+    } else {
+        FailureClass::StreamTimeout
     }
 }
 
@@ -152,33 +111,46 @@ impl SessionCore {
             return self.end_setup(&setup, ending, true);
         }
         match input {
-            Input::ClientText(text) => {
-                if setup.queue.push(text, &self.ctx.settings) {
-                    State::Connecting(setup)
-                } else {
-                    self.end_setup(&setup, Ending::QueueFull, true)
+            Input::ClientText(text) => match queue_client_text(&self.ctx, &mut setup.queue, text) {
+                None => State::Connecting(setup),
+                Some(ending) => self.end_setup(&setup, ending, true),
+            },
+            Input::DomainLookup(DomainLookup::Served { max_element_bytes }) => {
+                self.ctx.element_limit = max_element_bytes;
+                match setup.queue.len().1 > max_element_bytes {
+                    true => self.end_setup(&setup, Ending::QueueFull, true),
+                    false => State::Connecting(setup),
                 }
             }
-            Input::UpstreamConnected(connected) => self.negotiate(setup, connected, now),
-            Input::UpstreamConnectFailed(ConnectFailure::NotServed { class }) => {
+            Input::DomainLookup(DomainLookup::NotServed { class }) => {
                 self.end_setup(&setup, Ending::DomainNotServed { class }, false)
             }
+            Input::UpstreamConnected(connected) => self.negotiate(setup, connected, now),
             Input::UpstreamConnectFailed(ConnectFailure::RouteFailed { class }) => {
                 setup.last_failure = Some(class);
                 setup.redirects = 0;
+                if self.setup_expired(now) {
+                    // The whole budget ran out in this route's lookup or TCP: its class says where.
+                    return self.end_setup(&setup, Ending::UpstreamFailed { class }, false);
+                }
                 self.connect(ConnectTo::NextRoute, now);
                 State::Connecting(setup)
             }
             Input::UpstreamConnectFailed(ConnectFailure::NoMoreRoutes) => {
-                let class = setup.last_failure.unwrap_or(RouteFailure::Closed.class());
+                let class = setup.last_failure.unwrap_or(FailureClass::Closed);
                 self.end_setup(&setup, Ending::UpstreamFailed { class }, false)
             }
             Input::TimerFired(Timer::Setup) => {
-                let class = RouteFailure::ConnectTimeout.class();
+                let class = FailureClass::Tcp(TcpFailure::Timeout);
                 self.end_setup(&setup, Ending::UpstreamFailed { class }, true)
             }
             _ => State::Connecting(setup),
         }
+    }
+
+    /// Whether the whole setup's budget has run out.
+    fn setup_expired(&self, now: Instant) -> bool {
+        self.ctx.timers.deadline(Timer::Setup).is_some_and(|deadline| now >= deadline)
     }
 
     /// A route is connected: PROXY header, then the first step of its security.
@@ -204,7 +176,8 @@ impl SessionCore {
                 Step::PostTlsHeader
             }
         };
-        let splitter = StreamSplitter::new(self.ctx.settings.server_limits);
+        let limits = SplitterLimits { max_element_bytes: self.ctx.element_limit, ..self.ctx.settings.server_limits };
+        let splitter = StreamSplitter::new(limits);
         State::Negotiating(Negotiation { setup, splitter, step, phase_started: now })
     }
 
@@ -216,10 +189,9 @@ impl SessionCore {
         let handshaking = matches!(negotiation.step, Step::TlsHandshake);
         match input {
             Input::ClientText(text) => {
-                self.state = if negotiation.setup.queue.push(text, &self.ctx.settings) {
-                    State::Negotiating(negotiation)
-                } else {
-                    self.end_setup(&negotiation.setup, Ending::QueueFull, true)
+                self.state = match queue_client_text(&self.ctx, &mut negotiation.setup.queue, text) {
+                    None => State::Negotiating(negotiation),
+                    Some(ending) => self.end_setup(&negotiation.setup, ending, true),
                 };
             }
             Input::ServerBytes(bytes) if !handshaking => {
@@ -238,19 +210,19 @@ impl SessionCore {
             }
             Input::TlsFailed { class } if handshaking => self.route_failed(negotiation, class, now),
             Input::UpstreamGone(gone) => {
-                let failure = match (gone, &negotiation.step) {
-                    (UpstreamGone::WriteError, _) => RouteFailure::Io,
-                    (UpstreamGone::ReadEnd, Step::ProceedAwaited) => RouteFailure::StartTlsRefused,
-                    (UpstreamGone::ReadEnd, _) => RouteFailure::Closed,
+                let class = match (gone, &negotiation.step) {
+                    (UpstreamGone::WriteError, _) => FailureClass::IoError,
+                    (UpstreamGone::ReadEnd, Step::ProceedAwaited) => FailureClass::StartTlsRefused,
+                    (UpstreamGone::ReadEnd, _) => FailureClass::Closed,
                 };
-                self.route_failed(negotiation, failure.class(), now);
+                self.route_failed(negotiation, class, now);
             }
             Input::TimerFired(Timer::Attempt) => {
-                let class = RouteFailure::timeout(&negotiation.step).class();
+                let class = timeout_class(&negotiation.step);
                 self.route_failed(negotiation, class, now);
             }
             Input::TimerFired(Timer::Setup) => {
-                let class = RouteFailure::timeout(&negotiation.step).class();
+                let class = timeout_class(&negotiation.step);
                 self.state = self.end_setup(&negotiation.setup, Ending::UpstreamFailed { class }, true);
             }
             _ => self.state = State::Negotiating(negotiation),
@@ -284,9 +256,9 @@ impl SessionCore {
         now: Instant,
     ) -> Progress {
         let step = mem::replace(&mut negotiation.step, Step::TlsHandshake);
-        let failure = match (step, event) {
+        let class = match (step, event) {
             (Step::FirstElement(header), event) => return self.first_element(negotiation, *header, event, now),
-            (_, Err(_)) => RouteFailure::BadXml,
+            (_, Err(_)) => FailureClass::BadXml,
             (Step::PreTlsHeader, Ok(ServerEvent::Header(_))) => {
                 negotiation.step = Step::PreTlsFeatures;
                 return Progress::Continue(negotiation);
@@ -307,25 +279,25 @@ impl SessionCore {
                     self.ctx.push(Action::CloseUpstream(UpstreamClose::Discard));
                     return self.redirect(negotiation, element.see_other_host.as_deref(), now);
                 }
-                _ => RouteFailure::Protocol,
+                _ => FailureClass::ProtocolError,
             },
             (Step::ProceedAwaited, Ok(ServerEvent::Element(element))) => match element.kind {
                 ServerElementKind::TlsProceed if negotiation.splitter.buffered_len() > 0 => {
-                    RouteFailure::StartTlsInjection
+                    FailureClass::StartTlsInjection
                 }
                 ServerElementKind::TlsProceed => {
                     self.ctx.push(Action::StartTls);
                     negotiation.step = Step::TlsHandshake;
                     return Progress::Wait(negotiation);
                 }
-                ServerElementKind::TlsFailure => RouteFailure::StartTlsRefused,
-                _ => RouteFailure::Protocol,
+                ServerElementKind::TlsFailure => FailureClass::StartTlsRefused,
+                _ => FailureClass::ProtocolError,
             },
-            (Step::ProceedAwaited, Ok(ServerEvent::End)) => RouteFailure::StartTlsRefused,
-            (_, Ok(ServerEvent::End)) => RouteFailure::Closed,
-            (_, Ok(_)) => RouteFailure::Protocol,
+            (Step::ProceedAwaited, Ok(ServerEvent::End)) => FailureClass::StartTlsRefused,
+            (_, Ok(ServerEvent::End)) => FailureClass::Closed,
+            (_, Ok(_)) => FailureClass::ProtocolError,
         };
-        self.route_failed(negotiation, failure.class(), now);
+        self.route_failed(negotiation, class, now);
         Progress::Left
     }
 
@@ -352,9 +324,9 @@ impl SessionCore {
     /// Follows a `<see-other-host/>` (the old connection is already being closed).
     fn redirect(&mut self, mut negotiation: Negotiation, target: Option<&str>, now: Instant) -> Progress {
         let target = target.and_then(see_other_host::parse);
-        let failure = match target {
-            _ if negotiation.setup.redirects >= MAX_REDIRECTS => RouteFailure::RedirectLoop,
-            None => RouteFailure::Protocol,
+        let class = match target {
+            _ if negotiation.setup.redirects >= MAX_REDIRECTS => FailureClass::RedirectLoop,
+            None => FailureClass::ProtocolError,
             Some(target) => {
                 negotiation.setup.redirects += 1;
                 self.ctx.clear_timer(Timer::Attempt);
@@ -363,17 +335,17 @@ impl SessionCore {
                 return Progress::Left;
             }
         };
-        self.next_route(negotiation.setup, failure.class(), now);
+        self.next_route(negotiation.setup, class, now);
         Progress::Left
     }
 
     /// The route failed: its connection is dropped and the next route asked for.
-    fn route_failed(&mut self, negotiation: Negotiation, class: &'static str, now: Instant) {
+    fn route_failed(&mut self, negotiation: Negotiation, class: FailureClass, now: Instant) {
         self.ctx.push(Action::CloseUpstream(UpstreamClose::Discard));
         self.next_route(negotiation.setup, class, now);
     }
 
-    fn next_route(&mut self, mut setup: Setup, class: &'static str, now: Instant) {
+    fn next_route(&mut self, mut setup: Setup, class: FailureClass, now: Instant) {
         self.ctx.clear_timer(Timer::Attempt);
         setup.last_failure = Some(class);
         setup.redirects = 0;
@@ -408,9 +380,32 @@ impl SessionCore {
             Relay { upstream, restart: Restart::No, server_error: None, liveness: Liveness::Quiet, last_activity: now };
         self.state = State::Relaying(relay);
         self.relay_server_event(first, now);
-        for text in queue.drain() {
-            self.relay_client_text(&text, now);
+        for queued in queue.drain() {
+            let frame = match &queued {
+                Queued::Close => ClientFrame::Close,
+                Queued::Element { xml, kind } => ClientFrame::Element { xml, kind: *kind },
+            };
+            self.relay_client_frame(frame, now);
         }
         self.relay_server_events(now);
     }
+}
+
+/// Validates a client message that arrives before the stream is open and queues it (LIM-4);
+/// the ending when it is refused: the queue is full, the XML layer refuses it, or it is a
+/// second `<open/>` (D3). Validating on arrival refuses garbage before an upstream is set up
+/// for it.
+fn queue_client_text(ctx: &Ctx, queue: &mut Queue, text: &str) -> Option<Ending> {
+    let bounds = (ctx.settings.max_queued_messages, ctx.element_limit);
+    let (messages, bytes) = queue.len();
+    if messages >= bounds.0 || bytes + text.len() > bounds.1 {
+        return Some(Ending::QueueFull);
+    }
+    let queued = match client::classify(text, &ctx.settings.client_limits) {
+        Err(error) => return Some(Ending::Refused(error)),
+        Ok(ClientFrame::Open(_)) => return Some(Ending::UnexpectedOpen),
+        Ok(ClientFrame::Close) => Queued::Close,
+        Ok(ClientFrame::Element { xml, kind }) => Queued::Element { xml: xml.to_string(), kind },
+    };
+    (!queue.push(queued, text.len(), bounds)).then_some(Ending::QueueFull)
 }

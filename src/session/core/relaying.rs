@@ -171,10 +171,18 @@ impl SessionCore {
         }
     }
 
-    /// Handles one client text message while the stream is open (also the queued ones).
+    /// Handles one client text message while the stream is open.
     pub(super) fn relay_client_text(&mut self, text: &str, now: Instant) {
+        match client::classify(text, &self.ctx.settings.client_limits) {
+            Ok(frame) => self.relay_client_frame(frame, now),
+            Err(error) => self.apply(Next::End(Ending::Refused(error)), now),
+        }
+    }
+
+    /// Handles one classified client message while the stream is open (also the queued ones).
+    pub(super) fn relay_client_frame(&mut self, frame: ClientFrame<'_>, now: Instant) {
         let Some((ctx, relay, closing)) = self.live() else { return };
-        let next = client_text(ctx, relay, closing.map(|closing| closing.by), text, now);
+        let next = client_frame(ctx, relay, closing.map(|closing| closing.by), frame, now);
         self.apply(next, now);
     }
 
@@ -225,12 +233,14 @@ impl SessionCore {
     }
 }
 
-fn client_text(ctx: &mut Ctx, relay: &mut Relay, closed_by: Option<ClosedBy>, text: &str, now: Instant) -> Next {
+fn client_frame(
+    ctx: &mut Ctx,
+    relay: &mut Relay,
+    closed_by: Option<ClosedBy>,
+    frame: ClientFrame<'_>,
+    now: Instant,
+) -> Next {
     relay.last_activity = now;
-    let frame = match client::classify(text, &ctx.settings.client_limits) {
-        Ok(frame) => frame,
-        Err(error) => return Next::End(Ending::Refused(error)),
-    };
     match frame {
         ClientFrame::Open(request) => restart(ctx, relay, closed_by, request),
         ClientFrame::Close => match closed_by {

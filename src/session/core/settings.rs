@@ -22,10 +22,9 @@ pub struct Settings {
     pub client_limits: ClientLimits,
     /// Bounds on what the server can make the splitter buffer (D10, LIM-3).
     pub server_limits: SplitterLimits,
-    /// Client messages held while the upstream is being set up (LIM-4).
+    /// Client messages held while the upstream is being set up (LIM-4); together they hold at
+    /// most one element limit of bytes.
     pub max_queued_messages: usize,
-    /// Bytes of client messages held while the upstream is being set up.
-    pub max_queued_bytes: usize,
     /// Time for the first `<open/>`.
     pub open_timeout: Duration,
     /// Time the other side has to finish a clean close.
@@ -52,16 +51,22 @@ impl Settings {
         Settings::from_parts(&config.limits, &config.connect, config.shutdown.redirect_uri.clone())
     }
 
-    /// The settings of `[limits]`, `[connect]` and `shutdown.redirect_uri`. The connecting queue
-    /// holds at most one element's worth of bytes (`max_element_bytes`) besides
-    /// `max_queued_messages`, so what a client can make a session hold before its stream is open
-    /// is one element, not `max_queued_messages` of them.
+    /// The settings of `[limits]`, `[connect]` and `shutdown.redirect_uri`: the element limit
+    /// and the attribute and namespace declaration caps bind both directions (LIM-2, LIM-3).
     pub fn from_parts(limits: &LimitsConfig, connect: &ConnectConfig, redirect_uri: Option<String>) -> Settings {
         Settings {
-            client_limits: ClientLimits::default(),
-            server_limits: SplitterLimits { max_element_bytes: limits.max_element_bytes, ..SplitterLimits::default() },
+            client_limits: ClientLimits {
+                max_attributes: limits.max_attributes_per_element,
+                max_namespace_declarations: limits.max_namespace_declarations_per_element,
+                ..ClientLimits::default()
+            },
+            server_limits: SplitterLimits {
+                max_element_bytes: limits.max_element_bytes,
+                max_attributes: limits.max_attributes_per_element,
+                max_namespace_declarations: limits.max_namespace_declarations_per_element,
+                ..SplitterLimits::default()
+            },
             max_queued_messages: limits.max_queued_messages,
-            max_queued_bytes: limits.max_element_bytes,
             open_timeout: limits.open_timeout(),
             close_timeout: limits.close_timeout(),
             ping_interval: limits.ping_interval(),

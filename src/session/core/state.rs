@@ -5,7 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::xml::client::OpenRequest;
+use crate::upstream::FailureClass;
+use crate::xml::client::{ClientElementKind, OpenRequest};
 use crate::xml::condition::StreamCondition;
 use crate::xml::splitter::{StreamHeader, StreamSplitter};
 
@@ -42,29 +43,45 @@ pub struct Setup {
     /// `<see-other-host/>` redirects followed on the current route (D4).
     pub redirects: usize,
     /// The class of the last route that failed: the session's failure if no route is left.
-    pub last_failure: Option<&'static str>,
+    pub last_failure: Option<FailureClass>,
 }
 
-/// A bounded queue of client messages.
+/// A client message accepted while the upstream is being set up: validated on arrival, held
+/// as what the XML layer made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// `<close/>`.
+    Close,
+    /// Any element but `<open/>`: the bytes to relay and what they are.
+    Element {
+        /// The bytes to relay (a leading XML declaration already removed).
+        xml: String,
+        /// What the element is.
+        kind: ClientElementKind,
+    },
+}
+
+/// A bounded queue of client messages (LIM-4).
 #[derive(Debug, Default)]
 pub struct Queue {
-    messages: VecDeque<String>,
+    messages: VecDeque<Queued>,
     bytes: usize,
 }
 
 impl Queue {
-    /// Adds a message; `false` (and nothing added) when it would exceed either bound.
-    pub fn push(&mut self, text: &str, settings: &Settings) -> bool {
-        if self.messages.len() >= settings.max_queued_messages || self.bytes + text.len() > settings.max_queued_bytes {
+    /// Adds a message of `size` bytes as received; `false` (and nothing added) when it would
+    /// make the queue hold more than `max_messages` messages or `max_bytes` bytes.
+    pub fn push(&mut self, message: Queued, size: usize, (max_messages, max_bytes): (usize, usize)) -> bool {
+        if self.messages.len() >= max_messages || self.bytes + size > max_bytes {
             return false;
         }
-        self.bytes += text.len();
-        self.messages.push_back(text.to_string());
+        self.bytes += size;
+        self.messages.push_back(message);
         true
     }
 
     /// The messages, oldest first.
-    pub fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = Queued> + '_ {
         self.bytes = 0;
         self.messages.drain(..)
     }

@@ -19,6 +19,7 @@ mod table;
 pub use markdown::markdown_table;
 pub use table::*;
 
+use crate::upstream::FailureClass;
 use crate::xml::condition::StreamCondition;
 use crate::xml::error::XmlError;
 use crate::xml::framing;
@@ -43,14 +44,14 @@ pub enum Ending {
     /// The domain is not served (D17).
     DomainNotServed {
         /// The failure class.
-        class: &'static str,
+        class: FailureClass,
     },
     /// Too many messages (or bytes) queued before the stream was open (LIM-4).
     QueueFull,
     /// No route could be reached or secured (D6).
     UpstreamFailed {
         /// The failure class of the last route.
-        class: &'static str,
+        class: FailureClass,
     },
     /// A client message over the element limit (LIM-2).
     TooBig,
@@ -140,7 +141,7 @@ impl Ending {
 
     fn class(&self) -> &'static str {
         match self {
-            Ending::DomainNotServed { class } | Ending::UpstreamFailed { class } => class,
+            Ending::DomainNotServed { class } | Ending::UpstreamFailed { class } => class.class(),
             _ => "",
         }
     }
@@ -220,8 +221,9 @@ pub fn farewell(ending: &Ending, site: Site<'_>, voice: &Voice<'_>, out: &mut im
         }
         None => {}
     }
-    if row.connect_failure {
-        actions.push(Action::Count(Count::ConnectFailure(ending.class())));
+    if let (true, Ending::DomainNotServed { class } | Ending::UpstreamFailed { class }) = (row.connect_failure, ending)
+    {
+        actions.push(Action::Count(Count::ConnectFailure(*class)));
     }
     if let Some(cond) = row.gateway_error {
         let condition = ending.condition(cond);

@@ -188,7 +188,7 @@ pub const ROWS: [Row; 25] = [
     },
     Row {
         name: "refused",
-        when: "the XML core refuses a client message: not well-formed, restricted XML, wrong namespace, encoding, nesting",
+        when: "the XML core refuses a client message, on arrival also while the stream is being set up: not well-formed, restricted XML, wrong namespace, encoding, nesting, attribute or namespace declaration caps",
         phase: Phase::Any,
         outcome: Outcome::ClientError,
         client: ToClient::Error { condition: Cond::OfRefusal, text: Text::None },
@@ -287,7 +287,7 @@ pub const ROWS: [Row; 25] = [
     },
     Row {
         name: "client-stalled",
-        when: "a message could not be delivered within `ping_interval_secs` + `pong_timeout_secs`",
+        when: "a message could not be delivered within `ping_interval_secs` + `pong_timeout_secs`, or the pong to the client's own ping within `pong_timeout_secs`",
         phase: Phase::Any,
         outcome: Outcome::ClientStalled,
         client: ToClient::Nothing,
@@ -323,8 +323,8 @@ pub const ROWS: [Row; 25] = [
     },
     Row {
         name: "unexpected-open",
-        when: "an `<open/>` that is not a restart right after SASL `<success/>` (D3, SASL-5)",
-        phase: Phase::InStream,
+        when: "an `<open/>` that is not a restart right after SASL `<success/>` (D3, SASL-5), also one sent while the stream is being set up",
+        phase: Phase::Any,
         outcome: Outcome::ClientError,
         client: error(StreamCondition::BadFormat),
         upstream: ToUpstream::FinishWithStreamEnd,
@@ -341,7 +341,7 @@ pub const ROWS: [Row; 25] = [
         client: error(StreamCondition::HostUnknown),
         upstream: ToUpstream::FinishWithStreamEnd,
         websocket: NORMAL_CONDITION,
-        refused: None,
+        refused: Some(Refusal::Is("restart-elsewhere")),
         gateway_error: Some(Cond::Is(StreamCondition::HostUnknown)),
         connect_failure: false,
     },

@@ -14,6 +14,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::upstream::{FailureClass, TcpFailure, TlsFailure};
 use state::State;
 
 const SECRET: &str = "s3cr3t";
@@ -84,6 +85,8 @@ fn step() -> impl Strategy<Value = Step> {
 struct Model {
     driver: Driver,
     timers: HashMap<Timer, Instant>,
+    /// The shell owes the answer to whether the domain is served.
+    lookup_pending: bool,
     connect_pending: bool,
     tls_pending: bool,
     /// The current connection's security and whether TLS is up on it.
@@ -98,7 +101,6 @@ impl Model {
     fn new() -> Model {
         let settings = Settings {
             max_queued_messages: 4,
-            max_queued_bytes: 600,
             idle_timeout: Some(Duration::from_secs(60)),
             server_limits: crate::xml::splitter::SplitterLimits { max_element_bytes: 10_000, ..Default::default() },
             ..Settings::default()
@@ -108,6 +110,7 @@ impl Model {
         Model {
             driver,
             timers: HashMap::from([(Timer::Open, open_at)]),
+            lookup_pending: false,
             connect_pending: false,
             tls_pending: false,
             route: None,
@@ -146,7 +149,8 @@ impl Model {
                 assert!(secured || !text.contains("from="), "from before TLS (HDR-4): {text}");
             }
             Action::ToClient(text) => assert!(!text.contains("PRE-TLS"), "pre-TLS data to the client: {text}"),
-            Action::Connect(_) => {
+            Action::Connect(request) => {
+                self.lookup_pending = matches!(request.to, ConnectTo::FirstRoute { .. });
                 self.connect_pending = true;
                 self.route = None;
             }
@@ -197,7 +201,9 @@ impl Model {
         let core = &self.driver.core;
         match core.state_name() {
             "awaiting-open" => self.feed(Input::ClientText(CLIENT[0])),
-            "connecting" | "negotiating" if self.connect_pending || self.tls_pending => self.shell(pick % 6),
+            "connecting" | "negotiating" if self.lookup_pending || self.connect_pending || self.tls_pending => {
+                self.shell(pick % 6)
+            }
             "negotiating" if core.reads_upstream() => self.server(true, 0, usize::from(pick)),
             _ => return false,
         }
@@ -263,7 +269,16 @@ impl Model {
 
     /// Answers the core's pending request, as the shell would.
     fn shell(&mut self, pick: u8) {
-        if self.connect_pending {
+        if self.lookup_pending {
+            self.lookup_pending = false;
+            let lookup = match pick % 10 {
+                9 => DomainLookup::NotServed { class: FailureClass::DomainNotAllowed },
+                // A smaller limit for this upstream than the global one (D10).
+                _ => DomainLookup::Served { max_element_bytes: 600 },
+            };
+            self.connect_pending = matches!(lookup, DomainLookup::Served { .. });
+            self.feed(Input::DomainLookup(lookup));
+        } else if self.connect_pending {
             self.connect_pending = false;
             let security = match pick % 3 {
                 0 => RouteSecurity::StartTls,
@@ -280,15 +295,17 @@ impl Model {
                         attempt_started: self.driver.now,
                     })
                 }
-                6 | 7 => Input::UpstreamConnectFailed(ConnectFailure::RouteFailed { class: "connect-refused" }),
-                8 => Input::UpstreamConnectFailed(ConnectFailure::NoMoreRoutes),
-                _ => Input::UpstreamConnectFailed(ConnectFailure::NotServed { class: "domain-not-allowed" }),
+                6..=8 => {
+                    let class = FailureClass::Tcp(TcpFailure::Refused);
+                    Input::UpstreamConnectFailed(ConnectFailure::RouteFailed { class })
+                }
+                _ => Input::UpstreamConnectFailed(ConnectFailure::NoMoreRoutes),
             };
             self.feed(input);
         } else if self.tls_pending {
             self.tls_pending = false;
             if pick % 4 == 3 {
-                self.feed(Input::TlsFailed { class: "tls-cert-untrusted" });
+                self.feed(Input::TlsFailed { class: FailureClass::Tls(TlsFailure::CertUntrusted) });
             } else {
                 if let Some((security, _)) = self.route {
                     self.route = Some((security, true));
@@ -304,12 +321,12 @@ impl Model {
 
     /// Inputs the shell's contract rules out right now: they must change nothing harmful.
     fn illegal(&mut self, pick: u8) {
-        if self.tls_pending || self.connect_pending {
+        if self.tls_pending || self.connect_pending || self.lookup_pending {
             return;
         }
         match pick % 4 {
             0 => self.feed(Input::TlsReady),
-            1 => self.feed(Input::TlsFailed { class: "tls-alert" }),
+            1 => self.feed(Input::TlsFailed { class: FailureClass::Tls(TlsFailure::Alert) }),
             2 => {
                 let connected =
                     Connected { security: RouteSecurity::Plain, proxy_header: None, attempt_started: self.driver.now };

@@ -1,6 +1,7 @@
 //! The ending table: one row per ending, rows consistent with where they can happen, the
 //! farewell following its row, and docs/OPERATIONS.md quoting it exactly.
 
+use crate::upstream::{FailureClass, TcpFailure};
 use crate::xml::condition::StreamCondition;
 use crate::xml::error::XmlError;
 
@@ -15,9 +16,9 @@ pub(super) fn examples() -> Vec<Ending> {
         Ending::NotOpen,
         Ending::Refused(XmlError::TooDeep),
         Ending::NoDomain,
-        Ending::DomainNotServed { class: "domain-not-allowed" },
+        Ending::DomainNotServed { class: FailureClass::DomainNotAllowed },
         Ending::QueueFull,
-        Ending::UpstreamFailed { class: "connect-refused" },
+        Ending::UpstreamFailed { class: FailureClass::Tcp(TcpFailure::Refused) },
         Ending::TooBig,
         Ending::WebSocketViolation { code: 1003, reason: "text frames only (RFC 7395 3.2)" },
         Ending::ClientVanished,
