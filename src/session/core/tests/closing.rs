@@ -189,3 +189,13 @@ fn a_client_that_stops_reading_loses_its_session_instead_of_holding_it() {
     assert_eq!(done(&actions), Some(Outcome::ClientStalled));
     assert!(driver.feed(Input::ClientGone).is_empty(), "nothing after the end");
 }
+
+#[test]
+fn cl_2_client_leaving_after_the_server_end_is_a_clean_close() {
+    let mut driver = Driver::opened();
+    driver.server("</stream:stream>");
+    let actions = driver.feed(Input::ClientGone);
+    assert_eq!(upstream(&actions), "</stream:stream>");
+    assert_eq!(upstream_close(&actions), Some(UpstreamClose::Finish));
+    assert_eq!(done(&actions), Some(Outcome::Clean));
+}

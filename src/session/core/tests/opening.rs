@@ -446,3 +446,43 @@ fn drain_sends_system_shutdown() {
     assert_error_then_close(&actions, "system-shutdown");
     assert_eq!(upstream_close(&actions), Some(UpstreamClose::Abort), "resumable elsewhere (CL-4)");
 }
+
+/// A message refused while the stream is being set up ends the session at once, the connection
+/// in the works dropped (LIM-4: checked on arrival).
+fn refused_while_connecting(message: &str, condition: &str, reason: &'static str) {
+    let mut driver = Driver::new();
+    driver.client(OPEN);
+    driver.feed(Input::DomainLookup(DomainLookup::Served { max_element_bytes: 262_144 }));
+    driver.connected(RouteSecurity::StartTls);
+    let actions = driver.client(message);
+    let sent = texts(&actions);
+    assert!(sent[0].starts_with("<open ") && sent[0].contains(r#"from="example.com""#), "{sent:?}");
+    assert_error_then_close(&actions, condition);
+    assert_eq!(ws_close(&actions), Some((1000, condition)));
+    assert_eq!(upstream_close(&actions), Some(UpstreamClose::Discard));
+    assert!(upstream(&actions).is_empty(), "{actions:?}");
+    assert!(counts(&actions).contains(&Count::ClientRefused(reason)), "{actions:?}");
+    assert_eq!(done(&actions), Some(Outcome::ClientError));
+}
+
+#[test]
+fn lim_4_a_message_refused_while_connecting_ends_the_session_at_once() {
+    refused_while_connecting(r#"<message xmlns="jabber:client"><body>hi"#, "not-well-formed", "not-well-formed");
+}
+
+#[test]
+fn d3_a_second_open_while_connecting_is_bad_format_at_once() {
+    refused_while_connecting(OPEN, "bad-format", "unexpected-open");
+}
+
+#[test]
+fn the_upstreams_element_limit_applies_from_the_domain_lookup_on() {
+    let mut driver = Driver::new();
+    driver.client(OPEN);
+    driver.feed(Input::DomainLookup(DomainLookup::Served { max_element_bytes: 10_000 }));
+    assert_eq!(driver.core.element_limit(), 10_000);
+    let big = format!(r#"<message xmlns="jabber:client"><body>{}</body></message>"#, "x".repeat(10_000));
+    let actions = driver.client(&big);
+    assert_eq!(ws_close(&actions), Some((1009, "policy-violation")));
+    assert!(counts(&actions).contains(&Count::ClientRefused("too-big")), "{actions:?}");
+}
