@@ -42,6 +42,10 @@ echo "cargo: $(cargo --version); node: ${node_version}; npm: $(npm --version)"
 # (tests/interop_matrix.rs) runs a second XMPP server and Converse.js in a
 # headless browser.
 packages=(prosody lua-unbound lua-event openssl ca-certificates ejabberd nginx chromium prometheus)
+# caddy and haproxy: the other reverse proxies deploy/ ships a configuration for, run by the
+# interop matrix and tests/e2e_proxies.rs; firefox-esr: the matrix's second browser (WebDriver
+# BiDi through puppeteer-core).
+packages+=(caddy haproxy firefox-esr)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -82,7 +86,10 @@ command -v prosody >/dev/null && command -v prosodyctl >/dev/null || die "prosod
 command -v ejabberdctl >/dev/null || die "ejabberd is not installed"
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || die "nginx is not installed"
 command -v promtool >/dev/null || die "promtool is not installed (Debian package prometheus)"
-for pkg in prosody ejabberd nginx chromium prometheus; do
+command -v caddy >/dev/null || die "caddy is not installed"
+[[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null || die "haproxy is not installed"
+command -v firefox-esr >/dev/null || die "firefox-esr is not installed"
+for pkg in prosody ejabberd nginx chromium prometheus caddy haproxy firefox-esr; do
   echo "$pkg: $(dpkg-query -W -f='${Version}' "$pkg")"
 done
 

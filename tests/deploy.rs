@@ -1,9 +1,10 @@
 //! deploy/ checked by the tools that will read it: `promtool` (Debian's prometheus package)
 //! accepts the gateway's `/metrics` output after real sessions, the alert rules and the scrape
-//! configuration, and the alert rules only name metrics the gateway has.
+//! configuration, and the alert rules only name metrics the gateway has; `nginx -t`,
+//! `caddy validate` and `haproxy -c` accept the proxy configurations as shipped.
 //!
-//! The promtool tests are ignored by a bare `cargo test`; scripts/test.sh installs promtool and
-//! runs them.
+//! The tests that need those tools are ignored by a bare `cargo test`; scripts/test.sh installs
+//! the Debian packages and runs them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -206,4 +207,52 @@ fn nginx_accepts_the_site_file() {
         .expect("run nginx (Debian package nginx; scripts/test.sh installs it)");
     let report = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && report.contains("test is successful"), "{report}");
+}
+
+/// `caddy validate` accepts the Caddyfile as shipped (site name, automatic HTTPS and all); Caddy's
+/// state goes to a temporary directory.
+#[test]
+#[ignore = "needs caddy; run scripts/test.sh"]
+fn caddy_accepts_the_caddyfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(std::env::var_os("CADDY").unwrap_or_else(|| "caddy".into()))
+        .args(["validate", "--adapter", "caddyfile", "--config", &repo("deploy/caddy/Caddyfile")])
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .expect("run caddy (Debian package caddy; scripts/test.sh installs it)");
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && report.contains("Valid configuration"), "{report}");
+    // No warnings either (a deprecated directive, say, which a later Caddy would refuse).
+    assert!(!report.to_lowercase().contains("warn"), "caddy warns about the Caddyfile:\n{report}");
+}
+
+/// `haproxy -c` accepts the deploy sections appended to Debian's default global and defaults
+/// sections (as the install note says), with only the certificate path swapped for a test PEM.
+#[test]
+#[ignore = "needs haproxy; run scripts/test.sh"]
+fn haproxy_accepts_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf_pem(&["xmpp.example.com"]);
+    let pem = dir.path().join("xmpp.example.com.pem");
+    std::fs::write(&pem, format!("{cert}{key}")).unwrap();
+    let deployed = std::fs::read_to_string(repo("deploy/haproxy/xmpp-ws-gateway.cfg")).unwrap();
+    let shipped_pem = "/etc/haproxy/certs/xmpp.example.com.pem";
+    assert!(deployed.contains(shipped_pem), "the HAProxy file no longer names {shipped_pem}");
+    let defaults = "global\n    log stdout format raw local0\n\ndefaults\n    log global\n    mode http\n    \
+                    option httplog\n    timeout connect 5000\n    timeout client 50000\n    timeout server 50000\n\n";
+    let config = dir.path().join("haproxy.cfg");
+    std::fs::write(&config, format!("{defaults}{}", deployed.replace(shipped_pem, &pem.display().to_string())))
+        .unwrap();
+    let output = Command::new(std::env::var_os("HAPROXY").unwrap_or_else(|| "haproxy".into()))
+        .arg("-c")
+        .arg("-f")
+        .arg(&config)
+        .output()
+        .expect("run haproxy (Debian package haproxy; scripts/test.sh installs it)");
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && report.contains("Configuration file is valid"), "{report}");
+    assert!(!report.contains("[WARNING]"), "haproxy warns about the config:\n{report}");
 }

@@ -9,44 +9,15 @@
 mod harness;
 mod support;
 
-use base64::Engine;
-use harness::ws_client::{WsClient, WsEvent};
+use harness::ws_client::WsClient;
 use harness::xmpp::CLOSE;
 use support::{Account, Gateway, Prosody};
 
-/// Waits for the next text message that contains `needle`, skipping others.
-async fn wait_for(client: &mut WsClient, needle: &str) -> String {
-    for _ in 0..50 {
-        match client.next_event().await {
-            WsEvent::Text(text) if text.contains(needle) => return text,
-            WsEvent::Text(_) => continue,
-            other => panic!("connection ended while waiting for {needle:?}: {other:?}"),
-        }
-    }
-    panic!("{needle:?} not among the next 50 messages")
-}
-
-/// Logs `account` in through the gateway with SASL PLAIN and binds `resource`; returns the
-/// client with its full JID.
+/// Logs `account` in through the gateway with SASL PLAIN, binds `resource` and sends initial
+/// presence; returns the client with its full JID.
 async fn login(url: &str, domain: &str, account: &Account, resource: &str) -> (WsClient, String) {
-    let open = format!(r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="{domain}" version="1.0"/>"#);
     let mut client = WsClient::connect(url).await;
-    client.send(&open).await;
-    wait_for(&mut client, "<open ").await;
-    wait_for(&mut client, "<mechanism>PLAIN</mechanism>").await;
-    let payload = base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", account.user, account.password));
-    client.send(&format!(r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">{payload}</auth>"#)).await;
-    wait_for(&mut client, "<success").await;
-    client.send(&open).await;
-    wait_for(&mut client, "<open ").await;
-    wait_for(&mut client, "urn:ietf:params:xml:ns:xmpp-bind").await;
-    client
-        .send(&format!(
-            r#"<iq xmlns="jabber:client" type="set" id="bind1"><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"><resource>{resource}</resource></bind></iq>"#
-        ))
-        .await;
-    let bound = wait_for(&mut client, "<jid>").await;
-    let jid = bound.split("<jid>").nth(1).unwrap().split("</jid>").next().unwrap().to_string();
+    let jid = client.login_plain(domain, &account.user, &account.password, resource).await;
     client.send(r#"<presence xmlns="jabber:client"/>"#).await;
     (client, jid)
 }
@@ -64,12 +35,12 @@ async fn cl_4_prosody_sees_the_session_end_when_the_client_vanishes() {
     let (mut alice_client, alice_jid) = login(gateway.url(), &domain, &alice, "gone").await;
     // Directed presence: Prosody must tell bob when alice's session ends (RFC 6121 §4.6.3).
     alice_client.send(&format!(r#"<presence xmlns="jabber:client" to="{bob_jid}"/>"#)).await;
-    let directed = wait_for(&mut bob_client, &alice_jid).await;
+    let directed = bob_client.wait_for(&alice_jid).await;
     assert!(directed.starts_with("<presence") && !directed.contains("unavailable"), "{directed}");
 
     // Alice's WebSocket vanishes: no <close/>, no WebSocket Close, just the TCP connection gone.
     alice_client.vanish();
-    let unavailable = wait_for(&mut bob_client, "unavailable").await;
+    let unavailable = bob_client.wait_for("unavailable").await;
     assert!(unavailable.contains(&alice_jid), "{unavailable}");
 }
 
@@ -84,7 +55,7 @@ async fn err_1_prosody_ending_the_stream_reaches_the_client_as_error_then_close(
     let (mut first, _) = login(gateway.url(), &domain, &alice, "same").await;
     // The same full JID logs in again: Prosody replaces the old session with a <conflict/>.
     let (_second, _) = login(gateway.url(), &domain, &alice, "same").await;
-    let error = wait_for(&mut first, "<stream:error").await;
+    let error = first.wait_for("<stream:error").await;
     assert!(error.contains("<conflict"), "{error}");
     assert!(error.contains(r#"xmlns:stream="http://etherx.jabber.org/streams""#), "{error}");
     assert_eq!(first.recv_text().await, CLOSE);

@@ -3,10 +3,16 @@
 //! presence, message with receipt, ping, MUC, clean logout, XEP-0198 resume after the
 //! WebSocket is killed, wrong password) for two accounts in one client process.
 //!
+//! Clients: Strophe.js, @xmpp/client and StanzaJS under Node (`matrix-cell.mjs`), and Converse.js
+//! in Debian's headless Chromium (DevTools protocol) and Firefox ESR (WebDriver BiDi), both driven
+//! by puppeteer-core (`converse-cell.mjs`: login, roster, chat, MUC, reconnect, logout, PLAIN
+//! login, wrong password). One browser process runs all of its cells in turn, each in a browser
+//! context of its own (Firefox alone takes seconds to start).
+//!
 //! Servers: Debian's Prosody and ejabberd, STARTTLS required, certificates from a test CA,
 //! accounts made with `prosodyctl` / `ejabberdctl`. Paths: straight to the gateway, and through
-//! nginx (the location block of deploy/nginx). One server of each kind, one gateway and one
-//! nginx per server serve every cell.
+//! nginx, Caddy and HAProxy, each running its deploy/ file (tests/support/proxy.rs). One server
+//! of each kind, one gateway and one proxy of each kind per server serve every cell.
 //!
 //! The table is printed (run with `--nocapture` to see it; scripts/test.sh does), and the test
 //! fails if any cell is red. Ignored by a bare `cargo test`: run it with scripts/test.sh.
@@ -17,20 +23,23 @@ mod support;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use support::ejabberd::Ejabberd;
-use support::nginx::Nginx;
+use support::proxy::{ProxyKind, ReverseProxy};
 use support::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
 
-/// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-3 s).
+/// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-15 s).
 const CELL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Client libraries, as `matrix-cell.mjs --client` names them.
-const CLIENTS: [&str; 4] = ["strophe", "xmppjs", "stanza", "converse"];
-/// Paths from the client to the gateway.
-const PATHS: [&str; 2] = ["direct", "nginx"];
+/// Client libraries (as `matrix-cell.mjs --client` names them, or Converse.js) and what runs
+/// them: Node, or the browser `converse-cell.mjs --browser` drives.
+const CLIENTS: [(&str, &str); 5] =
+    [("strophe", "node"), ("xmppjs", "node"), ("stanza", "node"), ("converse", "chromium"), ("converse", "firefox")];
+/// Paths from the client to the gateway: straight, or through a proxy of [`ProxyKind::ALL`].
+const PATHS: [&str; 4] = ["direct", "nginx", "caddy", "haproxy"];
 
-/// Gateway configuration for one STARTTLS upstream at `c2s`, trusting nginx on loopback, and
+/// Gateway configuration for one STARTTLS upstream at `c2s`, trusting the proxies on loopback, and
 /// allowing the Converse.js page's origin (browsers always send one; Node clients send none).
 pub fn gateway_config(c2s: SocketAddr, ca: &Path, page_origin: &str) -> String {
     format!(
@@ -42,68 +51,152 @@ pub fn gateway_config(c2s: SocketAddr, ca: &Path, page_origin: &str) -> String {
     )
 }
 
-/// One server kind with its gateway and nginx.
+/// One server kind with its gateway and one proxy of each kind in front of it.
 struct Column {
     server: &'static str,
     alice: Account,
     bob: Account,
     gateway: Gateway,
-    nginx: Nginx,
+    proxies: Vec<ReverseProxy>,
     diagnostics: Box<dyn Fn() -> String>,
+}
+
+impl Column {
+    fn new(server: &'static str, gateway: Gateway, accounts: (Account, Account), log: std::path::PathBuf) -> Self {
+        let proxies = ProxyKind::ALL.iter().map(|kind| ReverseProxy::start(*kind, gateway.listen_addr())).collect();
+        Column {
+            server,
+            alice: accounts.0,
+            bob: accounts.1,
+            gateway,
+            proxies,
+            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
+        }
+    }
+
+    fn proxy(&self, path: &str) -> Option<&ReverseProxy> {
+        self.proxies.iter().find(|p| p.kind().name() == path)
+    }
 }
 
 /// One finished cell.
 struct Cell {
     client: &'static str,
+    runtime: &'static str,
     server: &'static str,
     path: &'static str,
-    run: NodeRun,
+    /// The cell's result object: `ok`, `error`, `scenarios`.
+    result: serde_json::Value,
+    elapsed: Duration,
+    green: bool,
+    /// The process that ran it (one Converse process runs every cell of its browser).
+    run: Rc<NodeRun>,
 }
 
-impl Cell {
-    fn green(&self) -> bool {
-        self.run.status.success() && self.run.at("/ok") == true
+/// The arguments naming a target's URL and accounts, for `matrix-cell.mjs`.
+fn target_url(column: &Column, path: &str) -> String {
+    match column.proxy(path) {
+        Some(proxy) => proxy.url(),
+        None => column.gateway.url().to_owned(),
     }
 }
 
-fn run_cell(client: &'static str, column: &Column, path: &'static str, page_port: u16) -> Cell {
-    let url = match path {
-        "direct" => column.gateway.url().to_owned(),
-        _ => column.nginx.url(),
-    };
+/// One Node library's cell: a process of its own.
+fn run_node_cell(client: &'static str, column: &Column, path: &'static str) -> Cell {
+    let url = target_url(column, path);
+    let room = format!("matrix@conference.{DOMAIN}");
     let args: Vec<String> = [
         ("--client", client),
-        ("--url", &url),
+        ("--url", url.as_str()),
         ("--domain", DOMAIN),
         ("--user-a", &column.alice.user),
         ("--password-a", &column.alice.password),
         ("--user-b", &column.bob.user),
         ("--password-b", &column.bob.password),
-        ("--room", &format!("matrix@conference.{DOMAIN}")),
+        ("--room", &room),
     ]
     .iter()
     .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
     .collect();
-    let run = if client == "converse" {
-        // Converse.js in headless Chromium: its own driver, on a page served on `page_port`.
-        let mut args: Vec<String> =
-            args.into_iter().skip(2).filter(|a| a != "--room" && !a.starts_with("matrix@")).collect();
-        args.extend(["--page-port".to_owned(), page_port.to_string()]);
-        run_node("converse-cell", &args, &[], CELL_TIMEOUT)
-    } else {
-        run_node("matrix-cell", &args, &[], CELL_TIMEOUT)
-    };
-    Cell { client, server: column.server, path, run }
+    let run = Rc::new(run_node("matrix-cell", &args, &[], CELL_TIMEOUT));
+    let green = run.status.success() && run.at("/ok") == true;
+    Cell {
+        client,
+        runtime: "node",
+        server: column.server,
+        path,
+        result: run.json.clone(),
+        elapsed: run.elapsed,
+        green,
+        run,
+    }
+}
+
+/// Every Converse.js cell of one browser: one process and one browser for all `targets`, each
+/// target in its own browser context, on a page served on `page_port`.
+fn run_converse_cells(browser: &'static str, targets: &[(&Column, &'static str)], page_port: u16) -> Vec<Cell> {
+    let list: Vec<serde_json::Value> = targets
+        .iter()
+        .map(|(column, path)| {
+            serde_json::json!({
+                "name": format!("{}/{path}", column.server),
+                "url": target_url(column, path),
+                "userA": column.alice.user, "passwordA": column.alice.password,
+                "userB": column.bob.user, "passwordB": column.bob.password,
+                "room": format!("matrix@conference.{DOMAIN}"),
+            })
+        })
+        .collect();
+    let args: Vec<String> = [
+        ("--browser", browser.to_owned()),
+        ("--domain", DOMAIN.to_owned()),
+        ("--page-port", page_port.to_string()),
+        ("--targets", serde_json::Value::from(list).to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect();
+    let timeout = CELL_TIMEOUT * u32::try_from(targets.len()).unwrap_or(1).max(1);
+    let run = Rc::new(run_node("converse-cell", &args, &[], timeout));
+    println!("{browser}: {} started in {} ms", run.at("/browser_version"), run.at("/browser_launch_ms"));
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, (column, path))| {
+            let result = run.at(&format!("/cells/{i}")).clone();
+            let result = if result.is_null() {
+                serde_json::json!({ "ok": false, "error": run.at("/error"), "scenarios": [] })
+            } else {
+                result
+            };
+            let elapsed = Duration::from_secs_f64(result["ms"].as_f64().unwrap_or(0.0) / 1000.0);
+            let green = result["ok"] == true && !run.at("/browser_version").is_null();
+            Cell {
+                client: "converse",
+                runtime: browser,
+                server: column.server,
+                path,
+                result,
+                elapsed,
+                green,
+                run: Rc::clone(&run),
+            }
+        })
+        .collect()
 }
 
 /// The table: one row per cell, with time and the scenarios that failed or were skipped.
 fn table(cells: &[Cell]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\ninterop matrix (client x server x path)");
-    let _ = writeln!(out, "{:<9} {:<9} {:<7} {:<5} {:>8}  notes", "client", "server", "path", "cell", "time");
-    let _ = writeln!(out, "{}", "-".repeat(78));
+    let _ = writeln!(
+        out,
+        "{:<9} {:<9} {:<9} {:<8} {:<5} {:>8}  notes",
+        "client", "runs in", "server", "path", "cell", "time"
+    );
+    let _ = writeln!(out, "{}", "-".repeat(96));
     for c in cells {
-        let scenarios = c.run.at("/scenarios").as_array().cloned().unwrap_or_default();
+        let scenarios = c.result["scenarios"].as_array().cloned().unwrap_or_default();
         let passed = scenarios.iter().filter(|s| s["ok"] == true && s["skipped"] == false).count();
         let mut notes = vec![format!("{passed}/{} scenarios", scenarios.len())];
         for s in &scenarios {
@@ -122,21 +215,22 @@ fn table(cells: &[Cell]) -> String {
             }
         }
         if scenarios.is_empty() {
-            notes.push(format!("error: {}", c.run.at("/error")));
+            notes.push(format!("error: {}", c.result["error"]));
         }
         let _ = writeln!(
             out,
-            "{:<9} {:<9} {:<7} {:<5} {:>7.2}s  {}",
+            "{:<9} {:<9} {:<9} {:<8} {:<5} {:>7.2}s  {}",
             c.client,
+            c.runtime,
             c.server,
             c.path,
-            if c.green() { "pass" } else { "FAIL" },
-            c.run.elapsed.as_secs_f64(),
+            if c.green { "pass" } else { "FAIL" },
+            c.elapsed.as_secs_f64(),
             notes.join("; ")
         );
     }
-    let green = cells.iter().filter(|c| c.green()).count();
-    let _ = writeln!(out, "{}", "-".repeat(78));
+    let green = cells.iter().filter(|c| c.green).count();
+    let _ = writeln!(out, "{}", "-".repeat(96));
     let _ = writeln!(out, "cells: {green} passed, {} failed", cells.len() - green);
     out
 }
@@ -145,7 +239,7 @@ fn table(cells: &[Cell]) -> String {
 fn scenario_lines(cells: &[Cell]) -> String {
     let mut out = String::new();
     for c in cells {
-        let scenarios = c.run.at("/scenarios").as_array().cloned().unwrap_or_default();
+        let scenarios = c.result["scenarios"].as_array().cloned().unwrap_or_default();
         let parts: Vec<String> = scenarios
             .iter()
             .map(|s| {
@@ -159,14 +253,23 @@ fn scenario_lines(cells: &[Cell]) -> String {
                 format!("{}={mark}({}ms)", s["name"].as_str().unwrap_or("?"), s["ms"])
             })
             .collect();
-        let _ =
-            writeln!(out, "{}/{}/{} {}: {}", c.client, c.server, c.path, c.run.at("/library_version"), parts.join(" "));
+        let _ = writeln!(
+            out,
+            "{}/{}/{}/{} {} {}: {}",
+            c.client,
+            c.runtime,
+            c.server,
+            c.path,
+            c.run.at("/library_version"),
+            c.run.at("/browser_version").as_str().unwrap_or(""),
+            parts.join(" ")
+        );
     }
     out
 }
 
 #[test]
-#[ignore = "end-to-end: needs prosody, ejabberd, nginx and node; run scripts/test.sh"]
+#[ignore = "end-to-end: needs prosody, ejabberd, nginx, caddy, haproxy, chromium, firefox-esr and node; run scripts/test.sh"]
 fn interop_matrix() {
     let started = Instant::now();
     let prosody = Prosody::start_with(ProsodyOptions { stream_management: true, ..ProsodyOptions::default() });
@@ -179,48 +282,38 @@ fn interop_matrix() {
     let mut columns = Vec::new();
     {
         let gateway = Gateway::start(&gateway_config(prosody.c2s_addr(), prosody.ca_pem_path(), &page_origin));
-        let nginx = Nginx::start(gateway.url().trim_start_matches("ws://").split('/').next().unwrap());
-        let alice = prosody.register_random("alice");
-        let bob = prosody.register_random("bob");
-        let log = prosody.log_path().to_path_buf();
-        columns.push(Column {
-            server: "prosody",
-            alice,
-            bob,
-            gateway,
-            nginx,
-            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
-        });
+        let accounts = (prosody.register_random("alice"), prosody.register_random("bob"));
+        columns.push(Column::new("prosody", gateway, accounts, prosody.log_path().to_path_buf()));
     }
     {
         let gateway = Gateway::start(&gateway_config(ejabberd.c2s_addr(), ejabberd.ca_pem_path(), &page_origin));
-        let nginx = Nginx::start(gateway.url().trim_start_matches("ws://").split('/').next().unwrap());
-        let alice = ejabberd.register("alice", &format!("pw-{:016x}", rand::random::<u64>()));
-        let bob = ejabberd.register("bob", &format!("pw-{:016x}", rand::random::<u64>()));
-        let log = ejabberd.dir().join("logs/ejabberd.log");
-        columns.push(Column {
-            server: "ejabberd",
-            alice,
-            bob,
-            gateway,
-            nginx,
-            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
-        });
+        let password = || format!("pw-{:016x}", rand::random::<u64>());
+        let accounts = (ejabberd.register("alice", &password()), ejabberd.register("bob", &password()));
+        columns.push(Column::new("ejabberd", gateway, accounts, ejabberd.dir().join("logs/ejabberd.log")));
     }
     let setup = started.elapsed();
 
-    // MATRIX_ONLY=strophe,ejabberd (client, server or path names) narrows the run while
+    // MATRIX_ONLY=strophe,ejabberd (client, runtime, server or path names) narrows the run while
     // debugging: a dimension none of whose names is listed keeps all of them. CI runs everything.
     let only = std::env::var("MATRIX_ONLY").unwrap_or_default();
     let only: Vec<&str> = only.split(',').filter(|w| !w.is_empty()).collect();
     let pick = |all: &[&str], name: &str| !all.iter().any(|a| only.contains(a)) || only.contains(&name);
     let servers: Vec<&str> = columns.iter().map(|c| c.server).collect();
+    let (libraries, runtimes): (Vec<&str>, Vec<&str>) = CLIENTS.iter().copied().unzip();
     let mut cells = Vec::new();
-    for client in CLIENTS.into_iter().filter(|c| pick(&CLIENTS, c)) {
-        for column in columns.iter().filter(|c| pick(&servers, c.server)) {
-            for path in PATHS.into_iter().filter(|p| pick(&PATHS, p)) {
-                cells.push(run_cell(client, column, path, page_port));
-            }
+    for (client, runtime) in CLIENTS.into_iter().filter(|(c, r)| pick(&libraries, c) && pick(&runtimes, r)) {
+        let targets: Vec<(&Column, &'static str)> = columns
+            .iter()
+            .filter(|c| pick(&servers, c.server))
+            .flat_map(|column| PATHS.into_iter().filter(|p| pick(&PATHS, p)).map(move |path| (column, path)))
+            .collect();
+        if runtime == "node" {
+            cells.extend(targets.iter().map(|(column, path)| run_node_cell(client, column, path)));
+        } else {
+            // Converse.js: one browser for all of them (Firefox takes seconds to start).
+            let started = Instant::now();
+            cells.extend(run_converse_cells(runtime, &targets, page_port));
+            println!("converse in {runtime}: {} cells in {:.1}s", targets.len(), started.elapsed().as_secs_f64());
         }
     }
     println!("{}", table(&cells));
@@ -232,20 +325,21 @@ fn interop_matrix() {
         started.elapsed().as_secs_f64()
     );
 
-    let red: Vec<&Cell> = cells.iter().filter(|c| !c.green()).collect();
+    let red: Vec<&Cell> = cells.iter().filter(|c| !c.green).collect();
     if !red.is_empty() {
         let mut why = String::new();
         for c in &red {
             let column = columns.iter().find(|col| col.server == c.server).unwrap();
             let _ = writeln!(
                 why,
-                "=== {} / {} / {} ===\n{}\n--- gateway log (tail) ---\n{}\n--- nginx ---\n{}\n--- {} log (tail) ---\n{}",
+                "=== {} / {} / {} / {} ===\n{}\n--- gateway log (tail) ---\n{}\n{}\n--- {} log (tail) ---\n{}",
                 c.client,
+                c.runtime,
                 c.server,
                 c.path,
                 c.run.describe(),
                 support::tail(&column.gateway.log(), 40),
-                column.nginx.diagnostics(),
+                column.proxy(c.path).map(ReverseProxy::diagnostics).unwrap_or_default(),
                 c.server,
                 (column.diagnostics)()
             );

@@ -1,8 +1,11 @@
 //! A raw WebSocket client for tests (tokio-tungstenite), plus raw HTTP for handshake checks.
 
+use std::net::{IpAddr, SocketAddr};
+
+use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,6 +45,30 @@ impl WsClient {
         WsClient { stream, protocol }
     }
 
+    /// Connects from `local_ip` (any 127.0.0.0/8 address is local, so a test can tell its client
+    /// apart from a proxy on 127.0.0.1) with `Sec-WebSocket-Protocol: xmpp` and `headers` added.
+    pub async fn connect_from(url: &str, local_ip: IpAddr, headers: &[(&str, &str)]) -> WsClient {
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
+        for (name, value) in headers {
+            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("name");
+            request.headers_mut().append(name, HeaderValue::from_str(value).expect("header value"));
+        }
+        let host = request.uri().authority().expect("host:port in the URL").as_str().to_owned();
+        let remote: SocketAddr = host.parse().expect("the URL names an IP address and port");
+        let socket = if remote.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.expect("socket");
+        socket.bind(SocketAddr::new(local_ip, 0)).expect("bind the client's address");
+        let tcp = tokio::time::timeout(STEP, socket.connect(remote)).await.expect("connect in time").expect("connect");
+        let (stream, response) =
+            tokio::time::timeout(STEP, tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)))
+                .await
+                .expect("handshake in time")
+                .expect("WebSocket handshake");
+        let protocol =
+            response.headers().get("Sec-WebSocket-Protocol").map(|value| value.to_str().expect("ascii").to_string());
+        WsClient { stream, protocol }
+    }
+
     /// Sends one text message.
     pub async fn send(&mut self, text: &str) {
         self.stream.send(Message::Text(text.into())).await.expect("send");
@@ -72,6 +99,64 @@ impl WsClient {
         })
         .await;
         event.expect("the gateway answered in time")
+    }
+
+    /// Like [`Self::next_event`], but a Ping from the gateway is returned too, as `None` (the
+    /// Pong is answered by tungstenite on the next read or write). Panics after [`STEP`].
+    pub async fn next_event_or_ping(&mut self) -> Option<WsEvent> {
+        let event = tokio::time::timeout(STEP, async {
+            loop {
+                return match self.stream.next().await {
+                    Some(Ok(Message::Ping(_))) => None,
+                    Some(Ok(Message::Text(text))) => Some(WsEvent::Text(text.to_string())),
+                    Some(Ok(Message::Close(frame))) => Some(match frame {
+                        Some(frame) => WsEvent::Close(frame.code.into(), frame.reason.to_string()),
+                        None => WsEvent::Close(1005, String::new()),
+                    }),
+                    Some(Ok(Message::Binary(_))) => panic!("the gateway sent a binary message"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => Some(WsEvent::Gone),
+                };
+            }
+        })
+        .await;
+        event.expect("the gateway sent something in time")
+    }
+
+    /// Skips text messages until one contains `needle` (at most 50); panics if the connection
+    /// ends first.
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        for _ in 0..50 {
+            match self.next_event().await {
+                WsEvent::Text(text) if text.contains(needle) => return text,
+                WsEvent::Text(_) => continue,
+                other => panic!("connection ended while waiting for {needle:?}: {other:?}"),
+            }
+        }
+        panic!("{needle:?} not among the next 50 messages")
+    }
+
+    /// Opens a stream to `domain`, logs in with SASL PLAIN and binds `resource` (no presence
+    /// sent); returns the full JID.
+    pub async fn login_plain(&mut self, domain: &str, user: &str, password: &str, resource: &str) -> String {
+        let open = format!(r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="{domain}" version="1.0"/>"#);
+        self.send(&open).await;
+        self.wait_for("<open ").await;
+        self.wait_for("<mechanism>PLAIN</mechanism>").await;
+        let payload = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!(r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">{payload}</auth>"#))
+            .await;
+        self.wait_for("<success").await;
+        self.send(&open).await;
+        self.wait_for("<open ").await;
+        self.wait_for("urn:ietf:params:xml:ns:xmpp-bind").await;
+        self.send(&format!(
+            r#"<iq xmlns="jabber:client" type="set" id="bind1"><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"><resource>{resource}</resource></bind></iq>"#
+        ))
+        .await;
+        let bound = self.wait_for("<jid>").await;
+        let jid = bound.split("<jid>").nth(1).and_then(|rest| rest.split("</jid>").next());
+        jid.expect("a bound JID").to_string()
     }
 
     /// The next text message; panics on anything else.

@@ -45,7 +45,7 @@ pub struct Ejabberd {
 }
 
 /// uid and gid of a system user, from `getent passwd`.
-fn system_user(name: &str) -> (u32, u32) {
+pub fn system_user(name: &str) -> (u32, u32) {
     let mut command = Command::new("getent");
     command.args(["passwd", name]);
     let done = run_with_timeout(command, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
@@ -286,7 +286,7 @@ pub fn kill_group(pgid: u32) {
 }
 
 /// `chown -R uid:gid dir`, and makes the directory itself reachable.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) {
+pub fn chown_tree(dir: &Path, uid: u32, gid: u32) {
     let mut command = Command::new("chown");
     command.arg("-R").arg(format!("{uid}:{gid}")).arg(dir);
     let done = run_with_timeout(command, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));

@@ -13,7 +13,7 @@
 #![allow(dead_code)]
 
 pub mod ejabberd;
-pub mod nginx;
+pub mod proxy;
 
 use std::fmt::Write as _;
 use std::fs;

@@ -1,31 +1,36 @@
-// The Converse.js cell of the interop matrix: Converse in headless Chromium
-// (Debian's /usr/bin/chromium driven by playwright-core), on a page served here
-// on loopback, logs in as A through the gateway's WebSocket URL. Checks what the
-// page shows: B in the roster, and a chat message that B (xmpp.js, through the
-// same URL) sends to A. Prints one JSON line in the matrix-cell.mjs format.
+// The Converse.js cells of the interop matrix: Converse in a headless browser, Debian's
+// Chromium (DevTools protocol) or Firefox ESR (WebDriver BiDi), both driven by puppeteer-core,
+// which never downloads a browser of its own. One browser serves every target (server x path)
+// in turn, each in its own browser context. For each target, the page, served here on
+// loopback, logs in as A through the target's WebSocket URL; B is xmpp.js in this process,
+// through the same URL. Checks what the page shows and what B sees:
+//   login (SCRAM, Converse's default), roster shown, a chat message from B shown, MUC (B's
+//   groupchat shown, one typed into Converse's room reaches B), reconnect after the WebSocket is
+//   dropped under Converse (a message from B shown afterwards), logout, login with PLAIN only,
+//   and a wrong password refused (not-authorized) with Converse's feedback.
 //
-//   node converse-cell.mjs --url ws://… --domain e2e.test --user-a … --password-a …
-//     --user-b … --password-b … --page-port N [--chromium /usr/bin/chromium]
+//   node converse-cell.mjs --browser chromium|firefox --domain e2e.test --page-port N
+//     --targets '[{"name":"prosody/direct","url":"ws://…","userA":…,"passwordA":…,"userB":…,
+//                  "passwordB":…,"room":"room@conference.e2e.test"}, …]' [--executable /usr/bin/…]
+//
+// Prints one JSON line: { ok, browser, browser_version, library_version, error,
+//   cells: [{ target, ok, error, ms, scenarios: [{ name, ok, skipped, ms, error, detail }] }] }.
 
 import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import puppeteer from "puppeteer-core";
 import { XmppJsAdapter } from "./lib/adapters.mjs";
 import { elapsed, finish, packageVersion, withTimeout } from "./lib/common.mjs";
 
 const { values: args } = parseArgs({
   options: {
-    url: { type: "string" },
+    browser: { type: "string", default: "chromium" },
+    executable: { type: "string" },
     domain: { type: "string" },
-    "user-a": { type: "string" },
-    "password-a": { type: "string" },
-    "user-b": { type: "string" },
-    "password-b": { type: "string" },
+    targets: { type: "string" },
     "page-port": { type: "string" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
     "timeout-ms": { type: "string", default: "20000" },
   },
   strict: true,
@@ -33,8 +38,84 @@ const { values: args } = parseArgs({
 const step = Number(args["timeout-ms"]);
 const result = {
   ok: false, error: null, client: "converse", library: "converse.js",
-  library_version: packageVersion("converse.js"), scenarios: [],
+  library_version: packageVersion("converse.js"), browser: args.browser, browser_version: null,
+  browser_launch_ms: null, cells: [],
 };
+const targets = JSON.parse(args.targets ?? "[]");
+
+// Firefox's background network, all off: the machine reaches only loopback, and a test must not
+// depend on (or wait for) anything else. Whatever is left goes to a proxy on a closed loopback
+// port (loopback itself is never proxied), so no name is even looked up.
+const FIREFOX_PREFS = {
+  "app.normandy.enabled": false,
+  "app.shield.optoutstudies.enabled": false,
+  "app.update.auto": false,
+  "app.update.disabledForTesting": true,
+  "app.update.enabled": false,
+  "browser.newtabpage.enabled": false,
+  "browser.ping-centre.telemetry": false,
+  "browser.region.network.url": "",
+  "browser.region.update.enabled": false,
+  "browser.safebrowsing.blockedURIs.enabled": false,
+  "browser.safebrowsing.downloads.enabled": false,
+  "browser.safebrowsing.downloads.remote.enabled": false,
+  "browser.safebrowsing.malware.enabled": false,
+  "browser.safebrowsing.phishing.enabled": false,
+  "browser.safebrowsing.update.enabled": false,
+  "browser.search.update": false,
+  "browser.startup.homepage": "about:blank",
+  "browser.startup.page": 0,
+  "datareporting.healthreport.uploadEnabled": false,
+  "datareporting.policy.dataSubmissionEnabled": false,
+  "extensions.blocklist.enabled": false,
+  "extensions.getAddons.cache.enabled": false,
+  "extensions.update.enabled": false,
+  "geo.provider.network.url": "",
+  "media.gmp-manager.url": "",
+  "browser.shell.checkDefaultBrowser": false,
+  "messaging-system.rsexperimentloader.enabled": false,
+  "nimbus.rsexperimentloader.enabled": false,
+  "network.captive-portal-service.enabled": false,
+  "network.connectivity-service.enabled": false,
+  "network.dns.disablePrefetch": true,
+  "network.http.speculative-parallel-limit": 0,
+  "network.prefetch-next": false,
+  "network.proxy.http": "127.0.0.1",
+  "network.proxy.http_port": 9,
+  "network.proxy.share_proxy_settings": true,
+  "network.proxy.ssl": "127.0.0.1",
+  "network.proxy.ssl_port": 9,
+  "network.proxy.type": 1,
+  "network.trr.mode": 5,
+  "services.settings.server": "http://127.0.0.1:9/remote-settings",
+  "toolkit.telemetry.archive.enabled": false,
+  "toolkit.telemetry.enabled": false,
+  "toolkit.telemetry.server": "",
+  "toolkit.telemetry.unified": false,
+};
+
+const LAUNCH = {
+  chromium: () => ({
+    browser: "chrome",
+    executablePath: args.executable ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  }),
+  firefox: () => ({
+    browser: "firefox",
+    protocol: "webDriverBiDi",
+    executablePath: args.executable ?? "/usr/bin/firefox-esr",
+    headless: true,
+    extraPrefsFirefox: FIREFOX_PREFS,
+    // Lets services.settings.server above take effect in a release build.
+    env: { ...process.env, MOZ_REMOTE_SETTINGS_DEVTOOLS: "1" },
+  }),
+};
+if (!LAUNCH[args.browser]) {
+  result.error = `usage: unknown --browser ${args.browser}`;
+  finish(result);
+}
 
 // --- a static server for the page and Converse's dist/ ---------------------------------
 const here = new URL(".", import.meta.url).pathname;
@@ -55,96 +136,222 @@ const server = createServer((req, res) => {
 });
 await new Promise((resolve) => server.listen(Number(args["page-port"]), "127.0.0.1", resolve));
 
-const userDataDir = mkdtempSync(join(tmpdir(), "xmppgw-chromium-"));
-let context = null;
-let bob = null;
+let browser = null;
 
-async function scenario(name, fn) {
-  const entry = { name, ok: false, skipped: false, ms: 0, error: null, detail: null };
-  result.scenarios.push(entry);
-  const start = performance.now();
-  try {
-    entry.detail = (await withTimeout(Promise.resolve().then(fn), 2 * step, name)) ?? null;
-    entry.ok = true;
-  } catch (err) {
-    entry.error = err instanceof Error ? err.message : JSON.stringify(err);
-    console.error(`[converse] ${name}:`, err);
+/** Runs every scenario for one target in its own browser context; returns the cell. */
+async function runCell(target) {
+  const cell = { target: target.name, ok: false, error: null, ms: 0, scenarios: [] };
+  const started = performance.now();
+  const context = await browser.createBrowserContext();
+  const bobs = [];
+  const jidA = `${target.userA}@${args.domain}`;
+  const jidB = `${target.userB}@${args.domain}`;
+  const tag = Math.random().toString(36).slice(2, 8);
+
+  async function scenario(name, fn) {
+    const entry = { name, ok: false, skipped: false, ms: 0, error: null, detail: null };
+    cell.scenarios.push(entry);
+    const start = performance.now();
+    try {
+      entry.detail = (await withTimeout(Promise.resolve().then(fn), 2 * step, name)) ?? null;
+      entry.ok = true;
+    } catch (err) {
+      entry.error = err instanceof Error ? err.message : JSON.stringify(err);
+      console.error(`[converse/${args.browser} ${target.name}] ${name}:`, err);
+    }
+    entry.ms = elapsed(start);
+    return entry.ok;
   }
-  entry.ms = elapsed(start);
-  return entry.ok;
-}
 
-const deadline = setTimeout(() => { result.error = "cell deadline exceeded"; finish(result); }, 8 * step);
-try {
-  let page = null;
-  const launched = await scenario("browser + page", async () => {
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: args.chromium,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  /** B (xmpp.js) logged in through the same URL; logged out at the end. */
+  async function loginB(resource) {
+    const b = await XmppJsAdapter.login({
+      url: target.url, domain: args.domain, user: target.userB, password: target.passwordB,
+      resource, mechanism: "SCRAM-SHA-1", timeoutMs: step,
     });
-    page = context.pages()[0] ?? await context.newPage();
+    bobs.push(b);
+    return b;
+  }
+
+  /** Converse's page in a new tab of the cell's context (a tab has its own sessionStorage,
+   * where Converse keeps its session, so every login starts afresh). */
+  async function openConverse({ password = target.passwordA, mechanism = null, resource = "converse" } = {}) {
+    const page = await context.newPage();
     page.on("console", (m) => console.error(`[page ${m.type()}] ${m.text()}`));
     page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
-    return { version: context.browser()?.version() ?? null };
-  });
-
-  const jidA = `${args["user-a"]}@${args.domain}`;
-  // A's roster holds B under the name "B" (set through Node before the page loads, so the
-  // cell does not depend on the others).
-  const seeded = launched && await scenario("roster seeded (xmpp.js as A)", async () => {
-    const a = await XmppJsAdapter.login({
-      url: args.url, domain: args.domain, user: args["user-a"], password: args["password-a"],
-      resource: "seed", mechanism: "SCRAM-SHA-1", timeoutMs: step,
-    });
-    await a.rosterSet(`${args["user-b"]}@${args.domain}`);
-    await a.logout();
-  });
-  const loggedIn = seeded && await scenario("login (SCRAM-SHA-1, Converse's default)", async () => {
-    const q = new URLSearchParams({ ws: args.url, jid: `${jidA}/converse`, password: args["password-a"] });
+    const q = new URLSearchParams({ ws: target.url, jid: `${jidA}/${resource}`, password });
+    if (mechanism) q.set("mechanism", mechanism);
     await page.goto(`http://127.0.0.1:${args["page-port"]}/index.html?${q}`);
-    await page.waitForFunction(() => window.__events?.includes("connected"), null, { timeout: step });
-  });
+    return page;
+  }
 
-  if (loggedIn) {
-    await scenario("roster shown", async () => {
-      // A's roster holds B (added by the other cells with the name "B").
-      await page.waitForFunction(
-        (jid) => Array.from(document.querySelectorAll(".roster-contacts converse-roster-contact"))
-          .some((e) => /\bB\b/.test(e.textContent ?? "") || (e.textContent ?? "").includes(jid)),
-        `${args["user-b"]}@${args.domain}`, { timeout: step }).catch(async (e) => {
-        console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
-        console.error("[converse] roster html:", (await page.evaluate(() => document.querySelector("converse-roster")?.outerHTML ?? "none")).slice(0, 3000));
-        throw e;
-      });
-    });
+  /** Waits until Converse has recorded `event` `count` times. */
+  function waitEvent(page, event, count = 1) {
+    return page.waitForFunction((e, n) => (window.__events ?? []).filter((x) => x === e).length >= n,
+      { timeout: step }, event, count);
+  }
 
-    await scenario("message received and shown", async () => {
-      bob = await XmppJsAdapter.login({
-        url: args.url, domain: args.domain, user: args["user-b"], password: args["password-b"],
-        resource: "to-converse", mechanism: "SCRAM-SHA-1", timeoutMs: step,
-      });
-      const body = `hello Converse ${Math.random().toString(36).slice(2, 8)}`;
-      await bob.sendMessage({ to: `${jidA}/converse`, id: `cv-${Date.now()}`, body });
-      // Converse counts it as unread in the roster; opening the chat shows the message.
-      await page.waitForFunction(() => /New messages/.test(document.body.innerText), null, { timeout: step });
-      await page.click(".roster-contacts converse-roster-contact a.open-chat");
-      await page.waitForFunction(
-        (text) => Array.from(document.querySelectorAll(".chat-msg__text, converse-chat-message-body")).some((e) => e.textContent.includes(text)),
-        body, { timeout: step }).catch(async (e) => {
-        console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
-        throw e;
-      });
-      return { body };
+  /** Waits until a message with `text` is shown on the page. */
+  async function waitShown(page, text) {
+    await page.waitForFunction(
+      (t) => Array.from(document.querySelectorAll(".chat-msg__text, converse-chat-message-body"))
+        .some((e) => e.textContent.includes(t)),
+      { timeout: step }, text).catch(async (e) => {
+      console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
+      throw e;
     });
   }
+
+  try {
+    // A's roster holds B under the name "B" (set through Node before the page loads, so the
+    // cell does not depend on the others).
+    const seeded = await scenario("roster seeded (xmpp.js as A)", async () => {
+      const a = await XmppJsAdapter.login({
+        url: target.url, domain: args.domain, user: target.userA, password: target.passwordA,
+        resource: "seed", mechanism: "SCRAM-SHA-1", timeoutMs: step,
+      });
+      await a.rosterSet(jidB);
+      await a.logout();
+    });
+
+    let page = null;
+    const loggedIn = seeded && await scenario("login (SCRAM, Converse's default)", async () => {
+      page = await openConverse();
+      await waitEvent(page, "connected");
+      const mechanism = await page.evaluate(() => window.__mechanism);
+      if (!/^SCRAM-/.test(mechanism ?? "")) throw new Error(`mechanism ${mechanism}`);
+      return { mechanism };
+    });
+
+    if (loggedIn) {
+      await scenario("roster shown", async () => {
+        await page.waitForFunction(
+          (jid) => Array.from(document.querySelectorAll(".roster-contacts converse-roster-contact"))
+            .some((e) => /\bB\b/.test(e.textContent ?? "") || (e.textContent ?? "").includes(jid)),
+          { timeout: step }, jidB).catch(async (e) => {
+          console.error("[converse] page text:", (await page.evaluate(() => document.body.innerText)).slice(0, 3000));
+          throw e;
+        });
+      });
+
+      const bob = await loginB("to-converse").catch((err) => {
+        console.error("[converse] B's login:", err);
+        return null;
+      });
+
+      await scenario("message received and shown", async () => {
+        if (!bob) throw new Error("B could not log in");
+        const body = `hello Converse ${tag}`;
+        await bob.sendMessage({ to: `${jidA}/converse`, id: `cv-${tag}`, body });
+        // Converse counts it as unread in the roster; opening the chat shows the message.
+        await page.waitForFunction(() => /New messages/.test(document.body.innerText), { timeout: step });
+        await page.click(".roster-contacts converse-roster-contact a.open-chat");
+        await waitShown(page, body);
+        return { body };
+      });
+
+      await scenario("MUC join + groupchat", async () => {
+        if (!bob) throw new Error("B could not log in");
+        const [name, service] = target.room.split("@");
+        const room = `${name}-converse-${args.browser}-${tag}@${service}`;
+        await bob.joinRoom(room, "nick-b");
+        const joined = bob.nextPresence((p) => p.from === `${room}/nick-a` && p.type === "available", step, "Converse in the room");
+        await page.evaluate((jid) => window.__converse.api.rooms.open(jid, { nick: "nick-a" }, true), room);
+        await joined;
+        const toConverse = `to the room from B ${tag}`;
+        await bob.sendMessage({ to: room, id: `g-b-${tag}`, body: toConverse, type: "groupchat" });
+        await waitShown(page, toConverse);
+        // Typed into the room's message box, sent with Enter, as a person would.
+        const fromConverse = `to the room from Converse ${tag}`;
+        const atB = bob.nextMessage((m) => m.type === "groupchat" && m.body === fromConverse, step, "Converse's groupchat at B");
+        const box = "converse-muc textarea.chat-textarea";
+        await page.waitForSelector(box, { timeout: step });
+        await page.type(box, fromConverse);
+        await page.keyboard.press("Enter");
+        const m = await atB;
+        if (m.from !== `${room}/nick-a`) throw new Error(`groupchat from ${m.from}`);
+        return { room };
+      });
+
+      await scenario("reconnect after the WebSocket drops", async () => {
+        if (!bob) throw new Error("B could not log in");
+        // The socket closes under Converse without <close/>: Converse must notice and come back
+        // by itself (resuming with XEP-0198 where the server offers it).
+        await page.evaluate(() => window.__converse.api.connection.get()._proto.socket.close());
+        await waitEvent(page, "reconnected");
+        const resumed = await page.evaluate(() => Boolean(window.__converse.session?.get("smacks_resumed")));
+        const body = `after the reconnect ${tag}`;
+        await bob.sendMessage({ to: `${jidA}/converse`, id: `cv-r-${tag}`, body });
+        await page.evaluate((jid) => window.__converse.api.chats.open(jid, {}, true), jidB);
+        await waitShown(page, body);
+        return { resumed };
+      });
+
+      await scenario("logout", async () => {
+        await page.evaluate(() => { window.__converse.api.user.logout(); });
+        await waitEvent(page, "disconnected");
+      });
+    }
+
+    if (seeded) {
+      await scenario("login PLAIN", async () => {
+        const plain = await openConverse({ mechanism: "PLAIN", resource: "plain" });
+        await waitEvent(plain, "connected");
+        const mechanism = await plain.evaluate(() => window.__mechanism);
+        if (mechanism !== "PLAIN") throw new Error(`mechanism ${mechanism}`);
+        await plain.evaluate(() => { window.__converse.api.user.logout(); });
+        await waitEvent(plain, "disconnected");
+        return { mechanism };
+      });
+
+      await scenario("wrong password", async () => {
+        const wrong = await openConverse({ password: `${target.passwordA}-wrong`, resource: "wrong" });
+        const start = performance.now();
+        // Strophe's AUTHFAIL status, then Converse's feedback in its login form.
+        await wrong.waitForFunction(
+          () => (window.__statuses ?? []).includes(converse.env.Strophe.Status.AUTHFAIL), { timeout: step });
+        const { condition, feedback } = await wrong.evaluate(() => ({
+          condition: window.__saslFailure ?? null,
+          feedback: window.__converse.state.connfeedback.get("message"),
+        }));
+        if (condition !== "not-authorized") throw new Error(`condition ${condition}`);
+        await wrong.waitForFunction((text) => document.body.innerText.includes(text), { timeout: step }, feedback);
+        const connected = await wrong.evaluate(() => window.__events.includes("connected"));
+        if (connected) throw new Error("connected with a wrong password");
+        const ms = elapsed(start);
+        if (ms > 5000) throw new Error(`refusal took ${ms} ms`);
+        return { condition, feedback };
+      });
+    }
+  } finally {
+    await Promise.allSettled([context.close(), ...bobs.map((b) => b.logout())]);
+  }
+  cell.ms = elapsed(started);
+  cell.ok = cell.scenarios.length > 0 && cell.scenarios.every((s) => s.ok);
+  if (!cell.ok) cell.error = cell.scenarios.filter((s) => !s.ok).map((s) => `${s.name}: ${s.error}`).join("; ");
+  return cell;
+}
+
+// Every target in turn, each under its own deadline; the whole run under one as well.
+const deadline = setTimeout(() => { result.error = "deadline exceeded"; finish(result); }, (targets.length + 1) * 12 * step);
+try {
+  const start = performance.now();
+  browser = await puppeteer.launch(LAUNCH[args.browser]());
+  result.browser_version = await browser.version();
+  result.browser_launch_ms = elapsed(start);
+  for (const target of targets) {
+    const cell = await withTimeout(runCell(target), 10 * step, `cell ${target.name}`).catch((err) => ({
+      target: target.name, ok: false, error: err instanceof Error ? err.message : String(err), ms: 0, scenarios: [],
+    }));
+    result.cells.push(cell);
+  }
+} catch (err) {
+  result.error = `${args.browser}: ${err instanceof Error ? err.message : String(err)}`;
+  console.error(`[converse/${args.browser}]`, err);
 } finally {
   clearTimeout(deadline);
-  await Promise.allSettled([context?.close(), bob?.logout()]);
+  await browser?.close().catch(() => {});
   server.close();
-  rmSync(userDataDir, { recursive: true, force: true });
 }
-result.ok = result.scenarios.length > 0 && result.scenarios.every((s) => s.ok);
-if (!result.ok) result.error = result.scenarios.filter((s) => !s.ok).map((s) => `${s.name}: ${s.error}`).join("; ");
+result.ok = !result.error && result.cells.length === targets.length && result.cells.every((c) => c.ok);
 finish(result);
