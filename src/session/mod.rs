@@ -3,7 +3,7 @@
 //! The session is two halves. [`core`] is the state machine with no I/O, no clock and no
 //! tokio: every decision about the protocol and every ending (one table, docs/OPERATIONS.md
 //! "How a session ends") is made there, and its module documentation draws the states. The
-//! shell ([`shell`], with [`client_io`] and [`upstream_link`]) is one async loop that moves
+//! shell (`shell`, with `client_io` and `upstream_link`) is one async loop that moves
 //! bytes between the sockets and the core, runs the connect and TLS futures of
 //! [`crate::upstream`] and the core's timers, and executes the core's actions.
 //!

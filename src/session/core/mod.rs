@@ -27,17 +27,20 @@
 //!
 //! # How the shell drives it
 //!
-//! The async shell (part B of issue 12 wires it into `session::run`) is one loop:
+//! The async shell (`session::shell`) is one loop:
 //! 1. `SessionCore::new(settings, now, random_seed)`; then, after every `handle`, execute
 //!    [`SessionCore::poll_action`] until `None`, in order: `ToClient` (feed the WebSocket sink;
-//!    flush after the batch), `Ping`, `ToServer` (write), `Connect` (start resolving and
-//!    connecting a route in a future owned by the loop; `CloseUpstream(Discard)` cancels it),
+//!    flush after the batch), `Ping`, `ToServer` (write), `Connect` (for the first route, say
+//!    at once whether the domain is served with `DomainLookup`; then resolve and connect a route
+//!    in a future owned by the loop; `CloseUpstream(Discard)` cancels it),
 //!    `StartTls` (hand the TCP stream to the TLS connector), `CloseUpstream` (finish, abort with
 //!    linger, or drop), `CloseClient`, `SetTimer`/`ClearTimer` (a table of seven deadlines),
 //!    `Count` (the metrics), `Done` (record the outcome and return).
 //! 2. Wait for the first of: a WebSocket message, an upstream read (only while
 //!    [`SessionCore::reads_upstream`]: one read of at most 4 KiB, fed as `ServerBytes` from the
-//!    shared read buffer), the connect or TLS future, the earliest armed timer, the drain signal.
+//!    shared read buffer; when it completes a large element, under `block_in_place`), the
+//!    connect or TLS future, the earliest armed timer, the drain signal. A large client message
+//!    is handled under `block_in_place` too ([`SessionCore::server_backlog`] tells the size).
 //!    Before waiting, feed `ClientIdle` when [`SessionCore::wants_flush`] (after taking any client
 //!    message that is already there without waiting).
 //! 3. Report what the executed actions ran into: a failed or timed-out client write as
