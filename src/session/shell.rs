@@ -240,7 +240,10 @@ where
                         self.client_lost(lost);
                     }
                 }
-                Action::ToServer(bytes) => self.write_upstream(&bytes).await,
+                Action::ToServer(bytes) => {
+                    self.write_upstream(&bytes).await;
+                    self.core.recycle(bytes);
+                }
                 Action::Connect(request) => self.connect(request),
                 Action::StartTls => self.start_tls(),
                 Action::CloseUpstream(close) => self.close_upstream(close).await,

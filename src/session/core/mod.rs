@@ -251,6 +251,19 @@ impl SessionCore {
         self.ctx.element_limit
     }
 
+    /// Gives back the buffer of an executed [`Action::ToServer`], so that the next batch of
+    /// client elements reuses it instead of allocating (one allocation less per batch). A
+    /// buffer larger than a batch is dropped, so an idle session keeps at most a small one.
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if let State::Relaying(relay) | State::Closing(relay, _) = &mut self.state {
+            let batched = &mut relay.upstream.batched;
+            if batched.capacity() == 0 && buffer.capacity() <= UPSTREAM_BATCH_BYTES {
+                buffer.clear();
+                *batched = buffer;
+            }
+        }
+    }
+
     /// Whether client elements are batched for the server, waiting for `ClientIdle`.
     pub fn wants_flush(&self) -> bool {
         match &self.state {

@@ -361,3 +361,28 @@ fn client_compress_is_refused_without_ending_the_stream() {
     assert!(upstream(&actions).is_empty() && !driver.core.wants_flush());
     assert_eq!(driver.core.state_name(), "relaying");
 }
+
+/// The buffer of one write, given back, carries the next batch; one larger than a batch is
+/// not kept.
+#[test]
+fn a_written_batch_buffer_is_reused_unless_it_is_large() {
+    let mut driver = Driver::opened();
+    let written = |actions: Vec<Action>| {
+        actions.into_iter().find_map(|action| match action {
+            Action::ToServer(bytes) => Some(bytes),
+            _ => None,
+        })
+    };
+    driver.client(MESSAGE);
+    let first = written(driver.feed(Input::ClientIdle)).unwrap();
+    let (at, capacity) = (first.as_ptr(), first.capacity());
+    driver.core.recycle(first);
+    driver.client(MESSAGE);
+    let second = written(driver.feed(Input::ClientIdle)).unwrap();
+    assert_eq!((second.as_ptr(), second.capacity()), (at, capacity), "the same buffer");
+    assert_eq!(second, MESSAGE.as_bytes());
+    driver.core.recycle(Vec::with_capacity(UPSTREAM_BATCH_BYTES + 1));
+    driver.client(MESSAGE);
+    let third = written(driver.feed(Input::ClientIdle)).unwrap();
+    assert!(third.capacity() <= UPSTREAM_BATCH_BYTES, "a large buffer is dropped");
+}
