@@ -21,7 +21,7 @@ use crate::upstream::{Budget, Connector, FailureClass, Link};
 
 use super::client_io::{ClientInput, ClientIo, Lost};
 use super::core::{
-    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Input, RouteSecurity,
+    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Ending, Input, RouteSecurity,
     SessionCore, Timer, UpstreamClose, UpstreamGone,
 };
 use super::offload;
@@ -256,8 +256,13 @@ where
                 Action::Count(count) => self.count(count),
                 Action::Done(outcome) => {
                     let _ = self.client.flush().await;
-                    if let Some(ending) = self.core.ending() {
-                        debug!(ending = ending.row().name, "session over");
+                    match self.core.ending() {
+                        // The server broke the protocol: worth an operator's look.
+                        Some(Ending::ServerBadXml(error)) => warn!(%error, "server sent bad XML"),
+                        // The details (a refusal's reason, a close code) are static text, never
+                        // stanza content.
+                        Some(ending) => debug!(ending = ending.row().name, details = ?ending, "session over"),
+                        None => {}
                     }
                     return Some(outcome);
                 }
