@@ -128,6 +128,10 @@ where
             if let Some(outcome) = self.execute().await {
                 return outcome;
             }
+            if self.connector.is_some() && !self.core.setting_up() {
+                // The routes are not needed once the stream is open: about 1 KiB per session.
+                self.connector = None;
+            }
             if let Err(lost) = self.client.flush().await {
                 self.client_lost(lost);
                 continue;
@@ -169,7 +173,8 @@ where
                 core.handle(now(), Input::Drain);
             }
             () = timers.sleep.as_mut(), if timed => {
-                let at = now();
+                // The sleep fired, so its deadline has passed, whatever the clock's rounding.
+                let at = timers.armed_at.map_or_else(now, |armed| armed.max(now()));
                 for timer in timers.take_due(at) {
                     core.handle(at, Input::TimerFired(timer));
                 }

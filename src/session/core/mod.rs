@@ -75,6 +75,9 @@ use super::outcome::Outcome;
 use ending::{Site, Voice};
 use state::{State, Timers};
 
+/// Room for actions an idle session keeps (a relayed element takes two or three).
+const ACTIONS_KEPT: usize = 4;
+
 /// One session's state machine. See the module documentation for how to drive it.
 #[derive(Debug)]
 pub struct SessionCore {
@@ -88,6 +91,8 @@ pub struct SessionCore {
 struct Ctx {
     settings: Arc<Settings>,
     actions: VecDeque<Action>,
+    /// Give the action queue's spare room back once it is empty.
+    trim_actions: bool,
     timers: Timers,
     /// `xml:lang` of gateway-made `<open/>`s: the client's, else the default.
     lang: String,
@@ -154,7 +159,8 @@ impl SessionCore {
         let open_by = now + settings.open_timeout;
         let element_limit = settings.server_limits.max_element_bytes;
         let timers = Timers::default();
-        let mut ctx = Ctx { settings, actions: VecDeque::new(), timers, lang, element_limit, id_seed, ids: 0 };
+        let actions = VecDeque::new();
+        let mut ctx = Ctx { settings, actions, trim_actions: false, timers, lang, element_limit, id_seed, ids: 0 };
         ctx.set_timer(Timer::Open, open_by);
         SessionCore { ctx, state: State::AwaitingOpen }
     }
@@ -209,7 +215,22 @@ impl SessionCore {
 
     /// The next action to execute, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.ctx.actions.pop_front()
+        let action = self.ctx.actions.pop_front();
+        if action.is_none() && self.ctx.trim_actions {
+            // The stream's opening (or a read of many small elements) needed room for many
+            // actions; a quiet session keeps room for the few of one element. Trimmed once after
+            // the opening and then at each ping, not after every input, so a busy session does
+            // not reallocate all the time.
+            self.ctx.trim_actions = false;
+            self.ctx.actions.shrink_to(ACTIONS_KEPT);
+        }
+        action
+    }
+
+    /// Whether the session is still being set up (waiting for `<open/>`, connecting or
+    /// negotiating the upstream stream): the shell keeps what it needs for routes until then.
+    pub fn setting_up(&self) -> bool {
+        matches!(self.state, State::AwaitingOpen | State::Connecting(_) | State::Negotiating(_))
     }
 
     /// How the session ended, once it has.

@@ -373,6 +373,7 @@ impl SessionCore {
             self.ctx.set_timer(Timer::Idle, now + idle);
         }
         let stream_id = self.ctx.next_stream_id();
+        self.ctx.trim_actions = true;
         self.ctx.push(Action::ToClient(framing::client_open(&header, &stream_id, &self.ctx.lang)));
         let Setup { request, domain, mut queue, .. } = setup;
         let upstream = UpstreamStream { splitter, request, domain, batched: Vec::new(), end_sent: false };

@@ -149,6 +149,7 @@ impl SessionCore {
         let Some((ctx, relay, closing)) = self.live() else { return Next::Stay };
         match timer {
             Timer::Ping => {
+                ctx.trim_actions = true;
                 ctx.push(Action::Ping);
                 let due = now + ctx.settings.pong_timeout;
                 ctx.set_timer(Timer::Pong, due);

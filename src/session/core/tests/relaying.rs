@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::xml::condition::StreamCondition;
+use std::time::Duration;
 
 const DECLS: &str = r#" xmlns="jabber:client""#;
 
@@ -385,4 +386,18 @@ fn a_written_batch_buffer_is_reused_unless_it_is_large() {
     driver.client(MESSAGE);
     let third = written(driver.feed(Input::ClientIdle)).unwrap();
     assert!(third.capacity() <= UPSTREAM_BATCH_BYTES, "a large buffer is dropped");
+}
+
+/// The action queue gives its room back after the opening and at each ping, so a quiet session
+/// holds room for a few actions, whatever burst it has seen.
+#[test]
+fn the_action_queue_is_trimmed_after_the_opening_and_at_each_ping() {
+    let mut driver = Driver::opened();
+    assert!(driver.core.ctx.actions.capacity() <= 8, "{}", driver.core.ctx.actions.capacity());
+    let burst = "<presence/>".repeat(300);
+    let actions = driver.server(&burst);
+    assert_eq!(texts(&actions).len(), 300);
+    assert!(driver.core.ctx.actions.capacity() >= 300, "a busy session keeps its room until the next ping");
+    driver.later(Duration::from_secs(30)).fire(Timer::Ping);
+    assert!(driver.core.ctx.actions.capacity() <= 8, "{}", driver.core.ctx.actions.capacity());
 }
