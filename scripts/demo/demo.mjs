@@ -9,7 +9,7 @@
 //       named after each other, presence subscriptions both ways), so each sees the other online.
 //   node demo.mjs check --page http://127.0.0.1:N/ --url … --domain D --account alice:PW
 //       --account bob:PW --screenshot FILE
-//       headless Chromium (Debian's, driven by playwright-core) opens the page as alice; bob
+//       headless Chromium (Debian's, driven by puppeteer-core) opens the page as alice; bob
 //       (xmpp.js) sends a message that the page must show, alice answers from the page and bob
 //       must receive it; then a screenshot of the page. Prints one JSON line; exit 0 only if
 //       every step held.
@@ -153,10 +153,10 @@ async function befriend() {
 
 async function check() {
   const require = createRequire(join(clients, "package.json"));
-  const { chromium } = require("playwright-core");
+  const puppeteer = require("puppeteer-core");
   const result = { ok: false, error: null, steps: [], screenshot: null };
   const userDataDir = mkdtempSync(join(tmpdir(), "xmppgw-demo-chromium-"));
-  let context = null;
+  let browser = null;
   let bob = null;
   const record = async (name, fn) => {
     const started = performance.now();
@@ -173,24 +173,26 @@ async function check() {
   let page = null;
   try {
     await record("chromium starts", async () => {
-      context = await chromium.launchPersistentContext(userDataDir, {
+      browser = await puppeteer.launch({
+        browser: "chrome",
         executablePath: args.chromium,
         headless: true,
-        viewport: { width: 1280, height: 720 },
-        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        userDataDir,
+        defaultViewport: { width: 1280, height: 720 },
+        args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
       });
-      page = context.pages()[0] ?? await context.newPage();
+      page = (await browser.pages())[0] ?? await browser.newPage();
       page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
-      return context.browser()?.version() ?? null;
+      return browser.version();
     });
     await record(`the page logs ${first} in through the gateway`, async () => {
       await page.goto(new URL(`?as=${first}`, args.page).href);
-      await page.waitForFunction(() => window.__demo?.events.includes("connected"), null, { timeout: step });
+      await page.waitForFunction(() => window.__demo?.events.includes("connected"), { timeout: step });
       await page.waitForFunction(
         (name) => Array.from(document.querySelectorAll(".roster-contacts converse-roster-contact"))
           .some((e) => (e.textContent ?? "").includes(name)),
-        second, { timeout: step });
+        { timeout: step }, second);
     });
     const body = `hello ${first}, this is ${second} through the gateway`;
     await record(`${second} (xmpp.js) sends, the page shows it`, async () => {
@@ -201,18 +203,19 @@ async function check() {
       await page.waitForFunction(
         (text) => Array.from(document.querySelectorAll(".chat-msg__text, converse-chat-message-body"))
           .some((e) => e.textContent.includes(text)),
-        body, { timeout: step });
+        { timeout: step }, body);
     });
     const reply = `hi ${second}, ${first} here, from the browser`;
     await record(`${first} answers from the page, ${second} receives it`, async () => {
       const received = bob.nextMessage((m) => m.body === reply, step, "the page's reply");
-      await page.fill("textarea.chat-textarea", reply);
-      await page.press("textarea.chat-textarea", "Enter");
+      await page.type("textarea.chat-textarea", reply);
+      await page.focus("textarea.chat-textarea");
+      await page.keyboard.press("Enter");
       const message = await received;
       await page.waitForFunction(
         (text) => Array.from(document.querySelectorAll(".chat-msg__text, converse-chat-message-body"))
           .filter((e) => e.textContent.includes(text)).length > 0,
-        reply, { timeout: step });
+        { timeout: step }, reply);
       return { from: message.from };
     });
     await record("screenshot", async () => {
@@ -229,7 +232,7 @@ async function check() {
       await page.screenshot({ path: args.screenshot }).then(() => { result.screenshot = args.screenshot; }, () => {});
     }
   } finally {
-    await Promise.allSettled([context?.close(), bob?.logout()]);
+    await Promise.allSettled([browser?.close(), bob?.logout()]);
     rmSync(userDataDir, { recursive: true, force: true });
   }
   emit(JSON.stringify(result), result.ok ? 0 : 1);

@@ -12,7 +12,7 @@
 # depend on apt's recommends setting), openssl and ca-certificates: a real XMPP server with a
 # test CA, for the end-to-end tests and the demo.
 PROSODY_PACKAGES=(prosody lua-unbound lua-event openssl ca-certificates)
-# Debian's Chromium, driven headless by playwright-core (tests/e2e/js): Converse.js in the interop
+# Debian's Chromium, driven headless by puppeteer-core (tests/e2e/js): Converse.js in the interop
 # matrix, and the demo's screenshot of its chat page.
 BROWSER_PACKAGES=(chromium)
 # The container image (scripts/image-check.sh): buildah builds the Dockerfile (RUN steps with

@@ -13,6 +13,9 @@
 //! session set up and per echoed stanza is reported too. Every phase is bounded by
 //! `--deadline-secs`.
 //! Built only with `--features bench`; connects to loopback addresses only.
+//!
+//! (Over 500 lines: one measuring tool, read top to bottom: its arguments, the two kinds of
+//! session with their scripted setup, the workloads and the JSON report.)
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
