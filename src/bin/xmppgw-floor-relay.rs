@@ -46,7 +46,8 @@ use tower_service::Service;
 
 use xmpp_ws_gateway::config::LimitsConfig;
 use xmpp_ws_gateway::server::{max_write_buffer_bytes, SUBPROTOCOL, WS_READ_BUFFER_BYTES, WS_WRITE_BUFFER_BYTES};
-use xmpp_ws_gateway::upstream::{tls::client_config, SystemRoots, UpstreamIo, READ_CHUNK_BYTES};
+use xmpp_ws_gateway::session::READ_CHUNK_BYTES;
+use xmpp_ws_gateway::upstream::{tls::client_config, SystemRoots, UpstreamIo};
 
 #[path = "common/scan.rs"]
 #[allow(dead_code)]

@@ -32,6 +32,8 @@ mod shell;
 mod upstream_link;
 
 pub use outcome::Outcome;
+/// Most bytes taken from the upstream socket in one read (the bench floor relay uses the same).
+pub use upstream_link::READ_CHUNK_BYTES;
 
 /// Everything sessions share: built once in `main` (or a test) and passed down. A SIGHUP
 /// reload builds a new one; a session keeps the one it started with.

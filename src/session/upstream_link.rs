@@ -20,7 +20,7 @@ use tokio_rustls::client::TlsStream;
 use crate::upstream::{tls, Connector, FailureClass, Link, UpstreamIo};
 
 /// Most bytes taken from the upstream socket in one read.
-pub(crate) const READ_CHUNK_BYTES: usize = 4096;
+pub const READ_CHUNK_BYTES: usize = 4096;
 
 /// How long closing waits: for a write of what is queued, for the TLS close and FIN, and (after
 /// an abort) for the server's own close.
