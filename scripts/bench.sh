@@ -18,8 +18,14 @@
 # Medians go into the block between the bench markers of docs/PERFORMANCE.md; the raw JSON lines
 # into docs/bench-results.jsonl. Runs in about 12 minutes after the build.
 #
+# With BASELINE_BIN set to another build of the gateway (say, of the commit before a change),
+# that build runs as a fourth target in every round beside the gateway built here (same config,
+# its own port), and the report adds a table of gateway / baseline ratios measured side by side.
+# BASELINE_NAME names it in the report (default: the path). Adds about a third to the run time.
+#
 # Usage: scripts/bench.sh            (ROUNDS=5 MEM_ROUNDS=3 MEM_SESSIONS=9000 by default)
 #        ROUNDS=3 MEM_SESSIONS=2000 scripts/bench.sh   (a quicker, rougher run)
+#        BASELINE_BIN=/tmp/base/release/xmpp-ws-gateway BASELINE_NAME=859b441 scripts/bench.sh
 #        scripts/bench.sh --smoke    (what CI runs so the script cannot rot: every step once, with
 #                                     debug builds and tiny counts, the report written to a
 #                                     temporary copy of docs/PERFORMANCE.md; measures nothing)
@@ -67,11 +73,26 @@ FLOOR_PORT=$((BASE_PORT + 61))
 # Ports of the gateway and the floor relay while they run under callgrind.
 COUNT_WS_PORT=$((BASE_PORT + 62))
 COUNT_FLOOR_PORT=$((BASE_PORT + 63))
+# The baseline gateway's ports (BASELINE_BIN), measured and under callgrind.
+BASELINE_PORT=$((BASE_PORT + 64))
+COUNT_BASELINE_PORT=$((BASE_PORT + 65))
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 COMMAND="scripts/bench.sh (ROUNDS=$ROUNDS MEM_ROUNDS=$MEM_ROUNDS MEM_SESSIONS=$MEM_SESSIONS)"
 # The smoke run uses the debug profile: the test suite has already compiled its dependencies.
 [ "$SMOKE" = 0 ] || BIN=$TARGET_DIR/debug
+BASELINE_BIN=${BASELINE_BIN:-}
+# The smoke run exercises the baseline path with the gateway built here as its own baseline.
+[ "$SMOKE" = 0 ] || [ -n "$BASELINE_BIN" ] || BASELINE_BIN=$BIN/xmpp-ws-gateway
+BASELINE_NAME=${BASELINE_NAME:-$BASELINE_BIN}
+if [ -n "$BASELINE_BIN" ] && [ ! -x "$BASELINE_BIN" ] && [ "$SMOKE" = 0 ]; then
+    echo "BASELINE_BIN=$BASELINE_BIN is not an executable" >&2
+    exit 2
+fi
+[ -z "$BASELINE_BIN" ] || COMMAND="BASELINE_BIN=… BASELINE_NAME=$BASELINE_NAME $COMMAND"
+# The relays measured: the gateway, the floor relay and, with BASELINE_BIN, the baseline.
+RELAYS=(gateway floor)
+[ -z "$BASELINE_BIN" ] || RELAYS+=(baseline)
 
 # Each idle session holds one socket in the load generator and two in the relay.
 ulimit -n "$(ulimit -Hn)"
@@ -203,6 +224,8 @@ TOML
 }
 gateway_config "$WS_PORT" >"$WORK/gateway.toml"
 gateway_config "$COUNT_WS_PORT" >"$WORK/gateway-count.toml"
+gateway_config "$BASELINE_PORT" >"$WORK/baseline.toml"
+gateway_config "$COUNT_BASELINE_PORT" >"$WORK/baseline-count.toml"
 
 GATEWAY_PID=
 start_gateway() {
@@ -214,6 +237,19 @@ start_gateway() {
 stop_gateway() {
     kill "$GATEWAY_PID" 2>/dev/null || true
     wait "$GATEWAY_PID" 2>/dev/null || true
+}
+
+# The baseline build of the gateway (BASELINE_BIN), with the same config on its own port.
+BASELINE_PID=
+start_baseline() {
+    "$BASELINE_BIN" --config "$WORK/baseline.toml" >>"$WORK/baseline.log" 2>&1 &
+    BASELINE_PID=$!
+    PIDS+=("$BASELINE_PID")
+    wait_port "$BASELINE_PORT"
+}
+stop_baseline() {
+    kill "$BASELINE_PID" 2>/dev/null || true
+    wait "$BASELINE_PID" 2>/dev/null || true
 }
 
 # The floor relay: the gateway's HTTP/WebSocket stack, runtime and buffer sizes, no XML.
@@ -235,7 +271,7 @@ stop_floor() {
     wait "$FLOOR_PID" 2>/dev/null || true
 }
 
-# loadgen SCENARIO UPSTREAM(plain|tls) TARGET(gateway|floor|direct) ARGS...
+# loadgen SCENARIO UPSTREAM(plain|tls) TARGET(gateway|floor|baseline|direct) ARGS...
 loadgen() {
     local scenario=$1 upstream=$2 target=$3
     shift 3
@@ -245,12 +281,14 @@ loadgen() {
     case "$target" in
         gateway) where=(--target ws --url "ws://127.0.0.1:$WS_PORT/xmpp-websocket" --gateway-pid "$GATEWAY_PID") ;;
         floor) where=(--target ws --url "ws://127.0.0.1:$FLOOR_PORT/$domain" --gateway-pid "$FLOOR_PID") ;;
+        baseline) where=(--target ws --url "ws://127.0.0.1:$BASELINE_PORT/xmpp-websocket" --gateway-pid "$BASELINE_PID") ;;
         direct) where=(--target tcp --addr "127.0.0.1:$port" --tls "$tls" --ca-file "$WORK/ca.pem") ;;
-        # A relay on its own port and pid (the callgrind runs): count-gateway:PORT:PID, count-floor:PORT:PID.
+        # A relay on its own port and pid (the callgrind runs): count-gateway:PORT:PID,
+        # count-floor:PORT:PID, count-baseline:PORT:PID.
         count-*)
             local spec=${target#count-} kind port pid
             IFS=: read -r kind port pid <<<"$spec"
-            if [ "$kind" = gateway ]; then
+            if [ "$kind" != floor ]; then
                 where=(--target ws --url "ws://127.0.0.1:$port/xmpp-websocket" --gateway-pid "$pid")
             else
                 where=(--target ws --url "ws://127.0.0.1:$port/$domain" --gateway-pid "$pid")
@@ -265,19 +303,18 @@ loadgen() {
     echo "$line" | cut -c1-220 >&2
 }
 
-# The three targets one after the other, the order rotating by round, so that drift on the
-# shared machine hits each of them.
+# The targets one after the other, the order rotating by round, so that drift on the shared
+# machine hits each of them.
 trio() { # round scenario upstream args...
     local round=$1 scenario=$2 upstream=$3 target
     shift 3
-    local -a order=(gateway floor direct)
-    for _ in $(seq 1 $((round % 3))); do order=("${order[@]:1}" "${order[0]}"); done
+    local -a order=("${RELAYS[@]}" direct)
+    for _ in $(seq 1 $((round % ${#order[@]}))); do order=("${order[@]:1}" "${order[0]}"); done
     for target in "${order[@]}"; do loadgen "$scenario" "$upstream" "$target" "$@"; done
 }
 
 PIN=()
-start_gateway
-start_floor
+for relay in "${RELAYS[@]}"; do "start_$relay"; done
 
 echo "== throughput and setup rate ($ROUNDS rounds)" >&2
 for round in $(seq 1 "$ROUNDS"); do
@@ -288,7 +325,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo "== round-trip time, every process pinned to CPU 0 ($ROUNDS rounds)" >&2
-for pid in "$GATEWAY_PID" "$FLOOR_PID" "$PLAIN_PID" "$TLS_PID"; do taskset -apc 0 "$pid" >/dev/null; done
+for pid in "$GATEWAY_PID" "$FLOOR_PID" $BASELINE_PID "$PLAIN_PID" "$TLS_PID"; do taskset -apc 0 "$pid" >/dev/null; done
 PIN=(taskset -c 0)
 for round in $(seq 1 "$ROUNDS"); do
     for upstream in plain tls; do
@@ -298,14 +335,13 @@ done
 PIN=()
 ALL_CPUS="0-$(($(nproc) - 1))"
 for pid in "$PLAIN_PID" "$TLS_PID"; do taskset -apc "$ALL_CPUS" "$pid" >/dev/null; done
-stop_gateway
-stop_floor
+for relay in "${RELAYS[@]}"; do "stop_$relay"; done
 
 echo "== memory per idle session at $MEM_SESSIONS sessions ($MEM_ROUNDS rounds, fresh relay each)" >&2
 for round in $(seq 1 "$MEM_ROUNDS"); do
     for upstream in plain tls; do
-        relays=(gateway floor)
-        [ $((round % 2)) -eq 1 ] || relays=(floor gateway)
+        relays=("${RELAYS[@]}")
+        for _ in $(seq 1 $((round % ${#relays[@]}))); do relays=("${relays[@]:1}" "${relays[0]}"); done
         for relay in "${relays[@]}"; do
             "start_$relay"
             sleep 0.5
@@ -346,10 +382,14 @@ if [ "$HAVE_VALGRIND" = 1 ]; then
     count_run() { # relay upstream messages; sets COUNTED
         local relay=$1 upstream=$2 messages=$3 out=$WORK/callgrind-relay.out pid port
         rm -f "$out"
-        if [ "$relay" = gateway ]; then
+        if [ "$relay" = gateway ] || [ "$relay" = baseline ]; then
+            local binary=$BIN/xmpp-ws-gateway config=$WORK/gateway-count.toml
             port=$COUNT_WS_PORT
-            valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN/xmpp-ws-gateway" \
-                --config "$WORK/gateway-count.toml" >"$WORK/count.log" 2>&1 &
+            if [ "$relay" = baseline ]; then
+                binary=$BASELINE_BIN config=$WORK/baseline-count.toml port=$COUNT_BASELINE_PORT
+            fi
+            valgrind --tool=callgrind --callgrind-out-file="$out" "$binary" \
+                --config "$config" >"$WORK/count.log" 2>&1 &
             pid=$!
             PIDS+=("$pid")
             wait_port_slow "$port"
@@ -370,7 +410,7 @@ if [ "$HAVE_VALGRIND" = 1 ]; then
         [ -n "$COUNTED" ] || { echo "no callgrind totals for $relay" >&2; cat "$WORK/count.log" >&2; exit 1; }
     }
     for upstream in plain tls; do
-        for relay in gateway floor; do
+        for relay in "${RELAYS[@]}"; do
             counts=()
             for messages in "${COUNT_MESSAGES[@]}"; do
                 count_run "$relay" "$upstream" "$messages"
@@ -395,21 +435,24 @@ else
     cp "$RESULTS" "$ROOT/docs/bench-results.jsonl"
 fi
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$REPORT" \
-    --command "$COMMAND" --machine "$MACHINE" --load "$LOAD" --commit "$COMMIT"
+    --command "$COMMAND" --machine "$MACHINE" --load "$LOAD" --commit "$COMMIT" --baseline-name "$BASELINE_NAME"
 if [ "$SMOKE" = 1 ]; then
     # Every scenario produced a line, and the report took them.
     for label in throughput/plain/gateway throughput/plain/floor throughput/tls/direct setup/tls/gateway \
-        setup/tls/floor rtt-pinned/plain/floor rtt-pinned/plain/gateway memory/tls/gateway memory/plain/floor; do
+        setup/tls/floor rtt-pinned/plain/floor rtt-pinned/plain/gateway memory/tls/gateway memory/plain/floor \
+        throughput/tls/baseline memory/plain/baseline; do
         grep -q "\"label\":\"$label\"" "$RESULTS" || { echo "bench smoke: no result for $label" >&2; exit 1; }
     done
     grep -q '"bench":"splitter"' "$RESULTS" || { echo "bench smoke: no splitter result" >&2; exit 1; }
     if [ "$HAVE_VALGRIND" = 1 ]; then
-        for bench in '"case":"classify"' '"case":"splitter"' '"relay":"gateway","upstream":"tls"' '"relay":"floor","upstream":"plain"'; do
+        for bench in '"case":"classify"' '"case":"splitter"' '"relay":"gateway","upstream":"tls"' \
+            '"relay":"floor","upstream":"plain"' '"relay":"baseline","upstream":"plain"'; do
             grep -q "$bench" "$RESULTS" || { echo "bench smoke: no instruction count for $bench" >&2; exit 1; }
         done
     fi
     if grep '^{"label"' "$RESULTS" | grep -v '"errors":0,'; then echo "bench smoke: a run had errors" >&2; exit 1; fi
     cmp -s "$ROOT/docs/PERFORMANCE.md" "$REPORT" && { echo "bench smoke: the report was not rewritten" >&2; exit 1; }
+    grep -q 'Gateway / baseline' "$REPORT" || { echo "bench smoke: no baseline table in the report" >&2; exit 1; }
     echo "== bench smoke: $(grep -c '^{' "$RESULTS") result lines, report written to a temporary copy (docs/ untouched)" >&2
 else
     echo "== wrote docs/PERFORMANCE.md and docs/bench-results.jsonl" >&2

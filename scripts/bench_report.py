@@ -125,6 +125,45 @@ class Table:
             )
 
 
+def baseline_table(runs, relay_instructions, name):
+    """Gateway beside the baseline build (BASELINE_BIN), or no rows when there was none."""
+    if not any(label.endswith("/baseline") for label in runs):
+        return []
+    rows = [
+        f"Beside the baseline build ({name}), in the same rounds:",
+        "",
+        "| Measure | Upstream | Gateway | Baseline | Gateway / baseline |",
+        "|---|---|---:|---:|---:|",
+    ]
+    measures = (
+        ("Echo throughput, stanzas/s", "throughput", "stanzas_per_sec", 0),
+        ("Relay CPU per echoed stanza, µs", "throughput", "stanza_cpu_us", 2),
+        ("RTT p50, µs, pinned", "rtt-pinned", "rtt_p50_us", 0),
+        ("RTT p99, µs, pinned", "rtt-pinned", "rtt_p99_us", 0),
+        ("Setup rate, sessions/s", "setup", "setup_rate", 0),
+        ("Relay CPU per session set up, µs", "setup", "setup_cpu_us", 0),
+        ("Memory per idle session, bytes", "memory", "rss_per_session_bytes", 0),
+    )
+    for measure, scenario, key, digits in measures:
+        for upstream, upstream_name in UPSTREAMS:
+            gateway = median(runs, f"{scenario}/{upstream}/gateway", key)
+            baseline = median(runs, f"{scenario}/{upstream}/baseline", key)
+            ratio = paired_ratio(runs, scenario, upstream, key, "baseline")
+            rows.append(
+                f"| {measure} | {upstream_name} | {fmt(gateway, digits)} | {fmt(baseline, digits)} | {times(ratio)} |"
+            )
+    for upstream, upstream_name in UPSTREAMS:
+        gateway, baseline = (relay_instructions.get((relay, upstream)) for relay in ("gateway", "baseline"))
+        if gateway is None or baseline is None:
+            continue
+        ratio = gateway["per_stanza"] / baseline["per_stanza"] if baseline["per_stanza"] else None
+        rows.append(
+            f"| Relay instructions per echoed stanza (callgrind) | {upstream_name} | {fmt(gateway['per_stanza'])} "
+            f"| {fmt(baseline['per_stanza'])} | {times(ratio)} |"
+        )
+    return ["", *rows]
+
+
 def report(runs, splitter, instructions, relay_instructions, args):
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rounds = max(
@@ -251,6 +290,7 @@ def report(runs, splitter, instructions, relay_instructions, args):
         "included); instruction counts are user-space instructions counted by callgrind.",
         "",
         *table.rows,
+        *baseline_table(runs, relay_instructions, args.baseline_name),
         END,
     ]
     return "\n".join(lines)
@@ -264,6 +304,7 @@ def main():
     parser.add_argument("--machine", required=True)
     parser.add_argument("--commit", required=True)
     parser.add_argument("--load", default="not recorded")
+    parser.add_argument("--baseline-name", default="", help="what BASELINE_BIN was built from")
     args = parser.parse_args()
     block = report(*load(args.results), args)
     try:
