@@ -6,12 +6,11 @@
 //! and no character XML 1.0 forbids (XML-5). This module decides what the message is; it never
 //! rewrites stanza content and never performs I/O.
 
+use super::checker::{Checker, Class, Progress, Unit, WfLimits};
 use super::condition::StreamCondition;
 use super::error::XmlError;
 use super::lexical::{check_decl, DeclError};
-use super::wf::{self, WfLimits};
 use super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS};
-use super::{NS_COMPRESS_PROTOCOL, NS_FRAMING, NS_SASL, NS_STREAM, NS_TLS};
 
 /// Limits applied while validating a client message.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +66,11 @@ pub enum ClientElementKind {
     /// `<compress xmlns='http://jabber.org/protocol/compress'>`: never relayed (TLS-7).
     Compress,
     /// `<stream:error>` in the stream namespace: relayed, then the upstream stream is closed (ERR-6).
-    StreamError,
+    StreamError {
+        /// Its defined condition, for metrics (anything outside the RFC 6120 list is
+        /// `undefined-condition`: a bounded set). Learnt while the message was checked.
+        condition: StreamCondition,
+    },
     /// `<auth>` in the SASL namespace (its payload must never be logged).
     SaslAuth,
     /// Anything else: relayed as is.
@@ -108,8 +111,8 @@ pub enum ClientFrame<'a> {
 /// declarations in scope, deep nesting); nesting is handled without recursion.
 pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFrame<'a>, XmlError> {
     let xml = strip_declaration(message)?;
-    let root = match wf::check_element(xml, &limits.wf()) {
-        Ok(root) => root,
+    let checker = match check_message(xml, limits) {
+        Ok(checker) => checker,
         Err(err) => {
             if root_local_name(xml) == Some("stream") {
                 return Err(XmlError::InvalidNamespace("legacy <stream:stream> instead of <open/>"));
@@ -117,35 +120,73 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
             return Err(err);
         }
     };
-    let ns = root.ns.as_deref();
-    let local = root.local;
-    let kind = match (ns, local) {
-        (Some(NS_FRAMING), "open") => {
-            let attrs = root.attrs().map_err(|_| XmlError::NotWellFormed("malformed attribute"))?;
+    let kind = match checker.root_class() {
+        Class::Open => {
+            let (attrs, _) = checker.root_attrs(xml.as_bytes(), &["to", "from", "xml:lang", "version"], false)?;
             return Ok(ClientFrame::Open(open_request(attrs)));
         }
-        (Some(NS_FRAMING), "close") => return Ok(ClientFrame::Close),
-        (Some(NS_FRAMING), _) => return Err(XmlError::InvalidNamespace("unknown element in the framing namespace")),
-        (_, "open" | "close") => {
+        Class::Close => return Ok(ClientFrame::Close),
+        Class::OtherFraming => return Err(XmlError::InvalidNamespace("unknown element in the framing namespace")),
+        _ if matches!(checker.root_local(xml), "open" | "close") => {
             return Err(XmlError::InvalidNamespace("<open/> or <close/> outside the framing namespace"))
         }
-        (_, "stream") => return Err(XmlError::InvalidNamespace("legacy <stream:stream> instead of <open/>")),
-        (Some(NS_TLS), "starttls") => ClientElementKind::StartTls,
-        (Some(NS_COMPRESS_PROTOCOL), "compress") => ClientElementKind::Compress,
-        (Some(NS_STREAM), "error") => ClientElementKind::StreamError,
-        (Some(NS_SASL), "auth") => ClientElementKind::SaslAuth,
+        _ if checker.root_local(xml) == "stream" => {
+            return Err(XmlError::InvalidNamespace("legacy <stream:stream> instead of <open/>"))
+        }
+        Class::StartTls => ClientElementKind::StartTls,
+        Class::Compress => ClientElementKind::Compress,
+        Class::StreamError => ClientElementKind::StreamError {
+            condition: StreamCondition::from_name(checker.error_child().map_or("", |(name, _)| name)),
+        },
+        Class::SaslAuth => ClientElementKind::SaslAuth,
         _ => ClientElementKind::Other,
     };
     Ok(ClientFrame::Element { xml, kind })
 }
 
-/// The defined condition of a client `<stream:error>` message, for metrics: bounded to the
-/// RFC 6120 list, `"undefined-condition"` for anything else. Call it only on messages
-/// [`classify`] accepted as [`ClientElementKind::StreamError`].
-pub fn stream_error_condition(xml: &str) -> StreamCondition {
-    match wf::check_element(xml, &WfLimits::UNLIMITED) {
-        Ok(root) => StreamCondition::from_name(root.error_child.map(|(name, _)| name).as_deref().unwrap_or("")),
-        Err(_) => StreamCondition::UndefinedCondition,
+/// Checks that `xml` is exactly one element, in one pass; the checker holds what it learnt.
+fn check_message(xml: &str, limits: &ClientLimits) -> Result<Checker, XmlError> {
+    let bytes = xml.as_bytes();
+    match bytes {
+        [b'<', next, ..] if !matches!(next, b'!' | b'?' | b'/') => {}
+        [b'<', ..] => return Err(misc_markup(bytes)),
+        _ => return Err(XmlError::NotWellFormed("the message does not start with an element")),
+    }
+    let mut checker = Checker::new(limits.wf(), Unit::Element);
+    match checker.advance(bytes, None)? {
+        Progress::NeedMore => Err(XmlError::NotWellFormed("unclosed element")),
+        Progress::Done if checker.end() == bytes.len() => Ok(checker),
+        Progress::Done => Err(after_the_element(&bytes[checker.end()..])),
+    }
+}
+
+/// Why `rest` (not empty), which follows the element, makes the message unacceptable.
+fn after_the_element(rest: &[u8]) -> XmlError {
+    match rest {
+        [b'<', ..] => match misc_markup(rest) {
+            XmlError::NotWellFormed(_) => XmlError::NotWellFormed("more than one element"),
+            other => other,
+        },
+        _ => XmlError::NotWellFormed("text outside the element"),
+    }
+}
+
+/// Why markup other than an element (`<!`, `<?`, `</`) outside the element is refused:
+/// comments, processing instructions and DTDs are restricted XML, the rest is not well-formed.
+fn misc_markup(markup: &[u8]) -> XmlError {
+    match markup.get(1) {
+        Some(b'!') if markup.starts_with(b"<!--") => XmlError::RestrictedXml("comment"),
+        Some(b'!') if markup.starts_with(b"<!DOCTYPE") => XmlError::RestrictedXml("document type declaration"),
+        Some(b'?') => {
+            let xml_declaration =
+                markup.starts_with(b"<?xml") && markup.get(5).is_none_or(|&b| b == b'?' || b.is_ascii_whitespace());
+            if xml_declaration {
+                XmlError::NotWellFormed("XML declaration not at the start")
+            } else {
+                XmlError::RestrictedXml("processing instruction")
+            }
+        }
+        _ => XmlError::NotWellFormed("markup outside the element"),
     }
 }
 
@@ -452,7 +493,7 @@ mod tests {
         );
         assert_eq!(
             element(r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><undefined-condition xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"#).1,
-            ClientElementKind::StreamError
+            ClientElementKind::StreamError { condition: StreamCondition::UndefinedCondition }
         );
         assert_eq!(
             element(r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGp1bGlldAByMG0zMG15cjBtMzA=</auth>"#).1,
@@ -488,8 +529,13 @@ mod tests {
     #[test]
     fn client_stream_error_condition_is_bounded() {
         let conflict = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/><text xmlns="urn:ietf:params:xml:ns:xmpp-streams">x</text></stream:error>"#;
-        assert_eq!(stream_error_condition(conflict), StreamCondition::Conflict);
+        assert_eq!(element(conflict).1, ClientElementKind::StreamError { condition: StreamCondition::Conflict });
         let invented = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><made-up xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"#;
-        assert_eq!(stream_error_condition(invented), StreamCondition::UndefinedCondition);
+        assert_eq!(
+            element(invented).1,
+            ClientElementKind::StreamError { condition: StreamCondition::UndefinedCondition }
+        );
+        let none = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"/>"#;
+        assert_eq!(element(none).1, ClientElementKind::StreamError { condition: StreamCondition::UndefinedCondition });
     }
 }

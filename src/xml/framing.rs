@@ -6,10 +6,8 @@
 
 use super::client::OpenRequest;
 use super::condition::StreamCondition;
-use super::error::XmlError;
 use super::splitter::{ServerElement, StreamHeader};
-use super::wf;
-use super::{NS_CLIENT, NS_COMPRESS_FEATURE, NS_FRAMING, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
+use super::{NS_CLIENT, NS_FRAMING, NS_STREAM, NS_STREAM_ERRORS};
 
 /// `<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />`, byte for byte (D13: Strophe.js
 /// compares this exact string).
@@ -133,31 +131,20 @@ pub fn upstream_stream_error(condition: StreamCondition) -> String {
 /// The features shown to the client (D15): the server's post-TLS features minus
 /// `<starttls/>` (TLS namespace) and `<compression/>` (XEP-0138); everything else unchanged.
 ///
-/// Works on the already namespace-completed `features.xml`: the removed children are cut out
-/// byte for byte (with their whole subtree), every other byte is kept, including whitespace that
-/// surrounded them. If the input is not well-formed (it always is when it comes from the
-/// splitter) it is returned unchanged.
+/// Works on the already namespace-completed `features.xml`: the removed children (found by the
+/// splitter while it checked the element; nothing is parsed here) are cut out byte for byte
+/// with their whole subtree; every other byte is kept, including whitespace that surrounded
+/// them.
 pub fn client_features(features: &ServerElement) -> String {
     let xml = features.xml.as_str();
-    let cuts = match removable_children(xml) {
-        Ok(cuts) => cuts,
-        Err(_) => return xml.to_owned(),
-    };
     let mut out = String::with_capacity(xml.len());
     let mut last = 0;
-    for cut in cuts {
+    for cut in &features.feature_cuts {
         out.push_str(&xml[last..cut.start]);
         last = cut.end;
     }
     out.push_str(&xml[last..]);
     out
-}
-
-/// Byte ranges of the root's children that D15 removes.
-fn removable_children(xml: &str) -> Result<Vec<std::ops::Range<usize>>, XmlError> {
-    wf::root_children(xml, |ns, local| {
-        (ns == Some(NS_TLS) && local == "starttls") || (ns == Some(NS_COMPRESS_FEATURE) && local == "compression")
-    })
 }
 
 /// Appends ` name="value"` (or with `'`), escaped, when `value` is present.
@@ -216,16 +203,22 @@ fn escape_text(out: &mut String, text: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::splitter::ServerElementKind;
+    use super::super::splitter::{ServerElementKind, ServerEvent, SplitterLimits, StreamSplitter};
     use super::super::wf::canonical;
     use super::*;
 
+    /// `xml` (which declares every namespace it uses) as the splitter hands it over, with what
+    /// the splitter learnt while checking it.
     fn features(xml: &str) -> ServerElement {
-        ServerElement {
-            xml: xml.to_owned(),
-            kind: ServerElementKind::Features,
-            error_condition: None,
-            see_other_host: None,
+        let mut splitter = StreamSplitter::new(SplitterLimits::default());
+        splitter.feed(format!("<stream:stream xmlns:stream='{NS_STREAM}'>{xml}").as_bytes());
+        assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
+        match splitter.next_event() {
+            Ok(Some(ServerEvent::Element(element))) => {
+                assert_eq!((element.kind, element.xml.as_str()), (ServerElementKind::Features, xml));
+                element
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -19,6 +19,7 @@ pub(crate) fn is_xml_char(c: char) -> bool {
 /// holds no surrogates, so the only characters refused are the C0 controls other than TAB, LF
 /// and CR (single bytes below 0x20) and U+FFFE/U+FFFF (`EF BF BE`/`EF BF BF`, and `EF` only
 /// ever starts a character).
+#[cfg(test)]
 pub(crate) fn check_chars(doc: &str) -> Result<(), XmlError> {
     let bytes = doc.as_bytes();
     // Fast path, without early exit so that it vectorises: every byte in 0x20..0xEF is fine.
@@ -147,6 +148,7 @@ pub(crate) fn unescape_attr(raw: &str) -> Result<String, XmlError> {
 
 /// Validates a raw attribute value (without its quotes) exactly as [`unescape_attr`] does,
 /// without building the unescaped value: references must resolve, `<` is refused.
+#[cfg(test)]
 pub(crate) fn check_attr_value(raw: &str) -> Result<(), XmlError> {
     let mut rest = raw.as_bytes();
     while let Some(i) = rest.iter().position(|&b| b == b'&' || b == b'<') {

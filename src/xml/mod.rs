@@ -6,6 +6,7 @@
 //! stream headers ([`framing`]); every refusal is one [`error::XmlError`]. This module must not import tokio, perform I/O, read clocks or
 //! log: the async shell calls it and decides what to do with the result.
 
+mod checker;
 pub mod client;
 pub mod condition;
 pub mod error;
@@ -13,9 +14,12 @@ pub mod framing;
 #[doc(hidden)]
 pub mod fuzz;
 mod lexical;
+#[cfg(test)]
+mod old_scope;
 mod scope;
 pub mod see_other_host;
 pub mod splitter;
+#[cfg(test)]
 mod wf;
 
 /// Default cap on attributes per start tag, namespace declarations included (config

@@ -1,5 +1,6 @@
-//! Constant-time bookkeeping for checking one document (private): the namespace bindings in
-//! effect ([`NsScope`]) and the attribute names already seen on one start tag ([`SeenNames`]).
+//! Constant-time bookkeeping for checking one element (private): the namespace bindings in
+//! effect ([`Bindings`], [`Inherited`]), the inherited ones used ([`UsedSet`]) and names already
+//! seen on one start tag ([`SeenNames`]).
 //!
 //! Both answer in constant time however many entries they hold, so that checking a document
 //! stays linear in its size whatever its shape. (A linear scan per lookup, as quick-xml's
@@ -10,7 +11,6 @@
 //! cannot pick names that collide. Nothing here parses, allocates more than a constant factor
 //! of the input, or performs I/O.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
@@ -32,6 +32,8 @@ pub(crate) struct Inherited {
     /// Prefix (`""` for the default namespace) to the index of its last binding in `bindings`,
     /// when there are more than [`SMALL`].
     index: Option<HashMap<String, usize>>,
+    /// The last binding of the default namespace, looked up for every unprefixed element.
+    default: Option<usize>,
 }
 
 impl Inherited {
@@ -40,7 +42,8 @@ impl Inherited {
         let index = (bindings.len() > SMALL).then(|| {
             bindings.iter().enumerate().map(|(i, (prefix, _))| (prefix.clone().unwrap_or_default(), i)).collect()
         });
-        Inherited { bindings, index }
+        let default = bindings.iter().rposition(|(prefix, _)| prefix.is_none());
+        Inherited { bindings, index, default }
     }
 
     /// The declarations, in their original order.
@@ -48,7 +51,11 @@ impl Inherited {
         &self.bindings
     }
 
-    fn lookup(&self, prefix: &str) -> Option<usize> {
+    /// The last binding of `prefix` (`""`: the default namespace).
+    pub fn lookup(&self, prefix: &str) -> Option<usize> {
+        if prefix.is_empty() {
+            return self.default;
+        }
         match &self.index {
             Some(index) => index.get(prefix).copied(),
             None => self.bindings.iter().rposition(|(p, _)| same(p.as_deref().unwrap_or(""), prefix)),
@@ -56,132 +63,221 @@ impl Inherited {
     }
 }
 
-/// One namespace declaration made inside the document.
-#[derive(Debug)]
-struct Binding<'a> {
-    /// The declared prefix; `""` for the default namespace.
-    prefix: &'a str,
-    /// The namespace name (unescaped); `""` for `xmlns=""` (no default namespace).
-    uri: Cow<'a, str>,
+/// One namespace declaration made inside the element being checked: offsets into
+/// [`Bindings::arena`].
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    /// The declared prefix; empty for the default namespace.
+    prefix: (u32, u32),
+    /// The namespace name (unescaped); empty for `xmlns=""` (no default namespace).
+    uri: (u32, u32),
     /// Nesting depth of the element that declared it (the root is 1).
     depth: usize,
     /// The binding of the same prefix that this one hides, restored when this one goes.
     shadows: Option<usize>,
 }
 
-/// The namespace bindings in effect at the current point of a document: those it declared,
-/// innermost last, then those it inherited.
+/// The namespace bindings an element being checked has declared and that are still in effect,
+/// innermost last. The element arrives in pieces, read by read, and the buffer holding it may
+/// move in between, so each declaration's prefix and namespace name are copied into one arena
+/// (a few dozen bytes for an ordinary stanza) instead of being borrowed.
 ///
-/// Invariant: `bindings` is ordered by `depth`; `default` is the innermost binding of the
-/// default namespace; when `index` exists it maps every other prefix in `bindings` to the index
-/// of its innermost binding; each binding's `shadows` names the next one out for its prefix.
-#[derive(Debug)]
-pub(crate) struct NsScope<'a> {
-    bindings: Vec<Binding<'a>>,
+/// Invariant: `list` is ordered by `depth`; `default` is the innermost binding of the default
+/// namespace; when `index` exists it maps every other prefix in `list` to its innermost binding;
+/// each binding's `shadows` names the next one out for its prefix.
+#[derive(Debug, Default)]
+pub(crate) struct Bindings {
+    arena: String,
+    list: Vec<Binding>,
     /// The default namespace, looked up for every unprefixed element: kept apart from the
     /// index so that it costs no hashing.
     default: Option<usize>,
-    index: Option<HashMap<&'a str, usize>>,
-    outer: Option<&'a Inherited>,
-    /// The inherited bindings a name resolved to.
-    used: SeenNames<usize>,
+    index: Option<HashMap<String, usize>>,
 }
 
-impl<'a> NsScope<'a> {
-    /// An empty scope inside `outer`.
-    pub fn new(outer: Option<&'a Inherited>) -> Self {
-        NsScope { bindings: Vec::new(), default: None, index: None, outer, used: SeenNames::new() }
+impl Bindings {
+    /// No bindings (for the next element), keeping small allocations for reuse.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.list.clear();
+        self.default = None;
+        self.index = None;
+    }
+
+    /// Memory held for reuse, in bytes (what an idle session keeps).
+    pub fn capacity_bytes(&self) -> usize {
+        self.arena.capacity() + self.list.capacity() * std::mem::size_of::<Binding>()
+    }
+
+    /// Frees what [`Self::clear`] keeps.
+    pub fn release(&mut self) {
+        *self = Bindings::default();
+    }
+
+    fn push_arena(&mut self, text: &str) -> (u32, u32) {
+        let start = self.arena.len();
+        self.arena.push_str(text);
+        // An element is at most a few hundred KiB: offsets fit in 32 bits.
+        (start as u32, text.len() as u32)
+    }
+
+    fn text(&self, (start, len): (u32, u32)) -> &str {
+        &self.arena[start as usize..(start + len) as usize]
     }
 
     /// Adds a declaration made by the element at `depth` (`prefix` `""` for `xmlns=`).
-    pub fn declare(&mut self, prefix: &'a str, uri: Cow<'a, str>, depth: usize) {
-        let at = self.bindings.len();
-        let shadows = match &mut self.index {
-            _ if prefix.is_empty() => self.default.replace(at),
-            Some(index) => index.insert(prefix, at),
-            None => self.bindings.iter().rposition(|b| same(b.prefix, prefix)),
+    pub fn declare(&mut self, prefix: &str, uri: &str, depth: usize) {
+        let at = self.list.len();
+        let shadows = if prefix.is_empty() {
+            self.default.replace(at)
+        } else {
+            match &mut self.index {
+                Some(index) => index.insert(prefix.to_owned(), at),
+                None => self.lookup_scan(prefix),
+            }
         };
-        self.bindings.push(Binding { prefix, uri, depth, shadows });
-        if self.index.is_none() && self.bindings.len() > SMALL {
+        let binding = Binding { prefix: self.push_arena(prefix), uri: self.push_arena(uri), depth, shadows };
+        self.list.push(binding);
+        if self.index.is_none() && self.list.len() > SMALL {
             // Built once; from then on kept up to date by `declare` and `leave`.
-            let named = self.bindings.iter().enumerate().filter(|(_, b)| !b.prefix.is_empty());
-            self.index = Some(named.map(|(i, b)| (b.prefix, i)).collect());
+            let mut index = HashMap::with_capacity(4 * SMALL);
+            for (i, binding) in self.list.iter().enumerate() {
+                if binding.prefix.1 > 0 {
+                    index.insert(self.text(binding.prefix).to_owned(), i);
+                }
+            }
+            self.index = Some(index);
         }
     }
 
     /// Removes the declarations made at `depth` or deeper (the element at `depth` ended).
     pub fn leave(&mut self, depth: usize) {
-        while let Some(last) = self.bindings.last() {
+        while let Some(&last) = self.list.last() {
             if last.depth < depth {
                 break;
             }
-            let (prefix, shadows) = (last.prefix, last.shadows);
-            self.bindings.pop();
-            if prefix.is_empty() {
-                self.default = shadows;
+            self.list.pop();
+            if last.prefix.1 == 0 {
+                self.default = last.shadows;
             } else if let Some(index) = &mut self.index {
-                match shadows {
-                    Some(outer) => index.insert(prefix, outer),
+                let prefix = &self.arena[last.prefix.0 as usize..(last.prefix.0 + last.prefix.1) as usize];
+                match last.shadows {
+                    Some(outer) => index.insert(prefix.to_owned(), outer),
                     None => index.remove(prefix),
                 };
             }
         }
+        if let Some(last) = self.list.last() {
+            self.arena.truncate((last.uri.0 + last.uri.1) as usize);
+        } else {
+            self.arena.clear();
+        }
     }
 
-    /// The innermost binding of `prefix` (`""`: the default namespace), recording the use of
-    /// an inherited one. `xml` is not looked up here (see [`Self::resolve`]).
-    fn lookup(&mut self, prefix: &str) -> Option<Resolved> {
-        let own = match &self.index {
-            _ if prefix.is_empty() => self.default,
+    fn lookup_scan(&self, prefix: &str) -> Option<usize> {
+        self.list.iter().rposition(|b| same(self.text(b.prefix), prefix))
+    }
+
+    /// The innermost binding of `prefix` (`""`: the default namespace).
+    pub fn lookup(&self, prefix: &str) -> Option<usize> {
+        if prefix.is_empty() {
+            return self.default;
+        }
+        match &self.index {
             Some(index) => index.get(prefix).copied(),
-            None => self.bindings.iter().rposition(|b| same(b.prefix, prefix)),
+            None => self.lookup_scan(prefix),
+        }
+    }
+
+    /// The namespace name of binding `i`.
+    pub fn uri(&self, i: usize) -> &str {
+        self.text(self.list[i].uri)
+    }
+
+    /// The prefix of binding `i` (`""` for the default namespace).
+    #[cfg(test)]
+    pub fn prefix(&self, i: usize) -> &str {
+        self.text(self.list[i].prefix)
+    }
+
+    /// Whether binding `i` was declared by the element at `depth`.
+    pub fn declared_at(&self, i: usize, depth: usize) -> bool {
+        self.list[i].depth == depth
+    }
+}
+
+/// Which of a stream header's declarations an element used: a bit per declaration for the first
+/// 64 (a header rarely has more than three), a set beyond.
+/// The indices of a [`UsedSet`], in increasing order.
+#[derive(Debug)]
+pub(crate) struct UsedIter {
+    low: u64,
+    /// In decreasing order (taken from the end).
+    high: Vec<usize>,
+}
+
+impl Iterator for UsedIter {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.low != 0 {
+            let i = self.low.trailing_zeros() as usize;
+            self.low &= self.low - 1;
+            return Some(i);
+        }
+        self.high.pop()
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct UsedSet {
+    low: u64,
+    high: Option<HashSet<usize>>,
+}
+
+impl UsedSet {
+    /// Records `i`.
+    pub fn insert(&mut self, i: usize) {
+        if i < 64 {
+            self.low |= 1 << i;
+        } else {
+            self.high.get_or_insert_with(HashSet::new).insert(i);
+        }
+    }
+
+    /// Forgets everything (keeping nothing allocated).
+    pub fn clear(&mut self) {
+        self.low = 0;
+        self.high = None;
+    }
+
+    /// The indices recorded, in increasing order.
+    pub fn iter(&self) -> UsedIter {
+        let high = match &self.high {
+            None => Vec::new(),
+            Some(high) => {
+                let mut high: Vec<usize> = high.iter().copied().collect();
+                high.sort_unstable_by(|a, b| b.cmp(a));
+                high
+            }
         };
-        if let Some(i) = own {
-            return Some(Resolved::Binding(i));
-        }
-        let i = self.outer?.lookup(prefix)?;
-        self.used.insert(i);
-        Some(Resolved::Inherited(i))
+        UsedIter { low: self.low, high }
     }
 
-    /// Resolves the prefix of an element (`use_default`) or attribute name.
-    pub fn resolve(&mut self, prefix: Option<&str>, use_default: bool) -> Resolved {
-        match prefix {
-            None if !use_default => Resolved::NoNamespace,
-            None => match self.lookup("") {
-                Some(found) if self.uri(found).is_some_and(|uri| !uri.is_empty()) => found,
-                _ => Resolved::NoNamespace,
-            },
-            Some("xml") => Resolved::Xml,
-            Some(prefix) => self.lookup(prefix).unwrap_or(Resolved::Undeclared),
-        }
+    /// How many indices are recorded.
+    pub fn len(&self) -> usize {
+        self.low.count_ones() as usize + self.high.as_ref().map_or(0, HashSet::len)
     }
 
-    /// The namespace name a [`Resolved`] stands for (`None`: no namespace or undeclared).
-    pub fn uri(&self, resolved: Resolved) -> Option<&str> {
-        match resolved {
-            Resolved::Binding(i) => Some(self.bindings[i].uri.as_ref()),
-            Resolved::Inherited(i) => self.outer.map(|outer| outer.bindings[i].1.as_str()),
-            Resolved::Xml => Some(NS_XML),
-            Resolved::NoNamespace | Resolved::Undeclared => None,
+    /// Whether `i` is recorded.
+    #[cfg(test)]
+    pub fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            self.low & (1 << i) != 0
+        } else {
+            self.high.as_ref().is_some_and(|high| high.contains(&i))
         }
-    }
-
-    /// Like [`Self::uri`] but keeping the document's lifetime (a copy only if it was unescaped).
-    pub fn uri_cow(&self, resolved: Resolved) -> Option<Cow<'a, str>> {
-        match resolved {
-            Resolved::Binding(i) => Some(self.bindings[i].uri.clone()),
-            Resolved::Inherited(i) => self.outer.map(|outer| Cow::Borrowed(outer.bindings[i].1.as_str())),
-            Resolved::Xml => Some(Cow::Borrowed(NS_XML)),
-            Resolved::NoNamespace | Resolved::Undeclared => None,
-        }
-    }
-
-    /// The inherited bindings that names resolved to, as indices in increasing order.
-    pub fn inherited_used(self) -> Vec<usize> {
-        let mut used = self.used.into_vec();
-        used.sort_unstable();
-        used
     }
 }
 
@@ -201,7 +297,7 @@ pub(crate) enum Resolved {
     NoNamespace,
     /// The built-in `xml` prefix.
     Xml,
-    /// A binding declared in the document (an index into the scope).
+    /// A binding declared in the element (an index into [`Bindings`]).
     Binding(usize),
     /// An inherited binding (an index into [`Inherited::bindings`]).
     Inherited(usize),
@@ -214,12 +310,20 @@ pub(crate) enum Resolved {
 pub(crate) struct SeenNames<K> {
     few: Vec<K>,
     many: Option<HashSet<K>>,
+    /// How many names the caller expects: the size of the hash set when it is made.
+    expected: usize,
 }
 
 impl<K: Copy + Eq + Hash> SeenNames<K> {
     /// An empty set (allocates nothing until the first insert).
+    #[cfg(test)]
     pub fn new() -> Self {
-        SeenNames { few: Vec::new(), many: None }
+        SeenNames { few: Vec::new(), many: None, expected: 0 }
+    }
+
+    /// An empty set sized for about `expected` names, so that filling it never rehashes.
+    pub fn with_capacity(expected: usize) -> Self {
+        SeenNames { few: Vec::with_capacity(expected.min(SMALL + 1)), many: None, expected }
     }
 
     /// Records `name`; false if it was already there.
@@ -232,24 +336,11 @@ impl<K: Copy + Eq + Hash> SeenNames<K> {
         }
         self.few.push(name);
         if self.few.len() > SMALL {
-            self.many = Some(self.few.drain(..).collect());
+            let mut many = HashSet::with_capacity(self.expected.max(2 * SMALL));
+            many.extend(self.few.drain(..));
+            self.many = Some(many);
         }
         true
-    }
-
-    /// The names, in no particular order.
-    pub fn into_vec(self) -> Vec<K> {
-        match self.many {
-            Some(many) => many.into_iter().collect(),
-            None => self.few,
-        }
-    }
-
-    /// Empties the set for the next start tag. A large hash set is dropped rather than cleared:
-    /// clearing costs its capacity, which an earlier tag may have made large.
-    pub fn clear(&mut self) {
-        self.few.clear();
-        self.many = None;
     }
 }
 
@@ -257,58 +348,64 @@ impl<K: Copy + Eq + Hash> SeenNames<K> {
 mod tests {
     use super::*;
 
-    fn uri_of<'s>(scope: &'s mut NsScope<'_>, prefix: Option<&str>) -> Option<&'s str> {
-        let resolved = scope.resolve(prefix, true);
-        scope.uri(resolved)
-    }
-
-    fn header(count: usize) -> Inherited {
-        let mut bindings = vec![(None, "urn:d".to_owned()), (Some("p".to_owned()), "urn:p".to_owned())];
-        bindings.extend((0..count).map(|i| (Some(format!("h{i}")), format!("urn:h{i}"))));
-        Inherited::new(bindings)
-    }
-
     #[test]
     fn nested_declarations_shadow_and_come_back() {
         for count in [3, SMALL * 3] {
-            let outer = header(count);
-            let mut scope = NsScope::new(Some(&outer));
+            let mut scope = Bindings::default();
+            scope.declare("", "urn:d", 1);
+            scope.declare("p", "urn:p", 1);
             let names: Vec<String> = (0..count).map(|i| format!("q{i}")).collect();
-            for (depth, name) in names.iter().enumerate() {
-                scope.declare(name, Cow::Owned(format!("urn:{depth}")), depth + 1);
-                scope.declare("p", Cow::Owned(format!("urn:p{depth}")), depth + 1);
+            for (level, name) in names.iter().enumerate() {
+                let depth = level + 2;
+                scope.declare(name, &format!("urn:{level}"), depth);
+                scope.declare("p", &format!("urn:p{level}"), depth);
             }
-            assert_eq!(uri_of(&mut scope, Some("p")), Some(format!("urn:p{}", count - 1).as_str()));
-            assert_eq!(uri_of(&mut scope, Some("q0")), Some("urn:0"));
+            let uri = |scope: &Bindings, prefix: &str| scope.lookup(prefix).map(|i| scope.uri(i).to_owned());
+            assert_eq!(uri(&scope, "p").as_deref(), Some(format!("urn:p{}", count - 1).as_str()));
+            assert_eq!(uri(&scope, "q0").as_deref(), Some("urn:0"));
+            scope.leave(3);
+            assert_eq!(uri(&scope, "p").as_deref(), Some("urn:p0"));
+            assert_eq!(uri(&scope, "q1"), None);
             scope.leave(2);
-            assert_eq!(uri_of(&mut scope, Some("p")), Some("urn:p0"));
-            assert_eq!(uri_of(&mut scope, Some("q1")), None);
+            assert_eq!(uri(&scope, "p").as_deref(), Some("urn:p"));
+            assert_eq!(uri(&scope, "").as_deref(), Some("urn:d"));
+            assert_eq!(uri(&scope, "q0"), None);
+            // Declarations made after a leave reuse the arena.
+            scope.declare("", "", 2);
+            assert_eq!(uri(&scope, "").as_deref(), Some(""));
+            let i = scope.lookup("").expect("declared");
+            assert_eq!((scope.prefix(i), scope.declared_at(i, 2)), ("", true));
             scope.leave(1);
-            assert_eq!(uri_of(&mut scope, Some("p")), Some("urn:p"));
-            assert_eq!(uri_of(&mut scope, None), Some("urn:d"));
-            assert_eq!(uri_of(&mut scope, Some("h2")), Some("urn:h2"));
-            assert_eq!(scope.resolve(Some("q0"), false), Resolved::Undeclared);
-            scope.declare("", Cow::Borrowed(""), 1);
-            assert_eq!(scope.resolve(None, true), Resolved::NoNamespace);
-            assert_eq!(scope.resolve(Some("xml"), false), Resolved::Xml);
-            assert_eq!(scope.inherited_used(), vec![0, 1, 4], "{count}");
+            assert_eq!(uri(&scope, ""), None);
+            assert_eq!(scope.arena.len(), 0);
         }
     }
 
     #[test]
-    fn inherited_bindings_are_recorded_only_when_used() {
-        let outer = header(40);
-        let mut scope = NsScope::new(Some(&outer));
-        scope.declare("", Cow::Borrowed("urn:own"), 1);
-        assert_eq!(uri_of(&mut scope, None), Some("urn:own"));
-        assert_eq!(scope.resolve(None, false), Resolved::NoNamespace);
-        assert_eq!(uri_of(&mut scope, Some("h39")), Some("urn:h39"));
-        assert_eq!(uri_of(&mut scope, Some("h39")), Some("urn:h39"));
-        assert_eq!(scope.resolve(Some("h40"), false), Resolved::Undeclared);
-        assert_eq!(scope.inherited_used(), vec![41]);
-        let mut alone = NsScope::new(None);
-        assert_eq!(alone.resolve(None, true), Resolved::NoNamespace);
-        assert_eq!(alone.resolve(Some("p"), false), Resolved::Undeclared);
+    fn inherited_bindings_are_indexed_past_the_small_set() {
+        for count in [3, SMALL * 3] {
+            let mut bindings = vec![(None, "urn:d".to_owned()), (Some("p".to_owned()), "urn:p".to_owned())];
+            bindings.extend((0..count).map(|i| (Some(format!("h{i}")), format!("urn:h{i}"))));
+            bindings.push((Some("p".to_owned()), "urn:p2".to_owned()));
+            let inherited = Inherited::new(bindings);
+            assert_eq!(inherited.lookup(""), Some(0));
+            assert_eq!(inherited.lookup("p"), Some(count + 2), "the later binding wins");
+            assert_eq!(inherited.lookup("h2"), Some(4));
+            assert_eq!(inherited.lookup("h"), None);
+        }
+    }
+
+    #[test]
+    fn used_sets_list_in_order() {
+        let mut used = UsedSet::default();
+        for i in [70, 3, 0, 70, 64, 3] {
+            used.insert(i);
+        }
+        assert_eq!(used.iter().collect::<Vec<_>>(), [0, 3, 64, 70]);
+        assert_eq!(used.len(), 4);
+        assert!(used.contains(64) && !used.contains(65) && used.contains(3) && !used.contains(4));
+        used.clear();
+        assert_eq!(used.len(), 0);
     }
 
     #[test]
@@ -321,8 +418,11 @@ mod tests {
         for name in &names {
             assert!(!seen.insert(name.as_str()));
         }
-        seen.clear();
-        assert!(seen.insert("a1"));
-        assert!(!seen.insert("a1"));
+        // Sized up front: the same answers.
+        let mut sized = SeenNames::with_capacity(names.len());
+        for name in &names {
+            assert!(sized.insert(name.as_str()));
+        }
+        assert!(!sized.insert("a1"));
     }
 }

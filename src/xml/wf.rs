@@ -1,18 +1,12 @@
-//! Well-formedness and restricted-XML checks for one complete, standalone element (private).
+//! The previous checker (test-only): quick-xml's plain [`Reader`] tokenises and matches end
+//! tags, and a walker over its events adds XML 1.0 characters, names, references, unique
+//! attributes, namespace resolution ([`super::old_scope`]), the restricted features of RFC 6120
+//! §11.1 and the caps of [`WfLimits`].
 //!
-//! [`check_element`] is the single place where the gateway decides whether a piece of XML is
-//! acceptable: it is used on every client message (after the XML declaration is stripped) and on
-//! every server element, inside the namespace scope of the stream header it came with
-//! ([`check_in_scope`]), so what is checked is exactly what is relayed. quick-xml's plain
-//! [`Reader`] tokenises and matches end tags; [`Walker`] adds everything else: XML 1.0
-//! characters, names, references and attribute values ([`super::lexical`]), unique attributes,
-//! namespace declarations and resolution ([`super::scope`]), undeclared prefixes, the
-//! restricted features of RFC 6120 §11.1, and the per-element caps of [`WfLimits`].
-//!
-//! Invariants: cost is linear in the input whatever its shape: one pass of quick-xml, one pass
-//! over the characters, constant-time namespace lookups and duplicate checks, no recursion (so
-//! 10 000 nested elements are fine). No entity is ever expanded beyond the five predefined ones
-//! and character references; nothing here allocates more than a constant factor of the input.
+//! The gateway itself checks with the one-pass [`super::checker`]; this independent
+//! implementation stays as the reference the checker's differential property tests compare
+//! against (same acceptance, same kind of refusal), and for the `canonical` rendering the
+//! splitter and framing tests compare documents with.
 //!
 //! (Over 500 lines: about a third is tests, plus the test-only `canonical` rendering.)
 
@@ -24,7 +18,7 @@ use quick_xml::Reader;
 
 use super::error::XmlError;
 use super::lexical::{check_attr_value, check_chars, is_qname, resolve_reference, unescape_attr};
-use super::scope::{Inherited, NsScope, Resolved, SeenNames, NS_XML, NS_XMLNS};
+use super::old_scope::{Inherited, NsScope, Resolved, SeenNames, NS_XML, NS_XMLNS};
 use super::NS_STREAM_ERRORS;
 
 /// The caps applied while checking one document.

@@ -223,6 +223,11 @@ impl SessionCore {
             // not reallocate all the time.
             self.ctx.trim_actions = false;
             self.ctx.actions.shrink_to(ACTIONS_KEPT);
+            // Likewise the splitter's buffer and the checker's reusable storage, when no
+            // element is in progress: the next read allocates them again.
+            if let State::Relaying(relay) = &mut self.state {
+                relay.upstream.splitter.release_idle_memory();
+            }
         }
         action
     }

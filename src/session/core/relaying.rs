@@ -265,11 +265,11 @@ fn client_frame(
             }
             relay.upstream.queue(ctx, xml);
             ctx.count(Count::Relayed { direction: TO_SERVER, bytes: xml.len() });
-            if kind != ClientElementKind::StreamError {
+            let ClientElementKind::StreamError { condition } = kind else {
                 return Next::Stay;
-            }
+            };
             // ERR-6: the client ended the stream with an error; close our side of it.
-            ctx.count(Count::StreamError { condition: client::stream_error_condition(xml), side: Side::Client });
+            ctx.count(Count::StreamError { condition, side: Side::Client });
             relay.upstream.write_stream_end(ctx);
             match closed_by {
                 None => Next::Close(ClosedBy::Client),

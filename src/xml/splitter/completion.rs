@@ -1,14 +1,15 @@
-//! What the splitter does with a complete unit: the stream header checked and read (with the
-//! declarations later elements inherit), and a top-level element checked in the header's scope,
-//! namespace-completed (NS-1, NS-3) and classified. Called by the lexer in the parent module.
+//! What the splitter does with a complete unit, from what the one-pass checker learnt while it
+//! read it: the stream header's attributes and the declarations later elements inherit, and a
+//! top-level element namespace-completed (NS-1, NS-3) and classified. Nothing here parses the
+//! unit again. Called by the lexer in the parent module.
 
+use super::super::checker::{Checker, Class};
 use super::super::condition::StreamCondition;
 use super::super::error::XmlError;
 use super::super::framing::escape_attr;
 use super::super::scope::Inherited;
-use super::super::wf::{self, WfLimits};
-use super::super::{NS_SASL, NS_STREAM, NS_TLS};
-use super::{is_space, ServerElement, ServerElementKind, SplitterLimits, StreamHeader};
+use super::super::NS_STREAM;
+use super::{ServerElement, ServerElementKind, SplitterLimits, StreamHeader};
 
 /// What the rest of the stream needs from the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,27 +21,30 @@ pub(super) struct HeaderScope {
     /// Each of `bindings` written out as namespace completion adds it (` xmlns:p="uri"`), made
     /// once per stream instead of once per element.
     declarations: Vec<String>,
+    /// The header's binding of the `stream` prefix (the last one), if any.
+    stream_binding: Option<usize>,
 }
 
-/// The qualified name at the start of a tag (`bytes` starts with `<`).
-fn tag_qname(tag: &str) -> &str {
-    let rest = &tag[1..];
-    let end = rest.find(|c: char| (c.is_ascii() && is_space(c as u8)) || c == '/' || c == '>').unwrap_or(rest.len());
-    &rest[..end]
+impl HeaderScope {
+    /// The header's declarations, which every top-level element inherits.
+    pub(super) fn inherited(&self) -> &Inherited {
+        &self.inherited
+    }
 }
 
-/// Checks the header start tag (`<` to `>`) and extracts what the gateway needs.
-pub(super) fn parse_header(tag: &[u8], limits: &SplitterLimits) -> Result<(StreamHeader, HeaderScope), XmlError> {
-    let tag = std::str::from_utf8(tag).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
-    // Checked as the empty element the start tag would be on its own.
-    let doc = format!("{}/>", &tag[..tag.len() - 1]);
-    let info = wf::check_element(&doc, &WfLimits { max_depth: 1, ..limits.wf() })?;
-    if info.ns.as_deref() != Some(NS_STREAM) || info.local != "stream" {
+/// What the stream header (`unit`, its start tag, already checked by `checker`) says, and what
+/// the rest of the stream needs from it.
+pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeader, HeaderScope), XmlError> {
+    if checker.root_empty() {
+        return Err(XmlError::NotWellFormed("self-closed stream header"));
+    }
+    let text = std::str::from_utf8(unit).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
+    if checker.root_ns(None) != Some(NS_STREAM) || checker.root_local(text) != "stream" {
         return Err(XmlError::InvalidNamespace("the stream header is not a stream in the stream namespace"));
     }
-    let ns_decls = info.ns_decls()?;
+    let (attrs, ns_decls) = checker.root_attrs(unit, &["from", "to", "id", "version", "xml:lang"], true)?;
     let mut header = StreamHeader { namespaces: ns_decls.clone(), ..StreamHeader::default() };
-    for (name, value) in info.attrs()? {
+    for (name, value) in attrs {
         match name.as_str() {
             "from" => header.from = Some(value),
             "to" => header.to = Some(value),
@@ -58,64 +62,51 @@ pub(super) fn parse_header(tag: &[u8], limits: &SplitterLimits) -> Result<(Strea
             text
         })
         .collect();
-    let scope = HeaderScope { qname: tag_qname(tag).to_owned(), inherited: Inherited::new(ns_decls), declarations };
+    let stream_binding = ns_decls.iter().rposition(|(prefix, _)| prefix.as_deref() == Some("stream"));
+    let scope = HeaderScope {
+        qname: checker.root_qname(text).to_owned(),
+        inherited: Inherited::new(ns_decls),
+        declarations,
+        stream_binding,
+    };
     Ok((header, scope))
 }
 
-/// Namespace completion of one top-level element (`raw`, whose start tag's `>` is at
-/// `tag_end`), then the full check and the classification.
+/// Namespace completion and classification of one top-level element (`raw`, checked by
+/// `checker` in the header's scope as it arrived).
 ///
-/// `raw` is checked in the scope of the header's declarations (what is checked is what is
-/// relayed: the declarations added below are the header's, already checked). Every header
-/// binding that a name in the element resolves to is then added right after the element name,
-/// as `xmlns="..."`/`xmlns:p="..."` (double quotes, `&`, `<`, `"` escaped, NS-1), in the
-/// header's order; bindings the element does not use are not added, so the output is at most
-/// the element plus the header's declarations, never a copy of them per unused prefix. An
-/// element in the stream namespace is renamed to the `stream` prefix (start and end tag of the
-/// top-level element only) with `xmlns:stream` declared (NS-3). When `stream` is bound to
-/// another namespace on the element or the header, renaming would change the meaning of
-/// descendants, so the element keeps its original prefix, which is declared like any other.
-/// `xml:lang` is not pushed down (D7).
+/// What is relayed is what was checked, plus declarations checked with the header: every header
+/// binding that a name in the element resolved to is added right after the element name, as
+/// `xmlns="..."`/`xmlns:p="..."` (double quotes, `&`, `<`, `"` escaped, NS-1), in the header's
+/// order; bindings the element does not use are not added, so the output is at most the element
+/// plus the header's declarations, never a copy of them per unused prefix. An element in the
+/// stream namespace is renamed to the `stream` prefix (start and end tag of the top-level
+/// element only) with `xmlns:stream` declared (NS-3). When `stream` is bound to another
+/// namespace on the element or the header, renaming would change the meaning of descendants, so
+/// the element keeps its original prefix, which is declared like any other. `xml:lang` is not
+/// pushed down (D7). Nothing is parsed here: the checker has read the element once.
 pub(super) fn complete_element(
     raw: &str,
-    tag_end: usize,
+    checker: &Checker,
     scope: &HeaderScope,
     limits: &SplitterLimits,
 ) -> Result<ServerElement, XmlError> {
-    let (info, mut used) = wf::check_in_scope(raw, &limits.wf(), Some(&scope.inherited))?;
-    let qname = tag_qname(raw);
+    let (qname, local) = checker.root_names(raw);
     let name_end = 1 + qname.len();
-    let prefix = qname.split_once(':').map(|(p, _)| p);
-    let self_closing = raw[..=tag_end].ends_with("/>");
-    let end_name_at = if self_closing {
-        None
-    } else {
-        // The last `</` of an element is its own end tag (no `</` can follow it).
-        raw.rfind("</").map(|i| i + 2).filter(|&i| {
-            raw[i..].starts_with(qname)
-                && raw[i + qname.len()..].starts_with(|c: char| c == '>' || (c.is_ascii() && is_space(c as u8)))
-        })
-    };
-    let in_stream_ns = info.ns.as_deref() == Some(NS_STREAM) && prefix != Some("stream");
+    let class = checker.root_class();
+    let end_name_at = checker.root_end_name();
+    let mut used = checker.inherited_used().clone();
     let mut rename = false;
     let mut declare_stream = false;
-    if in_stream_ns && (self_closing || end_name_at.is_some()) {
-        // Only stream elements (features, errors) get here: reading the root's declarations
-        // again is cheap and rare.
-        let own = info.ns_decls()?;
-        let own_stream = own.iter().find(|(p, _)| p.as_deref() == Some("stream")).map(|(_, uri)| uri.as_str());
-        let bindings = scope.inherited.bindings();
-        let header_stream = bindings.iter().position(|(p, _)| p.as_deref() == Some("stream"));
-        let header_stream_uri = header_stream.map(|i| bindings[i].1.as_str());
+    if checker.root_in_stream_ns() && !qname.starts_with("stream:") {
+        // Only stream elements (features, errors) get here.
+        let own_stream = checker.root_stream_declaration();
+        let header_stream_uri = scope.stream_binding.map(|i| scope.inherited.bindings()[i].1.as_str());
         rename = own_stream.unwrap_or(NS_STREAM) == NS_STREAM
             && (own_stream.is_some() || header_stream_uri.unwrap_or(NS_STREAM) == NS_STREAM);
         if rename && own_stream.is_none() {
-            match header_stream {
-                Some(i) => {
-                    if let Err(at) = used.binary_search(&i) {
-                        used.insert(at, i);
-                    }
-                }
+            match scope.stream_binding {
+                Some(i) => used.insert(i),
                 None => declare_stream = true,
             }
         }
@@ -123,55 +114,64 @@ pub(super) fn complete_element(
 
     // The caps apply to what is relayed: the declarations added count on the root's start tag.
     let added = used.len() + usize::from(declare_stream);
-    if info.attributes + added > limits.max_attributes {
+    if checker.root_attributes() + added > limits.max_attributes {
         return Err(XmlError::TooManyAttributes);
     }
-    if info.declarations + added > limits.max_namespace_declarations {
+    if checker.root_declarations() + added > limits.max_namespace_declarations {
         return Err(XmlError::TooManyNamespaceDeclarations);
     }
-    let added: usize = used.iter().map(|&i| scope.declarations[i].len()).sum();
-    let mut out = String::with_capacity(raw.len() + added + 48);
-    out.push('<');
-    if rename {
-        out.push_str("stream:");
-        out.push_str(info.local);
+    // Room for the declarations of an ordinary stanza; a rare element that adds more grows `out`
+    // once.
+    let mut out = String::with_capacity(raw.len() + 64);
+    if !rename {
+        // `<` and the name in one copy.
+        out.push_str(&raw[..name_end]);
+    } else {
+        out.push_str("<stream:");
+        out.push_str(local);
         if declare_stream {
             push_declaration(&mut out, Some("stream"), NS_STREAM);
         }
-    } else {
-        out.push_str(qname);
     }
-    for &i in &used {
+    for i in used.iter() {
         out.push_str(&scope.declarations[i]);
     }
+    // Where the rest of the element lands in `out`, relative to `raw`.
+    let shift = out.len() as isize - name_end as isize;
     match (rename, end_name_at) {
         (true, Some(at)) => {
             out.push_str(&raw[name_end..at]);
             out.push_str("stream:");
-            out.push_str(info.local);
+            out.push_str(local);
             out.push_str(&raw[at + qname.len()..]);
         }
         _ => out.push_str(&raw[name_end..]),
     }
 
-    let kind = match (info.ns.as_deref(), info.local) {
-        (Some(NS_STREAM), "features") => ServerElementKind::Features,
-        (Some(NS_STREAM), "error") => ServerElementKind::StreamError,
-        (Some(NS_TLS), "proceed") => ServerElementKind::TlsProceed,
-        (Some(NS_TLS), "failure") => ServerElementKind::TlsFailure,
-        (Some(NS_SASL), "success") => ServerElementKind::SaslSuccess,
+    let kind = match class {
+        Class::Features => ServerElementKind::Features,
+        Class::StreamError => ServerElementKind::StreamError,
+        Class::TlsProceed => ServerElementKind::TlsProceed,
+        Class::TlsFailure => ServerElementKind::TlsFailure,
+        Class::SaslSuccess => ServerElementKind::SaslSuccess,
         _ => ServerElementKind::Other,
     };
     let (mut error_condition, mut see_other_host) = (None, None);
     if kind == ServerElementKind::StreamError {
-        let (condition, text) = info.error_child.unwrap_or_default();
-        let condition = StreamCondition::from_name(&condition);
+        let (condition, text) = checker.error_child().unwrap_or_default();
+        let condition = StreamCondition::from_name(condition);
         if condition == StreamCondition::SeeOtherHost {
             see_other_host = Some(text.trim().to_owned());
         }
         error_condition = Some(condition);
     }
-    Ok(ServerElement { xml: out, kind, error_condition, see_other_host })
+    let cuts = checker.feature_cuts();
+    let feature_cuts = if cuts.is_empty() {
+        Vec::new()
+    } else {
+        cuts.iter().map(|cut| cut.start.saturating_add_signed(shift)..cut.end.saturating_add_signed(shift)).collect()
+    };
+    Ok(ServerElement { xml: out, kind, error_condition, see_other_host, feature_cuts })
 }
 
 /// Appends ` xmlns="uri"` or ` xmlns:prefix="uri"`, the URI escaped for double quotes.

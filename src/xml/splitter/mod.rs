@@ -7,8 +7,11 @@
 //! chunking and whatever the shape of the XML, and buffering is bounded by [`SplitterLimits`].
 //! No I/O, no tokio.
 //!
-//! This module is the byte-level lexer that finds where units end; `completion` checks and
-//! namespace-completes a finished unit, `types` holds the limits and events.
+//! This module finds where the stream's units begin and handles what lies between them (the
+//! prolog, whitespace, the stream's end tag); inside a unit the one-pass [`Checker`] reads every
+//! byte once, checking it and finding where the unit ends, and `completion` namespace-completes
+//! and classifies the finished unit from what the checker learnt, without parsing it again.
+//! `types` holds the limits and events.
 
 mod completion;
 #[cfg(test)]
@@ -17,20 +20,21 @@ mod types;
 
 pub use types::{ServerElement, ServerElementKind, ServerEvent, SplitterLimits, StreamHeader};
 
+use super::checker::{Checker, Progress, Unit};
 use super::error::XmlError;
 use super::lexical::{check_decl, DeclError};
-use completion::{complete_element, parse_header, HeaderScope};
+use completion::{complete_element, read_header, HeaderScope};
 
 /// The incremental splitter. Feed bytes, then drain events until `Ok(None)`.
 ///
-/// How it works: a byte-level lexer finds the boundaries of the stream header and of each
-/// top-level element (tracking quotes in tags, CDATA sections and nesting depth), keeping its
-/// state between [`feed`](Self::feed) calls so every byte is scanned once whatever the chunking.
-/// When a unit is complete its bytes are checked as UTF-8, then by the same well-formedness,
-/// restricted-XML and per-element rules as client messages, inside the namespace scope of the
-/// header, and finally namespace-completed (the header's declarations it uses added to the start
-/// tag, NS-1/NS-3): what is emitted is what was validated plus declarations that were validated
-/// with the header.
+/// How it works: between units a small lexer skips whitespace and reads the prolog and the
+/// stream's end tag; from the `<` of the stream header or of a top-level element the
+/// [`Checker`] reads the unit, resuming at the byte where the previous feed ended, so every byte
+/// is scanned once whatever the chunking. It applies the same well-formedness, restricted-XML
+/// and per-element rules as to client messages, inside the namespace scope of the header, and
+/// finds where the unit ends. A complete unit is checked as UTF-8 and namespace-completed (the
+/// header's declarations it uses added to the start tag, NS-1/NS-3) from what the checker
+/// learnt: what is emitted is what was validated plus declarations validated with the header.
 ///
 /// Invariants:
 /// - `start <= pos <= buf.len()`; bytes before `start` are consumed and may be compacted away;
@@ -48,12 +52,8 @@ pub struct StreamSplitter {
     start: usize,
     /// Next byte for the lexer to look at.
     pos: usize,
-    /// Start of the markup construct being lexed (`<` of a tag, CDATA section, declaration).
+    /// Start of the markup construct being lexed (`<` of a unit, declaration or end tag).
     tag_start: usize,
-    /// Index of the `>` closing the current top-level element's start tag.
-    root_tag_end: usize,
-    /// Open elements of the current top-level element.
-    depth: usize,
     lex: Lex,
     phase: Phase,
     /// Bytes of the prolog (declaration, whitespace) already consumed, counted against
@@ -62,27 +62,25 @@ pub struct StreamSplitter {
     /// Whether an XML declaration may still come (only at the very first byte of a stream).
     decl_allowed: bool,
     poisoned: Option<XmlError>,
+    /// Checks the header or element in progress (from `tag_start`) as its bytes arrive.
+    checker: Checker,
 }
 
-/// Where the lexer is inside the current unit.
+/// Where the lexer is between and around units; inside one, the [`Checker`] knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lex {
     /// Between units: whitespace is skipped, `<` starts a unit.
     Idle,
     /// Just after `<`.
     Lt,
-    /// After `<!`: a CDATA section (allowed in elements), or a comment/DTD (refused).
+    /// After `<!` between units: refused.
     Bang,
     /// After `<?` in the prolog: an XML declaration.
     Decl,
-    /// Inside a start tag; `quote` is the open attribute quote, if any.
-    StartTag { quote: Option<u8> },
-    /// Inside an end tag.
+    /// Inside the stream header or a top-level element: the checker reads it.
+    Unit,
+    /// Inside the stream's end tag.
     EndTag,
-    /// Character data inside an element.
-    Content,
-    /// Inside a CDATA section.
-    CData,
 }
 
 /// Which part of the stream comes next.
@@ -109,13 +107,12 @@ impl StreamSplitter {
             start: 0,
             pos: 0,
             tag_start: 0,
-            root_tag_end: 0,
-            depth: 0,
             lex: Lex::Idle,
             phase: Phase::Prolog,
             prolog_bytes: 0,
             decl_allowed: true,
             poisoned: None,
+            checker: Checker::new(limits.wf(), Unit::Header),
         }
     }
 
@@ -146,7 +143,6 @@ impl StreamSplitter {
         self.start = 0;
         self.pos -= shift;
         self.tag_start = self.tag_start.saturating_sub(shift);
-        self.root_tag_end = self.root_tag_end.saturating_sub(shift);
     }
 
     /// The next complete event, `Ok(None)` when more bytes are needed. After an error the
@@ -172,6 +168,7 @@ impl StreamSplitter {
         self.buf = Vec::new();
         self.start = 0;
         self.pos = 0;
+        self.checker.release();
     }
 
     /// Forget the current stream and expect a new header: called after `<proceed/>` (the TLS
@@ -191,6 +188,24 @@ impl StreamSplitter {
     /// (on the next call to [`next_event`](Self::next_event)).
     pub fn buffered_len(&self) -> usize {
         self.buf.len() - self.start
+    }
+
+    /// Frees what the splitter keeps between reads when no unit is in progress and every byte
+    /// fed has been consumed: its buffer and the checker's reusable storage. For an idle session
+    /// (the next read allocates them again); anything pending is kept.
+    pub fn release_idle_memory(&mut self) {
+        if self.buf.len() == self.start && self.lex == Lex::Idle {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.pos = 0;
+            self.tag_start = 0;
+            self.checker.release();
+        }
+    }
+
+    /// Bytes allocated and kept between reads: the buffer and the checker's reusable storage.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity() + self.checker.capacity_bytes()
     }
 
     /// Runs the lexer until an event is complete or the bytes run out.
@@ -239,9 +254,19 @@ impl StreamSplitter {
                             return Err(XmlError::RestrictedXml("processing instruction"));
                         }
                     }
-                    _ => self.lex = Lex::StartTag { quote: None },
+                    _ => {
+                        let unit = if matches!(self.phase, Phase::Prolog) { Unit::Header } else { Unit::Element };
+                        self.checker.reset(unit);
+                        self.lex = Lex::Unit;
+                    }
                 },
-                Lex::Bang => self.lex_bang()?,
+                Lex::Bang => {
+                    return Err(match b {
+                        b'[' => XmlError::NotWellFormed("CDATA outside elements"),
+                        b'-' => XmlError::RestrictedXml("comment"),
+                        _ => XmlError::RestrictedXml("document type declaration"),
+                    })
+                }
                 Lex::Decl => {
                     if let Some(()) = self.lex_decl()? {
                         continue;
@@ -249,9 +274,19 @@ impl StreamSplitter {
                     self.check_pending_size()?;
                     return Ok(None);
                 }
-                Lex::StartTag { quote } => {
-                    if let Some(event) = self.lex_start_tag(quote)? {
-                        return Ok(Some(event));
+                Lex::Unit => {
+                    let inherited = match &self.phase {
+                        Phase::Stream(scope) => Some(scope.inherited()),
+                        _ => None,
+                    };
+                    let progress = self.checker.advance(&self.buf[self.tag_start..], inherited)?;
+                    self.pos = self.tag_start + self.checker.position();
+                    match progress {
+                        Progress::NeedMore => {
+                            self.check_pending_size()?;
+                            return Ok(None);
+                        }
+                        Progress::Done => return self.unit_done().map(Some),
                     }
                 }
                 Lex::EndTag => {
@@ -259,26 +294,6 @@ impl StreamSplitter {
                         return Ok(Some(event));
                     }
                 }
-                Lex::Content => match self.buf[self.pos..].iter().position(|&c| c == b'<') {
-                    Some(offset) => {
-                        self.tag_start = self.pos + offset;
-                        self.pos = self.tag_start + 1;
-                        self.lex = Lex::Lt;
-                    }
-                    None => self.pos = self.buf.len(),
-                },
-                Lex::CData => match find(&self.buf[self.pos..], b"]]>") {
-                    Some(offset) => {
-                        self.pos += offset + 3;
-                        self.lex = Lex::Content;
-                    }
-                    None => {
-                        // Keep the last two bytes: they may be the start of a split `]]>`.
-                        self.pos = self.pos.max(self.buf.len().saturating_sub(2));
-                        self.check_pending_size()?;
-                        return Ok(None);
-                    }
-                },
             }
             // Checked here too so that an oversized unit in one big feed fails promptly. When the
             // bytes have run out that check is also the whole of the next turn of the loop, so
@@ -306,36 +321,6 @@ impl StreamSplitter {
             Err(XmlError::TooLarge)
         } else {
             Ok(())
-        }
-    }
-
-    /// After `<!`: CDATA inside an element, anything else refused.
-    fn lex_bang(&mut self) -> Result<(), XmlError> {
-        const CDATA: &[u8] = b"<![CDATA[";
-        let seen = &self.buf[self.tag_start..];
-        match seen.get(2) {
-            Some(b'[') => {
-                if self.depth == 0 {
-                    return Err(XmlError::NotWellFormed("CDATA outside elements"));
-                }
-                let n = seen.len().min(CDATA.len());
-                if seen[..n] != CDATA[..n] {
-                    return Err(XmlError::NotWellFormed("malformed CDATA section"));
-                }
-                if n == CDATA.len() {
-                    self.pos = self.tag_start + CDATA.len();
-                    self.lex = Lex::CData;
-                } else {
-                    self.pos = self.buf.len();
-                }
-                Ok(())
-            }
-            Some(b'-') => Err(XmlError::RestrictedXml("comment")),
-            Some(_) => Err(XmlError::RestrictedXml("document type declaration")),
-            None => {
-                self.pos = self.buf.len();
-                Ok(())
-            }
         }
     }
 
@@ -372,67 +357,7 @@ impl StreamSplitter {
         Ok(Some(()))
     }
 
-    /// Inside a start tag: finds its `>` outside quotes.
-    fn lex_start_tag(&mut self, mut quote: Option<u8>) -> Result<Option<ServerEvent>, XmlError> {
-        let mut i = self.pos;
-        let len = self.buf.len();
-        while i < len {
-            let b = self.buf[i];
-            match quote {
-                Some(q) => {
-                    if b == q {
-                        quote = None;
-                    }
-                }
-                None => match b {
-                    b'"' | b'\'' => quote = Some(b),
-                    b'<' => return Err(XmlError::NotWellFormed("'<' inside a tag")),
-                    b'>' => {
-                        self.pos = i + 1;
-                        let self_closing = i > self.tag_start + 1 && self.buf[i - 1] == b'/';
-                        return self.start_tag_done(i, self_closing);
-                    }
-                    _ => {}
-                },
-            }
-            i += 1;
-        }
-        self.pos = len;
-        self.lex = Lex::StartTag { quote };
-        Ok(None)
-    }
-
-    /// A start tag ended at `gt` (the index of its `>`).
-    fn start_tag_done(&mut self, gt: usize, self_closing: bool) -> Result<Option<ServerEvent>, XmlError> {
-        if matches!(self.phase, Phase::Prolog) {
-            self.check_pending_size()?;
-            if self_closing {
-                return Err(XmlError::NotWellFormed("self-closed stream header"));
-            }
-            let (header, scope) = parse_header(&self.buf[self.start..=gt], &self.limits)?;
-            self.phase = Phase::Stream(scope);
-            self.start = self.pos;
-            self.lex = Lex::Idle;
-            return Ok(Some(ServerEvent::Header(Box::new(header))));
-        }
-        if self.depth == 0 {
-            self.root_tag_end = gt;
-        }
-        if self_closing {
-            if self.depth == 0 {
-                return self.element_done().map(Some);
-            }
-        } else {
-            self.depth += 1;
-            if self.depth > self.limits.max_depth {
-                return Err(XmlError::TooDeep);
-            }
-        }
-        self.lex = Lex::Content;
-        Ok(None)
-    }
-
-    /// Inside an end tag: finds its `>`.
+    /// Inside the stream's end tag: finds its `>`; the name must repeat the header's exactly.
     fn lex_end_tag(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         let Some(offset) = self.buf[self.pos..].iter().position(|&c| c == b'>') else {
             self.pos = self.buf.len();
@@ -440,43 +365,43 @@ impl StreamSplitter {
         };
         let gt = self.pos + offset;
         self.pos = gt + 1;
-        if self.depth == 0 {
-            // The stream's own end tag: it must repeat the header's name exactly.
-            let Phase::Stream(scope) = &self.phase else {
-                return Err(XmlError::NotWellFormed("unexpected end tag"));
-            };
-            let name = &self.buf[self.tag_start + 2..gt];
-            let name = &name[..name.len() - name.iter().rev().take_while(|&&b| is_space(b)).count()];
-            if name != scope.qname.as_bytes() {
-                return Err(XmlError::NotWellFormed("end tag does not match the header"));
-            }
-            self.phase = Phase::Ended;
-            self.start = self.pos;
-            self.lex = Lex::Idle;
-            return Ok(Some(ServerEvent::End));
-        }
-        self.depth -= 1;
-        if self.depth == 0 {
-            return self.element_done().map(Some);
-        }
-        self.lex = Lex::Content;
-        Ok(None)
-    }
-
-    /// The top-level element `start..pos` is complete: check, complete and classify it.
-    fn element_done(&mut self) -> Result<ServerEvent, XmlError> {
-        if self.pos - self.start > self.limits.max_element_bytes {
-            return Err(XmlError::TooLarge);
-        }
         let Phase::Stream(scope) = &self.phase else {
-            return Err(XmlError::NotWellFormed("element outside a stream"));
+            return Err(XmlError::NotWellFormed("unexpected end tag"));
         };
-        let raw = std::str::from_utf8(&self.buf[self.start..self.pos])
-            .map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
-        let element = complete_element(raw, self.root_tag_end - self.start, scope, &self.limits)?;
+        let name = &self.buf[self.tag_start + 2..gt];
+        let name = &name[..name.len() - name.iter().rev().take_while(|&&b| is_space(b)).count()];
+        if name != scope.qname.as_bytes() {
+            return Err(XmlError::NotWellFormed("end tag does not match the header"));
+        }
+        self.phase = Phase::Ended;
         self.start = self.pos;
         self.lex = Lex::Idle;
-        Ok(ServerEvent::Element(element))
+        Ok(Some(ServerEvent::End))
+    }
+
+    /// The checker has read a whole unit `start..pos`: the header, or a top-level element to
+    /// complete and classify.
+    fn unit_done(&mut self) -> Result<ServerEvent, XmlError> {
+        let unit = &self.buf[self.start..self.pos];
+        let event = match &self.phase {
+            Phase::Prolog => {
+                self.check_pending_size()?;
+                let (header, scope) = read_header(unit, &self.checker)?;
+                self.phase = Phase::Stream(scope);
+                ServerEvent::Header(Box::new(header))
+            }
+            Phase::Stream(scope) => {
+                if unit.len() > self.limits.max_element_bytes {
+                    return Err(XmlError::TooLarge);
+                }
+                let raw = std::str::from_utf8(unit).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
+                ServerEvent::Element(complete_element(raw, &self.checker, scope, &self.limits)?)
+            }
+            Phase::Ended => return Err(XmlError::NotWellFormed("element after the end of the stream")),
+        };
+        self.start = self.pos;
+        self.lex = Lex::Idle;
+        Ok(event)
     }
 }
 

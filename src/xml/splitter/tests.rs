@@ -596,3 +596,29 @@ proptest! {
         prop_assert_eq!(run_chunks(SplitterLimits::default(), chunks), run(&input));
     }
 }
+
+#[test]
+fn an_idle_splitter_gives_back_its_buffer_and_keeps_what_is_pending() {
+    let mut splitter = StreamSplitter::new(SplitterLimits::default());
+    splitter.feed(HEADER.as_bytes());
+    assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
+    splitter.feed(b"<message xmlns:p='urn:p' p:a='1'><body>hi</body></message><iq");
+    assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
+    assert_eq!(splitter.next_event(), Ok(None));
+    // An element is in progress: nothing is released.
+    let held = splitter.held_bytes();
+    assert!(held > 0);
+    splitter.release_idle_memory();
+    assert_eq!((splitter.held_bytes(), splitter.buffered_len()), (held, 3));
+    splitter.feed(b" id='1'/>");
+    match splitter.next_event() {
+        Ok(Some(ServerEvent::Element(element))) => assert!(element.xml.starts_with("<iq"), "{}", element.xml),
+        other => panic!("{other:?}"),
+    }
+    // Everything consumed: the buffer and the checker's storage go, and splitting goes on.
+    assert_eq!(splitter.next_event(), Ok(None));
+    splitter.release_idle_memory();
+    assert_eq!(splitter.held_bytes(), 0);
+    splitter.feed(b"<presence/>");
+    assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
+}

@@ -1,8 +1,8 @@
 //! What the splitter is configured with and what it produces: its limits, the stream header,
 //! the elements and the events. Data only; the lexer is in the parent module.
 
+use super::super::checker::WfLimits;
 use super::super::condition::StreamCondition;
-use super::super::wf::WfLimits;
 use super::super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS};
 
 /// Bounds on what a server can make the splitter buffer.
@@ -92,6 +92,10 @@ pub struct ServerElement {
     pub error_condition: Option<StreamCondition>,
     /// The text of a `<see-other-host/>` condition, if that is the condition.
     pub see_other_host: Option<String>,
+    /// For [`ServerElementKind::Features`], the byte ranges of `xml` holding the children that
+    /// the client must not see (D15: `<starttls/>`, `<compression/>`), found while the element
+    /// was checked; [`super::super::framing::client_features`] cuts them out.
+    pub(crate) feature_cuts: Vec<std::ops::Range<usize>>,
 }
 
 impl ServerElement {
