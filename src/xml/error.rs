@@ -2,7 +2,7 @@
 //! with the one mapping to the stream error condition that answers it (ERR-3, ERR-4) and to
 //! the bounded `reason` label of `xmppgw_client_elements_refused_total`.
 //!
-//! Both directions share it: the same checks ([`super::wf`]) run on client messages and on
+//! Both directions share it: the same checks ([`super::checker`]) run on client messages and on
 //! server elements, so the same refusal means the same condition whichever side sent it.
 
 use super::condition::StreamCondition;

@@ -1,4 +1,4 @@
-//! The lexical rules of XML 1.0 that quick-xml leaves to its caller (private): which
+//! The lexical rules of XML 1.0 that the checkers apply to names and values (private): which
 //! characters may appear (XML-5), name syntax, references (only the five predefined entities
 //! and character references to allowed characters, never an entity expansion), attribute values,
 //! and the pseudo-attributes of an XML declaration.
