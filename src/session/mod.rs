@@ -75,7 +75,9 @@ where
     async move {
         gateway.metrics.sessions_active.inc();
         debug!("session started");
-        let outcome = shell::Shell::new(ws, &gateway, &context).run().await;
+        let mut shell = shell::Shell::new(ws, &gateway, &context);
+        let outcome = shell.run().await;
+        drop(shell);
         drop(context.permit);
         gateway.metrics.sessions_ended.with_label_values(&[outcome.label()]).inc();
         gateway.metrics.sessions_active.dec();

@@ -122,8 +122,9 @@ where
         &self.gateway.metrics
     }
 
-    /// Runs the session to its end; the outcome.
-    pub(crate) async fn run(mut self) -> Outcome {
+    /// Runs the session to its end; the outcome. Takes the shell by reference: by value, the
+    /// task would hold the shell twice (as the argument and as the running future's local).
+    pub(crate) async fn run(&mut self) -> Outcome {
         loop {
             if let Some(outcome) = self.execute().await {
                 return outcome;
@@ -251,7 +252,10 @@ where
                 }
                 Action::Connect(request) => self.connect(request),
                 Action::StartTls => self.start_tls(),
-                Action::CloseUpstream(close) => self.close_upstream(close).await,
+                // Boxed: closing (a TLS close, waits for the server's FIN) is a future of about
+                // 4 KiB that runs once per session; inline, every idle session's task would
+                // carry its room (docs/PERFORMANCE.md).
+                Action::CloseUpstream(close) => Box::pin(self.close_upstream(close)).await,
                 Action::CloseClient { code, reason } => {
                     let _ = self.client.flush().await;
                     self.client.close(code, reason).await;
@@ -380,5 +384,29 @@ fn server_read(core: &mut SessionCore, read: Read<'_>) {
             offload::check(pending, || core.handle(now(), Input::ServerBytes(bytes)));
         }
         Read::End => core.handle(now(), Input::UpstreamGone(UpstreamGone::ReadEnd)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::mem::size_of;
+
+    use axum::extract::ws::WebSocket;
+
+    /// The size of the future `f` would return (`f` is never called).
+    fn future_size<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// What every idle session's task holds inline, whatever it does: the shell and the largest
+    /// of the futures it awaits. Rare, large futures (closing the upstream) are boxed so that
+    /// they do not set this size; the bound leaves room for growth, not for a 4 KiB future.
+    #[test]
+    fn a_session_task_stays_small() {
+        let session = future_size(crate::session::run::<WebSocket>);
+        let shell = size_of::<super::Shell<'static, WebSocket>>();
+        println!("session future {session} bytes, of which the shell {shell}");
+        assert!(session <= 5 * 1024, "session future {session} bytes (shell {shell})");
     }
 }
