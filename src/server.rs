@@ -66,9 +66,9 @@ impl AppState {
 
 /// The router for the public listener: the WebSocket path with and without a trailing slash
 /// (D18; the root path `/` is its own trailing-slash form), and the XEP-0156 documents, whose
-/// paths configuration validation keeps apart from the WebSocket path.
+/// paths the configuration's `UrlPath` keeps apart from the WebSocket path.
 pub fn router(state: AppState) -> Router {
-    let path = state.control.current().config.listener.path.clone();
+    let path = state.control.current().config.listener.path.as_str().to_string();
     let [xrd, json] = crate::config::HOST_META_PATHS;
     let mut router = Router::new().route(&path, any(websocket_endpoint));
     if path != "/" {
@@ -188,12 +188,12 @@ async fn websocket_endpoint(
 fn host_meta_link(state: &AppState, peer: PeerInfo, headers: &HeaderMap) -> Option<String> {
     let gateway = state.control.current();
     let config = &gateway.config.host_meta;
-    let url = config.websocket_url.clone()?;
+    let url = config.websocket_url.as_ref()?.as_str().to_string();
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let host =
         host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
     let host = crate::domain::normalize(host).ok()?;
-    let served = config.domains.iter().any(|domain| crate::domain::normalize(domain).ok().as_deref() == Some(&host));
+    let served = config.domains.iter().any(|domain| domain.as_str() == host);
     let secure = peer.secure || client_addr::forwarded_https(peer.addr, headers, &gateway.trusted_proxies);
     (served && secure).then_some(url)
 }

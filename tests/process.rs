@@ -203,6 +203,7 @@ fn a_broken_reload_keeps_the_running_configuration() {
     gateway.signal("HUP");
     let line = gateway.wait_for_log("reload failed", Duration::from_secs(5));
     assert!(line.contains("limits.max_element_bytes"), "{line}");
+    assert!(line.contains(&gateway.config_path.display().to_string()), "the file is named: {line}");
     let (status, _) = rt.block_on(raw_http(
         gateway.url.trim_start_matches("ws://").split('/').next().unwrap(),
         &upgrade_request("x", "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n"),

@@ -93,7 +93,7 @@ where
         let mut router = router.clone();
         async move { router.call(request).await }
     });
-    http1(limits.max_header_bytes, limits.handshake_timeout())
+    http1(limits.max_header_bytes, limits.handshake_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
         .await
@@ -146,7 +146,7 @@ pub(crate) async fn run(accepted: Accepted, secure: bool, control: Arc<Control>,
     let Accepted { stream, peer, slot, pending } = accepted;
     let gateway = control.current();
     let limits = gateway.config.limits.clone();
-    let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
     let work = async {
         let peer_info = PeerInfo { addr: peer, secure };
         if !secure {

@@ -136,7 +136,7 @@ pub(crate) async fn serve_admin(listener: TcpListener, control: Arc<Control>, ro
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let (stream, _peer): (TcpStream, SocketAddr) = accept::accept(&listener, &mut accept_log).await;
-        let timeout = control.current().config.limits.handshake_timeout();
+        let timeout = control.current().config.limits.handshake_timeout;
         tokio::spawn(connection::run_admin(stream, slot, router.clone(), timeout));
     }
 }
