@@ -10,11 +10,10 @@ mod harness;
 use std::time::Duration;
 
 use harness::fake_server::{FakeServer, ServerConn};
-use harness::gateway::TestGateway;
 use harness::raw_ws::{encode, opcode, RawWs};
+use harness::setup::{opened, opened_raw, setup, setup_with};
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
-use harness::TestCa;
 
 const AUTH: &str =
     r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGp1bGlldAByMG0zMG15cjBtMzA=</auth>"#;
@@ -27,52 +26,6 @@ fn stream_error(condition: &str) -> String {
     format!(
         r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><{condition} xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"#
     )
-}
-
-struct Setup {
-    _ca: TestCa,
-    server: FakeServer,
-    gateway: TestGateway,
-}
-
-async fn setup() -> Setup {
-    setup_with("").await
-}
-
-/// A fake server for example.com and a gateway whose static upstream it is; `extra` is TOML
-/// placed before the upstream table (e.g. a `[limits]` section).
-async fn setup_with(extra: &str) -> Setup {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&format!(
-        "{extra}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\ntls = \"starttls\"\nca_file = \"{}\"\n",
-        server.addr(),
-        ca.ca_file().display()
-    ))
-    .await;
-    Setup { _ca: ca, server, gateway }
-}
-
-/// A session through STARTTLS: the client has its `<open/>` and features.
-async fn opened(setup: &Setup) -> (WsClient, ServerConn) {
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    assert!(client.recv_text().await.starts_with("<open "));
-    assert!(client.recv_text().await.starts_with("<stream:features "));
-    (client, conn)
-}
-
-/// [`opened`] with the frame-level client.
-async fn opened_raw(setup: &Setup) -> (RawWs, ServerConn) {
-    let mut client = RawWs::connect(&setup.gateway.url).await;
-    client.send_text(OPEN).await;
-    let mut conn = setup.server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    assert!(client.recv_text().await.starts_with("<open "));
-    assert!(client.recv_text().await.starts_with("<stream:features "));
-    (client, conn)
 }
 
 /// What the upstream received after the post-TLS header, up to the end of the connection.
@@ -950,7 +903,7 @@ fn see_other_host(target: &str) -> String {
 #[tokio::test]
 async fn tv_97_see_other_host_before_features_is_followed_inside_the_gateway() {
     let setup = setup().await;
-    let second = FakeServer::start(setup._ca.leaf(&[DOMAIN])).await;
+    let second = FakeServer::start(setup.ca.leaf(&[DOMAIN])).await;
     let mut client = WsClient::connect(&setup.gateway.url).await;
     client.send(OPEN).await;
     client.send(AUTH).await;
@@ -979,7 +932,7 @@ async fn tv_97_see_other_host_before_features_is_followed_inside_the_gateway() {
 #[tokio::test]
 async fn tv_97_see_other_host_before_tls_is_followed_too() {
     let setup = setup().await;
-    let second = FakeServer::start(setup._ca.leaf(&[DOMAIN])).await;
+    let second = FakeServer::start(setup.ca.leaf(&[DOMAIN])).await;
     let mut client = WsClient::connect(&setup.gateway.url).await;
     client.send(OPEN).await;
     let mut first = setup.server.accept().await;
@@ -994,7 +947,7 @@ async fn tv_97_see_other_host_before_tls_is_followed_too() {
 #[tokio::test]
 async fn tv_97_redirect_target_must_prove_the_original_domain() {
     let setup = setup().await;
-    let second = FakeServer::start(setup._ca.leaf(&["xmpp2.example.com"])).await;
+    let second = FakeServer::start(setup.ca.leaf(&["xmpp2.example.com"])).await;
     let mut client = WsClient::connect(&setup.gateway.url).await;
     client.send(OPEN).await;
     let mut first = setup.server.accept().await;

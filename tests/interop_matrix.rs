@@ -11,14 +11,14 @@
 //!
 //! Servers: Debian's Prosody and ejabberd, STARTTLS required, certificates from a test CA,
 //! accounts made with `prosodyctl` / `ejabberdctl`. Paths: straight to the gateway, and through
-//! nginx, Caddy and HAProxy, each running its deploy/ file (tests/support/proxy.rs). One server
+//! nginx, Caddy and HAProxy, each running its deploy/ file (tests/harness/proxy.rs). One server
 //! of each kind, one gateway and one proxy of each kind per server serve every cell.
 //!
 //! The table is printed (run with `--nocapture` to see it; scripts/test.sh does), and the test
 //! fails if any cell is red. Ignored by a bare `cargo test`: run it with scripts/test.sh.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod harness;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -26,9 +26,9 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use support::ejabberd::Ejabberd;
-use support::proxy::{ProxyKind, ReverseProxy};
-use support::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
+use harness::e2e::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
+use harness::ejabberd::Ejabberd;
+use harness::proxy::{ProxyKind, ReverseProxy};
 
 /// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-15 s).
 const CELL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -70,7 +70,7 @@ impl Column {
             bob: accounts.1,
             gateway,
             proxies,
-            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
+            diagnostics: Box::new(move || harness::e2e::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
         }
     }
 
@@ -276,7 +276,7 @@ fn interop_matrix() {
     let ejabberd = Ejabberd::start();
     let setup_servers = started.elapsed();
     // The Converse.js page is served from this port; its origin is allowed by both gateways.
-    let page_port = support::free_loopback_port();
+    let page_port = harness::e2e::free_loopback_port();
     let page_origin = format!("http://127.0.0.1:{page_port}");
 
     let mut columns = Vec::new();
@@ -338,7 +338,7 @@ fn interop_matrix() {
                 c.server,
                 c.path,
                 c.run.describe(),
-                support::tail(&column.gateway.log(), 40),
+                harness::e2e::tail(&column.gateway.log(), 40),
                 column.proxy(c.path).map(ReverseProxy::diagnostics).unwrap_or_default(),
                 c.server,
                 (column.diagnostics)()

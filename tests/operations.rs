@@ -10,18 +10,11 @@ use std::sync::Arc;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
+use harness::setup::{open_session, upstream_toml};
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn upstream_toml(server: &FakeServer, ca: &TestCa, extra: &str) -> String {
-    format!(
-        "{extra}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
-        server.addr(),
-        ca.ca_file().display()
-    )
-}
 
 fn host_of(url: &str) -> String {
     url.trim_start_matches("ws://").trim_start_matches("wss://").split('/').next().unwrap().to_string()
@@ -36,16 +29,6 @@ fn metric_value(text: &str, series: &str) -> f64 {
     text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
-async fn opened(gateway: &TestGateway, server: &FakeServer) -> (WsClient, harness::fake_server::ServerConn) {
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    assert!(client.recv_text().await.starts_with("<open "));
-    assert!(client.recv_text().await.starts_with("<stream:features"));
-    (client, conn)
-}
-
 #[tokio::test]
 async fn admin_health_ready_and_metrics_move_with_sessions() {
     let ca = TestCa::new();
@@ -58,7 +41,7 @@ async fn admin_health_ready_and_metrics_move_with_sessions() {
     let (_, before) = http_get(&admin, "/metrics").await;
     assert_eq!(metric_value(&before, "xmppgw_sessions_active"), 0.0);
 
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let (_, during) = http_get(&admin, "/metrics").await;
     assert_eq!(metric_value(&during, "xmppgw_sessions_active"), 1.0, "{during}");
     assert_eq!(metric_value(&during, "xmppgw_upstream_connect_duration_seconds_count{phase=\"tls\"}"), 1.0);
@@ -172,7 +155,7 @@ async fn drain_sends_system_shutdown_and_readyz_turns_503() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     gateway.control.drain.cancel();
     let error = client.recv_text().await;
     assert!(error.contains("<system-shutdown"), "{error}");
@@ -195,7 +178,7 @@ async fn tv_96_drain_with_redirect_sends_see_other_uri() {
         "[shutdown]\nredirect_uri = \"wss://gw2.example.net/xmpp-websocket\"\n",
     ))
     .await;
-    let (mut client, _conn) = opened(&gateway, &server).await;
+    let (mut client, _conn) = open_session(&gateway.url, &server, FEATURES).await;
     let mut waiting = WsClient::connect(&gateway.url).await;
     gateway.control.drain.cancel();
     let expected =
@@ -229,7 +212,7 @@ async fn idle_timeout_ends_a_silent_session_with_connection_timeout() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nidle_timeout_secs = 1\n")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let error = client.recv_text().await;
     assert!(error.contains("<connection-timeout"), "{error}");
     assert_eq!(client.recv_text().await, CLOSE);
@@ -241,7 +224,7 @@ async fn tv_72_oversized_message_is_policy_violation_1009_and_never_reaches_the_
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let big = format!(r#"<message xmlns="jabber:client"><body>{}</body></message>"#, "A".repeat(300 * 1024));
     client.send(&big).await;
     let error = client.recv_text().await;
@@ -283,7 +266,7 @@ async fn an_upstream_element_limit_applies_both_ways_to_its_sessions_only() {
 
     // Client to server: up to the limit is relayed, one byte more is refused (D10) and never
     // reaches the server.
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     client.send(&message_of(LIMIT, 'F')).await;
     conn.read_until("</message>").await;
     client.send(&message_of(LIMIT + 1, 'A')).await;
@@ -300,7 +283,7 @@ async fn an_upstream_element_limit_applies_both_ways_to_its_sessions_only() {
     gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"too-big\"}", 1.0).await;
 
     // Server to client: one byte over the limit ends the stream as bad XML from the server.
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     conn.write(&element_of(LIMIT + 1, "<message to='a@example.com'><body>", 'B')).await;
     let error = client.recv_text().await;
     assert!(
@@ -529,7 +512,7 @@ async fn lim_2_oversized_server_element_is_remote_connection_failed_to_the_clien
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_element_bytes = 10000\n")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     // Just under the limit passes; just over it ends the stream.
     let fits = format!("<message to='a@example.com'><body>{}</body></message>", "F".repeat(9000));
     conn.write(&fits).await;
@@ -556,7 +539,7 @@ async fn close_timeout_ends_a_close_the_server_never_answers() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nclose_timeout_secs = 1\n")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     client.send(CLOSE).await;
     conn.read_until("</stream:stream>").await;
     // The server never sends its </stream:stream>.

@@ -8,6 +8,7 @@ mod harness;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
+use harness::setup::{setup, Setup};
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN};
 use harness::TestCa;
@@ -15,19 +16,6 @@ use harness::TestCa;
 const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding></stream:features>";
 const AUTH: &str =
     r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGp1bGlldAByMG0zMG15cjBtMzA=</auth>"#;
-
-struct Setup {
-    _ca: TestCa,
-    server: FakeServer,
-    gateway: TestGateway,
-}
-
-async fn setup() -> Setup {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::for_upstream(DOMAIN, server.addr(), &ca.ca_file()).await;
-    Setup { _ca: ca, server, gateway }
-}
 
 /// Opens a session through STARTTLS and returns the client (after `<open/>` and features) and
 /// the server connection.

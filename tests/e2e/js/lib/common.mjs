@@ -1,7 +1,7 @@
 // Shared plumbing for the end-to-end client scripts: argument parsing, timing,
 // the overall deadline and the single JSON result line.
 //
-// Contract with tests/support/mod.rs: every script prints exactly one JSON object
+// Contract with tests/harness/e2e.rs: every script prints exactly one JSON object
 // as its LAST stdout line, exits 0 when the scenario's expectation held and 1
 // otherwise (the JSON then carries "ok": false and "error"). Diagnostics go to stderr.
 
