@@ -52,11 +52,11 @@ fn stack() -> Stack {
 }
 
 /// Runs a chat scenario and checks everything it reports.
+/// `[a, b]`: A chats to B.
 fn assert_chat(
     script: &str,
     url: &str,
-    a: &Account,
-    b: &Account,
+    [a, b]: [&Account; 2],
     mechanism: Option<&str>,
     logs: &dyn Fn() -> String,
 ) -> NodeRun {
@@ -120,7 +120,7 @@ fn assert_prosody_saw_starttls(stack: &Stack) {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_chat_through_gateway() {
     let s = stack();
-    assert_chat(STROPHE.0, s.gateway.url(), &s.alice, &s.bob, None, &|| s.logs());
+    assert_chat(STROPHE.0, s.gateway.url(), [&s.alice, &s.bob], None, &|| s.logs());
     assert_prosody_saw_starttls(&s);
 }
 
@@ -128,7 +128,7 @@ fn strophe_chat_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_chat_with_plain_through_gateway() {
     let s = stack();
-    assert_chat(STROPHE.0, s.gateway.url(), &s.alice, &s.bob, Some("PLAIN"), &|| s.logs());
+    assert_chat(STROPHE.0, s.gateway.url(), [&s.alice, &s.bob], Some("PLAIN"), &|| s.logs());
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn strophe_wrong_password_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_chat_through_gateway() {
     let s = stack();
-    assert_chat(XMPPJS.0, s.gateway.url(), &s.alice, &s.bob, None, &|| s.logs());
+    assert_chat(XMPPJS.0, s.gateway.url(), [&s.alice, &s.bob], None, &|| s.logs());
     assert_prosody_saw_starttls(&s);
 }
 
@@ -150,7 +150,7 @@ fn xmppjs_chat_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_chat_with_plain_through_gateway() {
     let s = stack();
-    assert_chat(XMPPJS.0, s.gateway.url(), &s.alice, &s.bob, Some("PLAIN"), &|| s.logs());
+    assert_chat(XMPPJS.0, s.gateway.url(), [&s.alice, &s.bob], Some("PLAIN"), &|| s.logs());
 }
 
 #[test]
@@ -182,8 +182,8 @@ fn chat_through_nginx_logs_the_forwarded_client_address() {
             prosody.diagnostics()
         )
     };
-    assert_chat(STROPHE.0, &url, &alice, &bob, None, &logs);
-    assert_chat(XMPPJS.0, &url, &alice, &bob, None, &logs);
+    assert_chat(STROPHE.0, &url, [&alice, &bob], None, &logs);
+    assert_chat(XMPPJS.0, &url, [&alice, &bob], None, &logs);
 
     // Two sessions (A and B) per scenario; each logs "session ended" inside its span
     // `session{id=N client=ADDRESS}`: the forwarded address, without a port (nginx's source
@@ -217,8 +217,8 @@ fn prosody_with_websocket() -> (Prosody, String, Account, Account) {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_scenarios_against_prosody_websocket() {
     let (prosody, url, alice, bob) = prosody_with_websocket();
-    assert_chat(STROPHE.0, &url, &alice, &bob, None, &|| prosody.diagnostics());
-    assert_chat(STROPHE.0, &url, &alice, &bob, Some("PLAIN"), &|| prosody.diagnostics());
+    assert_chat(STROPHE.0, &url, [&alice, &bob], None, &|| prosody.diagnostics());
+    assert_chat(STROPHE.0, &url, [&alice, &bob], Some("PLAIN"), &|| prosody.diagnostics());
     assert_wrong_password(STROPHE.1, &url, &alice, &|| prosody.diagnostics());
     // The fixture's log is real and readable: the logins went through mod_websocket.
     assert!(prosody.log().contains("mod_websocket"), "{}", prosody.diagnostics());
@@ -228,8 +228,8 @@ fn strophe_scenarios_against_prosody_websocket() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_scenarios_against_prosody_websocket() {
     let (prosody, url, alice, bob) = prosody_with_websocket();
-    assert_chat(XMPPJS.0, &url, &alice, &bob, None, &|| prosody.diagnostics());
-    assert_chat(XMPPJS.0, &url, &alice, &bob, Some("PLAIN"), &|| prosody.diagnostics());
+    assert_chat(XMPPJS.0, &url, [&alice, &bob], None, &|| prosody.diagnostics());
+    assert_chat(XMPPJS.0, &url, [&alice, &bob], Some("PLAIN"), &|| prosody.diagnostics());
     assert_wrong_password(XMPPJS.1, &url, &alice, &|| prosody.diagnostics());
     assert!(prosody.log().contains("mod_websocket"), "{}", prosody.diagnostics());
 }
@@ -297,7 +297,7 @@ fn xmppjs_chat_through_gateway_that_finds_prosody_by_srv() {
     );
     let gateway = Gateway::start(&config);
     let logs = || format!("--- gateway log ---\n{}\n{}", harness::e2e::tail(&gateway.log(), 40), prosody.diagnostics());
-    assert_chat(XMPPJS.0, gateway.url(), &alice, &bob, None, &logs);
+    assert_chat(XMPPJS.0, gateway.url(), [&alice, &bob], None, &logs);
     assert!(dns.count(&format!("_xmpp-client._tcp.{domain}"), RecordType::SRV) >= 1, "{:?}", dns.queries());
     assert!(dns.count(&target, RecordType::A) >= 1, "the SRV target was not resolved: {:?}", dns.queries());
 }
