@@ -22,9 +22,9 @@ pub use load::ConfigError;
 
 pub use values::HOST_META_PATHS;
 use values::{
-    as_millis, as_seconds, as_seconds_or_never, count_at_least_one, count_between, element_limit, millis_between,
-    optional_element_limit, seconds_at_least, seconds_or_never, Cidr, Domain, DomainPattern, HostPort, IpPort,
-    LogFilter, OptionalIpPort, Origin, UrlPath, WssUrl,
+    any_seconds, count_at_least_one, count_between, element_limit, happy_eyeballs_millis, millis,
+    optional_element_limit, seconds, seconds_or_never, Cidr, Domain, DomainPattern, HostPort, IpPort, LogFilter,
+    OptionalIpPort, Origin, UrlPath, WssUrl,
 };
 
 /// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).
@@ -133,11 +133,7 @@ impl Default for AdminConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
     /// Time live sessions get to end before the process exits anyway (whole seconds, ≥ 1).
-    #[serde(
-        rename = "grace_period_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "grace_period_secs", with = "seconds")]
     pub grace_period: Duration,
     /// `wss://` URI sent as `<close see-other-uri=.../>` to every session when draining
     /// (RFC 7395 §3.6.1); without it sessions get `<system-shutdown/>`.
@@ -169,18 +165,10 @@ pub struct LimitsConfig {
     #[serde(deserialize_with = "element_limit")]
     pub max_element_bytes: usize,
     /// Time a client has to send its first `<open/>`.
-    #[serde(
-        rename = "open_timeout_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "open_timeout_secs", with = "seconds")]
     pub open_timeout: Duration,
     /// Time to wait for the other side's end of stream during a clean close.
-    #[serde(
-        rename = "close_timeout_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "close_timeout_secs", with = "seconds")]
     pub close_timeout: Duration,
     /// Client messages queued while the upstream connection is being set up.
     #[serde(deserialize_with = "count_at_least_one")]
@@ -192,34 +180,18 @@ pub struct LimitsConfig {
     #[serde(deserialize_with = "count_at_least_one")]
     pub max_sessions_per_address: usize,
     /// Time between WebSocket pings to the client (D14).
-    #[serde(
-        rename = "ping_interval_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "ping_interval_secs", with = "seconds")]
     pub ping_interval: Duration,
     /// Time the client has to answer a ping with a pong before the session is closed.
-    #[serde(
-        rename = "pong_timeout_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "pong_timeout_secs", with = "seconds")]
     pub pong_timeout: Duration,
     /// Time without any stanza in either direction before the session is closed (`None`, 0 in
     /// the file: never).
-    #[serde(
-        rename = "idle_timeout_secs",
-        deserialize_with = "seconds_or_never",
-        serialize_with = "as_seconds_or_never"
-    )]
+    #[serde(rename = "idle_timeout_secs", with = "seconds_or_never")]
     pub idle_timeout: Option<Duration>,
     /// Time a new connection has from being accepted to its WebSocket upgrade (TLS handshake and
     /// HTTP request included); a connection that has not upgraded by then is closed.
-    #[serde(
-        rename = "handshake_timeout_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "handshake_timeout_secs", with = "seconds")]
     pub handshake_timeout: Duration,
     /// Largest HTTP request head (request line and headers) accepted, in bytes (431 beyond; 8 KiB
     /// to 1 MiB: the HTTP layer cannot work with less).
@@ -269,26 +241,14 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectConfig {
     /// Budget of one attempt: TCP, TLS and the stream header exchange.
-    #[serde(
-        rename = "attempt_timeout_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "attempt_timeout_secs", with = "seconds")]
     pub attempt_timeout: Duration,
     /// Budget of the whole connection setup, all attempts together.
-    #[serde(
-        rename = "overall_timeout_secs",
-        deserialize_with = "seconds_at_least::<_, 1>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "overall_timeout_secs", with = "seconds")]
     pub overall_timeout: Duration,
     /// Time to wait for one address before also trying the next one (RFC 8305 "Connection
     /// Attempt Delay"; IPv6 and IPv4 alternate): 10 to 2000 ms in the file (RFC 8305 §5).
-    #[serde(
-        rename = "happy_eyeballs_delay_ms",
-        deserialize_with = "millis_between::<_, 10, 2000>",
-        serialize_with = "as_millis"
-    )]
+    #[serde(rename = "happy_eyeballs_delay_ms", with = "happy_eyeballs_millis")]
     pub happy_eyeballs_delay: Duration,
 }
 
@@ -338,11 +298,7 @@ pub struct DnsConfig {
     /// Order of `_xmpp-client` vs `_xmpps-client` records.
     pub prefer: PreferTls,
     /// Time to wait for one DNS answer (whole milliseconds in the file, ≥ 1).
-    #[serde(
-        rename = "timeout_ms",
-        deserialize_with = "millis_between::<_, 1, { u64::MAX }>",
-        serialize_with = "as_millis"
-    )]
+    #[serde(rename = "timeout_ms", with = "millis")]
     pub timeout: Duration,
     /// Tries per query and nameserver.
     #[serde(deserialize_with = "count_at_least_one")]
@@ -351,11 +307,7 @@ pub struct DnsConfig {
     pub cache_size: usize,
     /// Longest time a negative answer (NXDOMAIN, no records) is cached (whole seconds in the
     /// file; 0 is allowed).
-    #[serde(
-        rename = "negative_max_ttl_secs",
-        deserialize_with = "seconds_at_least::<_, 0>",
-        serialize_with = "as_seconds"
-    )]
+    #[serde(rename = "negative_max_ttl_secs", with = "any_seconds")]
     pub negative_max_ttl: Duration,
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
-use harness::setup::{open_session, upstream_toml};
+use harness::setup::{open_session, setup, setup_with, upstream_toml, Setup};
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
@@ -31,9 +31,7 @@ fn metric_value(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn admin_health_ready_and_metrics_move_with_sessions() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
+    let Setup { ca, server, gateway } = setup().await;
     let admin = gateway.admin.clone().expect("admin listener");
     assert_eq!(http_get(&admin, "/healthz").await.0, 200);
     assert_eq!(http_get(&admin, "/readyz").await.0, 200);
@@ -152,9 +150,7 @@ async fn origin_allowlist_gives_403_to_other_pages() {
 
 #[tokio::test]
 async fn drain_sends_system_shutdown_and_readyz_turns_503() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
+    let Setup { ca: _ca, server, gateway } = setup().await;
     let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     gateway.control.drain.cancel();
     let error = client.recv_text().await;
@@ -191,11 +187,8 @@ async fn tv_96_drain_with_redirect_sends_see_other_uri() {
 
 #[tokio::test]
 async fn pong_deadline_closes_a_client_that_stopped_answering() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway =
-        TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\n"))
-            .await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\n").await;
     // A raw client: WebSocket handshake and <open/> by hand, then it never reads again, so it
     // never answers pings.
     let mut never_reads = RawWs::connect(&gateway.url).await;
@@ -209,9 +202,7 @@ async fn pong_deadline_closes_a_client_that_stopped_answering() {
 
 #[tokio::test]
 async fn idle_timeout_ends_a_silent_session_with_connection_timeout() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nidle_timeout_secs = 1\n")).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nidle_timeout_secs = 1\n").await;
     let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let error = client.recv_text().await;
     assert!(error.contains("<connection-timeout"), "{error}");
@@ -221,9 +212,7 @@ async fn idle_timeout_ends_a_silent_session_with_connection_timeout() {
 
 #[tokio::test]
 async fn tv_72_oversized_message_is_policy_violation_1009_and_never_reaches_the_server() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
+    let Setup { ca: _ca, server, gateway } = setup().await;
     let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let big = format!(r#"<message xmlns="jabber:client"><body>{}</body></message>"#, "A".repeat(300 * 1024));
     client.send(&big).await;
@@ -457,9 +446,7 @@ async fn wss_handshakes_count_against_the_pending_caps_and_the_handshake_timeout
 
 #[tokio::test]
 async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_leaves_in_plaintext() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_queued_messages = 2\n")).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_queued_messages = 2\n").await;
     let mut client = WsClient::connect(&gateway.url).await;
     client.send(OPEN).await;
     // The server accepts but never answers the stream header: the session stays connecting.
@@ -486,9 +473,7 @@ async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_le
 
 #[tokio::test]
 async fn lim_4_queue_while_connecting_is_bounded_in_bytes_by_one_element() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_element_bytes = 10000\n")).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_element_bytes = 10000\n").await;
     let mut client = WsClient::connect(&gateway.url).await;
     client.send(OPEN).await;
     let mut conn = server.accept().await;
@@ -509,9 +494,7 @@ async fn lim_4_queue_while_connecting_is_bounded_in_bytes_by_one_element() {
 
 #[tokio::test]
 async fn lim_2_oversized_server_element_is_remote_connection_failed_to_the_client_and_policy_violation_up() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_element_bytes = 10000\n")).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_element_bytes = 10000\n").await;
     let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     // Just under the limit passes; just over it ends the stream.
     let fits = format!("<message to='a@example.com'><body>{}</body></message>", "F".repeat(9000));
@@ -536,9 +519,7 @@ async fn lim_2_oversized_server_element_is_remote_connection_failed_to_the_clien
 
 #[tokio::test]
 async fn close_timeout_ends_a_close_the_server_never_answers() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nclose_timeout_secs = 1\n")).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nclose_timeout_secs = 1\n").await;
     let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     client.send(CLOSE).await;
     conn.read_until("</stream:stream>").await;

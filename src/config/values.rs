@@ -352,6 +352,55 @@ pub fn as_seconds_or_never<S: Serializer>(duration: &Option<Duration>, serialize
     serializer.serialize_u64(duration.map_or(0, |duration| duration.as_secs()))
 }
 
+/// Serde `with` modules for the durations of the file: whole seconds at least 1
+/// ([`seconds`]), any whole seconds ([`any_seconds`]), seconds where 0 is never
+/// ([`seconds_or_never`]), whole milliseconds at least 1 ([`millis`]), and the Happy Eyeballs
+/// delay, 10 to 2000 ms (RFC 8305 §5, [`happy_eyeballs_millis`]).
+pub mod seconds {
+    pub use super::as_seconds as serialize;
+
+    /// At least 1 s.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+        super::seconds_at_least::<D, 1>(deserializer)
+    }
+}
+
+/// See [`seconds`].
+pub mod any_seconds {
+    pub use super::as_seconds as serialize;
+
+    /// Any whole number of seconds, 0 included.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+        super::seconds_at_least::<D, 0>(deserializer)
+    }
+}
+
+/// See [`seconds`].
+pub mod seconds_or_never {
+    pub use super::as_seconds_or_never as serialize;
+    pub use super::seconds_or_never as deserialize;
+}
+
+/// See [`seconds`].
+pub mod millis {
+    pub use super::as_millis as serialize;
+
+    /// At least 1 ms.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+        super::millis_between::<D, 1, { u64::MAX }>(deserializer)
+    }
+}
+
+/// See [`seconds`].
+pub mod happy_eyeballs_millis {
+    pub use super::as_millis as serialize;
+
+    /// 10 to 2000 ms.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+        super::millis_between::<D, 10, 2000>(deserializer)
+    }
+}
+
 /// A count or size from `MIN` to `MAX`.
 pub fn count_between<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usize>(
     deserializer: D,
