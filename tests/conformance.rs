@@ -28,6 +28,15 @@ fn stream_error(condition: &str) -> String {
     )
 }
 
+/// The gateway refused the client: its stream error with `condition` and `<close/>`, then the
+/// WebSocket close `code` with nothing after it, and a clean end of the upstream stream.
+async fn assert_refused(client: &mut RawWs, conn: &mut ServerConn, condition: &str, code: u16) {
+    assert_eq!(client.recv_text().await, stream_error(condition));
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.until_close().await, (Some(code), vec![]));
+    assert_eq!(rest_upstream(conn).await, "</stream:stream>");
+}
+
 /// What the upstream received after the post-TLS header, up to the end of the connection.
 async fn rest_upstream(conn: &mut ServerConn) -> String {
     let (rest, _) = conn.read_to_end().await;
@@ -573,10 +582,7 @@ async fn tv_72_oversized_frame_is_refused_from_its_header_before_the_payload_arr
     let payload = format!(r#"<message xmlns="jabber:client"><body>{}</body></message>"#, "A".repeat(300 * 1024));
     let frame = encode(true, opcode::TEXT, payload.as_bytes(), MASK);
     client.write_raw(&frame[..1024]).await;
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
-    assert_eq!(client.until_close().await, (Some(1009), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1009).await;
 }
 
 #[tokio::test]
@@ -588,10 +594,7 @@ async fn tv_72_fragments_adding_up_over_the_limit_are_refused() {
     for _ in 0..3 {
         client.send_frame(false, opcode::CONTINUATION, chunk.as_bytes()).await;
     }
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
-    assert_eq!(client.until_close().await, (Some(1009), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1009).await;
 }
 
 #[tokio::test]
@@ -606,10 +609,7 @@ async fn client_message_at_the_size_limit_passes_and_one_byte_more_is_refused() 
     client.send_text(&fits).await;
     assert_eq!(conn.read_until("/>").await, fits);
     client.send_text(&element(10_001)).await;
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
-    assert_eq!(client.until_close().await, (Some(1009), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1009).await;
 }
 
 #[tokio::test]
@@ -653,11 +653,8 @@ async fn tv_76_ten_thousand_nested_elements_under_the_size_limit_do_not_crash() 
     assert!(nested.len() < 256 * 1024);
     client.send_text(&nested).await;
     // Either relayed or refused as a policy violation (the gateway's depth limit is 10 000).
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
     // A depth limit is a policy, not an oversized message: 1008 (CONFORMANCE J).
-    assert_eq!(client.until_close().await, (Some(1008), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1008).await;
     // The gateway is still serving.
     let (_client, _conn) = opened(&setup).await;
 }

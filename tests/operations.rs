@@ -80,13 +80,9 @@ async fn admin_health_ready_and_metrics_move_with_sessions() {
 
 #[tokio::test]
 async fn session_limits_answer_503_and_429_with_metrics() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
+    let Setup { ca: _ca, server: _server, gateway } = setup_with(
         "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[limits]\nmax_sessions = 2\nmax_sessions_per_address = 1\n",
-    ))
+    )
     .await;
     let host = host_of(&gateway.url);
     let xff = |address: &str| format!("Sec-WebSocket-Protocol: xmpp\r\nX-Forwarded-For: {address}\r\n");
@@ -120,14 +116,9 @@ async fn session_limits_answer_503_and_429_with_metrics() {
 
 #[tokio::test]
 async fn origin_allowlist_gives_403_to_other_pages() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[listener]\nallowed_origins = [\"https://chat.example.com\"]\nallow_missing_origin = false\n",
-    ))
-    .await;
+    let Setup { ca: _ca, server: _server, gateway } =
+        setup_with("[listener]\nallowed_origins = [\"https://chat.example.com\"]\nallow_missing_origin = false\n")
+            .await;
     let host = host_of(&gateway.url);
     let proto = "Sec-WebSocket-Protocol: xmpp\r\n";
     let with_origin = |origin: &str| format!("{proto}Origin: {origin}\r\n");
@@ -166,14 +157,8 @@ async fn drain_sends_system_shutdown_and_readyz_turns_503() {
 
 #[tokio::test]
 async fn tv_96_drain_with_redirect_sends_see_other_uri() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[shutdown]\nredirect_uri = \"wss://gw2.example.net/xmpp-websocket\"\n",
-    ))
-    .await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[shutdown]\nredirect_uri = \"wss://gw2.example.net/xmpp-websocket\"\n").await;
     let (mut client, _conn) = open_session(&gateway.url, &server, FEATURES).await;
     let mut waiting = WsClient::connect(&gateway.url).await;
     gateway.control.drain.cancel();
@@ -535,14 +520,8 @@ async fn close_timeout_ends_a_close_the_server_never_answers() {
 
 #[tokio::test]
 async fn connect_attempt_timeout_gives_remote_connection_failed_with_the_phase() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[connect]\nattempt_timeout_secs = 1\noverall_timeout_secs = 30\n",
-    ))
-    .await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[connect]\nattempt_timeout_secs = 1\noverall_timeout_secs = 30\n").await;
     let mut client = WsClient::connect(&gateway.url).await;
     let started = std::time::Instant::now();
     client.send(OPEN).await;
@@ -564,14 +543,8 @@ async fn connect_attempt_timeout_gives_remote_connection_failed_with_the_phase()
 
 #[tokio::test]
 async fn a_client_that_stops_reading_loses_its_session_instead_of_holding_it() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\nidle_timeout_secs = 0\n",
-    ))
-    .await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\nidle_timeout_secs = 0\n").await;
     let mut never_reads = RawWs::connect(&gateway.url).await;
     never_reads.send_text(OPEN).await;
     let mut conn = server.accept().await;
