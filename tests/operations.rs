@@ -10,7 +10,7 @@ use std::sync::Arc;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
-use harness::setup::{open_session, setup, setup_with, upstream_toml, Setup};
+use harness::setup::{exchange_and_close, open_session, setup, setup_with, upstream_toml, Setup};
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
@@ -44,14 +44,7 @@ async fn admin_health_ready_and_metrics_move_with_sessions() {
     assert_eq!(metric_value(&during, "xmppgw_sessions_active"), 1.0, "{during}");
     assert_eq!(metric_value(&during, "xmppgw_upstream_connect_duration_seconds_count{phase=\"tls\"}"), 1.0);
 
-    client.send(r#"<message xmlns="jabber:client" to="a@example.com"><body>x</body></message>"#).await;
-    conn.read_until("</message>").await;
-    conn.write("<message to='b@example.com'><body>y</body></message>").await;
-    client.recv_text().await;
-    client.send(CLOSE).await;
-    conn.read_until("</stream:stream>").await;
-    conn.write("</stream:stream>").await;
-    assert_eq!(client.recv_text().await, CLOSE);
+    exchange_and_close(&mut client, &mut conn).await;
     client.expect_close().await;
     client.close().await;
     gateway.wait_metric("xmppgw_sessions_active", 0.0).await;

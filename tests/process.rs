@@ -11,6 +11,7 @@ use std::time::Duration;
 use harness::fake_server::FakeServer;
 use harness::process::GatewayProcess;
 use harness::raw_ws::RawWs;
+use harness::setup::open_session;
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
@@ -78,12 +79,7 @@ async fn sasl_plain_payload_never_appears_in_logs_even_at_trace() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = GatewayProcess::start(&config(&server, &ca, "[log]\nlevel = \"trace,tungstenite=trace\"\n"));
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    client.recv_text().await;
-    client.recv_text().await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     client
         .send(&format!(r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">{PLAIN_PAYLOAD}</auth>"#))
         .await;
@@ -109,12 +105,7 @@ async fn sighup_reloads_limits_without_dropping_live_sessions() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = GatewayProcess::start(&config(&server, &ca, ""));
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    client.recv_text().await;
-    client.recv_text().await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
 
     // New configuration: Origin now required from a listed page.
     std::fs::write(

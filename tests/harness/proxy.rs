@@ -296,7 +296,7 @@ fn unprivileged_user() -> Option<(u32, u32)> {
 }
 
 /// A binary from the environment variable `var`, else `debian` if it exists, else `name` on PATH.
-fn binary(var: &str, debian: &str, name: &str) -> PathBuf {
+pub fn binary(var: &str, debian: &str, name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(var) {
         return PathBuf::from(path);
     }

@@ -6,7 +6,7 @@ use super::fake_server::{FakeServer, ServerConn};
 use super::gateway::TestGateway;
 use super::raw_ws::RawWs;
 use super::ws_client::WsClient;
-use super::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES};
+use super::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES};
 use super::TestCa;
 
 /// A fake server for [`DOMAIN`] and a gateway in front of it.
@@ -68,4 +68,17 @@ pub async fn opened_raw(setup: &Setup) -> (RawWs, ServerConn) {
     assert!(client.recv_text().await.starts_with("<open "));
     assert!(client.recv_text().await.starts_with("<stream:features "));
     (client, conn)
+}
+
+/// One message each way on an open session, then a clean close from the client: the server
+/// answers `</stream:stream>` and the client gets `<close/>` (its WebSocket close is the caller's).
+pub async fn exchange_and_close(client: &mut WsClient, conn: &mut ServerConn) {
+    client.send(r#"<message xmlns="jabber:client" to="a@example.com"><body>x</body></message>"#).await;
+    conn.read_until("</message>").await;
+    conn.write("<message to='b@example.com'><body>y</body></message>").await;
+    client.recv_text().await;
+    client.send(CLOSE).await;
+    conn.read_until("</stream:stream>").await;
+    conn.write("</stream:stream>").await;
+    assert_eq!(client.recv_text().await, CLOSE);
 }
