@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use harness::fake_server::{FakeServer, ServerConn};
 use harness::raw_ws::{encode, opcode, RawWs};
-use harness::setup::{opened, opened_raw, setup, setup_with};
+use harness::setup::{connecting, opened, opened_raw, setup, setup_with};
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 
@@ -106,9 +106,7 @@ async fn tv_01_xmpp_offered_gives_101_with_exactly_one_xmpp() {
 #[tokio::test]
 async fn tv_14_bytes_injected_after_proceed_never_reach_the_client() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.read_stream_header().await;
     conn.write(&format!(
         "{SERVER_HEADER}<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>"
@@ -132,9 +130,7 @@ async fn tv_14_bytes_injected_after_proceed_never_reach_the_client() {
 #[tokio::test]
 async fn tv_16_post_tls_starttls_and_compression_are_stripped() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.open_with_starttls(DOMAIN, "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><compression xmlns='http://jabber.org/features/compress'><method>zlib</method></compression><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>").await;
     assert!(client.recv_text().await.starts_with("<open "));
     let features = client.recv_text().await;
@@ -276,9 +272,7 @@ async fn tv_30_relayed_stanza_carries_the_content_namespace() {
 #[tokio::test]
 async fn tv_33_prefix_free_server_header_and_end_tag() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, "<stream xmlns='http://etherx.jabber.org/streams' id='ID-P' from='example.com' version='1.0' xml:lang='en'><features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></features><message xmlns='jabber:client' to='juliet@example.com'><body>x</body></message></stream>").await;
     assert_eq!(
         client.recv_text().await,
@@ -296,9 +290,7 @@ async fn tv_33_prefix_free_server_header_and_end_tag() {
 #[tokio::test]
 async fn tv_34_other_server_prefix_is_normalised_and_its_end_tag_closes() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, "<ns0:stream xmlns:ns0='http://etherx.jabber.org/streams' xmlns='jabber:client' id='ID-Q' from='example.com' version='1.0' xml:lang='en'><ns0:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></ns0:features></ns0:stream>").await;
     assert!(client.recv_text().await.contains(r#"id="ID-Q""#));
     let features = client.recv_text().await;
@@ -309,9 +301,7 @@ async fn tv_34_other_server_prefix_is_normalised_and_its_end_tag_closes() {
 #[tokio::test]
 async fn tv_35_extra_header_prefix_is_declared_on_the_stanza() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, &format!("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:foo='urn:example:foo' id='ID-2' from='example.com' version='1.0'>{FEATURES}<message><foo:x/></message>")).await;
     assert!(client.recv_text().await.starts_with("<open "));
     assert!(client.recv_text().await.starts_with("<stream:features "));
@@ -775,9 +765,7 @@ async fn tv_86_open_after_close_is_not_processed() {
 #[tokio::test]
 async fn tv_98_upstream_setup_error_is_relayed_after_its_open() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='E1' from='example.com' version='1.0' xml:lang='en'><stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>").await;
     assert_eq!(
         client.recv_text().await,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
-use harness::setup::{exchange_and_close, open_session, setup, setup_with, upstream_toml, Setup};
+use harness::setup::{connecting, exchange_and_close, open_session, setup, setup_with, upstream_toml, Setup};
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
@@ -260,9 +260,7 @@ async fn an_upstream_element_limit_applies_both_ways_to_its_sessions_only() {
     );
 
     // While the upstream is being reached: refused before anything is written upstream.
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.read_stream_header().await;
     client.send(&message_of(LIMIT + 1, 'C')).await;
     assert!(client.recv_text().await.starts_with("<open "));
@@ -425,10 +423,8 @@ async fn wss_handshakes_count_against_the_pending_caps_and_the_handshake_timeout
 #[tokio::test]
 async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_leaves_in_plaintext() {
     let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_queued_messages = 2\n").await;
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
     // The server accepts but never answers the stream header: the session stays connecting.
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.read_stream_header().await;
     for id in 1..=3 {
         client.send(&format!(r#"<message xmlns="jabber:client" id="q{id}"><body>secret</body></message>"#)).await;
@@ -452,9 +448,7 @@ async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_le
 #[tokio::test]
 async fn lim_4_queue_while_connecting_is_bounded_in_bytes_by_one_element() {
     let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_element_bytes = 10000\n").await;
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.read_stream_header().await;
     // Two messages that each fit the element limit but not together.
     client.send(&message_of(6000, 'Q')).await;

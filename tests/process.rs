@@ -11,8 +11,8 @@ use std::time::Duration;
 use harness::fake_server::FakeServer;
 use harness::process::GatewayProcess;
 use harness::raw_ws::RawWs;
-use harness::setup::open_session;
-use harness::ws_client::{raw_http, upgrade_request, WsClient};
+use harness::setup::{connecting, open_session};
+use harness::ws_client::{raw_http, upgrade_request};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 
@@ -57,9 +57,7 @@ async fn sigterm_drains_live_sessions_and_exits_zero_within_the_grace_period() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let mut gateway = GatewayProcess::start(&config(&server, &ca, "[shutdown]\ngrace_period_secs = 5\n"));
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(client.recv_text().await.starts_with("<open "));
     client.recv_text().await;
@@ -177,9 +175,7 @@ async fn a_configuration_serving_no_domain_is_refused_at_start_check_and_reload(
     gateway.signal("HUP");
     let line = gateway.wait_for_log("reload failed", Duration::from_secs(5));
     assert!(line.contains("serves no domain"), "{line}");
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(client.recv_text().await.starts_with("<open "), "still serving {DOMAIN} after the refused reload");
 }

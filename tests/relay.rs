@@ -8,7 +8,7 @@ mod harness;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
-use harness::setup::{setup, Setup};
+use harness::setup::{connecting, setup, Setup};
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN};
 use harness::TestCa;
@@ -20,9 +20,7 @@ const AUTH: &str =
 /// Opens a session through STARTTLS and returns the client (after `<open/>` and features) and
 /// the server connection.
 async fn opened(setup: &Setup) -> (WsClient, harness::fake_server::ServerConn) {
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     let open = client.recv_text().await;
     assert_eq!(

@@ -47,12 +47,18 @@ pub async fn opened(setup: &Setup) -> (WsClient, ServerConn) {
     open_session(&setup.gateway.url, &setup.server, PLAIN_FEATURES).await
 }
 
+/// A client that has sent its `<open/>` to the gateway at `url`, and `server`'s side of the
+/// connection the gateway then made; nothing negotiated yet.
+pub async fn connecting(url: &str, server: &FakeServer) -> (WsClient, ServerConn) {
+    let mut client = WsClient::connect(url).await;
+    client.send(OPEN).await;
+    (client, server.accept().await)
+}
+
 /// A session through the gateway at `url` to `server`, which offers `features` after STARTTLS:
 /// the client has its `<open/>` and the features.
 pub async fn open_session(url: &str, server: &FakeServer, features: &str) -> (WsClient, ServerConn) {
-    let mut client = WsClient::connect(url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(url, server).await;
     conn.open_with_starttls(DOMAIN, features).await;
     assert!(client.recv_text().await.starts_with("<open "));
     assert!(client.recv_text().await.starts_with("<stream:features"));
