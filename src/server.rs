@@ -203,7 +203,11 @@ async fn host_meta_xrd(
     ConnectInfo(peer): ConnectInfo<PeerInfo>,
     headers: HeaderMap,
 ) -> Response {
-    host_meta(&state, peer, &headers, "application/xrd+xml", crate::xml::framing::host_meta_xrd)
+    let Some(url) = host_meta_link(&state, peer, &headers) else {
+        return plain(StatusCode::NOT_FOUND, "No host-meta here.\n");
+    };
+    let body = crate::xml::framing::host_meta_xrd(&url);
+    ([(header::CONTENT_TYPE, "application/xrd+xml"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body).into_response()
 }
 
 async fn host_meta_json(
@@ -211,24 +215,12 @@ async fn host_meta_json(
     ConnectInfo(peer): ConnectInfo<PeerInfo>,
     headers: HeaderMap,
 ) -> Response {
-    host_meta(&state, peer, &headers, "application/json", |url| {
-        serde_json::json!({ "links": [{ "rel": "urn:xmpp:alt-connections:websocket", "href": url }] }).to_string()
-    })
-}
-
-/// A host-meta document of `content_type` made by `render` from the link, readable by any page
-/// (`Access-Control-Allow-Origin: *`), or 404 where none may be served.
-fn host_meta(
-    state: &AppState,
-    peer: PeerInfo,
-    headers: &HeaderMap,
-    content_type: &'static str,
-    render: impl Fn(&str) -> String,
-) -> Response {
-    let Some(url) = host_meta_link(state, peer, headers) else {
+    let Some(url) = host_meta_link(&state, peer, &headers) else {
         return plain(StatusCode::NOT_FOUND, "No host-meta here.\n");
     };
-    ([(header::CONTENT_TYPE, content_type), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], render(&url)).into_response()
+    let body = serde_json::json!({ "links": [{ "rel": "urn:xmpp:alt-connections:websocket", "href": url }] });
+    ([(header::CONTENT_TYPE, "application/json"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body.to_string())
+        .into_response()
 }
 
 #[cfg(test)]

@@ -885,6 +885,11 @@ fn see_other_host(target: &str) -> String {
     format!("<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>{target}</see-other-host></stream:error></stream:stream>")
 }
 
+/// The server's header and a `<see-other-host/>` naming `second` on 127.0.0.1.
+fn redirect_to(second: &FakeServer) -> String {
+    format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port())))
+}
+
 #[tokio::test]
 async fn tv_97_see_other_host_before_features_is_followed_inside_the_gateway() {
     let setup = setup().await;
@@ -893,12 +898,7 @@ async fn tv_97_see_other_host_before_features_is_followed_inside_the_gateway() {
     client.send(OPEN).await;
     client.send(AUTH).await;
     let mut first = setup.server.accept().await;
-    first
-        .starttls_then(
-            DOMAIN,
-            &format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port()))),
-        )
-        .await;
+    first.starttls_then(DOMAIN, &redirect_to(&second)).await;
     let mut conn = second.accept().await;
     let header = conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(header.contains("to='example.com'"), "{header}");
@@ -922,7 +922,7 @@ async fn tv_97_see_other_host_before_tls_is_followed_too() {
     client.send(OPEN).await;
     let mut first = setup.server.accept().await;
     first.read_stream_header().await;
-    first.write(&format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port())))).await;
+    first.write(&redirect_to(&second)).await;
     let mut conn = second.accept().await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(client.recv_text().await.contains(r#"id="ID-2""#));
@@ -936,12 +936,7 @@ async fn tv_97_redirect_target_must_prove_the_original_domain() {
     let mut client = WsClient::connect(&setup.gateway.url).await;
     client.send(OPEN).await;
     let mut first = setup.server.accept().await;
-    first
-        .starttls_then(
-            DOMAIN,
-            &format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port()))),
-        )
-        .await;
+    first.starttls_then(DOMAIN, &redirect_to(&second)).await;
     let mut conn = second.accept().await;
     conn.read_stream_header().await;
     conn.write(&format!(

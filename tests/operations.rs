@@ -327,24 +327,21 @@ async fn host_meta_only_over_https_for_configured_domains_with_cors() {
     assert_eq!(raw_http(&host, &get("/.well-known/host-meta", "other.example", https)).await.0, 404);
 }
 
+/// A `[listener]` section serving `wss://` itself, with a certificate for `gw.test` from `ca`.
+fn wss_listener(ca: &TestCa) -> String {
+    let leaf = ca.issue("gw", &["gw.test"]);
+    format!(
+        "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        leaf.cert_path.display(),
+        leaf.key_path.display()
+    )
+}
+
 #[tokio::test]
 async fn wss_listener_serves_the_gateway_over_tls() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_pem, key_pem) = ca.leaf_pem(&["gw.test"]);
-    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        &format!(
-            "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
-            dir.path().join("cert.pem").display(),
-            dir.path().join("key.pem").display()
-        ),
-    ))
-    .await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, &wss_listener(&ca))).await;
     assert!(gateway.url.starts_with("wss://"), "{}", gateway.url);
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
@@ -378,21 +375,8 @@ use rustls::pki_types::pem::PemObject;
 async fn wss_handshakes_count_against_the_pending_caps_and_the_handshake_timeout() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_pem, key_pem) = ca.leaf_pem(&["gw.test"]);
-    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        &format!(
-            "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
-             [limits]\nhandshake_timeout_secs = 1\nmax_pending_connections_per_address = 2\n",
-            dir.path().join("cert.pem").display(),
-            dir.path().join("key.pem").display()
-        ),
-    ))
-    .await;
+    let limits = "[limits]\nhandshake_timeout_secs = 1\nmax_pending_connections_per_address = 2\n";
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, &format!("{}{limits}", wss_listener(&ca)))).await;
     // Three connections that never start their TLS handshake: two are admitted and closed when
     // the handshake timeout ends, the third is over the per-address cap and closed at once.
     let mut silent = Vec::new();
