@@ -4,7 +4,7 @@
 
 import { $iq, $msg, $pres } from "strophe.js";
 import { StropheClient, Strophe } from "./lib/strophe.mjs";
-import { argsOrFinish, deferred, elapsed, packageVersion, run, withTimeout } from "./lib/common.mjs";
+import { argsOrFinish, awaitDelivery, deferred, elapsed, packageVersion, run, withTimeout } from "./lib/common.mjs";
 
 const NS_RECEIPTS = "urn:xmpp:receipts";
 
@@ -85,22 +85,6 @@ if (args) {
       .c("request", { xmlns: NS_RECEIPTS }));
     result.message = { id: msgId, to: b.conn.jid, body_sent: body };
 
-    const m = await withTimeout(gotMessage.promise, step, "message at B");
-    Object.assign(result.message, {
-      received: true,
-      body_received: m.body,
-      id_received: m.id,
-      receipt_requested: m.request,
-      from: m.from,
-      ms: elapsed(sent),
-    });
-    const r = await withTimeout(gotReceipt.promise, step, "receipt at A");
-    result.receipt = { received: true, id: r.id, from: r.from, ms: elapsed(sent) };
-
-    const [da, db] = await Promise.all([a.logout(step), b.logout(step)]);
-    result.disconnect = { a: da, b: db, clean: da.clean && db.clean };
-    if (!result.disconnect.clean) throw new Error("disconnect was not clean");
-    if (m.body !== body) throw new Error("body changed in transit");
-    if (r.id !== msgId) throw new Error("receipt id does not match the message id");
+    await awaitDelivery(result, { gotMessage, gotReceipt, sent, body, msgId }, [a, b], step);
   });
 }

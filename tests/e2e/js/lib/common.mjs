@@ -129,3 +129,30 @@ export function argsOrFinish(result) {
     return null;
   }
 }
+
+/**
+ * The end of a chat scenario, whatever the library: waits for the message at B and the receipt
+ * at A (recording both in `result.message` and `result.receipt`), logs both clients out
+ * (`result.disconnect`), and throws if the body or the receipt's id is not what was sent.
+ * `gotMessage` resolves to { body, id, request, from }, `gotReceipt` to { id, from }; `sent` is
+ * when the message was sent (performance.now()); `a` and `b` have logout(step).
+ */
+export async function awaitDelivery(result, { gotMessage, gotReceipt, sent, body, msgId }, [a, b], step) {
+  const m = await withTimeout(gotMessage.promise, step, "message at B");
+  Object.assign(result.message, {
+    received: true,
+    body_received: m.body,
+    id_received: m.id,
+    receipt_requested: m.request,
+    from: m.from,
+    ms: elapsed(sent),
+  });
+  const r = await withTimeout(gotReceipt.promise, step, "receipt at A");
+  result.receipt = { received: true, id: r.id, from: r.from, ms: elapsed(sent) };
+
+  const [da, db] = await Promise.all([a.logout(step), b.logout(step)]);
+  result.disconnect = { a: da, b: db, clean: da.clean && db.clean };
+  if (!result.disconnect.clean) throw new Error("disconnect was not clean");
+  if (m.body !== body) throw new Error("body changed in transit");
+  if (r.id !== msgId) throw new Error("receipt id does not match the message id");
+}
