@@ -4,18 +4,12 @@
 
 import { $iq, $msg, $pres } from "strophe.js";
 import { StropheClient, Strophe } from "./lib/strophe.mjs";
-import { argsOrFinish, awaitDelivery, deferred, elapsed, packageVersion, run, withTimeout } from "./lib/common.mjs";
+import { awaitDelivery, deferred, elapsed, run, startScenario, withTimeout } from "./lib/common.mjs";
 
 const NS_RECEIPTS = "urn:xmpp:receipts";
 
-const result = {
-  library: "strophe.js",
-  library_version: packageVersion("strophe.js"),
-  scenario: "chat",
-};
-const args = argsOrFinish(result);
+const { result, args } = startScenario("strophe.js", "chat");
 if (args) {
-  result.mechanism_requested = args.mechanism ?? null;
   await run(result, args.timeoutMs, async () => {
     const step = Math.max(1000, args.timeoutMs / 2);
     const a = new StropheClient(args.url, args.mechanism);

@@ -3,19 +3,13 @@
 // the receipt, A receives it, both disconnect cleanly. Prints one JSON line.
 
 import { XmppJsClient, xml } from "./lib/xmppjs.mjs";
-import { argsOrFinish, awaitDelivery, deferred, elapsed, packageVersion, run, withTimeout } from "./lib/common.mjs";
+import { awaitDelivery, deferred, elapsed, run, startScenario, withTimeout } from "./lib/common.mjs";
 
 const NS_RECEIPTS = "urn:xmpp:receipts";
 const NS_ROSTER = "jabber:iq:roster";
 
-const result = {
-  library: "@xmpp/client",
-  library_version: packageVersion("@xmpp/client"),
-  scenario: "chat",
-};
-const args = argsOrFinish(result);
+const { result, args } = startScenario("@xmpp/client", "chat");
 if (args) {
-  result.mechanism_requested = args.mechanism ?? null;
   await run(result, args.timeoutMs, async () => {
     const step = Math.max(1000, args.timeoutMs / 2);
     const common = { url: args.url, domain: args.domain, mechanism: args.mechanism };

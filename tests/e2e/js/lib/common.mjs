@@ -131,6 +131,18 @@ export function argsOrFinish(result) {
 }
 
 /**
+ * The start of a client-library scenario: its result object (library, version, scenario, the
+ * mechanism asked for) and the parsed command line, or `args` null after a usage error has been
+ * reported and the process is finishing.
+ */
+export function startScenario(library, scenario) {
+  const result = { library, library_version: packageVersion(library), scenario };
+  const args = argsOrFinish(result);
+  if (args) result.mechanism_requested = args.mechanism ?? null;
+  return { result, args };
+}
+
+/**
  * The end of a chat scenario, whatever the library: waits for the message at B and the receipt
  * at A (recording both in `result.message` and `result.receipt`), logs both clients out
  * (`result.disconnect`), and throws if the body or the receipt's id is not what was sent.
