@@ -269,7 +269,10 @@ async fn websocket_endpoint(
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
             session::run(socket, gateway, context).await;
-            drop((tracked, http2));
+            if let Some(share) = http2 {
+                share.end().await;
+            }
+            drop(tracked);
         })
 }
 

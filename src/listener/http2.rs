@@ -13,19 +13,24 @@
 //!   `limits.handshake_timeout_secs`, from the accept or from the end of its last session, to
 //!   start one; then it gets GOAWAY and is closed;
 //! - each session takes a descriptor slot of its own ([`Http2Connection::start_session`]), and
-//!   the session limits count every stream as a session ([`crate::server`]).
+//!   the session limits count every stream as a session ([`crate::server`]);
+//! - when a session ends, its stream has [`STREAM_FLUSH_GRACE`] to deliver what the session wrote
+//!   last, then it is reset ([`Http2Session::end`]): a client that grants no flow-control window
+//!   cannot keep ended streams, and the data queued on them, for the life of the connection.
 //!
 //! When draining starts the connection gets GOAWAY (no new streams); its sessions end as on
 //! HTTP/1.1, and the connection closes after the last one. Which requests become sessions is
 //! [`crate::server`]'s decision, not this module's.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connection::{service, Closed, Edge, Pending};
@@ -48,6 +53,42 @@ const MAX_LOCAL_ERROR_RESETS: usize = 64;
 /// How long a connection told to go away for carrying no session may take to close by itself
 /// (a client answers GOAWAY's ping at once) before it is cut.
 const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+/// How long the stream of an ended session may take to deliver its last data (the client must
+/// grant the flow-control window for it) before it is reset.
+const STREAM_FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+tokio::task_local! {
+    /// The request stream whose task is running: set by [`StreamExecutor`] around each one.
+    static STREAM: Arc<StreamTasks>;
+}
+
+/// What hyper spawned for one request stream besides the stream's own task: once the stream has
+/// become a WebSocket, the task that sends the session's data on it.
+#[derive(Default)]
+struct StreamTasks {
+    sender: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Spawns hyper's tasks for HTTP/2 connections on tokio: each request stream's task within a
+/// [`STREAM`] scope of its own, so the one task hyper spawns from inside it (a WebSocket's send
+/// task, after the upgrade) is recorded for that stream and its session can end it.
+#[derive(Clone, Copy, Debug)]
+struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, future: F) {
+        match STREAM.try_with(Arc::clone) {
+            Ok(stream) => {
+                let sender = tokio::spawn(future);
+                *stream.sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender);
+            }
+            Err(_) => drop(tokio::spawn(STREAM.scope(Arc::default(), future))),
+        }
+    }
+}
 
 /// What the WebSocket handler needs of the HTTP/2 connection a request came on (a request
 /// extension, absent on HTTP/1.1).
@@ -57,11 +98,13 @@ pub(crate) struct Http2Connection {
     sessions: Arc<watch::Sender<usize>>,
 }
 
-/// One session's share of its HTTP/2 connection, held until the session ends: a descriptor slot
-/// and a place in the connection's session count.
+/// One session's share of its HTTP/2 connection, held until the session's stream has ended
+/// ([`Self::end`]): a descriptor slot and a place in the connection's session count.
 pub(crate) struct Http2Session {
     _slot: OwnedSemaphorePermit,
     sessions: Arc<watch::Sender<usize>>,
+    /// The stream's tasks (absent only outside a stream task, which hyper never does).
+    stream: Option<Arc<StreamTasks>>,
 }
 
 impl Http2Connection {
@@ -71,7 +114,25 @@ impl Http2Connection {
     pub(crate) fn start_session(&self) -> Option<Http2Session> {
         let slot = self.slots.clone().try_acquire_owned().ok()?;
         self.sessions.send_modify(|count| *count += 1);
-        Some(Http2Session { _slot: slot, sessions: self.sessions.clone() })
+        let stream = STREAM.try_with(Arc::clone).ok();
+        Some(Http2Session { _slot: slot, sessions: self.sessions.clone(), stream })
+    }
+}
+
+impl Http2Session {
+    /// Ends the session's share once its WebSocket is dropped: the stream's send task gets
+    /// [`STREAM_FLUSH_GRACE`] to deliver the last data and end the stream, then it is aborted
+    /// (and the stream reset).
+    pub(crate) async fn end(self) {
+        let sender = self
+            .stream
+            .as_ref()
+            .and_then(|stream| stream.sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
+        if let Some(mut sender) = sender {
+            if tokio::time::timeout(STREAM_FLUSH_GRACE, &mut sender).await.is_err() {
+                sender.abort();
+            }
+        }
     }
 }
 
@@ -82,8 +143,8 @@ impl Drop for Http2Session {
 }
 
 /// The HTTP/2 settings of the public listener (see the module documentation).
-fn builder(limits: &LimitsConfig) -> http2::Builder<TokioExecutor> {
-    let mut http = http2::Builder::new(TokioExecutor::new());
+fn builder(limits: &LimitsConfig) -> http2::Builder<StreamExecutor> {
+    let mut http = http2::Builder::new(StreamExecutor);
     http.timer(TokioTimer::new())
         .enable_connect_protocol()
         .max_concurrent_streams(MAX_STREAMS)
