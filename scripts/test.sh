@@ -44,8 +44,10 @@ echo "cargo: $(cargo --version); node: ${node_version}; npm: $(npm --version)"
 packages=(prosody lua-unbound lua-event openssl ca-certificates ejabberd nginx chromium prometheus)
 # caddy and haproxy: the other reverse proxies deploy/ ships a configuration for, run by the
 # interop matrix and tests/e2e_proxies.rs; firefox-esr: the matrix's second browser (WebDriver
-# BiDi through puppeteer-core).
-packages+=(caddy haproxy firefox-esr)
+# BiDi through puppeteer-core); libnss3-tools: certutil, which makes the NSS databases through
+# which both browsers trust the test CA of the gateway's wss:// listener (the matrix's h2 path;
+# caddy depends on it already).
+packages+=(caddy haproxy firefox-esr libnss3-tools)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -89,6 +91,7 @@ command -v promtool >/dev/null || die "promtool is not installed (Debian package
 command -v caddy >/dev/null || die "caddy is not installed"
 [[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null || die "haproxy is not installed"
 command -v firefox-esr >/dev/null || die "firefox-esr is not installed"
+command -v certutil >/dev/null || die "certutil is not installed (Debian package libnss3-tools)"
 for pkg in prosody ejabberd nginx chromium prometheus caddy haproxy firefox-esr; do
   echo "$pkg: $(dpkg-query -W -f='${Version}' "$pkg")"
 done

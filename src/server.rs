@@ -1,5 +1,5 @@
 //! The HTTP edge: the WebSocket endpoint (RFC 7395 §3.1 subprotocol negotiation, D1, D18,
-//! D19) over HTTP/1.1 (RFC 6455 Upgrade) and HTTP/2 (RFC 8441 extended CONNECT) alike, the
+//! D19) over HTTP/1.1 (RFC 6455 Upgrade) and HTTP/2 (RFC 8441 extended CONNECT, WS-12) alike, the
 //! admission checks (draining, Origin, session limits), XEP-0156 host-meta, and the hand-off of
 //! each upgraded socket to a tracked [`crate::session`] task.
 //!

@@ -1,4 +1,4 @@
-//! WebSocket over HTTP/2 (RFC 8441) on the gateway's own `wss://` listener, in process: what the
+//! WebSocket over HTTP/2 (RFC 8441, WS-12) on the gateway's own `wss://` listener, in process: what the
 //! listener offers (ALPN `h2` and `http/1.1`, SETTINGS_ENABLE_CONNECT_PROTOCOL and its limits),
 //! sessions as extended CONNECT streams under the same rules as HTTP/1.1 (Origin, the `xmpp`
 //! subprotocol, D18 paths, D19, session limits counting every stream, close codes, drain), HTTP/1.1

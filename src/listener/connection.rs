@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use tracing::debug;
 
+use super::http2::Http2Connection;
 use crate::config::LimitsConfig;
 use crate::control::{AddressPermit, Control, LimitExceeded};
 use crate::server::PeerInfo;
@@ -77,7 +78,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
 pub(crate) struct Edge {
     /// The listener does the TLS handshake itself (`wss://`).
     pub(crate) secure: bool,
+    /// Drain signal, limits, the current configuration.
     pub(crate) control: Arc<Control>,
+    /// The public router ([`crate::server::router`]).
     pub(crate) router: Router,
     /// The descriptor budget ([`super::descriptors`]): a connection holds one slot, and an
     /// HTTP/2 connection one more for each session it carries.
@@ -96,12 +99,12 @@ fn http1(max_header_bytes: usize, header_timeout: Duration) -> http1::Builder {
     http
 }
 
-/// The router as a hyper service for one connection: each request carries the peer (and, on
-/// HTTP/2, what the WebSocket handler needs of the connection, `extension`).
-pub(super) fn service<X: Clone + Send + Sync + 'static>(
+/// The router as a hyper service for one connection: each request carries the peer and, on
+/// HTTP/2, what the WebSocket handler needs of the connection.
+pub(super) fn service(
     router: Router,
     peer: PeerInfo,
-    extension: X,
+    http2: Option<Http2Connection>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -110,7 +113,9 @@ pub(super) fn service<X: Clone + Send + Sync + 'static>(
 > + Clone {
     hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        request.extensions_mut().insert(extension.clone());
+        if let Some(connection) = &http2 {
+            request.extensions_mut().insert(connection.clone());
+        }
         let mut router = router.clone();
         async move { router.call(request).await }
     })
@@ -122,7 +127,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     http1(limits.max_header_bytes, limits.handshake_timeout())
-        .serve_connection(TokioIo::new(io), service(router, peer, ()))
+        .serve_connection(TokioIo::new(io), service(router, peer, None))
         .with_upgrades()
         .await
 }
@@ -208,6 +213,8 @@ async fn before_upgrade<T>(deadline: Instant, control: &Control, work: impl Futu
 /// carries a session, a connection has `limits.handshake_timeout_secs` from the accept, and is
 /// closed when draining starts.
 pub(crate) async fn run(accepted: Accepted, edge: Edge) {
+    // `pending` is given back when this returns (on HTTP/1.1: at the upgrade); on HTTP/2 the
+    // connection's loop takes it and takes it again while the connection carries no session.
     let Accepted { stream, peer, slot, pending } = accepted;
     let gateway = edge.control.current();
     let limits = gateway.config.limits.clone();

@@ -174,7 +174,8 @@ where
     let limits = &gateway.config.limits;
     let (count, mut sessions) = watch::channel(0usize);
     let shared = Http2Connection { slots: edge.slots.clone(), sessions: Arc::new(count) };
-    let connection = builder(limits).serve_connection(TokioIo::new(io), service(edge.router.clone(), peer, shared));
+    let connection =
+        builder(limits).serve_connection(TokioIo::new(io), service(edge.router.clone(), peer, Some(shared)));
     tokio::pin!(connection);
     // Given back when the connection ends, whichever way.
     let mut pending = Some(pending);

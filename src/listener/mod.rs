@@ -8,7 +8,10 @@
 //!   a trusted proxy, `limits.max_pending_connections_per_address` (else 503 / 429 at once);
 //! - it then has `limits.handshake_timeout_secs` for TLS, its request (at most
 //!   `limits.max_header_bytes`) and the upgrade ([`connection`]); when draining starts it is
-//!   closed at once. Upgraded connections leave these counts and become sessions.
+//!   closed at once. Upgraded connections leave these counts and become sessions;
+//! - on `wss://` the client may choose HTTP/2 by ALPN (`listener.http2`): one connection then
+//!   carries any number of sessions as streams (WS-12), with limits per connection, and counts as
+//!   pending again whenever it carries none ([`http2`]).
 //!
 //! Admin listener: a small fixed number of connections, each request head within the handshake
 //! timeout. This module handles sockets and HTTP framing; admission of sessions is
