@@ -139,6 +139,35 @@ async fn http2_can_be_switched_off() {
 }
 
 #[tokio::test]
+async fn a_reload_switches_http2_for_new_connections() {
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let cert = ListenerCert::new(&ca);
+    let gateway = gateway(&ca, &server, &cert, "", "").await;
+    let addr = addr_of(&gateway.url);
+    let mut before = H2Connection::connect(addr, &ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listener]\nallow_missing_origin = true\nhttp2 = false\n{}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+            cert.toml_lines(),
+            server.addr(),
+            ca.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let roots = xmpp_ws_gateway::upstream::SystemRoots::empty();
+    xmpp_ws_gateway::run::reload(&gateway.control, &path, Default::default(), &roots).expect("reload");
+    let tls = h2::tls(addr, &ca, &["h2", "http/1.1"]).await.unwrap();
+    assert_eq!(h2::negotiated(&tls).as_deref(), Some("http/1.1"), "new connections after the reload");
+    // A connection that chose HTTP/2 before keeps it.
+    let mut client = before.websocket("/xmpp-websocket", &[]).await.expect("the older HTTP/2 connection still serves");
+    client.close().await;
+}
+
+#[tokio::test]
 async fn the_http1_rules_hold_on_http2_streams() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
