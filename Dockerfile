@@ -1,4 +1,6 @@
 # Multi-stage build: compile in the Rust image, run as an unprivileged user in a slim runtime.
+#   docker build -t xmpp-ws-gateway .      (or podman build; README "Container image")
+# CI builds this file unchanged (scripts/image-check.sh), with the two base images made locally.
 #
 # The whole build context goes in (minus what .dockerignore leaves out), not a hand-picked
 # Cargo.toml + src: Cargo checks every target the manifest declares ([[bench]], [[bin]],

@@ -15,11 +15,27 @@
 #
 # Usage: scripts/bench.sh            (ROUNDS=5 MEM_ROUNDS=3 MEM_SESSIONS=9000 by default)
 #        ROUNDS=3 MEM_SESSIONS=2000 scripts/bench.sh   (a quicker, rougher run)
+#        scripts/bench.sh --smoke    (what CI runs so the script cannot rot: every step once, with
+#                                     debug builds and tiny counts, the report written to a
+#                                     temporary copy of docs/PERFORMANCE.md; measures nothing)
 # Needs: cargo, python3, taskset (util-linux), an open-files limit above 2 * MEM_SESSIONS + 100.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+SMOKE=0
+case "${1:-}" in
+    --smoke) SMOKE=1 ;;
+    "") ;;
+    *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
+esac
+if [ "$SMOKE" = 1 ]; then
+    ROUNDS=1 MEM_ROUNDS=1 MEM_SESSIONS=100
+    # Sessions and messages of the throughput, setup and round-trip runs.
+    THROUGHPUT=(--sessions 10 --messages 20) SETUP=(--sessions 50) RTT=(--messages 50)
+else
+    THROUGHPUT=(--sessions 200 --messages 500) SETUP=(--sessions 2000) RTT=(--messages 3000)
+fi
 ROUNDS=${ROUNDS:-5}
 MEM_ROUNDS=${MEM_ROUNDS:-3}
 MEM_SESSIONS=${MEM_SESSIONS:-9000}
@@ -30,6 +46,8 @@ WS_PORT=$((BASE_PORT + 60))
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 COMMAND="scripts/bench.sh (ROUNDS=$ROUNDS MEM_ROUNDS=$MEM_ROUNDS MEM_SESSIONS=$MEM_SESSIONS)"
+# The smoke run uses the debug profile: the test suite has already compiled its dependencies.
+[ "$SMOKE" = 0 ] || BIN=$TARGET_DIR/debug
 
 # Each idle session holds one socket in the load generator and two in the gateway.
 ulimit -n "$(ulimit -Hn)"
@@ -39,8 +57,12 @@ if [ "$(ulimit -n)" -lt $((2 * MEM_SESSIONS + 100)) ]; then
 fi
 
 echo "== build" >&2
-cargo build --release --features bench --bins
-cargo bench --bench splitter --no-run
+if [ "$SMOKE" = 1 ]; then
+    cargo build --locked --features bench --bins
+else
+    cargo build --release --features bench --bins
+    cargo bench --bench splitter --no-run
+fi
 
 WORK=$(mktemp -d)
 RESULTS=$WORK/results.jsonl
@@ -162,8 +184,8 @@ start_gateway
 echo "== throughput and setup rate ($ROUNDS rounds)" >&2
 for round in $(seq 1 "$ROUNDS"); do
     for upstream in plain tls; do
-        pair "$round" throughput "$upstream" --workload echo --sessions 200 --messages 500 --window 10
-        pair "$round" setup "$upstream" --workload echo --sessions 2000 --connect-concurrency 64 --messages 0
+        pair "$round" throughput "$upstream" --workload echo "${THROUGHPUT[@]}" --window 10
+        pair "$round" setup "$upstream" --workload echo "${SETUP[@]}" --connect-concurrency 64 --messages 0
     done
 done
 
@@ -172,7 +194,7 @@ for pid in "$GATEWAY_PID" "$PLAIN_PID" "$TLS_PID"; do taskset -apc 0 "$pid" >/de
 PIN=(taskset -c 0)
 for round in $(seq 1 "$ROUNDS"); do
     for upstream in plain tls; do
-        pair "$round" rtt-pinned "$upstream" --workload echo --sessions 1 --messages 3000 --window 1 --threads 1
+        pair "$round" rtt-pinned "$upstream" --workload echo --sessions 1 "${RTT[@]}" --window 1 --threads 1
     done
 done
 PIN=()
@@ -192,10 +214,33 @@ for round in $(seq 1 "$MEM_ROUNDS"); do
 done
 
 echo "== splitter microbenchmark" >&2
-cargo bench --bench splitter 2>/dev/null | grep '^{' | tee -a "$RESULTS" >&2
+if [ "$SMOKE" = 1 ]; then
+    # The bench's own main, once, in the test profile (as cargo test --all-targets runs it).
+    cargo test --locked --bench splitter 2>/dev/null | grep '^{' | tee -a "$RESULTS" >&2
+else
+    cargo bench --bench splitter 2>/dev/null | grep '^{' | tee -a "$RESULTS" >&2
+fi
 
 MACHINE="$(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $(nproc) CPUs; $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
-cp "$RESULTS" "$ROOT/docs/bench-results.jsonl"
-python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$ROOT/docs/PERFORMANCE.md" \
+REPORT=$ROOT/docs/PERFORMANCE.md
+if [ "$SMOKE" = 1 ]; then
+    cp "$REPORT" "$WORK/PERFORMANCE.md"
+    REPORT=$WORK/PERFORMANCE.md
+else
+    cp "$RESULTS" "$ROOT/docs/bench-results.jsonl"
+fi
+python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$REPORT" \
     --command "$COMMAND" --machine "$MACHINE" --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+changes')"
-echo "== wrote docs/PERFORMANCE.md and docs/bench-results.jsonl" >&2
+if [ "$SMOKE" = 1 ]; then
+    # Every scenario produced a line, and the report took them.
+    for label in throughput/plain/gateway throughput/tls/direct setup/tls/gateway rtt-pinned/plain/gateway \
+        memory/tls/gateway; do
+        grep -q "\"label\":\"$label\"" "$RESULTS" || { echo "bench smoke: no result for $label" >&2; exit 1; }
+    done
+    grep -q '"bench":"splitter"' "$RESULTS" || { echo "bench smoke: no splitter result" >&2; exit 1; }
+    if grep '^{"label"' "$RESULTS" | grep -v '"errors":0,'; then echo "bench smoke: a run had errors" >&2; exit 1; fi
+    cmp -s "$ROOT/docs/PERFORMANCE.md" "$REPORT" && { echo "bench smoke: the report was not rewritten" >&2; exit 1; }
+    echo "== bench smoke: $(grep -c '^{' "$RESULTS") result lines, report written to a temporary copy (docs/ untouched)" >&2
+else
+    echo "== wrote docs/PERFORMANCE.md and docs/bench-results.jsonl" >&2
+fi

@@ -8,32 +8,50 @@
 # the committed lockfile (npm ci). Nothing here listens beyond 127.0.0.1, and
 # no fixed port is used (Prosody's own system service, if any, cannot conflict).
 #
+# Then every script the README names runs (tests/readme_scripts.rs checks that none is
+# left out): scripts/image-check.sh builds the Dockerfile with base images made locally (no
+# registry can be pulled from here) and checks the image with the demo; scripts/demo.sh --check
+# runs the README's first command end to end with the release binary the image build made
+# (so that build is not done twice); scripts/bench.sh --smoke runs the benchmark once, tiny.
+#
 # Environment:
 #   SKIP_APT=1      do not try to install Debian packages (fail if missing)
+#   SKIP_IMAGE=1    skip the container image (for machines without root; CI never sets it)
 #   CARGO_TARGET_DIR is honoured as usual.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 script_started=$SECONDS
+# shellcheck source=scripts/lib/setup.sh
+source "$repo/scripts/lib/setup.sh"
+die() { setup_die "$@"; }
 
-step() { printf '\n==> %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# step TITLE: starts a step; the time each took is printed at the end.
+step_times=()
+current_step=""
+step_started=$SECONDS
+end_step() {
+  [[ -z "$current_step" ]] || step_times+=("$(printf '%5d s  %s' $((SECONDS - step_started)) "$current_step")")
+  current_step=""
+}
+step() {
+  end_step
+  current_step="$*"
+  step_started=$SECONDS
+  setup_step "$@"
+}
 
 # --- Toolchains that must already exist --------------------------------------
 step "checking toolchains"
-command -v cargo >/dev/null || die "cargo not found (install Rust first)"
-command -v node >/dev/null || die "node not found (Node >= 20.10 is needed)"
-command -v npm >/dev/null || die "npm not found"
+require_cargo
+require_node
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
-node_version="$(node --version)"
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=10)?0:1)' \
-  || die "Node ${node_version} is too old: the e2e clients need >= 20.10"
-echo "cargo: $(cargo --version); node: ${node_version}; npm: $(npm --version)"
+echo "cargo: $(cargo --version); node: $(node --version); npm: $(npm --version)"
 
-# --- Debian packages for the end-to-end tests ---------------------------------
-# prosody: the real XMPP server; lua-unbound/lua-event provide what Debian
+# --- Debian packages ------------------------------------------------------------
+# The end-to-end tests: prosody, lua-unbound/lua-event provide what Debian
 # recommends for it (installed explicitly so the set does not depend on apt's
 # recommends setting); openssl and ca-certificates for TLS tooling; nginx: the
 # reverse proxy the e2e tests put in front of the gateway with deploy/'s config;
@@ -48,42 +66,14 @@ packages=(prosody lua-unbound lua-event openssl ca-certificates ejabberd nginx c
 # which both browsers trust the test CA of the gateway's wss:// listener (the matrix's h2 path;
 # caddy depends on it already).
 packages+=(caddy haproxy firefox-esr libnss3-tools)
-missing=()
-for pkg in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
-    missing+=("$pkg")
-  fi
-done
-if ((${#missing[@]} > 0)); then
-  [[ "${SKIP_APT:-0}" != 1 ]] || die "missing Debian packages: ${missing[*]} (SKIP_APT=1 set)"
-  [[ "$(id -u)" == 0 ]] || die "missing Debian packages: ${missing[*]}; run as root or install them"
-  step "installing Debian packages: ${missing[*]}"
-  # Keep the packages' own services (prosody, nginx, prometheus) from starting
-  # during installation (the tests run their own on free loopback ports).
-  policy_added=0
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    policy_added=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt_started=$SECONDS
-  timeout 600 apt-get update -q
-  timeout 900 apt-get install -y -q --no-install-recommends "${missing[@]}"
-  if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
-  echo "apt: installed ${missing[*]} in $((SECONDS - apt_started)) s"
-fi
-# If a system Prosody is running anyway (e.g. started by an init system), stop
-# it: it is not ours and only wastes the default ports.
-if [[ -f /run/prosody/prosody.pid ]] && kill -0 "$(cat /run/prosody/prosody.pid)" 2>/dev/null; then
-  step "stopping the system prosody service"
-  if command -v systemctl >/dev/null && systemctl is-active --quiet prosody 2>/dev/null; then
-    systemctl stop prosody || true
-    systemctl disable prosody 2>/dev/null || true
-  else
-    service prosody stop || kill "$(cat /run/prosody/prosody.pid)" || true
-  fi
-fi
+# The README's scripts run below: the demo (Prosody, Chromium: in the list above), the
+# container image (buildah, podman, runc, debootstrap), the benchmark's smoke run (python3 for
+# its report, taskset from util-linux; python3 only where none is on PATH).
+packages+=("${IMAGE_PACKAGES[@]}" util-linux)
+command -v python3 >/dev/null || packages+=(python3)
+step "Debian packages (installs the missing ones)"
+install_debian_packages "${packages[@]}"
+stop_system_prosody
 command -v prosody >/dev/null && command -v prosodyctl >/dev/null || die "prosody is not installed"
 command -v ejabberdctl >/dev/null || die "ejabberd is not installed"
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || die "nginx is not installed"
@@ -92,25 +82,13 @@ command -v caddy >/dev/null || die "caddy is not installed"
 [[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null || die "haproxy is not installed"
 command -v firefox-esr >/dev/null || die "firefox-esr is not installed"
 command -v certutil >/dev/null || die "certutil is not installed (Debian package libnss3-tools)"
-for pkg in prosody ejabberd nginx chromium prometheus caddy haproxy firefox-esr; do
+for pkg in prosody ejabberd nginx chromium prometheus caddy haproxy firefox-esr buildah podman; do
   echo "$pkg: $(dpkg-query -W -f='${Version}' "$pkg")"
 done
 
 # --- Node clients ---------------------------------------------------------------
-step "npm ci (tests/e2e/js)"
-(cd tests/e2e/js && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
-
-# --- Container image -------------------------------------------------------------
-# Built only where a Docker engine answers; a docker client alone (or none) is
-# not a failure, just said plainly.
-step "docker build (Dockerfile)"
-if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-  timeout 1800 docker build --pull=false -t xmpp-ws-gateway:test . || die "docker build failed"
-  docker run --rm xmpp-ws-gateway:test --check-config /etc/xmpp-ws-gateway/gateway.toml \
-    || die "the image cannot check its own shipped config"
-else
-  echo "no Docker engine: skipping the image build"
-fi
+step "Node clients (tests/e2e/js)"
+npm_clients "$repo" always
 
 # --- Rust -------------------------------------------------------------------------
 step "cargo fmt --check"
@@ -150,6 +128,43 @@ matrix_status=${PIPESTATUS[0]}
 set -e
 echo "interop matrix and faults: $((SECONDS - matrix_started)) s"
 ((matrix_status == 0)) || { echo "==> interop matrix failed (exit $matrix_status)" >&2; status=$matrix_status; }
+
+# --- The README's scripts ------------------------------------------------------------
+# Each runs whatever failed before it; a failure is reported and fails the run at the end.
+scripts_ok=()
+scripts_failed=()
+scripts_skipped=()
+run_script() {
+  if "$@"; then scripts_ok+=("$*"); else scripts_failed+=("$*"); echo "==> $* failed" >&2; status=1; fi
+}
+target_dir="$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
+image_bin="$target_dir/image/xmpp-ws-gateway"
+rm -f "$image_bin"
+if [[ "${SKIP_IMAGE:-0}" == 1 ]]; then
+  step "container image: SKIPPED (SKIP_IMAGE=1)"
+  scripts_skipped+=("scripts/image-check.sh (SKIP_IMAGE=1)")
+else
+  step "scripts/image-check.sh --local-bases (the Dockerfile, built and run)"
+  run_script scripts/image-check.sh --local-bases --export-binary "$image_bin"
+fi
+step "scripts/demo.sh --check (the README's first command)"
+if [[ -x "$image_bin" ]]; then
+  echo "with the image's release binary ($image_bin)"
+  GATEWAY_BIN="$image_bin" run_script scripts/demo.sh --check
+else
+  run_script scripts/demo.sh --check
+fi
+step "scripts/bench.sh --smoke"
+run_script scripts/bench.sh --smoke
+end_step
+
+printf '\ntime per step:\n'
+printf '  %s\n' "${step_times[@]}"
+printf '\nREADME scripts: %d passed, %d failed, %d skipped\n' \
+  "${#scripts_ok[@]}" "${#scripts_failed[@]}" "${#scripts_skipped[@]}"
+for name in "${scripts_failed[@]}"; do echo "  FAILED: $name"; done
+for name in "${scripts_skipped[@]}"; do echo "  SKIPPED: $name"; done
+
 # One total over all test binaries, as the last line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
      END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" \

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+pub mod keys;
 
 /// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).
 pub const MIN_ELEMENT_BYTES: usize = 10_000;
@@ -24,7 +26,7 @@ pub const MIN_ATTRIBUTES_PER_ELEMENT: usize = 16;
 pub const MIN_NAMESPACE_DECLARATIONS_PER_ELEMENT: usize = 4;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The WebSocket listener.
@@ -60,7 +62,7 @@ pub struct Config {
 }
 
 /// Where and how WebSocket clients are accepted.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
     /// Socket address of the WebSocket listener.
@@ -98,7 +100,7 @@ impl Default for ListenerConfig {
 }
 
 /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Socket address of the admin listener; empty string disables it.
@@ -112,7 +114,7 @@ impl Default for AdminConfig {
 }
 
 /// What happens on SIGTERM/SIGINT.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
     /// Seconds live sessions get to end before the process exits anyway.
@@ -136,7 +138,7 @@ impl ShutdownConfig {
 }
 
 /// XEP-0156 discovery documents served on the public listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostMetaConfig {
     /// The public `wss://` URL of this gateway; host-meta is served only when set.
@@ -146,7 +148,7 @@ pub struct HostMetaConfig {
 }
 
 /// Limits applied to every session.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest element accepted in either direction, in bytes (D10; at least 10000).
@@ -238,7 +240,7 @@ impl LimitsConfig {
 }
 
 /// Time budgets for reaching an upstream server (D12).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectConfig {
     /// Seconds for one attempt: TCP, TLS and the stream header exchange.
@@ -275,7 +277,7 @@ impl ConnectConfig {
 
 /// Domains the gateway serves through DNS discovery (D17). Static `[[upstream]]` domains are
 /// always served; nothing else is unless listed here.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DomainsConfig {
     /// Exact domains and `*.suffix` patterns whose servers are found through DNS SRV/A/AAAA.
@@ -288,7 +290,7 @@ pub struct DomainsConfig {
 }
 
 /// Which kind of SRV record to try first (XEP-0368, D11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PreferTls {
     /// `_xmpp-client` and `_xmpps-client` records ordered together by priority and weight.
@@ -300,7 +302,7 @@ pub enum PreferTls {
 }
 
 /// How the gateway resolves names.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Nameservers as `ip:port`, each asked over UDP and TCP; empty = the system's
@@ -332,7 +334,7 @@ impl Default for DnsConfig {
 }
 
 /// Log output.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter directive such as `info` or `xmpp_ws_gateway=debug`.
@@ -348,7 +350,7 @@ impl Default for LogConfig {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -358,7 +360,7 @@ pub enum LogFormat {
 }
 
 /// How the gateway secures one upstream connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamTls {
     /// Plain TCP, then STARTTLS (RFC 6120 §5); the default.
@@ -370,7 +372,7 @@ pub enum UpstreamTls {
 }
 
 /// One statically configured upstream server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The XMPP domain clients name in `to`.
@@ -426,10 +428,13 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 
 impl Config {
     /// Loads `path` (TOML), applies overrides from `env` (variables named
-    /// `XMPPGW_SECTION__KEY`, e.g. `XMPPGW_LISTENER__ADDRESS`), and validates the result.
+    /// `XMPPGW_SECTION__KEY`, e.g. `XMPPGW_LISTENER__ADDRESS`; list keys take comma-separated
+    /// items, e.g. `XMPPGW_LISTENER__ALLOWED_ORIGINS=https://a.example,https://b.example`), and
+    /// validates the result.
     pub fn load(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env.into_iter().filter(|(key, _)| key.starts_with("XMPPGW_")).collect();
-        let loaded = config::Config::builder()
+        let mut env: HashMap<String, String> = env.into_iter().filter(|(key, _)| key.starts_with("XMPPGW_")).collect();
+        let lists = keys::take_list_overrides(&mut env);
+        let mut builder = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
             .add_source(
                 config::Environment::with_prefix("XMPPGW")
@@ -437,8 +442,11 @@ impl Config {
                     .separator("__")
                     .try_parsing(true)
                     .source(Some(env)),
-            )
-            .build()?;
+            );
+        for (key, items) in lists {
+            builder = builder.set_override(key, items)?;
+        }
+        let loaded = builder.build()?;
         let config: Config = loaded.try_deserialize()?;
         config.validate()?;
         Ok(config)
@@ -466,13 +474,7 @@ impl Config {
             .address
             .parse::<SocketAddr>()
             .map_err(|e| invalid("listener.address", format!("{:?} is not ip:port ({e})", self.listener.address)))?;
-        let path = &self.listener.path;
-        if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
-            return Err(invalid(
-                "listener.path",
-                format!("{path:?} must start with '/', not be '/' alone and not end with '/'"),
-            ));
-        }
+        check_listener_path(&self.listener.path).map_err(|problem| invalid("listener.path", problem))?;
         check_element_limit("limits.max_element_bytes", self.limits.max_element_bytes)?;
         let header_bytes = self.limits.max_header_bytes;
         if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&header_bytes) {
@@ -670,6 +672,40 @@ fn check_element_limit(key: &str, value: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Paths of the XEP-0156 documents the public listener also serves.
+pub const HOST_META_PATHS: [&str; 2] = ["/.well-known/host-meta", "/.well-known/host-meta.json"];
+
+/// Checks `listener.path`: `/` alone (a gateway on its own host name), or `/` followed by
+/// non-empty segments of plain URL path characters (RFC 3986 `pchar` without percent-encoding,
+/// so the route is matched exactly as written), no trailing slash (the endpoint is also served
+/// with one, D18; for `/` the two spellings are the same), and not a host-meta path.
+fn check_listener_path(path: &str) -> Result<(), String> {
+    if path == "/" {
+        return Ok(());
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!("{path:?} must start with '/'"));
+    };
+    if rest.ends_with('/') {
+        return Err(format!("{path:?} must not end with '/' (it is also served with one)"));
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("{path:?} has an empty, '.' or '..' segment"));
+        }
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c);
+        if let Some(bad) = segment.chars().find(|c| !plain(*c)) {
+            return Err(format!(
+                "{path:?} contains {bad:?}; use letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @"
+            ));
+        }
+    }
+    if HOST_META_PATHS.contains(&path) {
+        return Err(format!("{path:?} is where host-meta (XEP-0156) is served"));
+    }
+    Ok(())
+}
+
 /// Parses `a.b.c.d/n`, `x::y/n`, or a bare address (a single host).
 pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     if let Ok(net) = text.parse::<ipnet::IpNet>() {
@@ -737,6 +773,38 @@ mod tests {
         assert!(err(&with("max_pending_connections = 0")).starts_with("limits.max_pending_connections:"));
         assert!(err(&with("max_pending_connections_per_address = 0"))
             .starts_with("limits.max_pending_connections_per_address:"));
+    }
+
+    #[test]
+    fn listener_path_may_be_the_root_but_not_malformed() {
+        for path in ["/", "/xmpp-websocket", "/chat/ws", "/ws.v1~x"] {
+            let config = Config::from_toml(&format!("{MINIMAL}[listener]\npath = {path:?}\n"));
+            assert_eq!(config.expect("path accepted").listener.path, path);
+        }
+        for path in ["", "ws", "/ws/", "//", "/a//b", "/a/../b", "/a b", "/{x}", "/%41", "/.well-known/host-meta"] {
+            let message = err(&format!("{MINIMAL}[listener]\npath = {path:?}\n"));
+            assert!(message.starts_with("listener.path:"), "{path:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn list_keys_can_be_set_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(&path, format!("{MINIMAL}[listener]\nallowed_origins = [\"https://old.example\"]\n")).unwrap();
+        let env = HashMap::from([
+            ("XMPPGW_LISTENER__ALLOWED_ORIGINS".to_string(), "http://127.0.0.1:8290,http://localhost:8290".to_string()),
+            ("XMPPGW_LISTENER__TRUSTED_PROXIES".to_string(), "127.0.0.1".to_string()),
+            ("XMPPGW_DNS__NAMESERVERS".to_string(), String::new()),
+        ]);
+        let config = Config::load(&path, env).unwrap();
+        assert_eq!(config.listener.allowed_origins, ["http://127.0.0.1:8290", "http://localhost:8290"]);
+        assert_eq!(config.listener.trusted_proxies, ["127.0.0.1"]);
+        assert!(config.dns.nameservers.is_empty());
+        // Each item is still validated.
+        let env = HashMap::from([("XMPPGW_LISTENER__ALLOWED_ORIGINS".to_string(), "chat.example".to_string())]);
+        let message = Config::load(&path, env).unwrap_err().to_string();
+        assert!(message.starts_with("listener.allowed_origins[0]:"), "{message}");
     }
 
     #[test]

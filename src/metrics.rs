@@ -1,8 +1,11 @@
 //! Every Prometheus metric of the gateway, held in one struct registered on an explicit registry.
 //!
 //! Names are a contract (`xmppgw_` prefix, see DESIGN.md) and every label set is bounded: no
-//! per-user, per-domain or per-address labels. Nothing global: `main` builds one [`Metrics`] and
-//! passes it down; tests build their own.
+//! per-user, per-domain or per-address labels. On Linux the registry also holds the standard
+//! unprefixed `process_*` metrics every Prometheus dashboard expects (resident and virtual
+//! memory, open and maximum file descriptors, CPU seconds, start time, threads), read from
+//! `/proc/self` at each scrape. Nothing global: `main` builds one [`Metrics`] and passes it
+//! down; tests build their own.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -94,6 +97,10 @@ impl Metrics {
             .expect("static metric definition");
         registry.register(Box::new(build_info.clone())).expect("metric registered once");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process collector registered once");
         Metrics {
             sessions_active,
             sessions_ended: counter(
@@ -208,5 +215,35 @@ mod tests {
         assert!(text.contains("xmppgw_upstream_connect_duration_seconds_count{phase=\"tcp\"} 1"), "{text}");
         assert!(text.contains("xmppgw_build_info{version=\""), "{text}");
         assert!(text.contains("xmppgw_sessions_active 0"), "{text}");
+    }
+
+    /// The process metrics describe this process: its descriptor limit is the one
+    /// `/proc/self/limits` shows, and it holds at least the descriptors it has opened.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_describe_this_process() {
+        let value = |text: &str, name: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|line| line.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+            line[name.len() + 1..].parse().expect("a number")
+        };
+        let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+        let soft_nofile: f64 = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .and_then(|line| line.split_whitespace().nth(3))
+            .and_then(|soft| soft.parse().ok())
+            .expect("soft open-files limit");
+        let held: Vec<std::fs::File> = (0..20).map(|_| std::fs::File::open("/proc/self/limits").unwrap()).collect();
+        let text = Metrics::new().render();
+        assert_eq!(value(&text, "process_max_fds"), soft_nofile);
+        assert!(value(&text, "process_open_fds") >= held.len() as f64, "{text}");
+        assert!(value(&text, "process_resident_memory_bytes") > 1e6, "{text}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let start = value(&text, "process_start_time_seconds");
+        assert!(start <= now + 1.0 && start > now - 86_400.0, "start {start}, now {now}");
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"), "{text}");
     }
 }

@@ -67,16 +67,17 @@ impl AppState {
     }
 }
 
-/// The router for the public listener: the WebSocket path with and without a trailing slash,
-/// and the XEP-0156 documents.
+/// The router for the public listener: the WebSocket path with and without a trailing slash
+/// (D18; the root path `/` is its own trailing-slash form), and the XEP-0156 documents, whose
+/// paths configuration validation keeps apart from the WebSocket path.
 pub fn router(state: AppState) -> Router {
     let path = state.control.current().config.listener.path.clone();
-    Router::new()
-        .route(&path, any(websocket_endpoint))
-        .route(&format!("{path}/"), any(websocket_endpoint))
-        .route("/.well-known/host-meta", get(host_meta_xrd))
-        .route("/.well-known/host-meta.json", get(host_meta_json))
-        .with_state(state)
+    let [xrd, json] = crate::config::HOST_META_PATHS;
+    let mut router = Router::new().route(&path, any(websocket_endpoint));
+    if path != "/" {
+        router = router.route(&format!("{path}/"), any(websocket_endpoint));
+    }
+    router.route(xrd, get(host_meta_xrd)).route(json, get(host_meta_json)).with_state(state)
 }
 
 /// True when any `Sec-WebSocket-Protocol` header line lists `xmpp` (case-sensitive, RFC 6455 §4.1).

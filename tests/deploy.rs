@@ -99,6 +99,12 @@ async fn metrics_after_sessions() -> String {
         "xmppgw_bytes_total",
         "xmppgw_stream_errors_total",
         "xmppgw_build_info",
+        // The process collector's standard families (Linux), used by the alert rules.
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_cpu_seconds_total",
+        "process_start_time_seconds",
     ] {
         assert!(body.contains(&format!("# TYPE {family} ")), "{family} missing:\n{body}");
     }
@@ -120,6 +126,15 @@ fn promtool_check_rules_accepts_the_alert_rules() {
     assert!(ok && report.contains("SUCCESS"), "{report}");
 }
 
+/// deploy/prometheus/alerts_test.yml: each alert fires on the series it is about and stays
+/// quiet on look-alikes (promtool's rule unit tests).
+#[test]
+#[ignore = "needs promtool; run scripts/test.sh"]
+fn promtool_rule_tests_pass() {
+    let (ok, report) = promtool(&["test", "rules", &repo("deploy/prometheus/alerts_test.yml")], "");
+    assert!(ok && report.contains("SUCCESS"), "{report}");
+}
+
 #[test]
 #[ignore = "needs promtool; run scripts/test.sh"]
 fn promtool_check_config_accepts_the_scrape_config_and_its_rules() {
@@ -129,8 +144,9 @@ fn promtool_check_config_accepts_the_scrape_config_and_its_rules() {
     assert!(report.contains("alerts.yml"), "{report}");
 }
 
-/// Every `xmppgw_*` name an alert uses is a metric the gateway defines (a renamed metric would
-/// silently turn an alert into one that never fires; promtool cannot see that).
+/// Every `xmppgw_*` and `process_*` name an alert uses is a metric the gateway exports (a
+/// renamed metric would silently turn an alert into one that never fires; promtool cannot see
+/// that).
 #[test]
 fn alert_rules_only_use_metrics_the_gateway_defines() {
     let rules = std::fs::read_to_string(repo("deploy/prometheus/alerts.yml")).unwrap();
@@ -148,14 +164,20 @@ fn alert_rules_only_use_metrics_the_gateway_defines() {
     let families: Vec<&str> =
         rendered.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next()).collect();
     let mut used = Vec::new();
-    let mut rest = rules.as_str();
-    while let Some(start) = rest.find("xmppgw_") {
-        let tail = &rest[start..];
-        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
-        used.push(&tail[..end]);
-        rest = &tail[end..];
+    for prefix in ["xmppgw_", "process_"] {
+        let mut rest = rules.as_str();
+        while let Some(start) = rest.find(prefix) {
+            let tail = &rest[start..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            // A metric name starts a word (not `..._process_x`).
+            if !rest[..start].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                used.push(&tail[..end]);
+            }
+            rest = &tail[end..];
+        }
     }
-    assert!(!used.is_empty(), "no gateway metric in the rules?");
+    assert!(used.iter().any(|name| name.starts_with("xmppgw_")), "no gateway metric in the rules?");
+    assert!(used.iter().any(|name| name.starts_with("process_")), "no process metric in the rules?");
     for name in used {
         let family = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name);
         assert!(families.contains(&family), "alerts.yml uses {name}, which the gateway does not export: {families:?}");
