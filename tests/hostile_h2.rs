@@ -580,9 +580,13 @@ async fn sessions_on_one_connection_take_descriptor_slots_and_healthz_still_answ
         refused.len(),
         refused.first()
     );
-    // The accept loop holds one slot for the next connection, this connection one, each session
-    // one.
-    assert_eq!(sessions.len(), SLOTS - 2);
+    // This connection holds one slot, each session one, and the accept loop one for the next
+    // connection (taken right after it accepted this one, so all but certainly by now).
+    assert!(
+        sessions.len() == SLOTS - 2 || sessions.len() == SLOTS - 1,
+        "{} sessions with {SLOTS} slots",
+        sessions.len()
+    );
     assert!(refused.iter().all(|status| *status == 503), "{refused:?}");
     assert_eq!(health, 200);
     let limited = gateway.metric("xmppgw_websocket_handshakes_rejected_total{reason=\"limit-descriptors\"}").await;
