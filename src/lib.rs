@@ -3,9 +3,11 @@
 //! Module map:
 //! - [`xml`]: the pure XML core (client message validation, server stream splitting, framing
 //!   translation). No I/O.
-//! - [`session`]: the per-client state machine that moves bytes between the WebSocket and the
-//!   upstream stream and asks [`xml`] what they mean.
-//! - [`upstream`]: finding, reaching and securing the server (TCP, STARTTLS/direct TLS).
+//! - [`session`]: one client session: [`session::core`], the state machine with no I/O that
+//!   asks [`xml`] what bytes mean and ends every session from one table, and the async loop
+//!   that moves bytes between the WebSocket, the upstream connection and that core.
+//! - [`upstream`]: finding, reaching and securing the server (DNS, SRV, address guard, Happy
+//!   Eyeballs, TCP, TLS); it does not speak XMPP.
 //! - [`server`]: the HTTP/WebSocket edge (subprotocol, Origin, limits, upgrade, host-meta);
 //!   [`listener`] its accept loops, TLS handshakes, HTTP framing and what a connection may
 //!   cost before its upgrade (descriptors, time, header bytes); [`client_addr`] the client

@@ -62,7 +62,8 @@ pub fn build_gateway_with_metrics(
         (Some(cert), Some(key)) => Some(listener::server_config(cert, key, config.listener.http2)?),
         _ => None,
     };
-    Ok(Arc::new(Gateway { config, metrics, upstreams, trusted_proxies, listener_tls }))
+    let settings = Arc::new(crate::session::core::Settings::from_config(&config));
+    Ok(Arc::new(Gateway { config, settings, metrics, upstreams, trusted_proxies, listener_tls }))
 }
 
 /// Loads `path` again and swaps the state new sessions use (SIGHUP). Live sessions keep theirs.

@@ -232,6 +232,7 @@ async fn tv_22_restart_with_another_domain_is_host_unknown_without_a_new_header(
     let upstream = rest_upstream(&mut conn).await;
     assert!(!upstream.contains("<stream:stream") && !upstream.contains("evil"), "{upstream}");
     assert!(setup.server.try_accept(Duration::from_millis(100)).await.is_none(), "no new connection");
+    setup.gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"restart-elsewhere\"}", 1.0).await;
 }
 
 #[tokio::test]
@@ -769,6 +770,40 @@ async fn tv_85_second_open_before_sasl_success_is_bad_format() {
     assert_eq!(client.recv_text().await, CLOSE);
     assert_eq!(client.expect_close().await.0, 1000);
     assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>", "never a second <stream:stream>");
+}
+
+/// A client message refused while the upstream is still being set up (LIM-4): it is checked on
+/// arrival, so the client is answered at once with the gateway's `<open/>`, the error and
+/// `<close/>`, and the connection being set up is dropped: the server sees the plaintext
+/// header at most, never the message and never TLS.
+async fn refused_while_connecting(message: &str, condition: &str, reason: &str) {
+    let setup = setup().await;
+    let mut client = WsClient::connect(&setup.gateway.url).await;
+    client.send(OPEN).await;
+    client.send(message).await;
+    let open = client.recv_text().await;
+    assert!(
+        open.starts_with("<open ") && open.contains(r#"from="example.com""#) && open.contains(r#"id="gw-"#),
+        "{open}"
+    );
+    assert_eq!(client.recv_text().await, stream_error(condition));
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.expect_close().await, (1000, condition.to_string()));
+    if let Some(mut conn) = setup.server.try_accept(Duration::from_secs(1)).await {
+        let (upstream, _) = conn.read_to_end().await;
+        assert!(!upstream.contains("hi") && !upstream.contains("<starttls"), "{upstream}");
+    }
+    setup.gateway.wait_metric(&format!("xmppgw_client_elements_refused_total{{reason=\"{reason}\"}}"), 1.0).await;
+}
+
+#[tokio::test]
+async fn lim_4_a_message_refused_while_connecting_ends_the_session_at_once() {
+    refused_while_connecting(r#"<message xmlns="jabber:client"><body>hi"#, "not-well-formed", "not-well-formed").await;
+}
+
+#[tokio::test]
+async fn d3_a_second_open_while_connecting_is_bad_format_at_once() {
+    refused_while_connecting(OPEN, "bad-format", "unexpected-open").await;
 }
 
 #[tokio::test]

@@ -31,8 +31,9 @@ use harness::ws_client::{upgrade_request, WsClient};
 use harness::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::{TestCa, STEP};
 
-use xmpp_ws_gateway::xml::client::{classify, ClientFrame, ClientLimits, ClientMessageError};
-use xmpp_ws_gateway::xml::splitter::{ServerEvent, ServerStreamError, SplitterLimits, StreamSplitter};
+use xmpp_ws_gateway::xml::client::{classify, ClientFrame, ClientLimits};
+use xmpp_ws_gateway::xml::error::XmlError;
+use xmpp_ws_gateway::xml::splitter::{ServerEvent, SplitterLimits, StreamSplitter};
 
 /// The default `limits.max_element_bytes`; every shape is just under it.
 const ELEMENT_BYTES: usize = 256 * 1024;
@@ -270,7 +271,7 @@ fn classify_outcome(message: &str, limits: &ClientLimits) -> String {
         Ok(ClientFrame::Open(_)) => "accepted (<open/>)".into(),
         Ok(ClientFrame::Close) => "accepted (<close/>)".into(),
         Ok(ClientFrame::Element { .. }) => "accepted".into(),
-        Err(error @ (ClientMessageError::TooManyAttributes | ClientMessageError::TooManyNamespaceDeclarations)) => {
+        Err(error @ (XmlError::TooManyAttributes | XmlError::TooManyNamespaceDeclarations)) => {
             format!("refused: {}", error.reason_label())
         }
         Err(error) => panic!("{message:.80}... refused unexpectedly: {error}"),
@@ -304,7 +305,7 @@ fn checking_a_client_message_costs_a_bounded_multiple_of_an_ordinary_stanza() {
 
 /// Splits `stream` (header included) as the session does, in 16 KiB reads; returns the
 /// elements and the error, if any.
-fn split(stream: &[u8], limits: SplitterLimits) -> (usize, Option<ServerStreamError>) {
+fn split(stream: &[u8], limits: SplitterLimits) -> (usize, Option<XmlError>) {
     let mut splitter = StreamSplitter::new(limits);
     let mut elements = 0;
     for chunk in stream.chunks(16 * 1024) {

@@ -220,6 +220,27 @@ async fn err_1_server_stream_error_is_relayed_then_close() {
     );
     assert!(error.contains("<conflict") && error.contains("Replaced by new connection"), "{error}");
     assert_eq!(client.recv_text().await, CLOSE);
+    // The client leaves without answering, as Strophe.js does: the stream is over on both sides,
+    // the server gets its </stream:stream>, and the session counts as ended by the server's error.
+    client.close().await;
+    conn.read_until("</stream:stream>").await;
+    setup.gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"server_stream_error\"}", 1.0).await;
+    let metrics = setup.gateway.metrics();
+    assert!(metrics.contains("xmppgw_stream_errors_total{condition=\"conflict\",side=\"server\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn cl_2_client_leaving_after_the_server_end_is_a_clean_close() {
+    let setup = setup().await;
+    let (mut client, mut conn) = opened(&setup).await;
+    conn.write("</stream:stream>").await;
+    assert_eq!(client.recv_text().await, CLOSE);
+    // No <close/> back: the WebSocket just closes. The stream was ended by the server, so this
+    // completes the close rather than vanishing (there is nothing left to resume).
+    client.close().await;
+    let (rest, _) = conn.read_to_end().await;
+    assert_eq!(rest, "</stream:stream>");
+    setup.gateway.wait_metric("xmppgw_sessions_ended_total{outcome=\"clean\"}", 1.0).await;
 }
 
 #[tokio::test]

@@ -11,6 +11,9 @@
 //! `<message/>` stanzas with at most `--window` unanswered, timing each round trip through an
 //! echoing server (`xmppgw-fake-upstream`). Every phase is bounded by `--deadline-secs`.
 //! Built only with `--features bench`; connects to loopback addresses only.
+//!
+//! (Over 500 lines: one measuring tool, read top to bottom: its arguments, the two kinds of
+//! session with their scripted setup, the workloads and the JSON report.)
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;

@@ -3,8 +3,7 @@
 //!
 //! Names and numbers only; nothing here sends anything.
 
-use crate::xml::client::ClientMessageError;
-use crate::xml::condition::StreamCondition;
+use crate::xml::error::XmlError;
 
 /// WebSocket close codes the gateway sends (RFC 6455 §7.4.1 and the IANA registry).
 pub(crate) mod close_code {
@@ -75,8 +74,8 @@ impl Outcome {
 
 /// The WebSocket close code after refusing a client message (CONFORMANCE J): 1008 when a
 /// policy limit (nesting depth) refused it, else 1000 after the XMPP-level close.
-pub(crate) fn refusal_close_code(error: &ClientMessageError) -> u16 {
-    if error.condition() == StreamCondition::PolicyViolation {
+pub(crate) fn refusal_close_code(error: &XmlError) -> u16 {
+    if error.is_limit() {
         close_code::POLICY
     } else {
         close_code::NORMAL

@@ -1,127 +1,40 @@
-//! Reaching and securing the upstream XMPP server for one session.
+//! Reaching the upstream XMPP server's port for one session, and securing it with TLS; nothing
+//! here speaks XMPP.
 //!
 //! [`UpstreamDirectory`] decides whether a domain is served (a static `[[upstream]]`, or a
-//! domain `[domains] allow` lets the gateway find through DNS, D17) and runs the opening
-//! sequence: routes (the static address, or SRV `_xmpp-client`/`_xmpps-client` in RFC 2782
-//! order, or the A/AAAA fallback: [`resolve`]), addresses checked by the SSRF guard ([`guard`]),
-//! TCP with Happy Eyeballs ([`connect`]), the pre-TLS stream header, STARTTLS (or direct TLS),
-//! certificate verification against the domain, and the post-TLS stream header, so that nothing
-//! from the client is ever written before TLS is up (TLS-3) and nothing learnt before TLS reaches
-//! the client (TLS-4). A failed route moves on to the next one, never to plaintext. This module
-//! never talks to the client.
+//! domain `[domains] allow` lets the gateway find through DNS, D17) and gives each session a
+//! [`Connector`]: routes (the static address, or SRV in RFC 2782 order, or the A/AAAA fallback:
+//! [`resolve`]), addresses checked by the SSRF guard ([`guard`]), TCP with Happy Eyeballs
+//! ([`connect`]), an optional PROXY header ([`proxy_protocol`]); [`tls`] runs the handshake,
+//! certificate checked against the domain. Every failure is a [`FailureClass`] (D6). Stream
+//! headers, STARTTLS and `<see-other-host/>` are the session core's; this module never talks to
+//! the client and never reads or writes the stream.
 
 pub mod connect;
+pub mod connector;
+pub mod failure;
 pub mod guard;
 pub mod io;
 pub mod proxy_protocol;
 pub mod resolve;
 pub mod tls;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::Instant;
 
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
-use tracing::{debug, info};
 
-use crate::config::{Config, ConnectConfig, PreferTls, UpstreamTls};
+use crate::config::{Config, UpstreamTls};
 use crate::metrics::Metrics;
-use crate::xml::client::OpenRequest;
-use crate::xml::framing;
-use crate::xml::splitter::{
-    ServerElementKind, ServerEvent, ServerStreamError, SplitterLimits, StreamHeader, StreamSplitter,
-};
 
+pub use connector::{Budget, Connector, Link};
+pub use failure::{DnsFailure, FailureClass, TcpFailure, TlsFailure};
 pub use io::UpstreamIo;
-pub use resolve::{DnsFailure, DnsResolver, ResolverSetupError};
+pub use resolve::{DnsResolver, ResolverSetupError};
 pub use tls::{SystemRoots, TlsSetupError};
 
 use guard::DomainPolicy;
-use resolve::{Route, RouteTls};
-
-/// Most bytes taken from the upstream socket in one read.
-pub const READ_CHUNK_BYTES: usize = 4096;
-
-thread_local! {
-    /// One read buffer per runtime thread, shared by the sessions it runs: [`read_into_splitter`]
-    /// copies what it read into the session's splitter within the same poll, so an idle session
-    /// keeps no read buffer of its own (4 KiB of each session's memory before, docs/PERFORMANCE.md).
-    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK_BYTES].into_boxed_slice());
-}
-
-/// Reads once from `io` (at most [`READ_CHUNK_BYTES`]) and feeds the bytes to `splitter`.
-/// Returns how many bytes arrived: 0 at end of stream. Cancel-safe: nothing is read unless the
-/// poll that reads also feeds.
-pub async fn read_into_splitter<R: AsyncRead + Unpin>(
-    io: &mut R,
-    splitter: &mut StreamSplitter,
-) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        READ_SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut buf = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => {
-                    splitter.feed(buf.filled());
-                    Poll::Ready(Ok(buf.filled().len()))
-                }
-                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-    })
-    .await
-}
-
-/// Most `<see-other-host/>` redirects followed for one route (RFC 6120 §4.9.3.19: "2 to 5").
-pub const MAX_REDIRECTS: usize = 5;
-
-/// The host and port of a `<see-other-host/>` text (RFC 6120 §4.9.3.19: a domainpart or an IP
-/// address, IPv6 in brackets, optionally `:port`); `default_port` when there is no port.
-fn redirect_target(text: &str, default_port: u16) -> Result<(String, u16), UpstreamError> {
-    let invalid = UpstreamError::Protocol("unusable see-other-host target");
-    let text = text.trim();
-    let parse_port = |port: &str| port.parse::<u16>().ok().filter(|port| *port != 0);
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or(UpstreamError::Protocol("unusable see-other-host target"))?;
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(invalid);
-        }
-        let port = match after {
-            "" => Some(default_port),
-            after => after.strip_prefix(':').and_then(parse_port),
-        };
-        (host.to_string(), port)
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) => (host.trim_end_matches('.').to_ascii_lowercase(), parse_port(port)),
-            None => (text.trim_end_matches('.').to_ascii_lowercase(), Some(default_port)),
-        }
-    };
-    let bracketed = text.starts_with('[');
-    let usable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') || (bracketed && c == ':');
-    match port {
-        Some(port) if !host.is_empty() && host.chars().all(usable) => Ok((host, port)),
-        _ => Err(invalid),
-    }
-}
-
-/// The client side of an upstream setup: the client's `<open/>` and its address (for a PROXY
-/// protocol header).
-#[derive(Debug, Clone, Copy)]
-pub struct OpenFor<'a> {
-    /// The client's `<open/>`.
-    pub open: &'a OpenRequest,
-    /// The client's address as the gateway sees it (after trusted proxies).
-    pub client: SocketAddr,
-}
 
 /// A statically configured upstream: where one domain's server is and how to secure it.
 #[derive(Debug)]
@@ -185,10 +98,10 @@ pub enum NotServed {
 }
 
 impl NotServed {
-    /// The D6-style class, used as `<text/>`, close reason and metric label.
-    pub fn class(self) -> &'static str {
+    /// The failure class: `<text/>` of the `<host-unknown/>`, close reason and metric label.
+    pub fn class(self) -> FailureClass {
         match self {
-            NotServed::DomainNotAllowed => "domain-not-allowed",
+            NotServed::DomainNotAllowed => FailureClass::DomainNotAllowed,
         }
     }
 }
@@ -211,10 +124,7 @@ pub enum UpstreamSetupError {
 pub struct UpstreamDirectory {
     targets: HashMap<String, Arc<UpstreamTarget>>,
     policy: DomainPolicy,
-    resolver: DnsResolver,
-    prefer: PreferTls,
-    discovered_starttls: Arc<ClientConfig>,
-    discovered_direct: Arc<ClientConfig>,
+    shared: connector::Shared,
 }
 
 impl UpstreamDirectory {
@@ -248,14 +158,14 @@ impl UpstreamDirectory {
             targets.keys().map(String::as_str),
         );
         let ca_file = config.domains.ca_file.as_deref();
-        Ok(UpstreamDirectory {
-            targets,
-            policy,
+        let shared = connector::Shared {
             resolver: DnsResolver::from_config(&config.dns)?,
             prefer: config.dns.prefer,
             discovered_starttls: tls::client_config(roots, ca_file, false)?,
             discovered_direct: tls::client_config(roots, ca_file, true)?,
-        })
+            happy_eyeballs_delay: config.connect.happy_eyeballs_delay(),
+        };
+        Ok(UpstreamDirectory { targets, policy, shared })
     }
 
     /// Whether and how a normalised domain is served: its static upstream, or DNS discovery
@@ -273,202 +183,12 @@ impl UpstreamDirectory {
         Err(NotServed::DomainNotAllowed)
     }
 
-    /// Runs the opening sequence for a client `<open/>`: every route in order, each within the
-    /// per-attempt budget, all within the overall budget (D12); a route that fails (TCP, TLS,
-    /// certificate, stream) moves on to the next one. Records the duration of each phase (`dns`,
-    /// `tcp`, `tls`, `stream`) in `metrics`. The error is the last route's.
-    pub async fn establish(
-        &self,
-        upstream: &Upstream,
-        request: OpenFor<'_>,
-        connect: &ConnectConfig,
-        limits: SplitterLimits,
-        metrics: &Metrics,
-    ) -> Result<Established, UpstreamError> {
-        let mut phase = "dns";
-        let all = self.establish_routes(upstream, request, connect, limits, metrics, &mut phase);
-        match tokio::time::timeout(connect.overall_timeout(), all).await {
-            Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout { phase }),
-        }
+    /// The routes to a served domain's server for one session; `client` is the client's
+    /// address as the gateway sees it (for a PROXY protocol header), `metrics` records the
+    /// `dns` and `tcp` phases and the DNS lookups.
+    pub fn connector(&self, upstream: Upstream, client: SocketAddr, metrics: &Metrics) -> Connector {
+        Connector::new(self.shared.clone(), metrics.clone(), upstream, client)
     }
-
-    async fn establish_routes(
-        &self,
-        upstream: &Upstream,
-        request: OpenFor<'_>,
-        connect: &ConnectConfig,
-        limits: SplitterLimits,
-        metrics: &Metrics,
-        phase: &mut &'static str,
-    ) -> Result<Established, UpstreamError> {
-        let OpenFor { open, client } = request;
-        let domain = upstream.domain();
-        let (routes, guarded) = match upstream {
-            Upstream::Static(target) => {
-                let attempt = Attempt {
-                    domain,
-                    host: &target.host,
-                    port: target.port,
-                    tls: target.tls,
-                    tls_config: target.tls_config.clone(),
-                    guarded: false,
-                    is_static: true,
-                    proxy_client: target.proxy_protocol.then_some(client),
-                };
-                return self.attempt_following_redirects(&attempt, open, connect, limits, metrics, phase).await;
-            }
-            Upstream::Discovered { special_addresses_allowed, .. } => {
-                *phase = "dns";
-                let (xmpp, xmpps) = self.resolver.srv_pair(domain, metrics).await;
-                let routes = resolve::plan(domain, &xmpp, &xmpps, self.prefer, &mut rand::rng())
-                    .map_err(|_| UpstreamError::SrvDecidedlyUnavailable)?;
-                debug!(domain, ?xmpp, ?xmpps, ?routes, "SRV resolution");
-                (routes, !special_addresses_allowed)
-            }
-        };
-        let mut last_error = None;
-        for Route { host, port, tls } in &routes {
-            let (tls, tls_config) = match tls {
-                RouteTls::StartTls => (UpstreamTls::Starttls, self.discovered_starttls.clone()),
-                RouteTls::Direct => (UpstreamTls::Direct, self.discovered_direct.clone()),
-            };
-            let attempt = Attempt {
-                domain,
-                host,
-                port: *port,
-                tls,
-                tls_config: Some(tls_config),
-                guarded,
-                is_static: false,
-                proxy_client: None,
-            };
-            let error = match self.attempt_following_redirects(&attempt, open, connect, limits, metrics, phase).await {
-                Ok(established) => return Ok(established),
-                Err(error) => error,
-            };
-            info!(domain, host = %host, port, class = error.class(), %error, "route failed, trying the next one");
-            last_error = Some(error);
-        }
-        Err(last_error.unwrap_or(UpstreamError::SrvDecidedlyUnavailable))
-    }
-
-    /// One route, each hop within the per-attempt budget, following `<see-other-host/>` received
-    /// before the first element of the secured stream (D4, RFC 6120 §4.9.3.19): at most
-    /// [`MAX_REDIRECTS`] hops, the same domain for `to`, SNI and the certificate (CERT-5), the same
-    /// TLS mode, address guard and resolution as the route that redirected. A target without a
-    /// port keeps the route's port (the redirect host is not looked up through SRV).
-    async fn attempt_following_redirects(
-        &self,
-        route: &Attempt<'_>,
-        open: &OpenRequest,
-        connect: &ConnectConfig,
-        limits: SplitterLimits,
-        metrics: &Metrics,
-        phase: &mut &'static str,
-    ) -> Result<Established, UpstreamError> {
-        let mut redirect: Option<(String, u16)> = None;
-        for _ in 0..=MAX_REDIRECTS {
-            let attempt = match &redirect {
-                None => Attempt { tls_config: route.tls_config.clone(), ..*route },
-                // A PROXY header is configured for the upstream's own address only.
-                Some((host, port)) => {
-                    Attempt { host, port: *port, tls_config: route.tls_config.clone(), proxy_client: None, ..*route }
-                }
-            };
-            let hop = self.attempt(&attempt, open, connect, limits, metrics, phase);
-            let target = match tokio::time::timeout(connect.attempt_timeout(), hop).await {
-                Ok(Err(UpstreamError::SeeOtherHost(target))) => target,
-                Ok(result) => return result,
-                Err(_) => return Err(UpstreamError::Timeout { phase }),
-            };
-            let (host, port) = redirect_target(&target, route.port)?;
-            info!(domain = route.domain, host = %host, port, "following see-other-host");
-            redirect = Some((host, port));
-        }
-        Err(UpstreamError::TooManyRedirects)
-    }
-
-    /// One route: addresses, guard, TCP (Happy Eyeballs), TLS, stream header.
-    async fn attempt(
-        &self,
-        attempt: &Attempt<'_>,
-        open: &OpenRequest,
-        connect: &ConnectConfig,
-        limits: SplitterLimits,
-        metrics: &Metrics,
-        phase: &mut &'static str,
-    ) -> Result<Established, UpstreamError> {
-        *phase = "dns";
-        let ips = if let Ok(ip) = attempt.host.parse::<std::net::IpAddr>() {
-            // A see-other-host target may be an address; the guard below still applies.
-            vec![ip]
-        } else if attempt.guarded || !attempt.is_static {
-            self.resolver.addresses(attempt.host, metrics).await.map_err(UpstreamError::Dns)?
-        } else {
-            // A static upstream's host is resolved by the system, as written (hosts file too).
-            static_addresses(attempt.host, attempt.port).await?
-        };
-        let mut refused = None;
-        let addresses: Vec<SocketAddr> = ips
-            .into_iter()
-            .filter(|ip| match guard::special_purpose(*ip).filter(|_| attempt.guarded) {
-                Some(range) => {
-                    info!(domain = attempt.domain, host = attempt.host, address = %ip, range = range.label(), "address refused by the guard");
-                    refused = Some(range);
-                    false
-                }
-                None => true,
-            })
-            .map(|ip| SocketAddr::new(ip, attempt.port))
-            .collect();
-        if addresses.is_empty() {
-            return Err(match refused {
-                Some(range) => UpstreamError::AddressRefused { range: range.label() },
-                None => UpstreamError::Dns(DnsFailure::NoData),
-            });
-        }
-
-        *phase = "tcp";
-        let started = Instant::now();
-        let (tcp, _address) = connect::happy_eyeballs(&addresses, connect.happy_eyeballs_delay(), TcpStream::connect)
-            .await
-            .map_err(|failed| UpstreamError::Connect {
-                address: failed.address.map_or_else(|| attempt.host.to_string(), |a| a.to_string()),
-                source: failed.source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        metrics.observe_connect_phase("tcp", started.elapsed());
-        secure(tcp, attempt, open, limits, metrics, phase).await
-    }
-}
-
-/// One route to try, with how to secure it.
-struct Attempt<'a> {
-    domain: &'a str,
-    host: &'a str,
-    port: u16,
-    tls: UpstreamTls,
-    tls_config: Option<Arc<ClientConfig>>,
-    /// Whether the address guard applies (DNS-discovered, not exempted).
-    guarded: bool,
-    /// A static `[[upstream]]` address (resolved by the system, never guarded).
-    is_static: bool,
-    /// The client address to announce in a PROXY protocol v2 header, when configured.
-    proxy_client: Option<SocketAddr>,
-}
-
-/// The addresses of a static upstream's host (an IP literal as is, a name through the system).
-async fn static_addresses(host: &str, port: u16) -> Result<Vec<std::net::IpAddr>, UpstreamError> {
-    if let Ok(ip) = host.parse() {
-        return Ok(vec![ip]);
-    }
-    let found = tokio::net::lookup_host((host, port)).await.map_err(|_| UpstreamError::Dns(DnsFailure::Other))?;
-    let ips: Vec<std::net::IpAddr> = found.map(|address| address.ip()).collect();
-    if ips.is_empty() {
-        return Err(UpstreamError::Dns(DnsFailure::NoData));
-    }
-    Ok(ips)
 }
 
 /// Splits `host:port`, `ip:port` or `[ipv6]:port`.
@@ -490,270 +210,6 @@ pub fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
         return Err("port is not a number from 1 to 65535");
     }
     Ok((host.to_string(), port))
-}
-
-/// Why the upstream could not be reached, secured or understood.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum UpstreamError {
-    /// The TCP connection failed.
-    #[error("TCP connect to {address} failed: {source}")]
-    Connect {
-        /// What was dialled.
-        address: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// An attempt or the whole setup ran out of time.
-    #[error("upstream setup timed out during {phase}")]
-    Timeout {
-        /// `tcp`, `tls` or `stream`.
-        phase: &'static str,
-    },
-    /// The server refused STARTTLS (`<failure/>` or closed the stream).
-    #[error("the server refused STARTTLS")]
-    StartTlsRefused,
-    /// Bytes followed `<proceed/>` in the same read: a STARTTLS response injection (TV-14).
-    #[error("data injected after <proceed/>")]
-    StartTlsInjection,
-    /// The TLS handshake failed; `class` is the D6 class (e.g. `tls-cert-name-mismatch`).
-    #[error("TLS handshake failed ({class}): {source}")]
-    Tls {
-        /// D6 failure class.
-        class: &'static str,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The server's stream was malformed or broke the protocol.
-    #[error("upstream stream error: {0}")]
-    Stream(#[from] ServerStreamError),
-    /// The server sent something unexpected during setup.
-    #[error("unexpected upstream behaviour: {0}")]
-    Protocol(&'static str),
-    /// The server closed the connection.
-    #[error("the server closed the connection")]
-    Closed,
-    /// The server redirected with `<see-other-host/>` (followed by the route, D4; reaching the
-    /// session only as [`UpstreamError::TooManyRedirects`] or the last hop's error).
-    #[error("the server redirected to {0:?}")]
-    SeeOtherHost(String),
-    /// More than [`MAX_REDIRECTS`] successive `<see-other-host/>`.
-    #[error("more than {MAX_REDIRECTS} successive see-other-host redirects")]
-    TooManyRedirects,
-    /// Reading or writing failed after the connection was up.
-    #[error("upstream I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// A DNS lookup gave no usable answer.
-    #[error("DNS lookup failed ({})", .0.class())]
-    Dns(DnsFailure),
-    /// SRV records exist but none is usable (a lone "." target): no A/AAAA fallback.
-    #[error("the service is decidedly not available at this domain (SRV target \".\")")]
-    SrvDecidedlyUnavailable,
-    /// Every address of a route is a special-purpose address the guard refuses (D17).
-    #[error("every address is in a refused range ({range})")]
-    AddressRefused {
-        /// The range of the last refused address (for logs).
-        range: &'static str,
-    },
-}
-
-impl UpstreamError {
-    /// The machine-readable failure class of D6, used in the close reason, the `<text/>` of
-    /// `<remote-connection-failed/>`, and as a metric label.
-    pub fn class(&self) -> &'static str {
-        match self {
-            UpstreamError::Connect { source, .. } => match source.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connect-refused",
-                std::io::ErrorKind::TimedOut => "connect-timeout",
-                std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => "connect-unreachable",
-                _ => "connect-failed",
-            },
-            UpstreamError::Timeout { phase: "dns" } => "dns-timeout",
-            UpstreamError::Timeout { phase: "tcp" } => "connect-timeout",
-            UpstreamError::Timeout { phase: "tls" } => "tls-timeout",
-            UpstreamError::Timeout { .. } => "stream-timeout",
-            UpstreamError::StartTlsRefused => "starttls-refused",
-            UpstreamError::StartTlsInjection => "starttls-injection",
-            UpstreamError::Tls { class, .. } => class,
-            UpstreamError::Stream(_) => "upstream-bad-xml",
-            UpstreamError::Protocol(_) => "upstream-protocol-error",
-            UpstreamError::Closed => "upstream-closed",
-            UpstreamError::SeeOtherHost(_) => "see-other-host",
-            UpstreamError::TooManyRedirects => "see-other-host-loop",
-            UpstreamError::Io(_) => "upstream-io-error",
-            UpstreamError::Dns(failure) => failure.class(),
-            UpstreamError::SrvDecidedlyUnavailable => "srv-decidedly-unavailable",
-            UpstreamError::AddressRefused { .. } => "address-refused",
-        }
-    }
-}
-
-/// An upstream stream ready for the client: TLS up (unless configured off), the post-TLS
-/// header received. The features and everything after it are still to be read with `splitter`.
-#[derive(Debug)]
-pub struct Established {
-    /// The byte stream.
-    pub io: UpstreamIo,
-    /// The splitter, positioned after the post-TLS stream header.
-    pub splitter: StreamSplitter,
-    /// The post-TLS stream header (the only one the client may learn about, TLS-4).
-    pub header: StreamHeader,
-    /// The first event after that header, already read to see whether it was a redirect (D4):
-    /// the session handles it before reading more. `None` when the splitter refused the bytes
-    /// (it stays poisoned, so the session's next read reports the same error, ERR-4).
-    pub first: Option<ServerEvent>,
-}
-
-/// Reads from `io` until the splitter yields an event.
-pub async fn next_event<R: AsyncRead + Unpin>(
-    io: &mut R,
-    splitter: &mut StreamSplitter,
-    buf: &mut [u8],
-) -> Result<ServerEvent, UpstreamError> {
-    loop {
-        if let Some(event) = splitter.next_event()? {
-            return Ok(event);
-        }
-        let read = io.read(buf).await?;
-        if read == 0 {
-            return Err(UpstreamError::Closed);
-        }
-        splitter.feed(&buf[..read]);
-    }
-}
-
-async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, text: &str) -> Result<(), UpstreamError> {
-    write_bytes(io, text.as_bytes()).await
-}
-
-async fn write_bytes<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> Result<(), UpstreamError> {
-    io.write_all(bytes).await?;
-    io.flush().await?;
-    Ok(())
-}
-
-async fn read_header<R: AsyncRead + Unpin>(
-    io: &mut R,
-    splitter: &mut StreamSplitter,
-    buf: &mut [u8],
-) -> Result<StreamHeader, UpstreamError> {
-    match next_event(io, splitter, buf).await? {
-        ServerEvent::Header(header) => Ok(*header),
-        ServerEvent::End => Err(UpstreamError::Closed),
-        ServerEvent::Element(_) => Err(UpstreamError::Protocol("element before the stream header")),
-    }
-}
-
-/// Secures a connected TCP stream as `attempt` says (STARTTLS, direct TLS, or none for a static
-/// `tls = "none"` upstream) and exchanges the stream headers.
-async fn secure(
-    tcp: TcpStream,
-    attempt: &Attempt<'_>,
-    open: &OpenRequest,
-    limits: SplitterLimits,
-    metrics: &Metrics,
-    phase: &mut &'static str,
-) -> Result<Established, UpstreamError> {
-    let mut buf = vec![0u8; READ_CHUNK_BYTES];
-    let mut splitter = StreamSplitter::new(limits);
-    let domain = attempt.domain;
-    let mut tcp = tcp;
-    if let Some(client) = attempt.proxy_client {
-        let server = tcp.peer_addr()?;
-        write_bytes(&mut tcp, &proxy_protocol::header_v2(client, server)).await?;
-    }
-
-    *phase = "tls";
-    let started = Instant::now();
-    let mut io = match attempt.tls {
-        UpstreamTls::None => UpstreamIo::Plain(tcp),
-        UpstreamTls::Direct => UpstreamIo::Tls(Box::new(handshake(attempt, tcp).await?)),
-        UpstreamTls::Starttls => {
-            starttls_negotiation(&mut tcp, &mut splitter, &mut buf, open, domain).await?;
-            UpstreamIo::Tls(Box::new(handshake(attempt, tcp).await?))
-        }
-    };
-    if attempt.tls != UpstreamTls::None {
-        metrics.observe_connect_phase("tls", started.elapsed());
-    }
-
-    *phase = "stream";
-    let started = Instant::now();
-    splitter.expect_new_stream();
-    write_all(&mut io, &framing::upstream_header(open, domain, true)).await?;
-    let header = read_header(&mut io, &mut splitter, &mut buf).await?;
-    let first = match next_event(&mut io, &mut splitter, &mut buf).await {
-        Ok(ServerEvent::Element(element)) if element.see_other_host.is_some() => {
-            let _ = write_all(&mut io, framing::UPSTREAM_STREAM_END).await;
-            let _ = io.shutdown().await;
-            return Err(UpstreamError::SeeOtherHost(element.see_other_host.unwrap_or_default()));
-        }
-        Ok(event) => Some(event),
-        Err(UpstreamError::Stream(_)) => None,
-        Err(error) => return Err(error),
-    };
-    metrics.observe_connect_phase("stream", started.elapsed());
-    Ok(Established { io, splitter, header, first })
-}
-
-/// The plaintext part of STARTTLS: header without `from` (HDR-4), features (discarded, TLS-4),
-/// `<starttls/>` sent whatever the features said (TLS-2), `<proceed/>` with nothing after it.
-async fn starttls_negotiation(
-    tcp: &mut TcpStream,
-    splitter: &mut StreamSplitter,
-    buf: &mut [u8],
-    open: &OpenRequest,
-    domain: &str,
-) -> Result<(), UpstreamError> {
-    write_all(tcp, &framing::upstream_header(open, domain, false)).await?;
-    read_header(tcp, splitter, buf).await?;
-    match next_event(tcp, splitter, buf).await {
-        Ok(ServerEvent::Element(element)) if element.kind == ServerElementKind::Features => {}
-        Ok(ServerEvent::Element(element)) if element.kind == ServerElementKind::StreamError => {
-            return Err(match element.see_other_host {
-                // Followed like a redirect after TLS: the certificate is still checked against the
-                // original domain, so a forged redirect can only deny service (§4.9.3.19).
-                Some(target) => UpstreamError::SeeOtherHost(target),
-                None => UpstreamError::Protocol("stream error before TLS"),
-            });
-        }
-        Ok(ServerEvent::End) | Err(UpstreamError::Closed) => return Err(UpstreamError::Closed),
-        Ok(_) => return Err(UpstreamError::Protocol("expected <stream:features/> before TLS")),
-        Err(error) => return Err(error),
-    }
-    write_all(tcp, framing::STARTTLS_REQUEST).await?;
-    match next_event(tcp, splitter, buf).await {
-        Ok(ServerEvent::Element(element)) if element.kind == ServerElementKind::TlsProceed => {
-            if splitter.buffered_len() > 0 {
-                return Err(UpstreamError::StartTlsInjection);
-            }
-            Ok(())
-        }
-        Ok(ServerEvent::Element(element)) if element.kind == ServerElementKind::TlsFailure => {
-            Err(UpstreamError::StartTlsRefused)
-        }
-        Ok(ServerEvent::End) | Err(UpstreamError::Closed) => Err(UpstreamError::StartTlsRefused),
-        Ok(_) => Err(UpstreamError::Protocol("expected <proceed/> after <starttls/>")),
-        Err(error) => Err(error),
-    }
-}
-
-/// The TLS handshake; the server name (SNI and the certificate's reference identity) is always
-/// the source domain, never the SRV target (CERT-1, CERT-4).
-async fn handshake(
-    attempt: &Attempt<'_>,
-    tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-    let Some(config) = attempt.tls_config.clone() else {
-        return Err(UpstreamError::Protocol("TLS requested without a TLS configuration"));
-    };
-    let server_name = ServerName::try_from(attempt.domain.to_string())
-        .map_err(|_| UpstreamError::Protocol("domain is not a valid TLS server name"))?;
-    let stream = tokio_rustls::TlsConnector::from(config)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|source| UpstreamError::Tls { class: tls::classify_handshake_error(&source), source })?;
-    Ok(stream)
 }
 
 #[cfg(test)]
@@ -782,28 +238,7 @@ mod tests {
             Ok(Upstream::Discovered { special_addresses_allowed: true, .. })
         ));
         assert_eq!(directory.lookup("example.net").unwrap_err(), NotServed::DomainNotAllowed);
-        assert_eq!(directory.lookup("other.example").unwrap_err().class(), "domain-not-allowed");
-    }
-
-    #[test]
-    fn discovery_failure_classes() {
-        assert_eq!(UpstreamError::Dns(DnsFailure::NxDomain).class(), "dns-nxdomain");
-        assert_eq!(UpstreamError::SrvDecidedlyUnavailable.class(), "srv-decidedly-unavailable");
-        assert_eq!(UpstreamError::AddressRefused { range: "loopback" }.class(), "address-refused");
-        assert_eq!(UpstreamError::Timeout { phase: "dns" }.class(), "dns-timeout");
-    }
-
-    #[test]
-    fn see_other_host_targets() {
-        let ok = |text: &str| redirect_target(text, 5222).unwrap();
-        assert_eq!(ok("xmpp2.example.com:5223"), ("xmpp2.example.com".to_string(), 5223));
-        assert_eq!(ok(" XMPP2.example.com. "), ("xmpp2.example.com".to_string(), 5222));
-        assert_eq!(ok("\n  [2001:41D0:1:A49b::1]:9222\n"), ("2001:41D0:1:A49b::1".to_string(), 9222));
-        assert_eq!(ok("[::1]"), ("::1".to_string(), 5222));
-        assert_eq!(ok("127.0.0.1:5269"), ("127.0.0.1".to_string(), 5269));
-        for bad in ["", ":5222", "host:0", "host:x", "[nope]:1", "a b", "wss://gw.example/x", "::1:5222"] {
-            assert!(redirect_target(bad, 5222).is_err(), "{bad:?}");
-        }
+        assert_eq!(directory.lookup("other.example").unwrap_err().class(), FailureClass::DomainNotAllowed);
     }
 
     #[test]

@@ -25,6 +25,8 @@ use rand::Rng;
 use crate::config::{DnsConfig, PreferTls};
 use crate::metrics::Metrics;
 
+use super::failure::DnsFailure;
+
 /// Port of the A/AAAA fallback (RFC 6120 §3.2.2).
 pub const FALLBACK_PORT: u16 = 5222;
 
@@ -57,53 +59,15 @@ impl SrvRecord {
     }
 }
 
-/// Why a DNS query gave no usable answer; the D6 class follows from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DnsFailure {
-    /// The name does not exist.
-    NxDomain,
-    /// The name exists but has no record of the asked type.
-    NoData,
-    /// The server failed (SERVFAIL, REFUSED, …).
-    ServFail,
-    /// No answer in time.
-    Timeout,
-    /// Anything else (no nameserver reachable, malformed answer).
-    Other,
-}
-
-impl DnsFailure {
-    /// The D6 failure class.
-    pub fn class(self) -> &'static str {
-        match self {
-            DnsFailure::NxDomain => "dns-nxdomain",
-            DnsFailure::NoData => "dns-nodata",
-            DnsFailure::ServFail => "dns-servfail",
-            DnsFailure::Timeout => "dns-timeout",
-            DnsFailure::Other => "dns-failed",
-        }
-    }
-
-    /// The `result` label of `xmppgw_dns_lookups_total`.
-    pub fn label(self) -> &'static str {
-        match self {
-            DnsFailure::NxDomain => "nxdomain",
-            DnsFailure::NoData => "nodata",
-            DnsFailure::ServFail => "servfail",
-            DnsFailure::Timeout => "timeout",
-            DnsFailure::Other => "error",
-        }
-    }
-
-    fn from_error(error: &ResolveError) -> DnsFailure {
-        let Some(proto) = error.proto() else { return DnsFailure::Other };
-        match proto.kind() {
-            ProtoErrorKind::NoRecordsFound { response_code: ResponseCode::NXDomain, .. } => DnsFailure::NxDomain,
-            ProtoErrorKind::NoRecordsFound { response_code: ResponseCode::NoError, .. } => DnsFailure::NoData,
-            ProtoErrorKind::NoRecordsFound { .. } => DnsFailure::ServFail,
-            ProtoErrorKind::Timeout => DnsFailure::Timeout,
-            _ => DnsFailure::Other,
-        }
+/// The failure a hickory error stands for.
+fn dns_failure(error: &ResolveError) -> DnsFailure {
+    let Some(proto) = error.proto() else { return DnsFailure::Other };
+    match proto.kind() {
+        ProtoErrorKind::NoRecordsFound { response_code: ResponseCode::NXDomain, .. } => DnsFailure::NxDomain,
+        ProtoErrorKind::NoRecordsFound { response_code: ResponseCode::NoError, .. } => DnsFailure::NoData,
+        ProtoErrorKind::NoRecordsFound { .. } => DnsFailure::ServFail,
+        ProtoErrorKind::Timeout => DnsFailure::Timeout,
+        _ => DnsFailure::Other,
     }
 }
 
@@ -322,7 +286,7 @@ impl DnsResolver {
                     SrvAnswer::Records(records)
                 }
             }
-            Err(error) => SrvAnswer::Failed(DnsFailure::from_error(&error)),
+            Err(error) => SrvAnswer::Failed(dns_failure(&error)),
         };
         let label = match &answer {
             SrvAnswer::Records(_) => "srv",
@@ -347,7 +311,7 @@ impl DnsResolver {
                     Ok(addresses)
                 }
             }
-            Err(error) => Err(DnsFailure::from_error(&error)),
+            Err(error) => Err(dns_failure(&error)),
         };
         metrics.observe_connect_phase("dns", started.elapsed());
         let label = match &result {
@@ -491,12 +455,5 @@ mod tests {
         let routes =
             plan("example.com", &xmpp, &SrvAnswer::Failed(DnsFailure::NoData), PreferTls::Mixed, &mut rng()).unwrap();
         assert_eq!(routes, vec![route("h1", 5222, RouteTls::StartTls)]);
-    }
-
-    #[test]
-    fn failure_classes() {
-        assert_eq!(DnsFailure::NxDomain.class(), "dns-nxdomain");
-        assert_eq!(DnsFailure::ServFail.class(), "dns-servfail");
-        assert_eq!(DnsFailure::Timeout.class(), "dns-timeout");
     }
 }

@@ -1,16 +1,21 @@
-//! TLS towards the upstream server: client configurations and the classification of failures.
+//! TLS towards the upstream server: client configurations, the handshake on a connected TCP
+//! stream, and the classification of its failures.
 //!
-//! Certificates are always verified against the source domain (the client's `to`, DECISIONS
-//! D9), with the system roots plus an optional extra CA file. There is deliberately no way to
-//! skip verification. This module builds configurations; it does not open connections.
+//! Certificates are always verified against the source domain (the client's `to`, D9, CERT-1),
+//! with the system roots plus an optional extra CA file. There is deliberately no way to skip
+//! verification. This module does not connect and knows nothing of XMPP.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::failure::{FailureClass, TlsFailure};
 
 /// ALPN protocol id for direct TLS (XEP-0368).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
@@ -81,28 +86,43 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// The D6 failure class of a TLS handshake error.
-pub fn classify_handshake_error(error: &io::Error) -> &'static str {
+/// The TLS handshake on `tcp`; the server name (SNI and the certificate's reference identity)
+/// is always `domain`, the one the client asked for, never an SRV target or a redirect's host
+/// (CERT-1, CERT-4, CERT-5).
+pub async fn handshake(
+    tcp: TcpStream,
+    config: Arc<ClientConfig>,
+    domain: &str,
+) -> Result<TlsStream<TcpStream>, FailureClass> {
+    let server_name = ServerName::try_from(domain.to_string()).map_err(|_| FailureClass::ProtocolError)?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|error| FailureClass::Tls(classify_handshake_error(&error)))
+}
+
+/// What a TLS handshake error stands for.
+pub fn classify_handshake_error(error: &io::Error) -> TlsFailure {
     if error.kind() == io::ErrorKind::TimedOut {
-        return "tls-timeout";
+        return TlsFailure::Timeout;
     }
     let Some(rustls_error) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
         return match error.kind() {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => "tls-closed",
-            _ => "tls-handshake-failed",
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => TlsFailure::Closed,
+            _ => TlsFailure::Other,
         };
     };
     match rustls_error {
         rustls::Error::InvalidCertificate(cert_error) => match cert_error {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "tls-cert-name-mismatch"
+                TlsFailure::CertNameMismatch
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "tls-cert-expired",
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "tls-cert-not-yet-valid",
-            CertificateError::Revoked => "tls-cert-revoked",
-            _ => "tls-cert-untrusted",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => TlsFailure::CertExpired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => TlsFailure::CertNotYetValid,
+            CertificateError::Revoked => TlsFailure::CertRevoked,
+            _ => TlsFailure::CertUntrusted,
         },
-        rustls::Error::AlertReceived(_) => "tls-alert",
-        _ => "tls-handshake-failed",
+        rustls::Error::AlertReceived(_) => TlsFailure::Alert,
+        _ => TlsFailure::Other,
     }
 }

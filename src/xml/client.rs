@@ -7,8 +7,9 @@
 //! rewrites stanza content and never performs I/O.
 
 use super::condition::StreamCondition;
+use super::error::XmlError;
 use super::lexical::{check_decl, DeclError};
-use super::wf::{self, WfError, WfLimits};
+use super::wf::{self, WfLimits};
 use super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS};
 use super::{NS_COMPRESS_PROTOCOL, NS_FRAMING, NS_SASL, NS_STREAM, NS_TLS};
 
@@ -90,63 +91,6 @@ pub enum ClientFrame<'a> {
     },
 }
 
-/// Why a client message was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientMessageError {
-    /// Not well-formed or not namespace-well-formed: partial element, several elements, text or
-    /// whitespace outside the element, undeclared prefix, mismatched tags, forbidden character.
-    #[error("not well-formed: {0}")]
-    NotWellFormed(&'static str),
-    /// A DTD, comment, processing instruction or undefined entity (RFC 6120 §11.1).
-    #[error("restricted XML: {0}")]
-    RestrictedXml(&'static str),
-    /// `<open/>` or `<close/>` outside the framing namespace, or a legacy `<stream:stream>`.
-    #[error("invalid namespace: {0}")]
-    InvalidNamespace(&'static str),
-    /// An XML declaration naming an encoding other than UTF-8.
-    #[error("unsupported encoding")]
-    UnsupportedEncoding,
-    /// Nesting deeper than [`ClientLimits::max_depth`].
-    #[error("element nesting too deep")]
-    TooDeep,
-    /// A start tag with more attributes than [`ClientLimits::max_attributes`].
-    #[error("too many attributes on one element")]
-    TooManyAttributes,
-    /// A start tag with more namespace declarations than
-    /// [`ClientLimits::max_namespace_declarations`].
-    #[error("too many namespace declarations on one element")]
-    TooManyNamespaceDeclarations,
-}
-
-impl ClientMessageError {
-    /// The stream error condition that answers this refusal.
-    pub fn condition(&self) -> StreamCondition {
-        match self {
-            ClientMessageError::NotWellFormed(_) => StreamCondition::NotWellFormed,
-            ClientMessageError::RestrictedXml(_) => StreamCondition::RestrictedXml,
-            ClientMessageError::InvalidNamespace(_) => StreamCondition::InvalidNamespace,
-            ClientMessageError::UnsupportedEncoding => StreamCondition::UnsupportedEncoding,
-            ClientMessageError::TooDeep
-            | ClientMessageError::TooManyAttributes
-            | ClientMessageError::TooManyNamespaceDeclarations => StreamCondition::PolicyViolation,
-        }
-    }
-
-    /// A short, bounded label for metrics (`xmppgw_client_elements_refused_total{reason}`).
-    pub fn reason_label(&self) -> &'static str {
-        match self {
-            ClientMessageError::NotWellFormed(_) => "not-well-formed",
-            ClientMessageError::RestrictedXml(_) => "restricted-xml",
-            ClientMessageError::InvalidNamespace(_) => "invalid-namespace",
-            ClientMessageError::UnsupportedEncoding => "unsupported-encoding",
-            ClientMessageError::TooDeep => "too-deep",
-            ClientMessageError::TooManyAttributes => "too-many-attributes",
-            ClientMessageError::TooManyNamespaceDeclarations => "too-many-namespace-declarations",
-        }
-    }
-}
-
 /// Validates one client WebSocket text message and says what it is.
 ///
 /// Accepted shape: an optional XML declaration (`version` 1.0, `encoding` absent or UTF-8 in any
@@ -162,38 +106,30 @@ impl ClientMessageError {
 ///
 /// Cost is linear in the message size whatever its shape (many attributes, many namespace
 /// declarations in scope, deep nesting); nesting is handled without recursion.
-pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFrame<'a>, ClientMessageError> {
+pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFrame<'a>, XmlError> {
     let xml = strip_declaration(message)?;
     let root = match wf::check_element(xml, &limits.wf()) {
         Ok(root) => root,
         Err(err) => {
             if root_local_name(xml) == Some("stream") {
-                return Err(ClientMessageError::InvalidNamespace("legacy <stream:stream> instead of <open/>"));
+                return Err(XmlError::InvalidNamespace("legacy <stream:stream> instead of <open/>"));
             }
-            return Err(match err {
-                WfError::NotWellFormed(why) => ClientMessageError::NotWellFormed(why),
-                WfError::Restricted(why) => ClientMessageError::RestrictedXml(why),
-                WfError::TooDeep => ClientMessageError::TooDeep,
-                WfError::TooManyAttributes => ClientMessageError::TooManyAttributes,
-                WfError::TooManyNamespaceDeclarations => ClientMessageError::TooManyNamespaceDeclarations,
-            });
+            return Err(err);
         }
     };
     let ns = root.ns.as_deref();
     let local = root.local;
     let kind = match (ns, local) {
         (Some(NS_FRAMING), "open") => {
-            let attrs = root.attrs().map_err(|_| ClientMessageError::NotWellFormed("malformed attribute"))?;
+            let attrs = root.attrs().map_err(|_| XmlError::NotWellFormed("malformed attribute"))?;
             return Ok(ClientFrame::Open(open_request(attrs)));
         }
         (Some(NS_FRAMING), "close") => return Ok(ClientFrame::Close),
-        (Some(NS_FRAMING), _) => {
-            return Err(ClientMessageError::InvalidNamespace("unknown element in the framing namespace"))
-        }
+        (Some(NS_FRAMING), _) => return Err(XmlError::InvalidNamespace("unknown element in the framing namespace")),
         (_, "open" | "close") => {
-            return Err(ClientMessageError::InvalidNamespace("<open/> or <close/> outside the framing namespace"))
+            return Err(XmlError::InvalidNamespace("<open/> or <close/> outside the framing namespace"))
         }
-        (_, "stream") => return Err(ClientMessageError::InvalidNamespace("legacy <stream:stream> instead of <open/>")),
+        (_, "stream") => return Err(XmlError::InvalidNamespace("legacy <stream:stream> instead of <open/>")),
         (Some(NS_TLS), "starttls") => ClientElementKind::StartTls,
         (Some(NS_COMPRESS_PROTOCOL), "compress") => ClientElementKind::Compress,
         (Some(NS_STREAM), "error") => ClientElementKind::StreamError,
@@ -206,28 +142,28 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
 /// The defined condition of a client `<stream:error>` message, for metrics: bounded to the
 /// RFC 6120 list, `"undefined-condition"` for anything else. Call it only on messages
 /// [`classify`] accepted as [`ClientElementKind::StreamError`].
-pub fn stream_error_condition(xml: &str) -> &'static str {
+pub fn stream_error_condition(xml: &str) -> StreamCondition {
     match wf::check_element(xml, &WfLimits::UNLIMITED) {
-        Ok(root) => super::splitter::defined_condition(root.error_child.map(|(name, _)| name).as_deref().unwrap_or("")),
-        Err(_) => "undefined-condition",
+        Ok(root) => StreamCondition::from_name(root.error_child.map(|(name, _)| name).as_deref().unwrap_or("")),
+        Err(_) => StreamCondition::UndefinedCondition,
     }
 }
 
 /// Removes a leading XML declaration and the whitespace after it, checking the declaration.
 /// Anything that merely starts like one (`<?xml-stylesheet`, `<?xml` not at byte 0) is left for
 /// the element check, which refuses it as a processing instruction.
-fn strip_declaration(message: &str) -> Result<&str, ClientMessageError> {
+fn strip_declaration(message: &str) -> Result<&str, XmlError> {
     let Some(after) = message.strip_prefix("<?xml") else {
         return Ok(message);
     };
     if !after.starts_with([' ', '\t', '\r', '\n']) {
         return Ok(message);
     }
-    let end = after.find("?>").ok_or(ClientMessageError::NotWellFormed("unterminated XML declaration"))?;
+    let end = after.find("?>").ok_or(XmlError::NotWellFormed("unterminated XML declaration"))?;
     check_decl(&after[..end]).map_err(|e| match e {
-        DeclError::NotWellFormed => ClientMessageError::NotWellFormed("malformed XML declaration"),
-        DeclError::Standalone => ClientMessageError::RestrictedXml("standalone in the XML declaration"),
-        DeclError::UnsupportedEncoding => ClientMessageError::UnsupportedEncoding,
+        DeclError::NotWellFormed => XmlError::NotWellFormed("malformed XML declaration"),
+        DeclError::Standalone => XmlError::RestrictedXml("standalone in the XML declaration"),
+        DeclError::UnsupportedEncoding => XmlError::UnsupportedEncoding,
     })?;
     Ok(after[end + 2..].trim_start_matches([' ', '\t', '\r', '\n']))
 }
@@ -259,23 +195,23 @@ fn open_request(attrs: Vec<(String, String)>) -> OpenRequest {
 mod tests {
     use super::*;
 
-    fn classify_default(message: &str) -> Result<ClientFrame<'_>, ClientMessageError> {
+    fn classify_default(message: &str) -> Result<ClientFrame<'_>, XmlError> {
         classify(message, &ClientLimits::default())
     }
 
     fn not_well_formed(message: &str) {
         let got = classify_default(message);
-        assert!(matches!(got, Err(ClientMessageError::NotWellFormed(_))), "{message:?} gave {got:?}");
+        assert!(matches!(got, Err(XmlError::NotWellFormed(_))), "{message:?} gave {got:?}");
     }
 
     fn restricted(message: &str) {
         let got = classify_default(message);
-        assert!(matches!(got, Err(ClientMessageError::RestrictedXml(_))), "{message:?} gave {got:?}");
+        assert!(matches!(got, Err(XmlError::RestrictedXml(_))), "{message:?} gave {got:?}");
     }
 
     fn invalid_namespace(message: &str) {
         let got = classify_default(message);
-        assert!(matches!(got, Err(ClientMessageError::InvalidNamespace(_))), "{message:?} gave {got:?}");
+        assert!(matches!(got, Err(XmlError::InvalidNamespace(_))), "{message:?} gave {got:?}");
     }
 
     fn element(message: &str) -> (&str, ClientElementKind) {
@@ -433,7 +369,7 @@ mod tests {
     fn tv66_other_encoding() {
         assert_eq!(
             classify_default(r#"<?xml version="1.0" encoding="ISO-8859-1"?><presence xmlns="jabber:client"/>"#),
-            Err(ClientMessageError::UnsupportedEncoding)
+            Err(XmlError::UnsupportedEncoding)
         );
     }
 
@@ -536,7 +472,7 @@ mod tests {
     fn tv76_deep_nesting() {
         let n = 10_000;
         let message = format!("<message xmlns='jabber:client'>{}{}</message>", "<a>".repeat(n), "</a>".repeat(n));
-        assert_eq!(classify_default(&message), Err(ClientMessageError::TooDeep));
+        assert_eq!(classify_default(&message), Err(XmlError::TooDeep));
         let roomy = ClientLimits { max_depth: n + 1, ..ClientLimits::default() };
         assert!(matches!(classify(&message, &roomy), Ok(ClientFrame::Element { kind: ClientElementKind::Other, .. })));
         // Unclosed deep nesting is refused without recursion either.
@@ -545,15 +481,15 @@ mod tests {
 
     #[test]
     fn error_mapping() {
-        assert_eq!(ClientMessageError::TooDeep.condition(), StreamCondition::PolicyViolation);
-        assert_eq!(ClientMessageError::UnsupportedEncoding.condition(), StreamCondition::UnsupportedEncoding);
+        assert_eq!(XmlError::TooDeep.condition(), StreamCondition::PolicyViolation);
+        assert_eq!(XmlError::UnsupportedEncoding.condition(), StreamCondition::UnsupportedEncoding);
     }
 
     #[test]
     fn client_stream_error_condition_is_bounded() {
         let conflict = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/><text xmlns="urn:ietf:params:xml:ns:xmpp-streams">x</text></stream:error>"#;
-        assert_eq!(stream_error_condition(conflict), "conflict");
+        assert_eq!(stream_error_condition(conflict), StreamCondition::Conflict);
         let invented = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"><made-up xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"#;
-        assert_eq!(stream_error_condition(invented), "undefined-condition");
+        assert_eq!(stream_error_condition(invented), StreamCondition::UndefinedCondition);
     }
 }

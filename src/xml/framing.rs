@@ -6,8 +6,9 @@
 
 use super::client::OpenRequest;
 use super::condition::StreamCondition;
+use super::error::XmlError;
 use super::splitter::{ServerElement, StreamHeader};
-use super::wf::{self, WfError};
+use super::wf;
 use super::{NS_CLIENT, NS_COMPRESS_FEATURE, NS_FRAMING, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
 
 /// `<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />`, byte for byte (D13: Strophe.js
@@ -22,6 +23,10 @@ pub const STARTTLS_REQUEST: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp
 
 /// `<failure xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>`, the answer to a client `<starttls/>` (TLS-7).
 pub const STARTTLS_FAILURE: &str = r#"<failure xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>"#;
+
+/// `<failure xmlns="http://jabber.org/protocol/compress"><setup-failed/></failure>`, the answer to
+/// a client `<compress/>`: XEP-0138 is never offered over WebSocket (TLS-6, TLS-7).
+pub const COMPRESS_FAILURE: &str = r#"<failure xmlns="http://jabber.org/protocol/compress"><setup-failed/></failure>"#;
 
 /// The upstream stream header for a client `<open/>` (HDR-1..5): XML declaration, unclosed
 /// `<stream:stream>` start tag with `xmlns='jabber:client'`, `xmlns:stream`, `to=domain`,
@@ -149,7 +154,7 @@ pub fn client_features(features: &ServerElement) -> String {
 }
 
 /// Byte ranges of the root's children that D15 removes.
-fn removable_children(xml: &str) -> Result<Vec<std::ops::Range<usize>>, WfError> {
+fn removable_children(xml: &str) -> Result<Vec<std::ops::Range<usize>>, XmlError> {
     wf::root_children(xml, |ns, local| {
         (ns == Some(NS_TLS) && local == "starttls") || (ns == Some(NS_COMPRESS_FEATURE) && local == "compression")
     })

@@ -6,7 +6,7 @@
 //! Pure functions on one string each; every one is linear in its input and allocates at most a
 //! copy of it.
 
-use super::wf::WfError;
+use super::error::XmlError;
 
 /// Whether `c` may appear in an XML 1.0 document (the `Char` production).
 pub(crate) fn is_xml_char(c: char) -> bool {
@@ -19,7 +19,7 @@ pub(crate) fn is_xml_char(c: char) -> bool {
 /// holds no surrogates, so the only characters refused are the C0 controls other than TAB, LF
 /// and CR (single bytes below 0x20) and U+FFFE/U+FFFF (`EF BF BE`/`EF BF BF`, and `EF` only
 /// ever starts a character).
-pub(crate) fn check_chars(doc: &str) -> Result<(), WfError> {
+pub(crate) fn check_chars(doc: &str) -> Result<(), XmlError> {
     let bytes = doc.as_bytes();
     // Fast path, without early exit so that it vectorises: every byte in 0x20..0xEF is fine.
     if bytes.chunks(64).all(|chunk| chunk.iter().fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0xEF - 0x20))) {
@@ -33,7 +33,7 @@ pub(crate) fn check_chars(doc: &str) -> Result<(), WfError> {
             _ => false,
         };
         if bad {
-            return Err(WfError::NotWellFormed("character not allowed in XML"));
+            return Err(XmlError::NotWellFormed("character not allowed in XML"));
         }
     }
     Ok(())
@@ -83,7 +83,7 @@ pub(crate) fn is_qname(name: &[u8]) -> bool {
 /// Resolves the name of a reference (`amp`, `#233`, `#x1F600`) to its character.
 /// Undefined entities are restricted XML (never expanded); character references to characters
 /// XML forbids are not well-formed.
-pub(crate) fn resolve_reference(name: &str) -> Result<char, WfError> {
+pub(crate) fn resolve_reference(name: &str) -> Result<char, XmlError> {
     let code = match name {
         "lt" => return Ok('<'),
         "gt" => return Ok('>'),
@@ -96,29 +96,29 @@ pub(crate) fn resolve_reference(name: &str) -> Result<char, WfError> {
             } else if let Some(dec) = name.strip_prefix('#') {
                 parse_digits(dec, 10)?
             } else if is_ncname(name) {
-                return Err(WfError::Restricted("undefined entity"));
+                return Err(XmlError::RestrictedXml("undefined entity"));
             } else {
-                return Err(WfError::NotWellFormed("malformed reference"));
+                return Err(XmlError::NotWellFormed("malformed reference"));
             }
         }
     };
     match char::from_u32(code) {
         Some(c) if is_xml_char(c) => Ok(c),
-        _ => Err(WfError::NotWellFormed("character reference to a forbidden character")),
+        _ => Err(XmlError::NotWellFormed("character reference to a forbidden character")),
     }
 }
 
-fn parse_digits(digits: &str, radix: u32) -> Result<u32, WfError> {
+fn parse_digits(digits: &str, radix: u32) -> Result<u32, XmlError> {
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(WfError::NotWellFormed("malformed character reference"));
+        return Err(XmlError::NotWellFormed("malformed character reference"));
     }
-    u32::from_str_radix(digits, radix).map_err(|_| WfError::NotWellFormed("character reference out of range"))
+    u32::from_str_radix(digits, radix).map_err(|_| XmlError::NotWellFormed("character reference out of range"))
 }
 
 /// Validates and unescapes a raw attribute value (without its quotes): references resolved,
 /// `<` refused, literal TAB/LF/CR normalised to a space as XML 1.0 §3.3.3 requires (a CR LF pair
 /// counts once, end-of-line handling comes first).
-pub(crate) fn unescape_attr(raw: &str) -> Result<String, WfError> {
+pub(crate) fn unescape_attr(raw: &str) -> Result<String, XmlError> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(i) = rest.find(['&', '<', '\t', '\n', '\r']) {
@@ -126,11 +126,11 @@ pub(crate) fn unescape_attr(raw: &str) -> Result<String, WfError> {
         let tail = &rest[i..];
         match tail.as_bytes()[0] {
             b'&' => {
-                let end = tail.find(';').ok_or(WfError::NotWellFormed("unterminated reference"))?;
+                let end = tail.find(';').ok_or(XmlError::NotWellFormed("unterminated reference"))?;
                 out.push(resolve_reference(&tail[1..end])?);
                 rest = &tail[end + 1..];
             }
-            b'<' => return Err(WfError::NotWellFormed("'<' in an attribute value")),
+            b'<' => return Err(XmlError::NotWellFormed("'<' in an attribute value")),
             b'\r' if tail.as_bytes().get(1) == Some(&b'\n') => {
                 out.push(' ');
                 rest = &tail[2..];
@@ -147,15 +147,15 @@ pub(crate) fn unescape_attr(raw: &str) -> Result<String, WfError> {
 
 /// Validates a raw attribute value (without its quotes) exactly as [`unescape_attr`] does,
 /// without building the unescaped value: references must resolve, `<` is refused.
-pub(crate) fn check_attr_value(raw: &str) -> Result<(), WfError> {
+pub(crate) fn check_attr_value(raw: &str) -> Result<(), XmlError> {
     let mut rest = raw.as_bytes();
     while let Some(i) = rest.iter().position(|&b| b == b'&' || b == b'<') {
         let tail = &rest[i..];
         if tail[0] == b'<' {
-            return Err(WfError::NotWellFormed("'<' in an attribute value"));
+            return Err(XmlError::NotWellFormed("'<' in an attribute value"));
         }
-        let end = tail.iter().position(|&b| b == b';').ok_or(WfError::NotWellFormed("unterminated reference"))?;
-        let name = std::str::from_utf8(&tail[1..end]).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
+        let end = tail.iter().position(|&b| b == b';').ok_or(XmlError::NotWellFormed("unterminated reference"))?;
+        let name = std::str::from_utf8(&tail[1..end]).map_err(|_| XmlError::NotWellFormed("UTF-8"))?;
         resolve_reference(name)?;
         rest = &tail[end + 1..];
     }
@@ -232,13 +232,13 @@ mod tests {
         assert_eq!(resolve_reference("amp"), Ok('&'));
         assert_eq!(resolve_reference("#x1F600"), Ok('😀'));
         assert_eq!(resolve_reference("#233"), Ok('é'));
-        assert!(matches!(resolve_reference("#0"), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(resolve_reference("#x1"), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(resolve_reference("#xFFFE"), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(resolve_reference("#xD800"), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(resolve_reference("#99999999999"), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(resolve_reference("nbsp"), Err(WfError::Restricted(_))));
-        assert!(matches!(resolve_reference("#x"), Err(WfError::NotWellFormed(_))));
+        assert!(matches!(resolve_reference("#0"), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(resolve_reference("#x1"), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(resolve_reference("#xFFFE"), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(resolve_reference("#xD800"), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(resolve_reference("#99999999999"), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(resolve_reference("nbsp"), Err(XmlError::RestrictedXml(_))));
+        assert!(matches!(resolve_reference("#x"), Err(XmlError::NotWellFormed(_))));
     }
 
     #[test]

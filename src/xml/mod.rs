@@ -3,16 +3,18 @@
 //! Everything the gateway knows about XML lives here: validating and classifying one client
 //! WebSocket message ([`client`]), splitting the server's TCP byte stream into standalone
 //! top-level elements ([`splitter`]), and translating between RFC 7395 framing and RFC 6120
-//! stream headers ([`framing`]). This module must not import tokio, perform I/O, read clocks or
+//! stream headers ([`framing`]); every refusal is one [`error::XmlError`]. This module must not import tokio, perform I/O, read clocks or
 //! log: the async shell calls it and decides what to do with the result.
 
 pub mod client;
 pub mod condition;
+pub mod error;
 pub mod framing;
 #[doc(hidden)]
 pub mod fuzz;
 mod lexical;
 mod scope;
+pub mod see_other_host;
 pub mod splitter;
 mod wf;
 

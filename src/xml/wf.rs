@@ -22,24 +22,10 @@ use std::ops::Range;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
+use super::error::XmlError;
 use super::lexical::{check_attr_value, check_chars, is_qname, resolve_reference, unescape_attr};
 use super::scope::{Inherited, NsScope, Resolved, SeenNames, NS_XML, NS_XMLNS};
 use super::NS_STREAM_ERRORS;
-
-/// Why a document was refused. Callers map it onto their own error enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WfError {
-    /// Not (namespace-)well-formed.
-    NotWellFormed(&'static str),
-    /// A comment, PI, DTD or undefined entity.
-    Restricted(&'static str),
-    /// Deeper than allowed.
-    TooDeep,
-    /// A start tag with more attributes (namespace declarations included) than allowed.
-    TooManyAttributes,
-    /// A start tag with more namespace declarations than allowed.
-    TooManyNamespaceDeclarations,
-}
 
 /// The caps applied while checking one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,26 +71,26 @@ pub(crate) struct RootInfo<'a> {
 impl RootInfo<'_> {
     /// The root's attributes other than namespace declarations: raw qualified name and
     /// unescaped (attribute-value-normalised) value, in document order.
-    pub fn attrs(&self) -> Result<Vec<(String, String)>, WfError> {
+    pub fn attrs(&self) -> Result<Vec<(String, String)>, XmlError> {
         Ok(self.root_attributes()?.0)
     }
 
     /// The root's namespace declarations in document order: `(None, uri)` for `xmlns`,
     /// `(Some(prefix), uri)` for `xmlns:prefix`, values unescaped.
-    pub fn ns_decls(&self) -> Result<Vec<(Option<String>, String)>, WfError> {
+    pub fn ns_decls(&self) -> Result<Vec<(Option<String>, String)>, XmlError> {
         Ok(self.root_attributes()?.1)
     }
 
     /// Reads the root's attributes (already checked by [`check_element`]) into attributes and
     /// namespace declarations.
     #[allow(clippy::type_complexity)]
-    fn root_attributes(&self) -> Result<(Vec<(String, String)>, Vec<(Option<String>, String)>), WfError> {
+    fn root_attributes(&self) -> Result<(Vec<(String, String)>, Vec<(Option<String>, String)>), XmlError> {
         let start = BytesStart::from_content(self.start, self.name_len);
         let (mut attrs, mut ns_decls) = (Vec::new(), Vec::new());
         for attr in start.attributes().with_checks(false) {
-            let attr = attr.map_err(|_| WfError::NotWellFormed("malformed attribute"))?;
-            let key = std::str::from_utf8(attr.key.as_ref()).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
-            let raw = std::str::from_utf8(&attr.value).map_err(|_| WfError::NotWellFormed("UTF-8"))?;
+            let attr = attr.map_err(|_| XmlError::NotWellFormed("malformed attribute"))?;
+            let key = std::str::from_utf8(attr.key.as_ref()).map_err(|_| XmlError::NotWellFormed("UTF-8"))?;
+            let raw = std::str::from_utf8(&attr.value).map_err(|_| XmlError::NotWellFormed("UTF-8"))?;
             let value = unescape_attr(raw)?;
             if let Some(prefix) = key.strip_prefix("xmlns:") {
                 ns_decls.push((Some(prefix.to_owned()), value));
@@ -121,18 +107,18 @@ impl RootInfo<'_> {
 /// `part` (a slice of an event of the reader over `doc`) as a `&str` borrowed from `doc`,
 /// without checking UTF-8 again: `doc` is a `&str`, quick-xml reading a `&str` hands out
 /// slices of it, and it cuts only at ASCII delimiters. Anything else is refused (fail closed).
-fn doc_slice<'a>(doc: &'a str, part: &[u8]) -> Result<&'a str, WfError> {
+fn doc_slice<'a>(doc: &'a str, part: &[u8]) -> Result<&'a str, XmlError> {
     (part.as_ptr() as usize)
         .checked_sub(doc.as_ptr() as usize)
         .and_then(|offset| doc.get(offset..offset.checked_add(part.len())?))
         .filter(|s| s.as_ptr() == part.as_ptr())
-        .ok_or(WfError::NotWellFormed("UTF-8"))
+        .ok_or(XmlError::NotWellFormed("UTF-8"))
 }
 
 /// Checks that `doc` is exactly one well-formed, namespace-well-formed element with no
 /// restricted XML, within `limits`. Nothing may precede or follow the element, not even
 /// whitespace.
-pub(crate) fn check_element<'a>(doc: &'a str, limits: &WfLimits) -> Result<RootInfo<'a>, WfError> {
+pub(crate) fn check_element<'a>(doc: &'a str, limits: &WfLimits) -> Result<RootInfo<'a>, XmlError> {
     check_in_scope(doc, limits, None).map(|(root, _)| root)
 }
 
@@ -144,7 +130,7 @@ pub(crate) fn check_in_scope<'a>(
     doc: &'a str,
     limits: &WfLimits,
     inherited: Option<&'a Inherited>,
-) -> Result<(RootInfo<'a>, Vec<usize>), WfError> {
+) -> Result<(RootInfo<'a>, Vec<usize>), XmlError> {
     let mut walker = Walker::new(doc, *limits, inherited)?;
     let mut root: Option<RootInfo<'a>> = None;
     let mut error_child: Option<(String, String)> = None;
@@ -192,10 +178,10 @@ pub(crate) fn check_in_scope<'a>(
         }
     }
     let Some(mut root) = root else {
-        return Err(WfError::NotWellFormed("no element"));
+        return Err(XmlError::NotWellFormed("no element"));
     };
     if walker.depth != 0 {
-        return Err(WfError::NotWellFormed("unclosed element"));
+        return Err(XmlError::NotWellFormed("unclosed element"));
     }
     root.error_child = error_child;
     Ok((root, walker.scope.inherited_used()))
@@ -206,7 +192,7 @@ pub(crate) fn check_in_scope<'a>(
 pub(crate) fn root_children(
     doc: &str,
     wanted: impl Fn(Option<&str>, &str) -> bool,
-) -> Result<Vec<Range<usize>>, WfError> {
+) -> Result<Vec<Range<usize>>, XmlError> {
     let mut walker = Walker::new(doc, WfLimits::UNLIMITED, None)?;
     let mut ranges = Vec::new();
     let mut open: Option<usize> = None;
@@ -285,10 +271,10 @@ struct Walker<'a> {
 }
 
 impl<'a> Walker<'a> {
-    fn new(doc: &'a str, limits: WfLimits, inherited: Option<&'a Inherited>) -> Result<Self, WfError> {
+    fn new(doc: &'a str, limits: WfLimits, inherited: Option<&'a Inherited>) -> Result<Self, XmlError> {
         check_chars(doc)?;
         if !doc.starts_with('<') {
-            return Err(WfError::NotWellFormed("the document does not start with '<'"));
+            return Err(XmlError::NotWellFormed("the document does not start with '<'"));
         }
         let mut reader = Reader::from_str(doc);
         // Defaults matter: end names are checked, `&` must start a reference, text is not trimmed.
@@ -317,20 +303,20 @@ impl<'a> Walker<'a> {
         usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX)
     }
 
-    fn next(&mut self) -> Result<Step<'a>, WfError> {
+    fn next(&mut self) -> Result<Step<'a>, XmlError> {
         if self.leave_pending {
             self.scope.leave(self.depth + 1);
             self.leave_pending = false;
         }
-        let event = self.reader.read_event().map_err(|_| WfError::NotWellFormed("malformed XML"))?;
+        let event = self.reader.read_event().map_err(|_| XmlError::NotWellFormed("malformed XML"))?;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 if self.root_done {
-                    return Err(WfError::NotWellFormed("more than one element"));
+                    return Err(XmlError::NotWellFormed("more than one element"));
                 }
                 self.depth += 1;
                 if self.depth > self.limits.max_depth {
-                    return Err(WfError::TooDeep);
+                    return Err(XmlError::TooDeep);
                 }
                 let empty = matches!(event, Event::Empty(_));
                 let start = self.start_tag(e, empty)?;
@@ -345,36 +331,36 @@ impl<'a> Walker<'a> {
                 // quick-xml has already checked the name against the open element.
                 let depth = self.depth;
                 self.scope.leave(depth);
-                self.depth = depth.checked_sub(1).ok_or(WfError::NotWellFormed("unmatched end tag"))?;
+                self.depth = depth.checked_sub(1).ok_or(XmlError::NotWellFormed("unmatched end tag"))?;
                 self.root_done = self.depth == 0;
                 Ok(Step::End { depth })
             }
             Event::Text(ref t) => {
                 if self.depth == 0 {
-                    return Err(WfError::NotWellFormed("text outside the element"));
+                    return Err(XmlError::NotWellFormed("text outside the element"));
                 }
                 let text = doc_slice(self.doc, t)?;
                 if contains_cdata_end(text) {
-                    return Err(WfError::NotWellFormed("']]>' in character data"));
+                    return Err(XmlError::NotWellFormed("']]>' in character data"));
                 }
                 Ok(Step::Text(text))
             }
             Event::GeneralRef(ref r) => {
                 if self.depth == 0 {
-                    return Err(WfError::NotWellFormed("reference outside the element"));
+                    return Err(XmlError::NotWellFormed("reference outside the element"));
                 }
                 Ok(Step::Char(resolve_reference(doc_slice(self.doc, r)?)?))
             }
             Event::CData(ref c) => {
                 if self.depth == 0 {
-                    return Err(WfError::NotWellFormed("CDATA outside the element"));
+                    return Err(XmlError::NotWellFormed("CDATA outside the element"));
                 }
                 Ok(Step::Text(doc_slice(self.doc, c)?))
             }
-            Event::Comment(_) => Err(WfError::Restricted("comment")),
-            Event::PI(_) => Err(WfError::Restricted("processing instruction")),
-            Event::DocType(_) => Err(WfError::Restricted("document type declaration")),
-            Event::Decl(_) => Err(WfError::NotWellFormed("XML declaration not at the start")),
+            Event::Comment(_) => Err(XmlError::RestrictedXml("comment")),
+            Event::PI(_) => Err(XmlError::RestrictedXml("processing instruction")),
+            Event::DocType(_) => Err(XmlError::RestrictedXml("document type declaration")),
+            Event::Decl(_) => Err(XmlError::NotWellFormed("XML declaration not at the start")),
             Event::Eof => Ok(Step::Eof),
         }
     }
@@ -382,33 +368,33 @@ impl<'a> Walker<'a> {
     /// Checks one start tag at `self.depth`: names, attributes (count, unique names, values),
     /// namespace declarations (count, legality; added to the scope), element and attribute
     /// prefixes.
-    fn start_tag(&mut self, e: &BytesStart<'_>, empty: bool) -> Result<StartTag<'a>, WfError> {
+    fn start_tag(&mut self, e: &BytesStart<'_>, empty: bool) -> Result<StartTag<'a>, XmlError> {
         let tag = doc_slice(self.doc, e)?;
         let name_len = e.name().as_ref().len();
-        let qname = tag.get(..name_len).ok_or(WfError::NotWellFormed("invalid element name"))?;
+        let qname = tag.get(..name_len).ok_or(XmlError::NotWellFormed("invalid element name"))?;
         if !is_qname(qname.as_bytes()) {
-            return Err(WfError::NotWellFormed("invalid element name"));
+            return Err(XmlError::NotWellFormed("invalid element name"));
         }
         let (prefix, local) = split_qname(qname);
         if prefix == Some("xmlns") {
-            return Err(WfError::NotWellFormed("element name with the xmlns prefix"));
+            return Err(XmlError::NotWellFormed("element name with the xmlns prefix"));
         }
         self.seen.clear();
         self.prefixed.clear();
         let (mut attributes, mut declarations) = (0usize, 0usize);
         // Uniqueness is checked here rather than by quick-xml, whose check is quadratic.
         for attr in e.attributes().with_checks(false) {
-            let attr = attr.map_err(|_| WfError::NotWellFormed("malformed attribute"))?;
+            let attr = attr.map_err(|_| XmlError::NotWellFormed("malformed attribute"))?;
             attributes += 1;
             if attributes > self.limits.max_attributes {
-                return Err(WfError::TooManyAttributes);
+                return Err(XmlError::TooManyAttributes);
             }
             let key = doc_slice(self.doc, attr.key.as_ref())?;
             if !self.seen.insert(key) {
-                return Err(WfError::NotWellFormed("duplicate attribute"));
+                return Err(XmlError::NotWellFormed("duplicate attribute"));
             }
             if !is_qname(key.as_bytes()) {
-                return Err(WfError::NotWellFormed("invalid attribute name"));
+                return Err(XmlError::NotWellFormed("invalid attribute name"));
             }
             let raw = doc_slice(self.doc, &attr.value)?;
             check_attr_value(raw)?;
@@ -420,7 +406,7 @@ impl<'a> Walker<'a> {
             if let Some(declared) = declared {
                 declarations += 1;
                 if declarations > self.limits.max_namespace_declarations {
-                    return Err(WfError::TooManyNamespaceDeclarations);
+                    return Err(XmlError::TooManyNamespaceDeclarations);
                 }
                 let uri = namespace_name(raw)?;
                 if check_declaration(declared, &uri)? {
@@ -432,13 +418,13 @@ impl<'a> Walker<'a> {
         }
         let ns = self.scope.resolve(prefix, true);
         if ns == Resolved::Undeclared {
-            return Err(WfError::NotWellFormed("undeclared element prefix"));
+            return Err(XmlError::NotWellFormed("undeclared element prefix"));
         }
         self.resolved.clear();
         for &(prefix, local) in &self.prefixed {
             let resolved = self.scope.resolve(Some(prefix), false);
             if resolved == Resolved::Undeclared {
-                return Err(WfError::NotWellFormed("undeclared attribute prefix"));
+                return Err(XmlError::NotWellFormed("undeclared attribute prefix"));
             }
             self.resolved.push((resolved, local));
         }
@@ -447,7 +433,7 @@ impl<'a> Walker<'a> {
             let mut expanded = SeenNames::new();
             for &(resolved, local) in &self.resolved {
                 if !expanded.insert((self.scope.uri(resolved), local)) {
-                    return Err(WfError::NotWellFormed("two attributes with the same expanded name"));
+                    return Err(XmlError::NotWellFormed("two attributes with the same expanded name"));
                 }
             }
         }
@@ -465,7 +451,7 @@ fn split_qname(qname: &str) -> (Option<&str>, &str) {
 
 /// The namespace name a declaration's raw value stands for: borrowed unless it had to be
 /// unescaped or normalised.
-fn namespace_name(raw: &str) -> Result<Cow<'_, str>, WfError> {
+fn namespace_name(raw: &str) -> Result<Cow<'_, str>, XmlError> {
     if raw.contains(['&', '\t', '\n', '\r']) {
         unescape_attr(raw).map(Cow::Owned)
     } else {
@@ -476,16 +462,16 @@ fn namespace_name(raw: &str) -> Result<Cow<'_, str>, WfError> {
 /// The constraints of Namespaces in XML 1.0 §3 on declaring `prefix` (`""`: the default
 /// namespace) as `uri`. Ok(false) for a declaration that is legal but changes nothing
 /// (`xmlns:xml` with its own namespace).
-fn check_declaration(prefix: &str, uri: &str) -> Result<bool, WfError> {
+fn check_declaration(prefix: &str, uri: &str) -> Result<bool, XmlError> {
     match prefix {
-        "xmlns" => Err(WfError::NotWellFormed("the xmlns prefix declared")),
+        "xmlns" => Err(XmlError::NotWellFormed("the xmlns prefix declared")),
         "xml" if uri == NS_XML => Ok(false),
-        "xml" => Err(WfError::NotWellFormed("the xml prefix bound to another namespace")),
+        "xml" => Err(XmlError::NotWellFormed("the xml prefix bound to another namespace")),
         _ if uri == NS_XML || uri == NS_XMLNS => {
-            Err(WfError::NotWellFormed("a reserved namespace bound to another prefix"))
+            Err(XmlError::NotWellFormed("a reserved namespace bound to another prefix"))
         }
         "" => Ok(true),
-        _ if uri.is_empty() => Err(WfError::NotWellFormed("namespace prefix bound to the empty name")),
+        _ if uri.is_empty() => Err(XmlError::NotWellFormed("namespace prefix bound to the empty name")),
         _ => Ok(true),
     }
 }
@@ -569,21 +555,21 @@ pub(crate) fn canonical(doc: &str) -> String {
 mod tests {
     use super::*;
 
-    fn check(doc: &str, max_depth: usize) -> Result<RootInfo<'_>, WfError> {
+    fn check(doc: &str, max_depth: usize) -> Result<RootInfo<'_>, XmlError> {
         check_element(doc, &WfLimits { max_depth, ..WfLimits::UNLIMITED })
     }
 
     #[test]
     fn elements() {
         assert!(check("<a><b/></a>", 10).is_ok());
-        assert_eq!(check("<a><b/></a>", 1), Err(WfError::TooDeep));
-        assert!(matches!(check("<a></b>", 10), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(check("<a x='1' x='2'/>", 10), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(check("<a p:x='1'/>", 10), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(check("<a>]]></a>", 10), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(check("<a>\u{1}</a>", 10), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(check("<a xmlns:p=''/>", 10), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(check("<a><!--c--></a>", 10), Err(WfError::Restricted(_))));
+        assert_eq!(check("<a><b/></a>", 1), Err(XmlError::TooDeep));
+        assert!(matches!(check("<a></b>", 10), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(check("<a x='1' x='2'/>", 10), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(check("<a p:x='1'/>", 10), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(check("<a>]]></a>", 10), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(check("<a>\u{1}</a>", 10), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(check("<a xmlns:p=''/>", 10), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(check("<a><!--c--></a>", 10), Err(XmlError::RestrictedXml(_))));
         let info = check(
             "<e xmlns='urn:x'><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>h&amp;<![CDATA[x]]></see-other-host></e>",
             10,
@@ -597,18 +583,18 @@ mod tests {
     fn duplicate_attributes_past_the_small_set_and_by_expanded_name() {
         let many: String = (0..40).map(|i| format!(" a{i}='x'")).collect();
         assert!(check(&format!("<a{many}/>"), 10).is_ok());
-        assert!(matches!(check(&format!("<a{many} a30='y'/>"), 10), Err(WfError::NotWellFormed(_))));
-        assert!(matches!(check("<a x='1' y='2' x='3'/>", 10), Err(WfError::NotWellFormed(_))));
+        assert!(matches!(check(&format!("<a{many} a30='y'/>"), 10), Err(XmlError::NotWellFormed(_))));
+        assert!(matches!(check("<a x='1' y='2' x='3'/>", 10), Err(XmlError::NotWellFormed(_))));
         // Namespaces in XML §6.3: the same expanded name through two prefixes.
         assert!(matches!(
             check("<a xmlns:p='urn:u' xmlns:q='urn:u' p:x='1' q:x='2'/>", 10),
-            Err(WfError::NotWellFormed(_))
+            Err(XmlError::NotWellFormed(_))
         ));
         assert!(check("<a xmlns:p='urn:u' xmlns:q='urn:v' p:x='1' q:x='2' x='3'/>", 10).is_ok());
         let prefixed: String = (0..40).map(|i| format!(" xmlns:p{i}='urn:{i}' p{i}:x='1'")).collect();
         assert!(check(&format!("<a{prefixed}/>"), 10).is_ok());
         let clash = format!("<a{prefixed} xmlns:q='urn:7' q:x='1'/>");
-        assert!(matches!(check(&clash, 10), Err(WfError::NotWellFormed(_))));
+        assert!(matches!(check(&clash, 10), Err(XmlError::NotWellFormed(_))));
     }
 
     #[test]
@@ -625,7 +611,7 @@ mod tests {
             "<a><b xmlns:p='urn:p'/><p:c/></a>",
             "<a xmlns:p='urn:p'></a><p:b/>",
         ] {
-            assert!(matches!(check(bad, 10), Err(WfError::NotWellFormed(_))), "{bad}");
+            assert!(matches!(check(bad, 10), Err(XmlError::NotWellFormed(_))), "{bad}");
         }
         for good in [
             "<a xmlns:xml='http://www.w3.org/XML/1998/namespace' xml:lang='en'/>",
@@ -646,11 +632,11 @@ mod tests {
         assert!(check_element("<a xmlns='urn:d' xmlns:p='urn:p' p:x='1' y='2'/>", &limits).is_ok());
         assert_eq!(
             check_element("<a xmlns='urn:d' xmlns:p='urn:p' p:x='1' y='2' z='3'/>", &limits),
-            Err(WfError::TooManyAttributes)
+            Err(XmlError::TooManyAttributes)
         );
         assert_eq!(
             check_element("<a><b xmlns='urn:d' xmlns:p='urn:p' xmlns:q='urn:q'/></a>", &limits),
-            Err(WfError::TooManyNamespaceDeclarations)
+            Err(XmlError::TooManyNamespaceDeclarations)
         );
         // Per start tag, not per document.
         assert!(check_element("<a x='1' y='2' z='3'><b x='1' y='2' z='3'/><c x='1' y='2' z='3'/></a>", &limits).is_ok());
@@ -671,9 +657,9 @@ mod tests {
         assert_eq!(used("<stream:features/>"), Ok((Some("http://etherx.jabber.org/streams".to_owned()), vec![1])));
         assert_eq!(used("<m xmlns='urn:m' xmlns:foo='urn:f'><foo:x/></m>"), Ok((Some("urn:m".to_owned()), vec![])));
         assert_eq!(used("<m xmlns='urn:m'><x xmlns=''/></m>"), Ok((Some("urn:m".to_owned()), vec![])));
-        assert!(matches!(used("<bar:x/>"), Err(WfError::NotWellFormed(_))));
+        assert!(matches!(used("<bar:x/>"), Err(XmlError::NotWellFormed(_))));
         // Without the header the prefixes are undeclared.
-        assert!(matches!(check("<message><foo:x/></message>", 10), Err(WfError::NotWellFormed(_))));
+        assert!(matches!(check("<message><foo:x/></message>", 10), Err(XmlError::NotWellFormed(_))));
     }
 
     #[test]
@@ -697,7 +683,7 @@ mod tests {
         let info = check("<a xmlns:p='urn:p' xmlns='urn:d'><p:b/></a>", 10).expect("ok");
         assert_eq!(info.ns.as_deref(), Some("urn:d"));
         assert!(matches!(info.ns, Some(Cow::Borrowed(_))));
-        assert!(matches!(check("<a>x]]y]]></a>", 10), Err(WfError::NotWellFormed(_))));
+        assert!(matches!(check("<a>x]]y]]></a>", 10), Err(XmlError::NotWellFormed(_))));
         assert!(check("<a>x]]y]>]</a>", 10).is_ok());
     }
 
@@ -706,7 +692,7 @@ mod tests {
         let n = 10_000;
         let doc = format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
         assert!(check(&doc, n).is_ok());
-        assert_eq!(check(&doc, n - 1), Err(WfError::TooDeep));
+        assert_eq!(check(&doc, n - 1), Err(XmlError::TooDeep));
         // Deeper than quick-xml's own 16-bit namespace levels could count.
         let n = 70_000;
         let doc = format!("{}{}", "<a xmlns:p='urn:p'>".repeat(n), "</a>".repeat(n));

@@ -1,0 +1,235 @@
+//! The client's WebSocket as the session shell uses it: what reading it delivers (a text
+//! message, a sign of life, the end, or a WebSocket-level violation with the close code it
+//! deserves, RFC 6455, RFC 7395 §3.2), and writes that give up on a client that stopped reading.
+//!
+//! Pings are answered by the WebSocket layer itself, which queues the pong; the client is read
+//! no further until that pong is written, within the pong timeout, so a client that pings
+//! without reading cannot keep its session alive (KA-2; its pings then wait in its own socket
+//! buffers, not in ours). Once the client is gone or stalled nothing more is written to it, not
+//! even a Close frame. Nothing here looks inside a message.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::outcome::{close_code, truncate_reason};
+
+/// How long a Close frame waits for the client's own (RFC 6455 §5.5.1).
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// What reading the WebSocket produced, after control frames are handled.
+#[derive(Debug)]
+pub(crate) enum ClientInput {
+    /// A text message.
+    Text(Utf8Bytes),
+    /// A pong: the client is alive.
+    Alive,
+    /// The WebSocket ended (Close frame, EOF or I/O error) without a protocol violation.
+    Gone,
+    /// A message over the largest element limit, refused from its frame header (LIM-2).
+    TooBig,
+    /// A WebSocket-level violation: close with this code and reason.
+    Violation(u16, &'static str),
+    /// The client does not take what is sent to it.
+    Stalled,
+}
+
+/// Why the client can no longer be written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// The WebSocket failed or ended.
+    Gone,
+    /// A write did not complete in time, or the write buffer is full: the client stopped reading.
+    Stalled,
+}
+
+/// The client's WebSocket with the session's write deadlines.
+pub(crate) struct ClientIo<W> {
+    ws: W,
+    /// How long one write may take (a ping interval plus the pong deadline).
+    send_deadline: Duration,
+    /// How long a pong the WebSocket layer owes may wait to be written.
+    pong_timeout: Duration,
+    /// The client pinged at this instant and its pong is not written yet.
+    pong_owed_since: Option<Instant>,
+    /// Messages were fed but not flushed.
+    unflushed: bool,
+    /// Set once the client is gone or stalled: nothing more is written.
+    lost: Option<Lost>,
+}
+
+/// One WebSocket write.
+enum Write {
+    Send(Message),
+    Feed(Message),
+    Flush,
+}
+
+impl<W> ClientIo<W>
+where
+    W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    pub(crate) fn new(ws: W, send_deadline: Duration, pong_timeout: Duration) -> Self {
+        ClientIo { ws, send_deadline, pong_timeout, pong_owed_since: None, unflushed: false, lost: None }
+    }
+
+    /// The client's next input. Cancel-safe.
+    pub(crate) async fn next_input(&mut self) -> ClientInput {
+        loop {
+            if let Some(since) = self.pong_owed_since {
+                match tokio::time::timeout_at(since + self.pong_timeout, self.ws.flush()).await {
+                    Ok(Ok(())) => {
+                        self.pong_owed_since = None;
+                        self.unflushed = false;
+                    }
+                    Ok(Err(error)) if is_write_buffer_full(&error) => return self.lose(Lost::Stalled),
+                    Ok(Err(_)) => return self.lose(Lost::Gone),
+                    Err(_) => {
+                        debug!("client does not read its pongs");
+                        return self.lose(Lost::Stalled);
+                    }
+                }
+            }
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => return ClientInput::Text(text),
+                Some(Ok(Message::Binary(_))) => {
+                    return ClientInput::Violation(close_code::UNSUPPORTED_DATA, "text frames only (RFC 7395 3.2)")
+                }
+                // The pong is queued by the WebSocket layer itself (WS-8).
+                Some(Ok(Message::Ping(_))) => self.pong_owed_since = Some(Instant::now()),
+                // An answer to our ping, or unsolicited (ignored, WS-8): either way the client is alive.
+                Some(Ok(Message::Pong(_))) => return ClientInput::Alive,
+                Some(Ok(Message::Close(_))) | None => return self.lose(Lost::Gone),
+                Some(Err(error)) => {
+                    return match classify_ws_error(&error) {
+                        ClientInput::Gone => self.lose(Lost::Gone),
+                        ClientInput::Stalled => self.lose(Lost::Stalled),
+                        other => other,
+                    }
+                }
+            }
+        }
+    }
+
+    fn lose(&mut self, lost: Lost) -> ClientInput {
+        self.lost.get_or_insert(lost);
+        match lost {
+            Lost::Gone => ClientInput::Gone,
+            Lost::Stalled => ClientInput::Stalled,
+        }
+    }
+
+    /// Queues a text message (written by [`Self::flush`], or when the write buffer fills).
+    pub(crate) async fn feed(&mut self, text: String) -> Result<(), Lost> {
+        self.unflushed = true;
+        self.write(Write::Feed(Message::Text(text.into()))).await
+    }
+
+    /// Writes out what is queued, if anything.
+    pub(crate) async fn flush(&mut self) -> Result<(), Lost> {
+        if !self.unflushed {
+            return Ok(());
+        }
+        self.unflushed = false;
+        self.write(Write::Flush).await
+    }
+
+    /// Sends a ping (and whatever is queued before it).
+    pub(crate) async fn ping(&mut self) -> Result<(), Lost> {
+        self.unflushed = false;
+        self.write(Write::Send(Message::Ping(bytes::Bytes::from_static(b"xmppgw")))).await
+    }
+
+    /// Sends a Close frame and waits briefly for the client's answer (RFC 6455 §5.5.1); not
+    /// when the client is gone or stalled.
+    pub(crate) async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame { code, reason: truncate_reason(reason).into() };
+        self.unflushed = false;
+        if self.write(Write::Send(Message::Close(Some(frame)))).await.is_err() || self.lost.is_some() {
+            return;
+        }
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(message)) = self.ws.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Runs one write under the send deadline: a client that does not take a message within a
+    /// ping interval plus the pong deadline stopped reading, and cannot hold its session (and
+    /// its upstream) forever. `Err` once, when the client is lost by this write; later writes
+    /// are skipped.
+    async fn write(&mut self, write: Write) -> Result<(), Lost> {
+        if self.lost.is_some() {
+            return Ok(());
+        }
+        let deadline = self.send_deadline;
+        let result = match write {
+            Write::Send(message) => tokio::time::timeout(deadline, self.ws.send(message)).await,
+            Write::Feed(message) => tokio::time::timeout(deadline, self.ws.feed(message)).await,
+            Write::Flush => tokio::time::timeout(deadline, self.ws.flush()).await,
+        };
+        let lost = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) if is_write_buffer_full(&error) => {
+                debug!("client stopped reading (write buffer full)");
+                Lost::Stalled
+            }
+            Ok(Err(_)) => Lost::Gone,
+            Err(_) => {
+                debug!("client stopped reading");
+                Lost::Stalled
+            }
+        };
+        self.lost = Some(lost);
+        Err(lost)
+    }
+}
+
+/// The tungstenite error inside an axum WebSocket error, if that is what it is.
+fn tungstenite_error(error: &axum::Error) -> Option<&tungstenite::Error> {
+    std::error::Error::source(error).and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+}
+
+/// True when a write failed because the WebSocket's write buffer is full
+/// (`max_write_buffer_size`): what is already queued is not being taken by the client.
+fn is_write_buffer_full(error: &axum::Error) -> bool {
+    matches!(tungstenite_error(error), Some(tungstenite::Error::WriteBufferFull(_)))
+}
+
+fn classify_ws_error(error: &axum::Error) -> ClientInput {
+    use tungstenite::error::{Error as WsError, ProtocolError};
+    match tungstenite_error(error) {
+        Some(WsError::Capacity(_)) => ClientInput::TooBig,
+        Some(WsError::WriteBufferFull(_)) => ClientInput::Stalled,
+        Some(WsError::Utf8(_)) => ClientInput::Violation(close_code::INVALID_PAYLOAD, "invalid UTF-8 (RFC 6455 8.1)"),
+        Some(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)) => {
+            ClientInput::Violation(close_code::PROTOCOL_ERROR, "unmasked frame (RFC 6455 5.1)")
+        }
+        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => ClientInput::Gone,
+        Some(WsError::Protocol(_)) => ClientInput::Violation(close_code::PROTOCOL_ERROR, "WebSocket protocol error"),
+        _ => ClientInput::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_write_buffer_is_a_stalled_client() {
+        let full = tungstenite::Error::WriteBufferFull(Box::new(tungstenite::Message::Pong(Default::default())));
+        let error = axum::Error::new(full);
+        assert!(is_write_buffer_full(&error));
+        assert!(matches!(classify_ws_error(&error), ClientInput::Stalled));
+        let reset = axum::Error::new(tungstenite::Error::ConnectionClosed);
+        assert!(!is_write_buffer_full(&reset));
+        assert!(matches!(classify_ws_error(&reset), ClientInput::Gone));
+    }
+}

@@ -1,0 +1,384 @@
+//! The async shell of one session: one loop over the client's WebSocket, the upstream
+//! connection and the core's timers, feeding what happens to the [`SessionCore`] and executing
+//! the actions it asks for, until it says the session is done.
+//!
+//! The shell decides nothing about the protocol: which bytes go where, when a session ends and
+//! how, are the core's. It owns the sockets, the futures of [`crate::upstream`], the clock, and
+//! where CPU-heavy XML checks run ([`super::offload`]).
+
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use axum::extract::ws::Message;
+use futures_util::{FutureExt, Sink, Stream};
+use rand::Rng;
+use tokio::time::{Instant, Sleep};
+use tracing::{debug, warn};
+
+use crate::config::UpstreamTls;
+use crate::metrics::Metrics;
+use crate::upstream::{Budget, Connector, FailureClass, Link};
+
+use super::client_io::{ClientInput, ClientIo, Lost};
+use super::core::{
+    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Ending, Input, RouteSecurity,
+    SessionCore, Timer, UpstreamClose, UpstreamGone,
+};
+use super::offload;
+use super::outcome::Outcome;
+use super::upstream_link::{LinkEvent, Read, UpstreamLink};
+use super::{Gateway, SessionContext};
+
+/// The time now, on the runtime's clock (paused in tests), as the core counts it.
+fn now() -> StdInstant {
+    Instant::now().into_std()
+}
+
+/// The deadlines the core has armed, and one sleep for the earliest of them.
+struct Timers {
+    deadlines: [Option<StdInstant>; 7],
+    /// Where `sleep` is set; re-armed only when the earliest deadline moves, so relaying a
+    /// stanza registers no timer (docs/PERFORMANCE.md).
+    armed_at: Option<StdInstant>,
+    sleep: std::pin::Pin<Box<Sleep>>,
+}
+
+impl Timers {
+    fn new() -> Timers {
+        Timers { deadlines: [None; 7], armed_at: None, sleep: Box::pin(tokio::time::sleep_until(Instant::now())) }
+    }
+
+    fn set(&mut self, timer: Timer, at: StdInstant) {
+        self.deadlines[timer.index()] = Some(at);
+    }
+
+    fn clear(&mut self, timer: Timer) {
+        self.deadlines[timer.index()] = None;
+    }
+
+    /// Points the sleep at the earliest deadline; whether there is one.
+    fn arm(&mut self) -> bool {
+        let earliest = self.deadlines.iter().flatten().min().copied();
+        if earliest != self.armed_at {
+            if let Some(at) = earliest {
+                self.sleep.as_mut().reset(Instant::from_std(at));
+            }
+            self.armed_at = earliest;
+        }
+        earliest.is_some()
+    }
+
+    /// The timers due at `now`, disarmed.
+    fn take_due(&mut self, now: StdInstant) -> Vec<Timer> {
+        let mut due = Vec::new();
+        for (timer, deadline) in Timer::ALL.iter().zip(self.deadlines.iter_mut()) {
+            if deadline.is_some_and(|at| at <= now) {
+                *deadline = None;
+                due.push(*timer);
+            }
+        }
+        due
+    }
+}
+
+/// One session's sockets, futures and timers around its core.
+pub(crate) struct Shell<'g, W> {
+    core: SessionCore,
+    client: ClientIo<W>,
+    upstream: UpstreamLink,
+    gateway: &'g Arc<Gateway>,
+    context: &'g SessionContext,
+    timers: Timers,
+    /// The routes of the session's domain, between connects.
+    connector: Option<Box<Connector>>,
+    /// The normalised domain, once known (SNI and the certificate's identity).
+    domain: Option<String>,
+    /// The drain signal was passed to the core.
+    drained: bool,
+}
+
+impl<'g, W> Shell<'g, W>
+where
+    W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
+{
+    pub(crate) fn new(ws: W, gateway: &'g Arc<Gateway>, context: &'g SessionContext) -> Self {
+        let settings = gateway.settings.clone();
+        let client = ClientIo::new(ws, settings.send_deadline(), settings.pong_timeout);
+        let core = SessionCore::new(settings, now(), rand::rng().random());
+        Shell {
+            core,
+            client,
+            upstream: UpstreamLink::default(),
+            gateway,
+            context,
+            timers: Timers::new(),
+            connector: None,
+            domain: None,
+            drained: false,
+        }
+    }
+
+    fn metrics(&self) -> &'g Metrics {
+        &self.gateway.metrics
+    }
+
+    /// Runs the session to its end; the outcome.
+    pub(crate) async fn run(mut self) -> Outcome {
+        loop {
+            if let Some(outcome) = self.execute().await {
+                return outcome;
+            }
+            if self.connector.is_some() && !self.core.setting_up() {
+                // The routes are not needed once the stream is open: about 1 KiB per session.
+                self.connector = None;
+            }
+            if let Err(lost) = self.client.flush().await {
+                self.client_lost(lost);
+                continue;
+            }
+            if self.core.wants_flush() {
+                // Client elements are batched for the server: take the client's next message
+                // if it is already here, else write the batch out.
+                match self.client.next_input().now_or_never() {
+                    Some(input) => self.client_input(input),
+                    None => self.core.handle(now(), Input::ClientIdle),
+                }
+                continue;
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Waits for the next thing to happen and feeds it to the core.
+    async fn wait(&mut self) {
+        let timed = self.timers.arm();
+        let reads = self.core.reads_upstream() && self.upstream.is_attached();
+        let Shell { core, client, upstream, timers, context, drained, .. } = self;
+        tokio::select! {
+            biased;
+            // First the upstream: a connect or a handshake that finished by its deadline tells
+            // its own class before the core's timer for the same deadline fires.
+            event = upstream.next_event(reads, |read| server_read(core, read)) => match event {
+                LinkEvent::Connected(connector, result) => {
+                    self.connector = Some(connector);
+                    self.connect_result(result);
+                }
+                LinkEvent::Secured(Ok(())) => self.core.handle(now(), Input::TlsReady),
+                LinkEvent::Secured(Err(class)) => self.core.handle(now(), Input::TlsFailed { class }),
+                LinkEvent::Read(()) => {}
+            },
+            input = client.next_input() => self.client_input(input),
+            () = context.drain.cancelled(), if !*drained => {
+                *drained = true;
+                core.handle(now(), Input::Drain);
+            }
+            () = timers.sleep.as_mut(), if timed => {
+                // The sleep fired, so its deadline has passed, whatever the clock's rounding.
+                let at = timers.armed_at.map_or_else(now, |armed| armed.max(now()));
+                for timer in timers.take_due(at) {
+                    core.handle(at, Input::TimerFired(timer));
+                }
+            }
+        }
+    }
+
+    /// Feeds one client input.
+    fn client_input(&mut self, input: ClientInput) {
+        let input = match input {
+            ClientInput::Text(text) => {
+                // A large message is checked off the runtime's worker threads.
+                let core = &mut self.core;
+                offload::check(text.len(), || core.handle(now(), Input::ClientText(text.as_str())));
+                return;
+            }
+            ClientInput::Alive => Input::ClientPong,
+            ClientInput::Gone => Input::ClientGone,
+            ClientInput::TooBig => Input::ClientTooBig,
+            ClientInput::Violation(code, reason) => {
+                debug!(code, reason, "WebSocket violation");
+                Input::ClientViolation { code, reason }
+            }
+            ClientInput::Stalled => Input::ClientStalled,
+        };
+        self.core.handle(now(), input);
+    }
+
+    fn client_lost(&mut self, lost: Lost) {
+        let input = match lost {
+            Lost::Gone => Input::ClientGone,
+            Lost::Stalled => Input::ClientStalled,
+        };
+        self.core.handle(now(), input);
+    }
+
+    /// Feeds the end of a connect.
+    fn connect_result(&mut self, result: Option<Result<Link, FailureClass>>) {
+        let input = match result {
+            None => Input::UpstreamConnectFailed(ConnectFailure::NoMoreRoutes),
+            Some(Err(class)) => Input::UpstreamConnectFailed(ConnectFailure::RouteFailed { class }),
+            Some(Ok(link)) => {
+                let Link { tcp, tls, tls_config, proxy_header, attempt_started } = link;
+                let security = match tls {
+                    UpstreamTls::Starttls => RouteSecurity::StartTls,
+                    UpstreamTls::Direct => RouteSecurity::DirectTls,
+                    UpstreamTls::None => RouteSecurity::Plain,
+                };
+                self.upstream.attach(tcp, tls_config);
+                let attempt_started = attempt_started.into_std();
+                Input::UpstreamConnected(Connected { security, proxy_header, attempt_started })
+            }
+        };
+        self.core.handle(now(), input);
+    }
+
+    /// Executes the core's actions in order; the outcome once it says the session is done.
+    async fn execute(&mut self) -> Option<Outcome> {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::ToClient(text) => {
+                    if let Err(lost) = self.client.feed(text).await {
+                        self.client_lost(lost);
+                    }
+                }
+                Action::Ping => {
+                    if let Err(lost) = self.client.ping().await {
+                        self.client_lost(lost);
+                    }
+                }
+                Action::ToServer(bytes) => {
+                    self.write_upstream(&bytes).await;
+                    self.core.recycle(bytes);
+                }
+                Action::Connect(request) => self.connect(request),
+                Action::StartTls => self.start_tls(),
+                Action::CloseUpstream(close) => self.close_upstream(close).await,
+                Action::CloseClient { code, reason } => {
+                    let _ = self.client.flush().await;
+                    self.client.close(code, reason).await;
+                }
+                Action::SetTimer(timer, at) => self.timers.set(timer, at),
+                Action::ClearTimer(timer) => self.timers.clear(timer),
+                Action::Count(count) => self.count(count),
+                Action::Done(outcome) => {
+                    let _ = self.client.flush().await;
+                    match self.core.ending() {
+                        // The server broke the protocol: worth an operator's look.
+                        Some(Ending::ServerBadXml(error)) => warn!(%error, "server sent bad XML"),
+                        // The details (a refusal's reason, a close code) are static text, never
+                        // stanza content.
+                        Some(ending) => debug!(ending = ending.row().name, details = ?ending, "session over"),
+                        None => {}
+                    }
+                    return Some(outcome);
+                }
+            }
+        }
+        None
+    }
+
+    async fn write_upstream(&mut self, bytes: &[u8]) {
+        let result = if self.core.ending().is_some() {
+            // A farewell: the server gets a while to take it, not forever.
+            tokio::time::timeout(std::time::Duration::from_secs(2), self.upstream.write(bytes))
+                .await
+                .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
+        } else {
+            self.upstream.write(bytes).await
+        };
+        if result.is_err() {
+            self.core.handle(now(), Input::UpstreamGone(UpstreamGone::WriteError));
+        }
+    }
+
+    /// Starts a connect (a served domain's first route, the next route, or a redirect).
+    fn connect(&mut self, request: ConnectRequest) {
+        let ConnectRequest { to, attempt_budget, overall_deadline } = request;
+        let budget = Budget { attempt: attempt_budget, overall_deadline: Instant::from_std(overall_deadline) };
+        let mut connector = match to {
+            ConnectTo::FirstRoute { domain } => match self.gateway.upstreams.lookup(&domain) {
+                Err(refusal) => {
+                    debug!(domain = %domain, class = %refusal.class(), "domain not served");
+                    let lookup = DomainLookup::NotServed { class: refusal.class() };
+                    return self.core.handle(now(), Input::DomainLookup(lookup));
+                }
+                Ok(upstream) => {
+                    let max_element_bytes =
+                        upstream.element_limit().unwrap_or(self.gateway.config.limits.max_element_bytes);
+                    self.core.handle(now(), Input::DomainLookup(DomainLookup::Served { max_element_bytes }));
+                    let client = self.context.client.socket_addr();
+                    let mut connector = Box::new(self.gateway.upstreams.connector(upstream, client, self.metrics()));
+                    self.domain = Some(domain);
+                    self.upstream.start_connect(Box::pin(async move {
+                        let result = connector.first(budget).await;
+                        (connector, Some(result))
+                    }));
+                    return;
+                }
+            },
+            ConnectTo::NextRoute | ConnectTo::Redirect { .. } => match self.connector.take() {
+                Some(connector) => connector,
+                None => return self.connect_result(None),
+            },
+        };
+        self.upstream.start_connect(match to {
+            ConnectTo::Redirect { host, port } => Box::pin(async move {
+                let result = connector.redirect(host, port, budget).await;
+                (connector, Some(result))
+            }),
+            _ => Box::pin(async move {
+                let result = connector.next(budget).await;
+                (connector, result)
+            }),
+        });
+    }
+
+    fn start_tls(&mut self) {
+        let domain = self.domain.clone().unwrap_or_default();
+        if let Err(class) = self.upstream.start_tls(domain) {
+            warn!(%class, "TLS asked for without a plain connection");
+            self.core.handle(now(), Input::TlsFailed { class });
+        }
+    }
+
+    async fn close_upstream(&mut self, close: UpstreamClose) {
+        // What the client was sent goes out first: closing can take a while.
+        if let Err(lost) = self.client.flush().await {
+            self.client_lost(lost);
+        }
+        match close {
+            UpstreamClose::Discard => self.upstream.discard(),
+            UpstreamClose::Finish => self.upstream.finish().await,
+            UpstreamClose::Abort => self.upstream.abort().await,
+        }
+    }
+
+    fn count(&self, count: Count) {
+        let metrics = self.metrics();
+        match count {
+            Count::Relayed { direction, bytes } => metrics.relayed(direction, bytes),
+            Count::StreamError { condition, side } => {
+                metrics.stream_errors.with_label_values(&[condition.as_str(), side.label()]).inc();
+            }
+            Count::ClientRefused(reason) => metrics.client_refused.with_label_values(&[reason]).inc(),
+            Count::ConnectFailure(class) => {
+                if class != FailureClass::DomainNotAllowed {
+                    warn!(domain = self.domain.as_deref().unwrap_or(""), %class, "upstream unavailable");
+                }
+                metrics.connect_failures.with_label_values(&[class.class()]).inc();
+            }
+            Count::ConnectPhase { phase, elapsed } => metrics.observe_connect_phase(phase, elapsed),
+        }
+    }
+}
+
+/// Hands one upstream read to the core: bytes (the input that completes a large element is
+/// checked off the runtime's worker threads), or the end of the read side.
+fn server_read(core: &mut SessionCore, read: Read<'_>) {
+    match read {
+        Read::Bytes(bytes) => {
+            let pending = core.server_backlog() + bytes.len();
+            offload::check(pending, || core.handle(now(), Input::ServerBytes(bytes)));
+        }
+        Read::End => core.handle(now(), Input::UpstreamGone(UpstreamGone::ReadEnd)),
+    }
+}

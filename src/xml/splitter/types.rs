@@ -1,0 +1,117 @@
+//! What the splitter is configured with and what it produces: its limits, the stream header,
+//! the elements and the events. Data only; the lexer is in the parent module.
+
+use super::super::condition::StreamCondition;
+use super::super::wf::WfLimits;
+use super::super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS};
+
+/// Bounds on what a server can make the splitter buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitterLimits {
+    /// Maximum size in bytes of one top-level element, from `<` to the final `>` (DECISIONS D10).
+    pub max_element_bytes: usize,
+    /// Maximum size of the stream header start tag (and XML declaration before it).
+    pub max_header_bytes: usize,
+    /// Maximum element nesting depth inside a top-level element.
+    pub max_depth: usize,
+    /// Maximum attributes on one start tag (the header's included), namespace declarations
+    /// included.
+    pub max_attributes: usize,
+    /// Maximum namespace declarations on one start tag (the header's included).
+    pub max_namespace_declarations: usize,
+}
+
+impl Default for SplitterLimits {
+    fn default() -> Self {
+        SplitterLimits {
+            max_element_bytes: 256 * 1024,
+            max_header_bytes: 8 * 1024,
+            max_depth: 1_000,
+            max_attributes: DEFAULT_MAX_ATTRIBUTES,
+            max_namespace_declarations: DEFAULT_MAX_NAMESPACE_DECLARATIONS,
+        }
+    }
+}
+
+impl SplitterLimits {
+    pub(super) fn wf(&self) -> WfLimits {
+        WfLimits {
+            max_depth: self.max_depth,
+            max_attributes: self.max_attributes,
+            max_namespace_declarations: self.max_namespace_declarations,
+        }
+    }
+}
+
+/// The attributes and namespace declarations of a server's stream header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamHeader {
+    /// `from`.
+    pub from: Option<String>,
+    /// `to`.
+    pub to: Option<String>,
+    /// `id`.
+    pub id: Option<String>,
+    /// `version`.
+    pub version: Option<String>,
+    /// `xml:lang`.
+    pub lang: Option<String>,
+    /// Every namespace declaration on the header, in document order: `(None, uri)` for the
+    /// default namespace, `(Some(prefix), uri)` for `xmlns:prefix`. Values are unescaped.
+    pub namespaces: Vec<(Option<String>, String)>,
+}
+
+/// What a complete top-level server element is, as far as the gateway cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerElementKind {
+    /// `<features/>` in the stream namespace.
+    Features,
+    /// `<error/>` in the stream namespace.
+    StreamError,
+    /// `<proceed/>` in the TLS namespace.
+    TlsProceed,
+    /// `<failure/>` in the TLS namespace.
+    TlsFailure,
+    /// `<success/>` in the RFC 6120 SASL namespace (a stream restart follows).
+    SaslSuccess,
+    /// Anything else, including SASL2 `<success/>` (no restart, XEP-0388).
+    Other,
+}
+
+/// One complete top-level element from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerElement {
+    /// The element as a standalone XML document: its original bytes, with the namespace
+    /// declarations inherited from the stream header added to the start tag and, for elements in
+    /// the stream namespace, the prefix normalised to `stream:` (NS-3).
+    pub xml: String,
+    /// What it is.
+    pub kind: ServerElementKind,
+    /// For [`ServerElementKind::StreamError`], its condition (anything outside the RFC 6120
+    /// list is `undefined-condition`: a bounded set, safe as a metric label).
+    pub error_condition: Option<StreamCondition>,
+    /// The text of a `<see-other-host/>` condition, if that is the condition.
+    pub see_other_host: Option<String>,
+}
+
+impl ServerElement {
+    /// For a `<stream:error>`, its defined condition (RFC 6120 §4.9.3, anything else
+    /// `"undefined-condition"`: a bounded set, safe as a metric label); `None` for any other
+    /// element.
+    pub fn stream_error_condition(&self) -> Option<StreamCondition> {
+        self.error_condition
+    }
+}
+
+/// One event from the server stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// The stream header (`<stream:stream ...>` with any prefix, or prefix-free). Boxed: it comes
+    /// once per stream, and unboxed it would make every event (and every `Ok(None)` returned by
+    /// [`StreamSplitter::next_event`], one per read) nearly twice as large to move.
+    Header(Box<StreamHeader>),
+    /// A complete top-level element.
+    Element(ServerElement),
+    /// The closing tag of the stream (`</stream:stream>`, `</stream>`, `</ns0:stream>` ...).
+    End,
+}
