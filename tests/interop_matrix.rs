@@ -14,11 +14,11 @@
 //! nginx, Caddy and HAProxy, each running its deploy/ file (tests/support/proxy.rs), and `h2`:
 //! the gateway's own `wss://` listener with a certificate from a test CA the browsers trust,
 //! offering HTTP/2 (RFC 8441) and HTTP/1.1 by ALPN. On `h2` the browsers' WebSockets must run
-//! over HTTP/2 (Chromium's handshakes as the DevTools protocol reports them, and the gateway's
-//! `xmppgw_websocket_upgrades_total{http_version}` for both browsers), and the Node clients,
-//! whose `ws` library speaks WebSocket over HTTP/1.1 only, over HTTP/1.1 on the same port. One
-//! server of each kind, two gateways (plain, and `wss://`) and one proxy of each kind per server
-//! serve every cell.
+//! over HTTP/2 (Chromium's connection and handshakes as the DevTools protocol reports them, and
+//! the gateway's `xmppgw_websocket_upgrades_total{http_version}` for both browsers), and the
+//! Node clients, whose `ws` library speaks WebSocket over HTTP/1.1 only, over HTTP/1.1 on the
+//! same port. One server of each kind, two gateways (plain, and `wss://`) and one proxy of each
+//! kind per server serve every cell.
 //!
 //! The table is printed (run with `--nocapture` to see it; scripts/test.sh does), and the test
 //! fails if any cell is red. Ignored by a bare `cargo test`: run it with scripts/test.sh.

@@ -12,7 +12,8 @@
 // then also checks that every WebSocket Converse opened ran over HTTP/2 (RFC 8441): the gateway's
 // xmppgw_websocket_upgrades_total{http_version="2"} (at "metrics") grew by exactly the number
 // of WebSockets the pages opened, and in Chromium the DevTools protocol reported each handshake
-// answered 200 (an HTTP/2 extended CONNECT) rather than 101 (an HTTP/1.1 Upgrade). Chromium
+// answered 200 (an HTTP/2 extended CONNECT) rather than 101 (an HTTP/1.1 Upgrade), and the
+// protocol "h2" for each page's connection to the gateway. Chromium
 // sends a WebSocket over HTTP/2 only on an HTTP/2 connection it already holds to the gateway's
 // origin, so its page first fetches the gateway's host-meta (with credentials, the connection
 // pool WebSockets use); Firefox opens one for the WebSocket itself.
@@ -189,6 +190,7 @@ async function runCell(target) {
   // Converse's pages, and (Chromium) the status of each WebSocket handshake DevTools reported.
   const pages = [];
   const handshakes = [];
+  const primed = [];
   const upgradesBefore = target.http2 ? await http2Upgrades(target.metrics) : 0;
   const jidA = `${target.userA}@${args.domain}`;
   const jidB = `${target.userB}@${args.domain}`;
@@ -231,8 +233,13 @@ async function runCell(target) {
     if (target.http2 && args.browser === "chromium") {
       const devtools = await page.createCDPSession();
       await devtools.send("Network.enable");
+      const prime = new URL("/.well-known/host-meta", target.url.replace(/^wss:/, "https:")).href;
       devtools.on("Network.webSocketHandshakeResponseReceived", (e) => handshakes.push(e.response.status));
-      q.set("prime", new URL("/.well-known/host-meta", target.url.replace(/^wss:/, "https:")).href);
+      // The protocol DevTools reports for the connection the WebSockets then share.
+      devtools.on("Network.responseReceived", (e) => {
+        if (e.response.url === prime) primed.push(e.response.protocol);
+      });
+      q.set("prime", prime);
     }
     await page.goto(`http://127.0.0.1:${args["page-port"]}/index.html?${q}`);
     return page;
@@ -389,8 +396,11 @@ async function runCell(target) {
         if (args.browser === "chromium" && (handshakes.length !== sockets || handshakes.some((s) => s !== 200))) {
           throw new Error(`DevTools handshake statuses ${JSON.stringify(handshakes)} (200: HTTP/2, 101: HTTP/1.1)`);
         }
+        if (args.browser === "chromium" && (primed.length !== pages.length || primed.some((p) => p !== "h2"))) {
+          throw new Error(`DevTools protocols of the pages' connections to the gateway: ${JSON.stringify(primed)}`);
+        }
         return args.browser === "chromium"
-          ? `${sockets} WebSockets, ${upgrades} HTTP/2 upgrades at the gateway, DevTools statuses ${handshakes.join(",")}`
+          ? `${sockets} WebSockets, ${upgrades} HTTP/2 upgrades at the gateway, DevTools: connection protocol ${[...new Set(primed)].join(",")}, handshake statuses ${handshakes.join(",")}`
           : `${sockets} WebSockets, ${upgrades} HTTP/2 upgrades at the gateway`;
       });
     }
