@@ -76,6 +76,9 @@ pub struct ListenerConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key for `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// Whether the `wss://` listener offers HTTP/2 by ALPN, for WebSockets over HTTP/2 (RFC
+    /// 8441) besides HTTP/1.1. Plain `ws://` is HTTP/1.1 only, whatever this says.
+    pub http2: bool,
     /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers name the real client.
     pub trusted_proxies: Vec<String>,
     /// Origins (`scheme://host[:port]`) whose pages may connect; others get 403.
@@ -91,6 +94,7 @@ impl Default for ListenerConfig {
             path: "/xmpp-websocket".into(),
             tls_cert_file: None,
             tls_key_file: None,
+            http2: true,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
             allow_missing_origin: false,

@@ -59,7 +59,7 @@ pub fn build_gateway_with_metrics(
     let trusted_proxies =
         config.listener.trusted_proxies.iter().filter_map(|cidr| config::parse_cidr(cidr).ok()).collect();
     let listener_tls = match (&config.listener.tls_cert_file, &config.listener.tls_key_file) {
-        (Some(cert), Some(key)) => Some(listener::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(listener::server_config(cert, key, config.listener.http2)?),
         _ => None,
     };
     let settings = Arc::new(crate::session::core::Settings::from_config(&config));

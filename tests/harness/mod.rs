@@ -6,6 +6,7 @@ pub mod certs;
 pub mod dns;
 pub mod fake_server;
 pub mod gateway;
+pub mod h2;
 pub mod process;
 pub mod raw_ws;
 pub mod ws_client;

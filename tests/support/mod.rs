@@ -475,10 +475,12 @@ pub fn tail(text: &str, n: usize) -> String {
 /// The gateway binary running as a child process with a TOML config file.
 ///
 /// Its stderr (tracing text format) is read on a thread; every line is kept
-/// for assertions. Ready means a line containing `url=ws://` was logged.
+/// for assertions. Ready means a line containing `url=ws://` (or `wss://`) was logged.
 pub struct Gateway {
     process: KillOnDrop,
     url: String,
+    /// `http://host:port` of the admin listener, when it is enabled.
+    admin: Option<String>,
     lines: Arc<Mutex<Vec<String>>>,
     config_path: PathBuf,
     _dir: TempDir,
@@ -508,7 +510,7 @@ impl Gateway {
     }
 
     /// Spawns `command` (stderr piped, colours off), collects its stderr lines
-    /// and waits up to `timeout` for one containing `url=ws://`.
+    /// and waits up to `timeout` for one containing `url=ws://` (or `wss://`).
     fn spawn_and_wait(
         mut command: Command,
         timeout: Duration,
@@ -534,12 +536,12 @@ impl Gateway {
         });
 
         let deadline = Instant::now() + timeout;
-        let url = loop {
+        let (url, admin) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(url) = ws_url_in(&line) {
-                        break url;
+                        break (url, admin_url_in(&line));
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -560,7 +562,7 @@ impl Gateway {
                 }
             }
         };
-        Ok(Self { process, url, lines, config_path, _dir: dir })
+        Ok(Self { process, url, admin, lines, config_path, _dir: dir })
     }
 
     /// A config TOML with one STARTTLS upstream pointing at `prosody`.
@@ -589,7 +591,29 @@ impl Gateway {
 
     /// `host:port` of the WebSocket listener.
     pub fn listen_addr(&self) -> &str {
-        self.url.trim_start_matches("ws://").split('/').next().unwrap_or_default()
+        self.url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default()
+    }
+
+    /// `http://host:port` of the admin listener (`/metrics`), when enabled.
+    pub fn admin_url(&self) -> Option<&str> {
+        self.admin.as_deref()
+    }
+
+    /// The value of one series of the gateway's `/metrics` (0 when absent), e.g.
+    /// `xmppgw_websocket_upgrades_total{http_version="2"}`; panics without an admin listener.
+    pub fn metric(&self, series: &str) -> f64 {
+        let admin = self.admin_url().expect("the gateway has an admin listener");
+        let host = admin.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host).expect("connect to the admin listener");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        std::io::Write::write_all(
+            &mut stream,
+            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("write the metrics request");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
     }
 
     /// The WebSocket URL the gateway reported, e.g. `ws://127.0.0.1:40123/xmpp-websocket`.
@@ -628,15 +652,23 @@ impl Gateway {
     }
 }
 
-/// The `ws://…` URL in a log line containing `url=ws://` (quoted or not).
+/// The `ws://…` or `wss://…` URL in a log line containing `url=ws://` (quoted or not).
 fn ws_url_in(line: &str) -> Option<String> {
     let start = line.find("url=")? + "url=".len();
     let rest = line[start..].trim_start_matches('"');
-    if !rest.starts_with("ws://") {
+    if !rest.starts_with("ws://") && !rest.starts_with("wss://") {
         return None;
     }
     let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == ',').unwrap_or(rest.len());
     Some(rest[..end].to_owned())
+}
+
+/// The `http://…` admin URL in the gateway's ready line (`admin=http://…`), if enabled.
+fn admin_url_in(line: &str) -> Option<String> {
+    let start = line.find("admin=")? + "admin=".len();
+    let rest = line[start..].trim_start_matches('"');
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == ',').unwrap_or(rest.len());
+    rest[..end].starts_with("http://").then(|| rest[..end].to_owned())
 }
 
 /// Removes ANSI escape sequences (colour codes) from a log line.
@@ -924,6 +956,11 @@ mod tests {
         let quoted = r#"INFO listening url="ws://127.0.0.1:1/x""#;
         assert_eq!(ws_url_in(quoted).as_deref(), Some("ws://127.0.0.1:1/x"));
         assert_eq!(ws_url_in("INFO admin url=http://127.0.0.1:9/"), None);
+        let secure =
+            "INFO websocket listener ready url=wss://127.0.0.1:5/x admin=http://127.0.0.1:6 public_connections=9";
+        assert_eq!(ws_url_in(secure).as_deref(), Some("wss://127.0.0.1:5/x"));
+        assert_eq!(admin_url_in(secure).as_deref(), Some("http://127.0.0.1:6"));
+        assert_eq!(admin_url_in("INFO ready url=ws://127.0.0.1:5/x admin=disabled"), None);
     }
 
     fn shell(script: &str) -> Command {
