@@ -92,6 +92,9 @@ pub struct ListenerConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key for `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// Whether the `wss://` listener offers HTTP/2 by ALPN, for WebSockets over HTTP/2 (RFC
+    /// 8441) besides HTTP/1.1. Plain `ws://` is HTTP/1.1 only, whatever this says.
+    pub http2: bool,
     /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers name the real client.
     pub trusted_proxies: Vec<Cidr>,
     /// Origins (`scheme://host[:port]`) whose pages may connect; others get 403.
@@ -107,6 +110,7 @@ impl Default for ListenerConfig {
             path: "/xmpp-websocket".parse().expect("the default path is valid"),
             tls_cert_file: None,
             tls_key_file: None,
+            http2: true,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
             allow_missing_origin: false,

@@ -57,7 +57,7 @@ pub fn build_gateway_with_metrics(
     let upstreams = UpstreamDirectory::from_config(&config, roots)?;
     let trusted_proxies = config.listener.trusted_proxies.iter().map(|cidr| cidr.0).collect();
     let listener_tls = match (&config.listener.tls_cert_file, &config.listener.tls_key_file) {
-        (Some(cert), Some(key)) => Some(listener::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(listener::server_config(cert, key, config.listener.http2)?),
         _ => None,
     };
     let settings = Arc::new(crate::session::core::Settings::from_config(&config));

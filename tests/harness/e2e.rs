@@ -428,7 +428,29 @@ impl Gateway {
 
     /// `host:port` of the WebSocket listener.
     pub fn listen_addr(&self) -> &str {
-        self.url().trim_start_matches("ws://").split('/').next().unwrap_or_default()
+        self.url().split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default()
+    }
+
+    /// `http://host:port` of the admin listener (`/metrics`), when enabled.
+    pub fn admin_url(&self) -> Option<&str> {
+        Some(self.process.admin.as_str()).filter(|admin| admin.starts_with("http://"))
+    }
+
+    /// The value of one series of the gateway's `/metrics` (0 when absent), e.g.
+    /// `xmppgw_websocket_upgrades_total{http_version="2"}`; panics without an admin listener.
+    pub fn metric(&self, series: &str) -> f64 {
+        let admin = self.admin_url().expect("the gateway has an admin listener");
+        let host = admin.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host).expect("connect to the admin listener");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        std::io::Write::write_all(
+            &mut stream,
+            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("write the metrics request");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
     }
 
     /// The WebSocket URL the gateway reported, e.g. `ws://127.0.0.1:40123/xmpp-websocket`.

@@ -14,6 +14,7 @@ pub mod e2e;
 pub mod ejabberd;
 pub mod fake_server;
 pub mod gateway;
+pub mod h2;
 pub mod process;
 pub mod proxy;
 pub mod raw_ws;

@@ -138,8 +138,34 @@ impl GatewayProcess {
 
     /// The address of the public listener (`127.0.0.1:PORT`).
     pub fn listener_addr(&self) -> std::net::SocketAddr {
-        let rest = self.url.trim_start_matches("ws://");
+        let rest = self.url.split("://").nth(1).expect("scheme://");
         rest.split('/').next().expect("host:port").parse().expect("listener address")
+    }
+
+    /// CPU time the process has used so far, user and system, all threads (/proc/<pid>/stat).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("/proc/<pid>/stat");
+        // Fields after the command name (which may contain spaces): state is the first, utime
+        // the 12th and stime the 13th (man 5 proc).
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .expect("(comm)")
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.iter().sum::<u64>();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64)
+    }
+
+    /// The value of one series of the process's `/metrics` (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let host = self.admin_addr();
+        let request = format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let (_, text) = super::ws_client::raw_http(&host, &request).await;
+        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
     }
 
     /// The address of the admin listener.
@@ -181,6 +207,16 @@ impl GatewayProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 when that cannot run).
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100)
 }
 
 /// A `Vm...:` value of /proc/<pid>/status in KiB.
