@@ -33,9 +33,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use harness::e2e::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
-use harness::{LeafCert, TestCa};
 use harness::ejabberd::Ejabberd;
 use harness::proxy::{ProxyKind, ReverseProxy};
+use harness::{LeafCert, TestCa};
 
 /// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-15 s).
 const CELL_TIMEOUT: Duration = Duration::from_secs(120);
