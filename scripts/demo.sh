@@ -133,7 +133,7 @@ echo "==> Prosody config from tests/e2e/fixtures/prosody.cfg.lua.in"
 # Every placeholder the template lists at its top; the check below catches a new one. No
 # mod_websocket (the gateway is the WebSocket side) and no mod_smacks, as in the e2e tests'
 # default: xmpp.js 0.14 turns stream management on whenever offered and its close then races
-# with the acks (tests/support/mod.rs, ProsodyOptions).
+# with the acks (tests/harness/e2e.rs, ProsodyOptions).
 declare -A fill=(
   [DIR]="$dir" [C2S_PORT]="$c2s_port" [HTTP_PORT]="" [WEBSOCKET]="ping" [SMACKS]="ping"
   [DOMAIN]="$domain" [CERT]="$dir/$domain.crt" [KEY]="$dir/$domain.key"

@@ -62,8 +62,10 @@ echo "cargo: $(cargo --version); node: $(node --version); npm: $(npm --version)"
 packages=(prosody lua-unbound lua-event openssl ca-certificates ejabberd nginx chromium prometheus)
 # caddy and haproxy: the other reverse proxies deploy/ ships a configuration for, run by the
 # interop matrix and tests/e2e_proxies.rs; firefox-esr: the matrix's second browser (WebDriver
-# BiDi through puppeteer-core).
-packages+=(caddy haproxy firefox-esr)
+# BiDi through puppeteer-core); libnss3-tools: certutil, which makes the NSS databases through
+# which both browsers trust the test CA of the gateway's wss:// listener (the matrix's h2 path;
+# caddy depends on it already).
+packages+=(caddy haproxy firefox-esr libnss3-tools)
 # The README's scripts run below: the demo (Prosody, Chromium: in the list above), the
 # container image (buildah, podman, runc, debootstrap), the benchmark's smoke run (python3 for
 # its report, taskset from util-linux, valgrind for its instruction counts; python3 only where
@@ -80,6 +82,7 @@ command -v promtool >/dev/null || die "promtool is not installed (Debian package
 command -v caddy >/dev/null || die "caddy is not installed"
 [[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null || die "haproxy is not installed"
 command -v firefox-esr >/dev/null || die "firefox-esr is not installed"
+command -v certutil >/dev/null || die "certutil is not installed (Debian package libnss3-tools)"
 for pkg in prosody ejabberd nginx chromium prometheus caddy haproxy firefox-esr buildah podman; do
   echo "$pkg: $(dpkg-query -W -f='${Version}' "$pkg")"
 done

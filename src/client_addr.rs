@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::{header, HeaderMap};
 use ipnet::IpNet;
 
+use crate::config::values::Origin;
+
 /// Whether `address` (IPv4-mapped IPv6 counts as IPv4) is one of the trusted proxies.
 pub fn is_trusted(address: IpAddr, trusted: &[IpNet]) -> bool {
     let address = match address {
@@ -140,12 +142,12 @@ pub enum OriginDecision {
 
 /// Checks the `Origin` header against `allowed` (exact `scheme://host[:port]`, ASCII
 /// case-insensitive; `"*"` allows any).
-pub fn check_origin(headers: &HeaderMap, allowed: &[String], allow_missing: bool) -> OriginDecision {
+pub fn check_origin(headers: &HeaderMap, allowed: &[Origin], allow_missing: bool) -> OriginDecision {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return if allow_missing { OriginDecision::Allowed } else { OriginDecision::Missing };
     };
     let Ok(origin) = origin.to_str() else { return OriginDecision::NotListed };
-    if allowed.iter().any(|entry| entry == "*" || entry.eq_ignore_ascii_case(origin.trim())) {
+    if allowed.iter().any(|entry| entry.matches(origin)) {
         OriginDecision::Allowed
     } else {
         OriginDecision::NotListed
@@ -158,7 +160,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
-        list.iter().map(|text| crate::config::parse_cidr(text).unwrap()).collect()
+        list.iter().map(|text| text.parse::<crate::config::values::Cidr>().unwrap().0).collect()
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -224,7 +226,7 @@ mod tests {
 
     #[test]
     fn origin_rules() {
-        let allowed = vec!["https://chat.example.com".to_string()];
+        let allowed = vec!["https://chat.example.com".parse().unwrap()];
         assert_eq!(
             check_origin(&headers(&[("origin", "https://chat.example.com")]), &allowed, false),
             OriginDecision::Allowed
@@ -240,7 +242,7 @@ mod tests {
         assert_eq!(check_origin(&HeaderMap::new(), &allowed, false), OriginDecision::Missing);
         assert_eq!(check_origin(&HeaderMap::new(), &allowed, true), OriginDecision::Allowed);
         assert_eq!(
-            check_origin(&headers(&[("origin", "https://any.example")]), &["*".to_string()], false),
+            check_origin(&headers(&[("origin", "https://any.example")]), &["*".parse().unwrap()], false),
             OriginDecision::Allowed
         );
     }

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log.level, config.log.format);
+    init_logging(config.log.level.as_str(), config.log.format);
     match descriptors::raise_descriptor_limit() {
         Raised::From { was, now } => tracing::info!(was, now, "descriptor limit raised to the hard limit"),
         Raised::Refused(was) => tracing::warn!(limit = was, "cannot raise the descriptor limit to the hard limit"),
@@ -135,7 +135,9 @@ fn spawn_reload_on_sighup(control: std::sync::Arc<Control>, path: PathBuf) {
             let env = std::env::vars().collect();
             match run::reload(&control, &path, env, &SystemRoots::load()) {
                 Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-                Err(error) => tracing::error!(%error, "reload failed; keeping the running configuration"),
+                Err(error) => {
+                    tracing::error!(config = %path.display(), %error, "reload failed; keeping the running configuration")
+                }
             }
         }
     });

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub sessions_ended: IntCounterVec,
     /// `xmppgw_websocket_handshakes_rejected_total{reason}`.
     pub handshakes_rejected: IntCounterVec,
+    /// `xmppgw_websocket_upgrades_total{http_version}`: handshakes accepted, by HTTP version
+    /// (`1.1`: Upgrade, RFC 6455; `2`: extended CONNECT, RFC 8441).
+    pub websocket_upgrades: IntCounterVec,
     /// `xmppgw_connections_pending`: public connections accepted and not yet upgraded.
     pub connections_pending: IntGauge,
     /// `xmppgw_connections_dropped_total{reason}`: public connections closed before an upgrade.
@@ -111,6 +114,12 @@ impl Metrics {
                 "xmppgw_websocket_handshakes_rejected_total",
                 "WebSocket upgrade requests refused, by reason",
                 &["reason"],
+            ),
+            websocket_upgrades: counter(
+                &registry,
+                "xmppgw_websocket_upgrades_total",
+                "WebSocket handshakes accepted, by HTTP version",
+                &["http_version"],
             ),
             connections_pending,
             connections_dropped: counter(

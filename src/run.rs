@@ -23,7 +23,7 @@ use crate::upstream::{SystemRoots, UpstreamDirectory, UpstreamSetupError};
 /// Why the gateway could not start (or reload).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A CA file could not be loaded, or the DNS resolver could not be configured.
+    /// A CA file could not be loaded.
     #[error(transparent)]
     Upstream(#[from] UpstreamSetupError),
     /// The listener's own certificate could not be loaded.
@@ -33,7 +33,7 @@ pub enum StartError {
     #[error("cannot listen on {address}: {source}")]
     Bind {
         /// The configured address.
-        address: String,
+        address: SocketAddr,
         /// The OS error.
         source: std::io::Error,
     },
@@ -55,11 +55,9 @@ pub fn build_gateway_with_metrics(
     metrics: Metrics,
 ) -> Result<Arc<Gateway>, StartError> {
     let upstreams = UpstreamDirectory::from_config(&config, roots)?;
-    // Validation already proved each entry parses.
-    let trusted_proxies =
-        config.listener.trusted_proxies.iter().filter_map(|cidr| config::parse_cidr(cidr).ok()).collect();
+    let trusted_proxies = config.listener.trusted_proxies.iter().map(|cidr| cidr.0).collect();
     let listener_tls = match (&config.listener.tls_cert_file, &config.listener.tls_key_file) {
-        (Some(cert), Some(key)) => Some(listener::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(listener::server_config(cert, key, config.listener.http2)?),
         _ => None,
     };
     let settings = Arc::new(crate::session::core::Settings::from_config(&config));
@@ -76,19 +74,19 @@ pub fn reload(
 ) -> Result<(), StartError> {
     let config = Config::load(path, env)?;
     let current = control.current();
+    let (old, mut config) = (&current.config, config);
     for (key, old, new) in [
-        ("listener.address", &current.config.listener.address, &config.listener.address),
-        ("listener.path", &current.config.listener.path, &config.listener.path),
-        ("admin.address", &current.config.admin.address, &config.admin.address),
+        ("listener.address", old.listener.address.to_string(), config.listener.address.to_string()),
+        ("listener.path", old.listener.path.to_string(), config.listener.path.to_string()),
+        ("admin.address", old.admin.address.to_string(), config.admin.address.to_string()),
     ] {
         if old != new {
-            warn!(key, old = %old, new = %new, "this setting needs a restart; keeping the old value");
+            warn!(key, old, new, "this setting needs a restart; keeping the old value");
         }
     }
-    let mut config = config;
-    config.listener.address = current.config.listener.address.clone();
-    config.listener.path = current.config.listener.path.clone();
-    config.admin.address = current.config.admin.address.clone();
+    config.listener.address = old.listener.address;
+    config.listener.path = old.listener.path.clone();
+    config.admin.address = old.admin.address;
     if config.listener.tls_cert_file.is_some() != current.listener_tls.is_some() {
         warn!("switching the listener between ws:// and wss:// needs a restart; keeping the old mode");
         config.listener.tls_cert_file = current.config.listener.tls_cert_file.clone();
@@ -123,9 +121,8 @@ impl std::fmt::Debug for Bound {
 /// soon full; the kernel caps it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 1024;
 
-async fn bind(address: &str) -> Result<TcpListener, StartError> {
-    let failed = |source| StartError::Bind { address: address.to_string(), source };
-    let addr: SocketAddr = address.parse().map_err(|error| failed(std::io::Error::other(error)))?;
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let failed = |source| StartError::Bind { address: addr, source };
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(failed)?;
     #[cfg(unix)]
     socket.set_reuseaddr(true).map_err(failed)?;
@@ -139,16 +136,16 @@ impl Bound {
         let config = gateway.config.clone();
         let secure = gateway.listener_tls.is_some();
         let control = Arc::new(Control::new(gateway));
-        let public = bind(&config.listener.address).await?;
-        let local_addr = public
-            .local_addr()
-            .map_err(|source| StartError::Bind { address: config.listener.address.clone(), source })?;
-        let (admin, admin_addr) = if config.admin.address.is_empty() {
-            (None, None)
-        } else {
-            let admin = bind(&config.admin.address).await?;
-            let addr = admin.local_addr().ok();
-            (Some(admin), addr)
+        let address = config.listener.address.0;
+        let public = bind(address).await?;
+        let local_addr = public.local_addr().map_err(|source| StartError::Bind { address, source })?;
+        let (admin, admin_addr) = match config.admin.address.0 {
+            None => (None, None),
+            Some(address) => {
+                let admin = bind(address).await?;
+                let addr = admin.local_addr().ok();
+                (Some(admin), addr)
+            }
         };
         Ok(Bound { public, secure, admin, control, local_addr, admin_addr })
     }
@@ -201,7 +198,7 @@ impl Bound {
         let app = server::router(AppState::new(control.clone()));
         listener::serve_public(self.public, self.secure, control.clone(), app, Arc::new(Semaphore::new(slots))).await;
         // Draining has started: the grace period runs from now, whatever the connections do.
-        let grace = control.current().config.shutdown.grace_period();
+        let grace = control.current().config.shutdown.grace_period;
         let deadline = tokio::time::Instant::now() + grace;
         control.connections.close();
         control.sessions.close();

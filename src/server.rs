@@ -1,6 +1,7 @@
 //! The HTTP edge: the WebSocket endpoint (RFC 7395 §3.1 subprotocol negotiation, D1, D18,
-//! D19), the admission checks (draining, Origin, session limits), XEP-0156 host-meta, and the
-//! hand-off of each upgraded socket to a tracked [`crate::session`] task.
+//! D19) over HTTP/1.1 (RFC 6455 Upgrade) and HTTP/2 (RFC 8441 extended CONNECT, WS-12) alike, the
+//! admission checks (draining, Origin, session limits), XEP-0156 host-meta, and the hand-off of
+//! each upgraded socket to a tracked [`crate::session`] task.
 //!
 //! This module decides whether an HTTP request becomes a session; it never looks at XML.
 
@@ -8,17 +9,19 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use tracing::debug;
 
 use crate::client_addr::{self, OriginDecision};
 use crate::control::{Control, LimitExceeded};
-use crate::session::{self, SessionContext};
+use crate::listener::{Http2Connection, Http2Session};
+use crate::session::{self, Gateway, SessionContext};
 
 /// The WebSocket subprotocol of RFC 7395.
 pub const SUBPROTOCOL: &str = "xmpp";
@@ -66,9 +69,9 @@ impl AppState {
 
 /// The router for the public listener: the WebSocket path with and without a trailing slash
 /// (D18; the root path `/` is its own trailing-slash form), and the XEP-0156 documents, whose
-/// paths configuration validation keeps apart from the WebSocket path.
+/// paths the configuration's `UrlPath` keeps apart from the WebSocket path.
 pub fn router(state: AppState) -> Router {
-    let path = state.control.current().config.listener.path.clone();
+    let path = state.control.current().config.listener.path.as_str().to_string();
     let [xrd, json] = crate::config::HOST_META_PATHS;
     let mut router = Router::new().route(&path, any(websocket_endpoint));
     if path != "/" {
@@ -91,74 +94,162 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
+/// Whether a request that is not a valid WebSocket handshake was meant as one: an HTTP/1.1
+/// `Upgrade: websocket`, or an HTTP/2 CONNECT (RFC 8441). The others get D19's answer.
+fn asks_for_websocket(parts: &Parts) -> bool {
+    if parts.version == Version::HTTP_2 {
+        return parts.method == Method::CONNECT;
+    }
+    parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// D19: a person opening the URL learns what it is. The same 426 on both HTTP versions; HTTP/2
+/// has no `Upgrade` header (RFC 9113 §8.2.2), so it is sent on HTTP/1.1 only.
+fn not_websocket(version: Version) -> Response {
+    const TEXT: &str = "This is an XMPP over WebSocket endpoint (RFC 7395): connect with a WebSocket client using the 'xmpp' subprotocol.\n";
+    let mut response =
+        (StatusCode::UPGRADE_REQUIRED, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], TEXT).into_response();
+    if version != Version::HTTP_2 {
+        response.headers_mut().insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+    }
+    response
+}
+
+/// The `http_version` label of `xmppgw_websocket_upgrades_total`.
+fn version_label(version: Version) -> &'static str {
+    if version == Version::HTTP_2 {
+        "2"
+    } else {
+        "1.1"
+    }
+}
+
+/// What an admitted handshake holds for its session's life.
+struct Admitted {
+    client: client_addr::ClientAddr,
+    permit: crate::control::AddressPermit,
+    /// On HTTP/2: the session's share of its connection (a descriptor slot of its own).
+    http2: Option<Http2Session>,
+}
+
+/// Why a well-formed handshake was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Draining (503).
+    Draining,
+    /// The page's Origin is not listed (403).
+    OriginNotAllowed,
+    /// No Origin, and `listener.allow_missing_origin` is off (403).
+    OriginMissing,
+    /// D1: no `xmpp` subprotocol offered (400).
+    NoSubprotocol,
+    /// `limits.max_sessions` (503).
+    SessionsTotal,
+    /// `limits.max_sessions_per_address` (429).
+    SessionsPerAddress,
+    /// Every public connection slot the descriptor limit allows is in use (503; HTTP/2 only).
+    Descriptors,
+}
+
+impl Refused {
+    /// The `handshakes_rejected_total` label, the status and the one line the client gets.
+    fn answer(self) -> (&'static str, StatusCode, &'static str) {
+        match self {
+            Refused::Draining => {
+                ("draining", StatusCode::SERVICE_UNAVAILABLE, "This gateway is shutting down; connect again.\n")
+            }
+            Refused::OriginNotAllowed => {
+                ("origin-not-allowed", StatusCode::FORBIDDEN, "This page's origin may not use this XMPP gateway.\n")
+            }
+            Refused::OriginMissing => {
+                ("origin-missing", StatusCode::FORBIDDEN, "This XMPP gateway requires an Origin header.\n")
+            }
+            Refused::NoSubprotocol => (
+                "no-subprotocol",
+                StatusCode::BAD_REQUEST,
+                "RFC 7395 requires the 'xmpp' WebSocket subprotocol: the request has no 'Sec-WebSocket-Protocol: xmpp' header.\n",
+            ),
+            Refused::SessionsTotal => {
+                ("limit-total", StatusCode::SERVICE_UNAVAILABLE, "This gateway has reached its session limit.\n")
+            }
+            Refused::SessionsPerAddress => {
+                ("limit-per-address", StatusCode::TOO_MANY_REQUESTS, "Too many sessions from this address.\n")
+            }
+            Refused::Descriptors => {
+                ("limit-descriptors", StatusCode::SERVICE_UNAVAILABLE, "This gateway has no room for another connection.\n")
+            }
+        }
+    }
+}
+
+/// The admission checks of a well-formed handshake, in order: draining, Origin, the `xmpp`
+/// subprotocol (D1), the session limits, and on HTTP/2 a descriptor slot for the session.
+fn admit(state: &AppState, gateway: &Gateway, peer: PeerInfo, parts: &mut Parts) -> Result<Admitted, Refused> {
+    if state.control.is_draining() {
+        return Err(Refused::Draining);
+    }
+    let listener = &gateway.config.listener;
+    match client_addr::check_origin(&parts.headers, &listener.allowed_origins, listener.allow_missing_origin) {
+        OriginDecision::Allowed => {}
+        OriginDecision::NotListed => return Err(Refused::OriginNotAllowed),
+        OriginDecision::Missing => return Err(Refused::OriginMissing),
+    }
+    if !offers_xmpp(&parts.headers) {
+        // D1: 400, never a 101 without the subprotocol.
+        return Err(Refused::NoSubprotocol);
+    }
+    let client = client_addr::client_address(peer.addr, &parts.headers, &gateway.trusted_proxies);
+    let limits = &gateway.config.limits;
+    let permit =
+        state.control.limiter.try_acquire(client.ip, limits.max_sessions, limits.max_sessions_per_address).map_err(
+            |exceeded| match exceeded {
+                LimitExceeded::Total => Refused::SessionsTotal,
+                LimitExceeded::PerAddress => Refused::SessionsPerAddress,
+            },
+        )?;
+    // On HTTP/1.1 the connection's descriptor slot moves into its one session; a session on an
+    // HTTP/2 connection takes one of its own.
+    let http2 = match parts.extensions.remove::<Http2Connection>() {
+        None => None,
+        Some(connection) => Some(connection.start_session().ok_or(Refused::Descriptors)?),
+    };
+    Ok(Admitted { client, permit, http2 })
+}
+
 async fn websocket_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<PeerInfo>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
     let gateway = state.control.current();
-    let metrics = &gateway.metrics;
-    let reject = |reason: &str| metrics.handshakes_rejected.with_label_values(&[reason]).inc();
-    let upgrade = match upgrade {
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
-            let is_upgrade = headers
-                .get(header::UPGRADE)
-                .and_then(|value| value.to_str().ok())
-                .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
-            if !is_upgrade {
-                // D19: a person opening the URL learns what it is.
-                reject("not-websocket");
-                return (
-                    StatusCode::UPGRADE_REQUIRED,
-                    [(header::UPGRADE, "websocket"), (header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    "This is an XMPP over WebSocket endpoint (RFC 7395): connect with a WebSocket client using the 'xmpp' subprotocol.\n",
-                )
-                    .into_response();
-            }
-            reject("bad-handshake");
-            return rejection.into_response();
+            let (reason, response) = if asks_for_websocket(&parts) {
+                ("bad-handshake", rejection.into_response())
+            } else {
+                ("not-websocket", not_websocket(parts.version))
+            };
+            gateway.metrics.handshakes_rejected.with_label_values(&[reason]).inc();
+            return response;
         }
     };
-    if state.control.is_draining() {
-        reject("draining");
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "This gateway is shutting down; connect again.\n");
-    }
-    let listener = &gateway.config.listener;
-    match client_addr::check_origin(&headers, &listener.allowed_origins, listener.allow_missing_origin) {
-        OriginDecision::Allowed => {}
-        OriginDecision::NotListed => {
-            reject("origin-not-allowed");
-            return plain(StatusCode::FORBIDDEN, "This page's origin may not use this XMPP gateway.\n");
+    let Admitted { client, permit, http2 } = match admit(&state, &gateway, peer, &mut parts) {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            let (reason, status, text) = refused.answer();
+            gateway.metrics.handshakes_rejected.with_label_values(&[reason]).inc();
+            return plain(status, text);
         }
-        OriginDecision::Missing => {
-            reject("origin-missing");
-            return plain(StatusCode::FORBIDDEN, "This XMPP gateway requires an Origin header.\n");
-        }
-    }
-    if !offers_xmpp(&headers) {
-        // D1: 400, never a 101 without the subprotocol.
-        reject("no-subprotocol");
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "RFC 7395 requires the 'xmpp' WebSocket subprotocol: the request has no 'Sec-WebSocket-Protocol: xmpp' header.\n",
-        );
-    }
-    let client = client_addr::client_address(peer.addr, &headers, &gateway.trusted_proxies);
-    let limits = &gateway.config.limits;
-    let permit =
-        match state.control.limiter.try_acquire(client.ip, limits.max_sessions, limits.max_sessions_per_address) {
-            Ok(permit) => permit,
-            Err(LimitExceeded::Total) => {
-                reject("limit-total");
-                return plain(StatusCode::SERVICE_UNAVAILABLE, "This gateway has reached its session limit.\n");
-            }
-            Err(LimitExceeded::PerAddress) => {
-                reject("limit-per-address");
-                return plain(StatusCode::TOO_MANY_REQUESTS, "Too many sessions from this address.\n");
-            }
-        };
+    };
+    let http_version = version_label(parts.version);
+    gateway.metrics.websocket_upgrades.with_label_values(&[http_version]).inc();
+    debug!(client = %client.ip, http_version, "websocket handshake accepted");
     let context = SessionContext {
         client,
         id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
@@ -179,6 +270,9 @@ async fn websocket_endpoint(
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
             session::run(socket, gateway, context).await;
+            if let Some(share) = http2 {
+                share.end().await;
+            }
             drop(tracked);
         })
 }
@@ -188,12 +282,12 @@ async fn websocket_endpoint(
 fn host_meta_link(state: &AppState, peer: PeerInfo, headers: &HeaderMap) -> Option<String> {
     let gateway = state.control.current();
     let config = &gateway.config.host_meta;
-    let url = config.websocket_url.clone()?;
+    let url = config.websocket_url.as_ref()?.as_str().to_string();
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let host =
         host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
     let host = crate::domain::normalize(host).ok()?;
-    let served = config.domains.iter().any(|domain| crate::domain::normalize(domain).ok().as_deref() == Some(&host));
+    let served = config.domains.iter().any(|domain| domain.as_str() == host);
     let secure = peer.secure || client_addr::forwarded_https(peer.addr, headers, &gateway.trusted_proxies);
     (served && secure).then_some(url)
 }

@@ -10,11 +10,10 @@ mod harness;
 use std::time::Duration;
 
 use harness::fake_server::{FakeServer, ServerConn};
-use harness::gateway::TestGateway;
 use harness::raw_ws::{encode, opcode, RawWs};
+use harness::setup::{connecting, opened, opened_raw, setup, setup_with};
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
-use harness::TestCa;
 
 const AUTH: &str =
     r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGp1bGlldAByMG0zMG15cjBtMzA=</auth>"#;
@@ -29,50 +28,13 @@ fn stream_error(condition: &str) -> String {
     )
 }
 
-struct Setup {
-    _ca: TestCa,
-    server: FakeServer,
-    gateway: TestGateway,
-}
-
-async fn setup() -> Setup {
-    setup_with("").await
-}
-
-/// A fake server for example.com and a gateway whose static upstream it is; `extra` is TOML
-/// placed before the upstream table (e.g. a `[limits]` section).
-async fn setup_with(extra: &str) -> Setup {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&format!(
-        "{extra}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\ntls = \"starttls\"\nca_file = \"{}\"\n",
-        server.addr(),
-        ca.ca_file().display()
-    ))
-    .await;
-    Setup { _ca: ca, server, gateway }
-}
-
-/// A session through STARTTLS: the client has its `<open/>` and features.
-async fn opened(setup: &Setup) -> (WsClient, ServerConn) {
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    assert!(client.recv_text().await.starts_with("<open "));
-    assert!(client.recv_text().await.starts_with("<stream:features "));
-    (client, conn)
-}
-
-/// [`opened`] with the frame-level client.
-async fn opened_raw(setup: &Setup) -> (RawWs, ServerConn) {
-    let mut client = RawWs::connect(&setup.gateway.url).await;
-    client.send_text(OPEN).await;
-    let mut conn = setup.server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    assert!(client.recv_text().await.starts_with("<open "));
-    assert!(client.recv_text().await.starts_with("<stream:features "));
-    (client, conn)
+/// The gateway refused the client: its stream error with `condition` and `<close/>`, then the
+/// WebSocket close `code` with nothing after it, and a clean end of the upstream stream.
+async fn assert_refused(client: &mut RawWs, conn: &mut ServerConn, condition: &str, code: u16) {
+    assert_eq!(client.recv_text().await, stream_error(condition));
+    assert_eq!(client.recv_text().await, CLOSE);
+    assert_eq!(client.until_close().await, (Some(code), vec![]));
+    assert_eq!(rest_upstream(conn).await, "</stream:stream>");
 }
 
 /// What the upstream received after the post-TLS header, up to the end of the connection.
@@ -144,9 +106,7 @@ async fn tv_01_xmpp_offered_gives_101_with_exactly_one_xmpp() {
 #[tokio::test]
 async fn tv_14_bytes_injected_after_proceed_never_reach_the_client() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.read_stream_header().await;
     conn.write(&format!(
         "{SERVER_HEADER}<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>"
@@ -170,9 +130,7 @@ async fn tv_14_bytes_injected_after_proceed_never_reach_the_client() {
 #[tokio::test]
 async fn tv_16_post_tls_starttls_and_compression_are_stripped() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.open_with_starttls(DOMAIN, "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><compression xmlns='http://jabber.org/features/compress'><method>zlib</method></compression><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>").await;
     assert!(client.recv_text().await.starts_with("<open "));
     let features = client.recv_text().await;
@@ -314,9 +272,7 @@ async fn tv_30_relayed_stanza_carries_the_content_namespace() {
 #[tokio::test]
 async fn tv_33_prefix_free_server_header_and_end_tag() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, "<stream xmlns='http://etherx.jabber.org/streams' id='ID-P' from='example.com' version='1.0' xml:lang='en'><features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></features><message xmlns='jabber:client' to='juliet@example.com'><body>x</body></message></stream>").await;
     assert_eq!(
         client.recv_text().await,
@@ -334,9 +290,7 @@ async fn tv_33_prefix_free_server_header_and_end_tag() {
 #[tokio::test]
 async fn tv_34_other_server_prefix_is_normalised_and_its_end_tag_closes() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, "<ns0:stream xmlns:ns0='http://etherx.jabber.org/streams' xmlns='jabber:client' id='ID-Q' from='example.com' version='1.0' xml:lang='en'><ns0:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></ns0:features></ns0:stream>").await;
     assert!(client.recv_text().await.contains(r#"id="ID-Q""#));
     let features = client.recv_text().await;
@@ -347,9 +301,7 @@ async fn tv_34_other_server_prefix_is_normalised_and_its_end_tag_closes() {
 #[tokio::test]
 async fn tv_35_extra_header_prefix_is_declared_on_the_stanza() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, &format!("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:foo='urn:example:foo' id='ID-2' from='example.com' version='1.0'>{FEATURES}<message><foo:x/></message>")).await;
     assert!(client.recv_text().await.starts_with("<open "));
     assert!(client.recv_text().await.starts_with("<stream:features "));
@@ -620,10 +572,7 @@ async fn tv_72_oversized_frame_is_refused_from_its_header_before_the_payload_arr
     let payload = format!(r#"<message xmlns="jabber:client"><body>{}</body></message>"#, "A".repeat(300 * 1024));
     let frame = encode(true, opcode::TEXT, payload.as_bytes(), MASK);
     client.write_raw(&frame[..1024]).await;
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
-    assert_eq!(client.until_close().await, (Some(1009), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1009).await;
 }
 
 #[tokio::test]
@@ -635,10 +584,7 @@ async fn tv_72_fragments_adding_up_over_the_limit_are_refused() {
     for _ in 0..3 {
         client.send_frame(false, opcode::CONTINUATION, chunk.as_bytes()).await;
     }
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
-    assert_eq!(client.until_close().await, (Some(1009), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1009).await;
 }
 
 #[tokio::test]
@@ -653,10 +599,7 @@ async fn client_message_at_the_size_limit_passes_and_one_byte_more_is_refused() 
     client.send_text(&fits).await;
     assert_eq!(conn.read_until("/>").await, fits);
     client.send_text(&element(10_001)).await;
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
-    assert_eq!(client.until_close().await, (Some(1009), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1009).await;
 }
 
 #[tokio::test]
@@ -700,11 +643,8 @@ async fn tv_76_ten_thousand_nested_elements_under_the_size_limit_do_not_crash() 
     assert!(nested.len() < 256 * 1024);
     client.send_text(&nested).await;
     // Either relayed or refused as a policy violation (the gateway's depth limit is 10 000).
-    assert_eq!(client.recv_text().await, stream_error("policy-violation"));
-    assert_eq!(client.recv_text().await, CLOSE);
     // A depth limit is a policy, not an oversized message: 1008 (CONFORMANCE J).
-    assert_eq!(client.until_close().await, (Some(1008), vec![]));
-    assert_eq!(rest_upstream(&mut conn).await, "</stream:stream>");
+    assert_refused(&mut client, &mut conn, "policy-violation", 1008).await;
     // The gateway is still serving.
     let (_client, _conn) = opened(&setup).await;
 }
@@ -825,9 +765,7 @@ async fn tv_86_open_after_close_is_not_processed() {
 #[tokio::test]
 async fn tv_98_upstream_setup_error_is_relayed_after_its_open() {
     let setup = setup().await;
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.starttls_then(DOMAIN, "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='E1' from='example.com' version='1.0' xml:lang='en'><stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>").await;
     assert_eq!(
         client.recv_text().await,
@@ -947,20 +885,20 @@ fn see_other_host(target: &str) -> String {
     format!("<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>{target}</see-other-host></stream:error></stream:stream>")
 }
 
+/// The server's header and a `<see-other-host/>` naming `second` on 127.0.0.1.
+fn redirect_to(second: &FakeServer) -> String {
+    format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port())))
+}
+
 #[tokio::test]
 async fn tv_97_see_other_host_before_features_is_followed_inside_the_gateway() {
     let setup = setup().await;
-    let second = FakeServer::start(setup._ca.leaf(&[DOMAIN])).await;
+    let second = FakeServer::start(setup.ca.leaf(&[DOMAIN])).await;
     let mut client = WsClient::connect(&setup.gateway.url).await;
     client.send(OPEN).await;
     client.send(AUTH).await;
     let mut first = setup.server.accept().await;
-    first
-        .starttls_then(
-            DOMAIN,
-            &format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port()))),
-        )
-        .await;
+    first.starttls_then(DOMAIN, &redirect_to(&second)).await;
     let mut conn = second.accept().await;
     let header = conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(header.contains("to='example.com'"), "{header}");
@@ -979,12 +917,12 @@ async fn tv_97_see_other_host_before_features_is_followed_inside_the_gateway() {
 #[tokio::test]
 async fn tv_97_see_other_host_before_tls_is_followed_too() {
     let setup = setup().await;
-    let second = FakeServer::start(setup._ca.leaf(&[DOMAIN])).await;
+    let second = FakeServer::start(setup.ca.leaf(&[DOMAIN])).await;
     let mut client = WsClient::connect(&setup.gateway.url).await;
     client.send(OPEN).await;
     let mut first = setup.server.accept().await;
     first.read_stream_header().await;
-    first.write(&format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port())))).await;
+    first.write(&redirect_to(&second)).await;
     let mut conn = second.accept().await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(client.recv_text().await.contains(r#"id="ID-2""#));
@@ -994,16 +932,11 @@ async fn tv_97_see_other_host_before_tls_is_followed_too() {
 #[tokio::test]
 async fn tv_97_redirect_target_must_prove_the_original_domain() {
     let setup = setup().await;
-    let second = FakeServer::start(setup._ca.leaf(&["xmpp2.example.com"])).await;
+    let second = FakeServer::start(setup.ca.leaf(&["xmpp2.example.com"])).await;
     let mut client = WsClient::connect(&setup.gateway.url).await;
     client.send(OPEN).await;
     let mut first = setup.server.accept().await;
-    first
-        .starttls_then(
-            DOMAIN,
-            &format!("{SERVER_HEADER}{}", see_other_host(&format!("127.0.0.1:{}", second.addr().port()))),
-        )
-        .await;
+    first.starttls_then(DOMAIN, &redirect_to(&second)).await;
     let mut conn = second.accept().await;
     conn.read_stream_header().await;
     conn.write(&format!(

@@ -15,8 +15,9 @@ use std::process::{Command, Stdio};
 
 use harness::fake_server::FakeServer;
 use harness::gateway::TestGateway;
+use harness::setup::{exchange_and_close, open_session};
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
-use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
+use harness::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 
 fn repo(path: &str) -> String {
@@ -54,20 +55,8 @@ async fn metrics_after_sessions() -> String {
     ))
     .await;
 
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    assert!(client.recv_text().await.starts_with("<open "));
-    client.recv_text().await;
-    client.send(r#"<message xmlns="jabber:client" to="a@example.com"><body>x</body></message>"#).await;
-    conn.read_until("</message>").await;
-    conn.write("<message to='b@example.com'><body>y</body></message>").await;
-    client.recv_text().await;
-    client.send(CLOSE).await;
-    conn.read_until("</stream:stream>").await;
-    conn.write("</stream:stream>").await;
-    assert_eq!(client.recv_text().await, CLOSE);
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
+    exchange_and_close(&mut client, &mut conn).await;
     client.close().await;
 
     let host = gateway.url.trim_start_matches("ws://").split('/').next().unwrap().to_string();
@@ -216,8 +205,7 @@ fn nginx_accepts_the_site_file() {
         format!("pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    include {d}/site.conf;\n}}\n"),
     )
     .unwrap();
-    let nginx = if std::path::Path::new("/usr/sbin/nginx").is_file() { "/usr/sbin/nginx" } else { "nginx" };
-    let output = Command::new(std::env::var_os("NGINX").unwrap_or_else(|| nginx.into()))
+    let output = Command::new(harness::proxy::binary("NGINX", "/usr/sbin/nginx", "nginx"))
         .arg("-t")
         .arg("-p")
         .arg(root)

@@ -500,10 +500,18 @@ async fn tls_sessions_resume_across_sessions_and_srv_answers_are_cached() {
     env.dns.srv(XMPPS, &[(0, 0, port, "x.example.com")]);
     env.dns.a("x.example.com", &[ip4(43)]);
     let gateway = env.gateway().await;
+    let resumed = two_direct_tls_sessions(&gateway, &x).await;
+    assert_eq!(resumed, vec![false, true], "the second connection resumes the first TLS session");
+    assert_eq!(env.dns.count(XMPPS, RecordType::SRV), 1, "the SRV answer came from the cache");
+}
+
+/// Two sessions in a row through `gateway` to `server` over direct TLS, each closed cleanly:
+/// whether each one's TLS session was resumed.
+async fn two_direct_tls_sessions(gateway: &TestGateway, server: &FakeServer) -> Vec<bool> {
     let mut resumed = Vec::new();
     for _ in 0..2 {
-        let mut client = connect(&gateway, DOMAIN).await;
-        let mut conn = x.accept_direct_tls().await;
+        let mut client = connect(gateway, DOMAIN).await;
+        let mut conn = server.accept_direct_tls().await;
         finish_direct(&mut client, &mut conn, DOMAIN).await;
         resumed.push(conn.tls_seen().expect("TLS").resumed);
         client.send(CLOSE).await;
@@ -511,8 +519,7 @@ async fn tls_sessions_resume_across_sessions_and_srv_answers_are_cached() {
         conn.write("</stream:stream>").await;
         let _ = client.next_event().await;
     }
-    assert_eq!(resumed, vec![false, true], "the second connection resumes the first TLS session");
-    assert_eq!(env.dns.count(XMPPS, RecordType::SRV), 1, "the SRV answer came from the cache");
+    resumed
 }
 
 #[tokio::test]
@@ -525,16 +532,6 @@ async fn static_upstream_sessions_resume_tls() {
         ca.ca_file().display()
     ))
     .await;
-    let mut resumed = Vec::new();
-    for _ in 0..2 {
-        let mut client = connect(&gateway, DOMAIN).await;
-        let mut conn = server.accept_direct_tls().await;
-        finish_direct(&mut client, &mut conn, DOMAIN).await;
-        resumed.push(conn.tls_seen().expect("TLS").resumed);
-        client.send(CLOSE).await;
-        conn.read_until("</stream:stream>").await;
-        conn.write("</stream:stream>").await;
-        let _ = client.next_event().await;
-    }
+    let resumed = two_direct_tls_sessions(&gateway, &server).await;
     assert_eq!(resumed, vec![false, true]);
 }

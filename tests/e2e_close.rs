@@ -7,11 +7,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
-mod support;
 
+use harness::e2e::{Account, Gateway, Prosody};
 use harness::ws_client::WsClient;
 use harness::xmpp::CLOSE;
-use support::{Account, Gateway, Prosody};
 
 /// Logs `account` in through the gateway with SASL PLAIN, binds `resource` and sends initial
 /// presence; returns the client with its full JID.

@@ -9,14 +9,11 @@
 //! they are ignored by a bare `cargo test`. Run them with scripts/test.sh.
 
 mod harness;
-mod support;
 
 use std::time::Duration;
 
-use support::{
-    chat_args, run_node, wrong_password_args, Account, Gateway, Nginx, NodeRun, Prosody, ProsodyOptions,
-    FORWARDED_CLIENT,
-};
+use harness::e2e::{chat_args, run_node, wrong_password_args, Account, Gateway, NodeRun, Prosody, ProsodyOptions};
+use harness::proxy::{ProxyKind, ReverseProxy, FORWARDED_CLIENT};
 
 /// Upper bound for one node scenario run; the scripts' own deadline is 20 s.
 const NODE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,7 +37,7 @@ impl Stack {
     fn logs(&self) -> String {
         format!(
             "--- gateway log (tail) ---\n{}\n{}",
-            support::tail(&self.gateway.log(), 60),
+            harness::e2e::tail(&self.gateway.log(), 60),
             self.prosody.diagnostics()
         )
     }
@@ -55,11 +52,11 @@ fn stack() -> Stack {
 }
 
 /// Runs a chat scenario and checks everything it reports.
+/// `[a, b]`: A chats to B.
 fn assert_chat(
     script: &str,
     url: &str,
-    a: &Account,
-    b: &Account,
+    [a, b]: [&Account; 2],
     mechanism: Option<&str>,
     logs: &dyn Fn() -> String,
 ) -> NodeRun {
@@ -123,7 +120,7 @@ fn assert_prosody_saw_starttls(stack: &Stack) {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_chat_through_gateway() {
     let s = stack();
-    assert_chat(STROPHE.0, s.gateway.url(), &s.alice, &s.bob, None, &|| s.logs());
+    assert_chat(STROPHE.0, s.gateway.url(), [&s.alice, &s.bob], None, &|| s.logs());
     assert_prosody_saw_starttls(&s);
 }
 
@@ -131,7 +128,7 @@ fn strophe_chat_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_chat_with_plain_through_gateway() {
     let s = stack();
-    assert_chat(STROPHE.0, s.gateway.url(), &s.alice, &s.bob, Some("PLAIN"), &|| s.logs());
+    assert_chat(STROPHE.0, s.gateway.url(), [&s.alice, &s.bob], Some("PLAIN"), &|| s.logs());
 }
 
 #[test]
@@ -145,7 +142,7 @@ fn strophe_wrong_password_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_chat_through_gateway() {
     let s = stack();
-    assert_chat(XMPPJS.0, s.gateway.url(), &s.alice, &s.bob, None, &|| s.logs());
+    assert_chat(XMPPJS.0, s.gateway.url(), [&s.alice, &s.bob], None, &|| s.logs());
     assert_prosody_saw_starttls(&s);
 }
 
@@ -153,7 +150,7 @@ fn xmppjs_chat_through_gateway() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_chat_with_plain_through_gateway() {
     let s = stack();
-    assert_chat(XMPPJS.0, s.gateway.url(), &s.alice, &s.bob, Some("PLAIN"), &|| s.logs());
+    assert_chat(XMPPJS.0, s.gateway.url(), [&s.alice, &s.bob], Some("PLAIN"), &|| s.logs());
 }
 
 #[test]
@@ -175,24 +172,26 @@ fn chat_through_nginx_logs_the_forwarded_client_address() {
     let alice = prosody.register_random("alice");
     let bob = prosody.register_random("bob");
     let gateway = Gateway::start(&Gateway::config_behind_proxy(&prosody));
-    let nginx = Nginx::start(gateway.listen_addr());
+    let nginx = ReverseProxy::start(ProxyKind::Nginx, gateway.listen_addr());
+    let url = nginx.outer_url().expect("nginx has an outer hop");
     let logs = || {
         format!(
             "--- gateway log (tail) ---\n{}\n{}\n{}",
-            support::tail(&gateway.log(), 60),
+            harness::e2e::tail(&gateway.log(), 60),
             nginx.diagnostics(),
             prosody.diagnostics()
         )
     };
-    assert_chat(STROPHE.0, &nginx.url(), &alice, &bob, None, &logs);
-    assert_chat(XMPPJS.0, &nginx.url(), &alice, &bob, None, &logs);
+    assert_chat(STROPHE.0, &url, [&alice, &bob], None, &logs);
+    assert_chat(XMPPJS.0, &url, [&alice, &bob], None, &logs);
 
     // Two sessions (A and B) per scenario; each logs "session ended" inside its span
     // `session{id=N client=ADDRESS}`: the forwarded address, without a port (nginx's source
     // port would be made up).
     let ended = |line: &String| line.contains("session{") && line.contains("session ended");
-    let all_ended =
-        support::poll_until(Duration::from_secs(10), || gateway.log_lines().iter().filter(|l| ended(l)).count() >= 4);
+    let all_ended = harness::e2e::poll_until(Duration::from_secs(10), || {
+        gateway.log_lines().iter().filter(|l| ended(l)).count() >= 4
+    });
     assert!(all_ended, "expected 4 ended sessions\n{}", logs());
     let session_lines: Vec<String> = gateway.log_lines().into_iter().filter(|line| line.contains("session{")).collect();
     let forwarded = format!("client={FORWARDED_CLIENT}}}");
@@ -218,8 +217,8 @@ fn prosody_with_websocket() -> (Prosody, String, Account, Account) {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn strophe_scenarios_against_prosody_websocket() {
     let (prosody, url, alice, bob) = prosody_with_websocket();
-    assert_chat(STROPHE.0, &url, &alice, &bob, None, &|| prosody.diagnostics());
-    assert_chat(STROPHE.0, &url, &alice, &bob, Some("PLAIN"), &|| prosody.diagnostics());
+    assert_chat(STROPHE.0, &url, [&alice, &bob], None, &|| prosody.diagnostics());
+    assert_chat(STROPHE.0, &url, [&alice, &bob], Some("PLAIN"), &|| prosody.diagnostics());
     assert_wrong_password(STROPHE.1, &url, &alice, &|| prosody.diagnostics());
     // The fixture's log is real and readable: the logins went through mod_websocket.
     assert!(prosody.log().contains("mod_websocket"), "{}", prosody.diagnostics());
@@ -229,8 +228,8 @@ fn strophe_scenarios_against_prosody_websocket() {
 #[ignore = "end-to-end: needs prosody and node; run scripts/test.sh"]
 fn xmppjs_scenarios_against_prosody_websocket() {
     let (prosody, url, alice, bob) = prosody_with_websocket();
-    assert_chat(XMPPJS.0, &url, &alice, &bob, None, &|| prosody.diagnostics());
-    assert_chat(XMPPJS.0, &url, &alice, &bob, Some("PLAIN"), &|| prosody.diagnostics());
+    assert_chat(XMPPJS.0, &url, [&alice, &bob], None, &|| prosody.diagnostics());
+    assert_chat(XMPPJS.0, &url, [&alice, &bob], Some("PLAIN"), &|| prosody.diagnostics());
     assert_wrong_password(XMPPJS.1, &url, &alice, &|| prosody.diagnostics());
     assert!(prosody.log().contains("mod_websocket"), "{}", prosody.diagnostics());
 }
@@ -297,8 +296,8 @@ fn xmppjs_chat_through_gateway_that_finds_prosody_by_srv() {
         ns = dns.nameserver(),
     );
     let gateway = Gateway::start(&config);
-    let logs = || format!("--- gateway log ---\n{}\n{}", support::tail(&gateway.log(), 40), prosody.diagnostics());
-    assert_chat(XMPPJS.0, gateway.url(), &alice, &bob, None, &logs);
+    let logs = || format!("--- gateway log ---\n{}\n{}", harness::e2e::tail(&gateway.log(), 40), prosody.diagnostics());
+    assert_chat(XMPPJS.0, gateway.url(), [&alice, &bob], None, &logs);
     assert!(dns.count(&format!("_xmpp-client._tcp.{domain}"), RecordType::SRV) >= 1, "{:?}", dns.queries());
     assert!(dns.count(&target, RecordType::A) >= 1, "the SRV target was not resolved: {:?}", dns.queries());
 }

@@ -1,5 +1,5 @@
 //! The gateway behind each reverse proxy of deploy/ (nginx, Caddy, HAProxy), run from its deploy
-//! file (tests/support/proxy.rs) in front of a real Prosody:
+//! file (tests/harness/proxy.rs) in front of a real Prosody:
 //!
 //! - the client address the gateway logs is the one the proxy reported: the client connects
 //!   from 127.0.0.2 (the proxy reaches the gateway from 127.0.0.1, its only trusted proxy) and
@@ -17,14 +17,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
-mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use harness::e2e::{Gateway, Prosody, DOMAIN};
+use harness::proxy::{ProxyKind, ReverseProxy};
 use harness::ws_client::{raw_http, WsClient, WsEvent};
-use support::proxy::{ProxyKind, ReverseProxy};
-use support::{Gateway, Prosody, DOMAIN};
 
 /// Where the test's client connects from: local, but not the proxy's 127.0.0.1.
 const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -70,7 +69,7 @@ impl Stack {
     fn logs(&self) -> String {
         format!(
             "--- gateway log (tail) ---\n{}\n{}\n{}",
-            support::tail(&self.gateway.log(), 40),
+            harness::e2e::tail(&self.gateway.log(), 40),
             self.proxy.diagnostics(),
             self.prosody.diagnostics()
         )
@@ -92,7 +91,7 @@ async fn behind(kind: ProxyKind) {
 
     // The client address: the one the proxy saw, never a forged one, never the proxy's own.
     let logged = |line: &String| line.contains("session{") && line.contains("client=");
-    let seen = support::poll_until(Duration::from_secs(10), || stack.gateway.log_lines().iter().any(logged));
+    let seen = harness::e2e::poll_until(Duration::from_secs(10), || stack.gateway.log_lines().iter().any(logged));
     assert!(seen, "no session line in the gateway's log\n{}", stack.logs());
     for line in stack.gateway.log_lines().iter().filter(|l| logged(l)) {
         // From a trusted proxy's header: the address alone, no port (the proxy's source port

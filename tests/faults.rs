@@ -9,12 +9,12 @@
 //! Each prints its counts and timings. Ignored by a bare `cargo test`: run scripts/test.sh.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod harness;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::ejabberd::Ejabberd;
-use support::{free_loopback_port, run_node, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
+use harness::e2e::{free_loopback_port, run_node, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
+use harness::ejabberd::Ejabberd;
 
 /// Upper bound for one probe process (its own deadline is 15 s).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,7 +45,7 @@ fn fault_server_killed_mid_session_closes_1014_and_client_reconnects() {
     let mut extra = creds.to_vec();
     extra.push(("--kill-pgid", ejabberd.pgid().unwrap().to_string()));
     let run = probe("server-kill", gateway.url(), &extra);
-    let why = format!("{}\n--- gateway ---\n{}", run.describe(), support::tail(&gateway.log(), 40));
+    let why = format!("{}\n--- gateway ---\n{}", run.describe(), harness::e2e::tail(&gateway.log(), 40));
     println!(
         "server killed mid-session: close code {} reason {:?} after {} ms; <close/> seen: {}; stream error seen: {}",
         run.at("/close_code"),
@@ -87,7 +87,7 @@ fn fault_dns_down_fails_promptly_with_remote_connection_failed() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for run in &runs {
-        let why = format!("{}\n--- gateway ---\n{}", run.describe(), support::tail(&gateway.log(), 40));
+        let why = format!("{}\n--- gateway ---\n{}", run.describe(), harness::e2e::tail(&gateway.log(), 40));
         let messages: Vec<String> =
             run.at("/messages").as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect();
         let reason = run.at("/close_reason").as_str().unwrap_or("").to_owned();
@@ -174,8 +174,8 @@ fn fault_gateway_sigterm_during_burst_sm_resume_delivers_exactly_once() {
     let why = format!(
         "{}\n--- gateway A ---\n{}\n--- gateway B ---\n{}\n{}",
         run.describe(),
-        support::tail(&gateway_a.log(), 40),
-        support::tail(&gateway_b.log(), 40),
+        harness::e2e::tail(&gateway_a.log(), 40),
+        harness::e2e::tail(&gateway_b.log(), 40),
         prosody.diagnostics()
     );
     let exit_code = exit.and_then(|(status, _)| status.code());

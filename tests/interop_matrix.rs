@@ -10,15 +10,21 @@
 //! context of its own (Firefox alone takes seconds to start).
 //!
 //! Servers: Debian's Prosody and ejabberd, STARTTLS required, certificates from a test CA,
-//! accounts made with `prosodyctl` / `ejabberdctl`. Paths: straight to the gateway, and through
-//! nginx, Caddy and HAProxy, each running its deploy/ file (tests/support/proxy.rs). One server
-//! of each kind, one gateway and one proxy of each kind per server serve every cell.
+//! accounts made with `prosodyctl` / `ejabberdctl`. Paths: straight to the gateway, through
+//! nginx, Caddy and HAProxy, each running its deploy/ file (tests/harness/proxy.rs), and `h2`:
+//! the gateway's own `wss://` listener with a certificate from a test CA the browsers trust,
+//! offering HTTP/2 (RFC 8441) and HTTP/1.1 by ALPN. On `h2` the browsers' WebSockets must run
+//! over HTTP/2 (Chromium's connection and handshakes as the DevTools protocol reports them, and
+//! the gateway's `xmppgw_websocket_upgrades_total{http_version}` for both browsers), and the
+//! Node clients, whose `ws` library speaks WebSocket over HTTP/1.1 only, over HTTP/1.1 on the
+//! same port. One server of each kind, two gateways (plain, and `wss://`) and one proxy of each
+//! kind per server serve every cell.
 //!
 //! The table is printed (run with `--nocapture` to see it; scripts/test.sh does), and the test
 //! fails if any cell is red. Ignored by a bare `cargo test`: run it with scripts/test.sh.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod harness;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -26,9 +32,10 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use support::ejabberd::Ejabberd;
-use support::proxy::{ProxyKind, ReverseProxy};
-use support::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
+use harness::e2e::{run_node, Account, Gateway, NodeRun, Prosody, ProsodyOptions, DOMAIN};
+use harness::ejabberd::Ejabberd;
+use harness::proxy::{ProxyKind, ReverseProxy};
+use harness::{LeafCert, TestCa};
 
 /// Upper bound for one cell (the cell's own deadline is 30 steps of 10 s; cells take ~1-15 s).
 const CELL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,8 +43,14 @@ const CELL_TIMEOUT: Duration = Duration::from_secs(120);
 /// them: Node, or the browser `converse-cell.mjs --browser` drives.
 const CLIENTS: [(&str, &str); 5] =
     [("strophe", "node"), ("xmppjs", "node"), ("stanza", "node"), ("converse", "chromium"), ("converse", "firefox")];
-/// Paths from the client to the gateway: straight, or through a proxy of [`ProxyKind::ALL`].
-const PATHS: [&str; 4] = ["direct", "nginx", "caddy", "haproxy"];
+/// Paths from the client to the gateway: straight, through a proxy of [`ProxyKind::ALL`], or to
+/// the gateway's own `wss://` listener with HTTP/2 offered ([`H2`]).
+const PATHS: [&str; 5] = ["direct", "nginx", "caddy", "haproxy", H2];
+/// The path to the `wss://` listener that offers HTTP/2.
+const H2: &str = "h2";
+/// The gateway's upgrades by HTTP version (`xmppgw_websocket_upgrades_total`).
+const UPGRADES_H1: &str = "xmppgw_websocket_upgrades_total{http_version=\"1.1\"}";
+const UPGRADES_H2: &str = "xmppgw_websocket_upgrades_total{http_version=\"2\"}";
 
 /// Gateway configuration for one STARTTLS upstream at `c2s`, trusting the proxies on loopback, and
 /// allowing the Converse.js page's origin (browsers always send one; Node clients send none).
@@ -51,31 +64,60 @@ pub fn gateway_config(c2s: SocketAddr, ca: &Path, page_origin: &str) -> String {
     )
 }
 
-/// One server kind with its gateway and one proxy of each kind in front of it.
+/// The same gateway serving `wss://` itself with `cert` (HTTP/2 and HTTP/1.1 offered by ALPN,
+/// the default): the [`H2`] path.
+pub fn secure_gateway_config(c2s: SocketAddr, ca: &Path, page_origin: &str, cert: &LeafCert) -> String {
+    let tls = format!(
+        "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.cert_path.display(),
+        cert.key_path.display()
+    );
+    gateway_config(c2s, ca, page_origin).replacen("[listener]\n", &tls, 1)
+}
+
+/// One server kind with its gateways (plain behind the proxies, and `wss://` for [`H2`]) and
+/// one proxy of each kind in front of the plain one.
 struct Column {
     server: &'static str,
     alice: Account,
     bob: Account,
     gateway: Gateway,
+    secure: Gateway,
     proxies: Vec<ReverseProxy>,
     diagnostics: Box<dyn Fn() -> String>,
 }
 
 impl Column {
-    fn new(server: &'static str, gateway: Gateway, accounts: (Account, Account), log: std::path::PathBuf) -> Self {
+    fn new(
+        server: &'static str,
+        gateways: (Gateway, Gateway),
+        accounts: (Account, Account),
+        log: std::path::PathBuf,
+    ) -> Self {
+        let (gateway, secure) = gateways;
         let proxies = ProxyKind::ALL.iter().map(|kind| ReverseProxy::start(*kind, gateway.listen_addr())).collect();
         Column {
             server,
             alice: accounts.0,
             bob: accounts.1,
             gateway,
+            secure,
             proxies,
-            diagnostics: Box::new(move || support::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
+            diagnostics: Box::new(move || harness::e2e::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)),
         }
     }
 
     fn proxy(&self, path: &str) -> Option<&ReverseProxy> {
         self.proxies.iter().find(|p| p.kind().name() == path)
+    }
+
+    /// The gateway a path ends at.
+    fn gateway_for(&self, path: &str) -> &Gateway {
+        if path == H2 {
+            &self.secure
+        } else {
+            &self.gateway
+        }
     }
 }
 
@@ -91,18 +133,22 @@ struct Cell {
     green: bool,
     /// The process that ran it (one Converse process runs every cell of its browser).
     run: Rc<NodeRun>,
+    /// What the table says about the cell besides its scenarios.
+    note: Option<String>,
 }
 
 /// The arguments naming a target's URL and accounts, for `matrix-cell.mjs`.
 fn target_url(column: &Column, path: &str) -> String {
     match column.proxy(path) {
         Some(proxy) => proxy.url(),
-        None => column.gateway.url().to_owned(),
+        None => column.gateway_for(path).url().to_owned(),
     }
 }
 
-/// One Node library's cell: a process of its own.
-fn run_node_cell(client: &'static str, column: &Column, path: &'static str) -> Cell {
+/// One Node library's cell: a process of its own. On [`H2`] the cell must have run over
+/// HTTP/1.1 on the port that offers HTTP/2 (its library has no RFC 8441), which the gateway's
+/// upgrade counts by HTTP version show; `ca` is the CA of the `wss://` listener's certificate.
+fn run_node_cell(client: &'static str, column: &Column, path: &'static str, ca: &Path) -> Cell {
     let url = target_url(column, path);
     let room = format!("matrix@conference.{DOMAIN}");
     let args: Vec<String> = [
@@ -118,8 +164,17 @@ fn run_node_cell(client: &'static str, column: &Column, path: &'static str) -> C
     .iter()
     .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
     .collect();
-    let run = Rc::new(run_node("matrix-cell", &args, &[], CELL_TIMEOUT));
-    let green = run.status.success() && run.at("/ok") == true;
+    let gateway = column.gateway_for(path);
+    let before = (gateway.metric(UPGRADES_H1), gateway.metric(UPGRADES_H2));
+    let env = [("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())];
+    let run = Rc::new(run_node("matrix-cell", &args, &env, CELL_TIMEOUT));
+    let mut green = run.status.success() && run.at("/ok") == true;
+    let mut note = None;
+    if path == H2 {
+        let (h1, h2) = (gateway.metric(UPGRADES_H1) - before.0, gateway.metric(UPGRADES_H2) - before.1);
+        green &= h1 > 0.0 && h2 == 0.0;
+        note = Some(format!("HTTP/1.1 on the h2 port ({h1} upgrades over 1.1, {h2} over 2): ws has no RFC 8441"));
+    }
     Cell {
         client,
         runtime: "node",
@@ -129,12 +184,19 @@ fn run_node_cell(client: &'static str, column: &Column, path: &'static str) -> C
         elapsed: run.elapsed,
         green,
         run,
+        note,
     }
 }
 
 /// Every Converse.js cell of one browser: one process and one browser for all `targets`, each
-/// target in its own browser context, on a page served on `page_port`.
-fn run_converse_cells(browser: &'static str, targets: &[(&Column, &'static str)], page_port: u16) -> Vec<Cell> {
+/// target in its own browser context, on a page served on `page_port`. The browser trusts `ca`
+/// (the `wss://` listener's); on [`H2`] the cell checks its WebSockets ran over HTTP/2.
+fn run_converse_cells(
+    browser: &'static str,
+    targets: &[(&Column, &'static str)],
+    page_port: u16,
+    ca: &Path,
+) -> Vec<Cell> {
     let list: Vec<serde_json::Value> = targets
         .iter()
         .map(|(column, path)| {
@@ -144,6 +206,8 @@ fn run_converse_cells(browser: &'static str, targets: &[(&Column, &'static str)]
                 "userA": column.alice.user, "passwordA": column.alice.password,
                 "userB": column.bob.user, "passwordB": column.bob.password,
                 "room": format!("matrix@conference.{DOMAIN}"),
+                "http2": *path == H2,
+                "metrics": column.gateway_for(path).admin_url().map(|admin| format!("{admin}/metrics")),
             })
         })
         .collect();
@@ -151,13 +215,15 @@ fn run_converse_cells(browser: &'static str, targets: &[(&Column, &'static str)]
         ("--browser", browser.to_owned()),
         ("--domain", DOMAIN.to_owned()),
         ("--page-port", page_port.to_string()),
+        ("--ca-file", ca.display().to_string()),
         ("--targets", serde_json::Value::from(list).to_string()),
     ]
     .into_iter()
     .flat_map(|(k, v)| [k.to_owned(), v])
     .collect();
     let timeout = CELL_TIMEOUT * u32::try_from(targets.len()).unwrap_or(1).max(1);
-    let run = Rc::new(run_node("converse-cell", &args, &[], timeout));
+    let env = [("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())];
+    let run = Rc::new(run_node("converse-cell", &args, &env, timeout));
     println!("{browser}: {} started in {} ms", run.at("/browser_version"), run.at("/browser_launch_ms"));
     targets
         .iter()
@@ -171,6 +237,14 @@ fn run_converse_cells(browser: &'static str, targets: &[(&Column, &'static str)]
             };
             let elapsed = Duration::from_secs_f64(result["ms"].as_f64().unwrap_or(0.0) / 1000.0);
             let green = result["ok"] == true && !run.at("/browser_version").is_null();
+            // On h2, what the HTTP/2 check found (the evidence, in the table).
+            let note = result["scenarios"].as_array().and_then(|scenarios| {
+                scenarios
+                    .iter()
+                    .find(|s| s["name"].as_str().is_some_and(|name| name.starts_with("WebSockets over HTTP/2")))
+                    .and_then(|s| s["detail"].as_str())
+                    .map(str::to_owned)
+            });
             Cell {
                 client: "converse",
                 runtime: browser,
@@ -180,6 +254,7 @@ fn run_converse_cells(browser: &'static str, targets: &[(&Column, &'static str)]
                 elapsed,
                 green,
                 run: Rc::clone(&run),
+                note,
             }
         })
         .collect()
@@ -199,6 +274,7 @@ fn table(cells: &[Cell]) -> String {
         let scenarios = c.result["scenarios"].as_array().cloned().unwrap_or_default();
         let passed = scenarios.iter().filter(|s| s["ok"] == true && s["skipped"] == false).count();
         let mut notes = vec![format!("{passed}/{} scenarios", scenarios.len())];
+        notes.extend(c.note.clone());
         for s in &scenarios {
             if s["skipped"] == true {
                 notes.push(format!(
@@ -276,21 +352,31 @@ fn interop_matrix() {
     let ejabberd = Ejabberd::start();
     let setup_servers = started.elapsed();
     // The Converse.js page is served from this port; its origin is allowed by both gateways.
-    let page_port = support::free_loopback_port();
+    let page_port = harness::e2e::free_loopback_port();
     let page_origin = format!("http://127.0.0.1:{page_port}");
+    // The `wss://` listeners' CA, which the browsers and Node trust; certificates for 127.0.0.1.
+    let listener_ca = TestCa::new();
+    let listener_cert = listener_ca.issue("gateway", &["127.0.0.1"]);
+    let gateways = |c2s: SocketAddr, ca: &Path| {
+        (
+            Gateway::start(&gateway_config(c2s, ca, &page_origin)),
+            Gateway::start(&secure_gateway_config(c2s, ca, &page_origin, &listener_cert)),
+        )
+    };
 
     let mut columns = Vec::new();
     {
-        let gateway = Gateway::start(&gateway_config(prosody.c2s_addr(), prosody.ca_pem_path(), &page_origin));
+        let gateways = gateways(prosody.c2s_addr(), prosody.ca_pem_path());
         let accounts = (prosody.register_random("alice"), prosody.register_random("bob"));
-        columns.push(Column::new("prosody", gateway, accounts, prosody.log_path().to_path_buf()));
+        columns.push(Column::new("prosody", gateways, accounts, prosody.log_path().to_path_buf()));
     }
     {
-        let gateway = Gateway::start(&gateway_config(ejabberd.c2s_addr(), ejabberd.ca_pem_path(), &page_origin));
+        let gateways = gateways(ejabberd.c2s_addr(), ejabberd.ca_pem_path());
         let password = || format!("pw-{:016x}", rand::random::<u64>());
         let accounts = (ejabberd.register("alice", &password()), ejabberd.register("bob", &password()));
-        columns.push(Column::new("ejabberd", gateway, accounts, ejabberd.dir().join("logs/ejabberd.log")));
+        columns.push(Column::new("ejabberd", gateways, accounts, ejabberd.dir().join("logs/ejabberd.log")));
     }
+    let ca = listener_ca.ca_pem_path();
     let setup = started.elapsed();
 
     // MATRIX_ONLY=strophe,ejabberd (client, runtime, server or path names) narrows the run while
@@ -308,11 +394,11 @@ fn interop_matrix() {
             .flat_map(|column| PATHS.into_iter().filter(|p| pick(&PATHS, p)).map(move |path| (column, path)))
             .collect();
         if runtime == "node" {
-            cells.extend(targets.iter().map(|(column, path)| run_node_cell(client, column, path)));
+            cells.extend(targets.iter().map(|(column, path)| run_node_cell(client, column, path, ca)));
         } else {
             // Converse.js: one browser for all of them (Firefox takes seconds to start).
             let started = Instant::now();
-            cells.extend(run_converse_cells(runtime, &targets, page_port));
+            cells.extend(run_converse_cells(runtime, &targets, page_port, ca));
             println!("converse in {runtime}: {} cells in {:.1}s", targets.len(), started.elapsed().as_secs_f64());
         }
     }
@@ -338,7 +424,7 @@ fn interop_matrix() {
                 c.server,
                 c.path,
                 c.run.describe(),
-                support::tail(&column.gateway.log(), 40),
+                harness::e2e::tail(&column.gateway_for(c.path).log(), 40),
                 column.proxy(c.path).map(ReverseProxy::diagnostics).unwrap_or_default(),
                 c.server,
                 (column.diagnostics)()

@@ -10,18 +10,11 @@ use std::sync::Arc;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
+use harness::setup::{connecting, exchange_and_close, open_session, setup, setup_with, upstream_toml, Setup};
 use harness::ws_client::{raw_http, upgrade_request, WsClient, WsEvent};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn upstream_toml(server: &FakeServer, ca: &TestCa, extra: &str) -> String {
-    format!(
-        "{extra}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
-        server.addr(),
-        ca.ca_file().display()
-    )
-}
 
 fn host_of(url: &str) -> String {
     url.trim_start_matches("ws://").trim_start_matches("wss://").split('/').next().unwrap().to_string()
@@ -36,21 +29,9 @@ fn metric_value(text: &str, series: &str) -> f64 {
     text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
-async fn opened(gateway: &TestGateway, server: &FakeServer) -> (WsClient, harness::fake_server::ServerConn) {
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    assert!(client.recv_text().await.starts_with("<open "));
-    assert!(client.recv_text().await.starts_with("<stream:features"));
-    (client, conn)
-}
-
 #[tokio::test]
 async fn admin_health_ready_and_metrics_move_with_sessions() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
+    let Setup { ca, server, gateway } = setup().await;
     let admin = gateway.admin.clone().expect("admin listener");
     assert_eq!(http_get(&admin, "/healthz").await.0, 200);
     assert_eq!(http_get(&admin, "/readyz").await.0, 200);
@@ -58,19 +39,12 @@ async fn admin_health_ready_and_metrics_move_with_sessions() {
     let (_, before) = http_get(&admin, "/metrics").await;
     assert_eq!(metric_value(&before, "xmppgw_sessions_active"), 0.0);
 
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let (_, during) = http_get(&admin, "/metrics").await;
     assert_eq!(metric_value(&during, "xmppgw_sessions_active"), 1.0, "{during}");
     assert_eq!(metric_value(&during, "xmppgw_upstream_connect_duration_seconds_count{phase=\"tls\"}"), 1.0);
 
-    client.send(r#"<message xmlns="jabber:client" to="a@example.com"><body>x</body></message>"#).await;
-    conn.read_until("</message>").await;
-    conn.write("<message to='b@example.com'><body>y</body></message>").await;
-    client.recv_text().await;
-    client.send(CLOSE).await;
-    conn.read_until("</stream:stream>").await;
-    conn.write("</stream:stream>").await;
-    assert_eq!(client.recv_text().await, CLOSE);
+    exchange_and_close(&mut client, &mut conn).await;
     client.expect_close().await;
     client.close().await;
     gateway.wait_metric("xmppgw_sessions_active", 0.0).await;
@@ -99,13 +73,9 @@ async fn admin_health_ready_and_metrics_move_with_sessions() {
 
 #[tokio::test]
 async fn session_limits_answer_503_and_429_with_metrics() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
+    let Setup { ca: _ca, server: _server, gateway } = setup_with(
         "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[limits]\nmax_sessions = 2\nmax_sessions_per_address = 1\n",
-    ))
+    )
     .await;
     let host = host_of(&gateway.url);
     let xff = |address: &str| format!("Sec-WebSocket-Protocol: xmpp\r\nX-Forwarded-For: {address}\r\n");
@@ -139,14 +109,9 @@ async fn session_limits_answer_503_and_429_with_metrics() {
 
 #[tokio::test]
 async fn origin_allowlist_gives_403_to_other_pages() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[listener]\nallowed_origins = [\"https://chat.example.com\"]\nallow_missing_origin = false\n",
-    ))
-    .await;
+    let Setup { ca: _ca, server: _server, gateway } =
+        setup_with("[listener]\nallowed_origins = [\"https://chat.example.com\"]\nallow_missing_origin = false\n")
+            .await;
     let host = host_of(&gateway.url);
     let proto = "Sec-WebSocket-Protocol: xmpp\r\n";
     let with_origin = |origin: &str| format!("{proto}Origin: {origin}\r\n");
@@ -169,10 +134,8 @@ async fn origin_allowlist_gives_403_to_other_pages() {
 
 #[tokio::test]
 async fn drain_sends_system_shutdown_and_readyz_turns_503() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let Setup { ca: _ca, server, gateway } = setup().await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     gateway.control.drain.cancel();
     let error = client.recv_text().await;
     assert!(error.contains("<system-shutdown"), "{error}");
@@ -187,15 +150,9 @@ async fn drain_sends_system_shutdown_and_readyz_turns_503() {
 
 #[tokio::test]
 async fn tv_96_drain_with_redirect_sends_see_other_uri() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[shutdown]\nredirect_uri = \"wss://gw2.example.net/xmpp-websocket\"\n",
-    ))
-    .await;
-    let (mut client, _conn) = opened(&gateway, &server).await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[shutdown]\nredirect_uri = \"wss://gw2.example.net/xmpp-websocket\"\n").await;
+    let (mut client, _conn) = open_session(&gateway.url, &server, FEATURES).await;
     let mut waiting = WsClient::connect(&gateway.url).await;
     gateway.control.drain.cancel();
     let expected =
@@ -208,11 +165,8 @@ async fn tv_96_drain_with_redirect_sends_see_other_uri() {
 
 #[tokio::test]
 async fn pong_deadline_closes_a_client_that_stopped_answering() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway =
-        TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\n"))
-            .await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\n").await;
     // A raw client: WebSocket handshake and <open/> by hand, then it never reads again, so it
     // never answers pings.
     let mut never_reads = RawWs::connect(&gateway.url).await;
@@ -226,10 +180,8 @@ async fn pong_deadline_closes_a_client_that_stopped_answering() {
 
 #[tokio::test]
 async fn idle_timeout_ends_a_silent_session_with_connection_timeout() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nidle_timeout_secs = 1\n")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nidle_timeout_secs = 1\n").await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let error = client.recv_text().await;
     assert!(error.contains("<connection-timeout"), "{error}");
     assert_eq!(client.recv_text().await, CLOSE);
@@ -238,10 +190,8 @@ async fn idle_timeout_ends_a_silent_session_with_connection_timeout() {
 
 #[tokio::test]
 async fn tv_72_oversized_message_is_policy_violation_1009_and_never_reaches_the_server() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let Setup { ca: _ca, server, gateway } = setup().await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     let big = format!(r#"<message xmlns="jabber:client"><body>{}</body></message>"#, "A".repeat(300 * 1024));
     client.send(&big).await;
     let error = client.recv_text().await;
@@ -283,7 +233,7 @@ async fn an_upstream_element_limit_applies_both_ways_to_its_sessions_only() {
 
     // Client to server: up to the limit is relayed, one byte more is refused (D10) and never
     // reaches the server.
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     client.send(&message_of(LIMIT, 'F')).await;
     conn.read_until("</message>").await;
     client.send(&message_of(LIMIT + 1, 'A')).await;
@@ -300,7 +250,7 @@ async fn an_upstream_element_limit_applies_both_ways_to_its_sessions_only() {
     gateway.wait_metric("xmppgw_client_elements_refused_total{reason=\"too-big\"}", 1.0).await;
 
     // Server to client: one byte over the limit ends the stream as bad XML from the server.
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     conn.write(&element_of(LIMIT + 1, "<message to='a@example.com'><body>", 'B')).await;
     let error = client.recv_text().await;
     assert!(
@@ -310,9 +260,7 @@ async fn an_upstream_element_limit_applies_both_ways_to_its_sessions_only() {
     );
 
     // While the upstream is being reached: refused before anything is written upstream.
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.read_stream_header().await;
     client.send(&message_of(LIMIT + 1, 'C')).await;
     assert!(client.recv_text().await.starts_with("<open "));
@@ -379,24 +327,21 @@ async fn host_meta_only_over_https_for_configured_domains_with_cors() {
     assert_eq!(raw_http(&host, &get("/.well-known/host-meta", "other.example", https)).await.0, 404);
 }
 
+/// A `[listener]` section serving `wss://` itself, with a certificate for `gw.test` from `ca`.
+fn wss_listener(ca: &TestCa) -> String {
+    let leaf = ca.issue("gw", &["gw.test"]);
+    format!(
+        "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        leaf.cert_path.display(),
+        leaf.key_path.display()
+    )
+}
+
 #[tokio::test]
 async fn wss_listener_serves_the_gateway_over_tls() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_pem, key_pem) = ca.leaf_pem(&["gw.test"]);
-    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        &format!(
-            "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
-            dir.path().join("cert.pem").display(),
-            dir.path().join("key.pem").display()
-        ),
-    ))
-    .await;
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, &wss_listener(&ca))).await;
     assert!(gateway.url.starts_with("wss://"), "{}", gateway.url);
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
@@ -430,21 +375,8 @@ use rustls::pki_types::pem::PemObject;
 async fn wss_handshakes_count_against_the_pending_caps_and_the_handshake_timeout() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_pem, key_pem) = ca.leaf_pem(&["gw.test"]);
-    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        &format!(
-            "[listener]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
-             [limits]\nhandshake_timeout_secs = 1\nmax_pending_connections_per_address = 2\n",
-            dir.path().join("cert.pem").display(),
-            dir.path().join("key.pem").display()
-        ),
-    ))
-    .await;
+    let limits = "[limits]\nhandshake_timeout_secs = 1\nmax_pending_connections_per_address = 2\n";
+    let gateway = TestGateway::start(&upstream_toml(&server, &ca, &format!("{}{limits}", wss_listener(&ca)))).await;
     // Three connections that never start their TLS handshake: two are admitted and closed when
     // the handshake timeout ends, the third is over the per-address cap and closed at once.
     let mut silent = Vec::new();
@@ -474,13 +406,9 @@ async fn wss_handshakes_count_against_the_pending_caps_and_the_handshake_timeout
 
 #[tokio::test]
 async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_leaves_in_plaintext() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_queued_messages = 2\n")).await;
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_queued_messages = 2\n").await;
     // The server accepts but never answers the stream header: the session stays connecting.
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.read_stream_header().await;
     for id in 1..=3 {
         client.send(&format!(r#"<message xmlns="jabber:client" id="q{id}"><body>secret</body></message>"#)).await;
@@ -503,12 +431,8 @@ async fn lim_4_queue_while_connecting_is_bounded_policy_violation_and_nothing_le
 
 #[tokio::test]
 async fn lim_4_queue_while_connecting_is_bounded_in_bytes_by_one_element() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_element_bytes = 10000\n")).await;
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_element_bytes = 10000\n").await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.read_stream_header().await;
     // Two messages that each fit the element limit but not together.
     client.send(&message_of(6000, 'Q')).await;
@@ -526,10 +450,8 @@ async fn lim_4_queue_while_connecting_is_bounded_in_bytes_by_one_element() {
 
 #[tokio::test]
 async fn lim_2_oversized_server_element_is_remote_connection_failed_to_the_client_and_policy_violation_up() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nmax_element_bytes = 10000\n")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nmax_element_bytes = 10000\n").await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     // Just under the limit passes; just over it ends the stream.
     let fits = format!("<message to='a@example.com'><body>{}</body></message>", "F".repeat(9000));
     conn.write(&fits).await;
@@ -553,10 +475,8 @@ async fn lim_2_oversized_server_element_is_remote_connection_failed_to_the_clien
 
 #[tokio::test]
 async fn close_timeout_ends_a_close_the_server_never_answers() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(&server, &ca, "[limits]\nclose_timeout_secs = 1\n")).await;
-    let (mut client, mut conn) = opened(&gateway, &server).await;
+    let Setup { ca: _ca, server, gateway } = setup_with("[limits]\nclose_timeout_secs = 1\n").await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     client.send(CLOSE).await;
     conn.read_until("</stream:stream>").await;
     // The server never sends its </stream:stream>.
@@ -571,14 +491,8 @@ async fn close_timeout_ends_a_close_the_server_never_answers() {
 
 #[tokio::test]
 async fn connect_attempt_timeout_gives_remote_connection_failed_with_the_phase() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[connect]\nattempt_timeout_secs = 1\noverall_timeout_secs = 30\n",
-    ))
-    .await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[connect]\nattempt_timeout_secs = 1\noverall_timeout_secs = 30\n").await;
     let mut client = WsClient::connect(&gateway.url).await;
     let started = std::time::Instant::now();
     client.send(OPEN).await;
@@ -600,14 +514,8 @@ async fn connect_attempt_timeout_gives_remote_connection_failed_with_the_phase()
 
 #[tokio::test]
 async fn a_client_that_stops_reading_loses_its_session_instead_of_holding_it() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::start(&upstream_toml(
-        &server,
-        &ca,
-        "[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\nidle_timeout_secs = 0\n",
-    ))
-    .await;
+    let Setup { ca: _ca, server, gateway } =
+        setup_with("[limits]\nping_interval_secs = 1\npong_timeout_secs = 1\nidle_timeout_secs = 0\n").await;
     let mut never_reads = RawWs::connect(&gateway.url).await;
     never_reads.send_text(OPEN).await;
     let mut conn = server.accept().await;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use harness::fake_server::FakeServer;
 use harness::process::GatewayProcess;
 use harness::raw_ws::RawWs;
-use harness::ws_client::{raw_http, upgrade_request, WsClient};
+use harness::setup::{connecting, open_session};
+use harness::ws_client::{raw_http, upgrade_request};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 
@@ -56,9 +57,7 @@ async fn sigterm_drains_live_sessions_and_exits_zero_within_the_grace_period() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let mut gateway = GatewayProcess::start(&config(&server, &ca, "[shutdown]\ngrace_period_secs = 5\n"));
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(client.recv_text().await.starts_with("<open "));
     client.recv_text().await;
@@ -78,12 +77,7 @@ async fn sasl_plain_payload_never_appears_in_logs_even_at_trace() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = GatewayProcess::start(&config(&server, &ca, "[log]\nlevel = \"trace,tungstenite=trace\"\n"));
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    client.recv_text().await;
-    client.recv_text().await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
     client
         .send(&format!(r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">{PLAIN_PAYLOAD}</auth>"#))
         .await;
@@ -109,12 +103,7 @@ async fn sighup_reloads_limits_without_dropping_live_sessions() {
     let ca = TestCa::new();
     let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
     let gateway = GatewayProcess::start(&config(&server, &ca, ""));
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
-    conn.open_with_starttls(DOMAIN, FEATURES).await;
-    client.recv_text().await;
-    client.recv_text().await;
+    let (mut client, mut conn) = open_session(&gateway.url, &server, FEATURES).await;
 
     // New configuration: Origin now required from a listed page.
     std::fs::write(
@@ -186,9 +175,7 @@ async fn a_configuration_serving_no_domain_is_refused_at_start_check_and_reload(
     gateway.signal("HUP");
     let line = gateway.wait_for_log("reload failed", Duration::from_secs(5));
     assert!(line.contains("serves no domain"), "{line}");
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(client.recv_text().await.starts_with("<open "), "still serving {DOMAIN} after the refused reload");
 }
@@ -203,6 +190,7 @@ fn a_broken_reload_keeps_the_running_configuration() {
     gateway.signal("HUP");
     let line = gateway.wait_for_log("reload failed", Duration::from_secs(5));
     assert!(line.contains("limits.max_element_bytes"), "{line}");
+    assert!(line.contains(&gateway.config_path.display().to_string()), "the file is named: {line}");
     let (status, _) = rt.block_on(raw_http(
         gateway.url.trim_start_matches("ws://").split('/').next().unwrap(),
         &upgrade_request("x", "/xmpp-websocket", "Sec-WebSocket-Protocol: xmpp\r\n"),

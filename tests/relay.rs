@@ -8,6 +8,7 @@ mod harness;
 use harness::fake_server::{FakeServer, ReadEnd};
 use harness::gateway::TestGateway;
 use harness::raw_ws::RawWs;
+use harness::setup::{connecting, setup, Setup};
 use harness::ws_client::{raw_http, upgrade_request, WsClient};
 use harness::xmpp::{CLOSE, DOMAIN, OPEN};
 use harness::TestCa;
@@ -16,25 +17,10 @@ const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:
 const AUTH: &str =
     r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGp1bGlldAByMG0zMG15cjBtMzA=</auth>"#;
 
-struct Setup {
-    _ca: TestCa,
-    server: FakeServer,
-    gateway: TestGateway,
-}
-
-async fn setup() -> Setup {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let gateway = TestGateway::for_upstream(DOMAIN, server.addr(), &ca.ca_file()).await;
-    Setup { _ca: ca, server, gateway }
-}
-
 /// Opens a session through STARTTLS and returns the client (after `<open/>` and features) and
 /// the server connection.
 async fn opened(setup: &Setup) -> (WsClient, harness::fake_server::ServerConn) {
-    let mut client = WsClient::connect(&setup.gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = setup.server.accept().await;
+    let (mut client, mut conn) = connecting(&setup.gateway.url, &setup.server).await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     let open = client.recv_text().await;
     assert_eq!(

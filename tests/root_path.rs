@@ -8,8 +8,9 @@ mod harness;
 
 use harness::fake_server::FakeServer;
 use harness::gateway::TestGateway;
-use harness::ws_client::{raw_http, upgrade_request, WsClient};
-use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
+use harness::setup::connecting;
+use harness::ws_client::{raw_http, upgrade_request};
+use harness::xmpp::{CLOSE, DOMAIN, PLAIN_FEATURES as FEATURES};
 use harness::TestCa;
 
 #[tokio::test]
@@ -28,9 +29,7 @@ async fn the_root_path_serves_sessions_and_host_meta_keeps_its_paths() {
     assert_eq!(gateway.url, format!("ws://{host}/"));
 
     // A whole session through the root.
-    let mut client = WsClient::connect(&gateway.url).await;
-    client.send(OPEN).await;
-    let mut conn = server.accept().await;
+    let (mut client, mut conn) = connecting(&gateway.url, &server).await;
     conn.open_with_starttls(DOMAIN, FEATURES).await;
     assert!(client.recv_text().await.starts_with("<open "));
     assert!(client.recv_text().await.contains("<stream:features"));

@@ -5,7 +5,7 @@
 //! set them, comma-separated).
 //!
 //! A key added to a config struct appears here with no further work. This module only reads the
-//! structs' defaults; it must not validate values (that is [`Config::validate`]).
+//! structs' defaults; it must not check values (that is [`super::values`] and [`Config`]'s loading).
 
 use std::collections::HashMap;
 

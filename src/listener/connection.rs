@@ -1,12 +1,14 @@
 //! One connection until its WebSocket upgrade: the TLS handshake on a `wss://` listener, then
-//! HTTP through hyper, all within the handshake timeout and cut short when draining starts.
+//! HTTP/1.1 through hyper, all within the handshake timeout and cut short when draining starts;
+//! or, when the client chose it by ALPN, HTTP/2 ([`super::http2`]).
 //!
 //! Also the socket wrapper that carries the connection's descriptor slot into the session after
 //! the upgrade. Nothing here looks at XML or decides whether a request may become a session
 //! (that is [`crate::server`]).
 
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,14 +22,17 @@ use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use tracing::debug;
 
+use super::http2::Http2Connection;
 use crate::config::LimitsConfig;
-use crate::control::{AddressPermit, Control};
+use crate::control::{AddressPermit, Control, LimitExceeded};
 use crate::server::PeerInfo;
+use crate::session::Gateway;
 
 /// A connection's socket with its descriptor slot: the slot is given back when the socket is
 /// dropped, wherever the socket is by then (a session owns it after the upgrade).
@@ -68,6 +73,20 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
     }
 }
 
+/// What every connection of the public listener shares.
+#[derive(Clone)]
+pub(crate) struct Edge {
+    /// The listener does the TLS handshake itself (`wss://`).
+    pub(crate) secure: bool,
+    /// Drain signal, limits, the current configuration.
+    pub(crate) control: Arc<Control>,
+    /// The public router ([`crate::server::router`]).
+    pub(crate) router: Router,
+    /// The descriptor budget ([`super::descriptors`]): a connection holds one slot, and an
+    /// HTTP/2 connection one more for each session it carries.
+    pub(crate) slots: Arc<Semaphore>,
+}
+
 /// The HTTP/1.1 settings of a listener: request heads up to `max_header_bytes` (431 beyond), each
 /// within `header_timeout` (counted from when the connection starts waiting for it, so an idle
 /// keep-alive connection is closed after it too).
@@ -80,30 +99,62 @@ fn http1(max_header_bytes: usize, header_timeout: Duration) -> http1::Builder {
     http
 }
 
-/// Serves HTTP on one public connection, upgrades included, until it upgrades, closes or fails.
-///
-/// This is the one place that chooses the HTTP protocol: HTTP/2 on a `wss://` listener (RFC
-/// 8441 extended CONNECT) would swap the HTTP/1.1 builder here for hyper-util's automatic one.
-async fn serve_http<I>(io: I, peer: PeerInfo, router: Router, limits: &LimitsConfig) -> hyper::Result<()>
+/// The router as a hyper service for one connection: each request carries the peer and, on
+/// HTTP/2, what the WebSocket handler needs of the connection.
+pub(super) fn service(
+    router: Router,
+    peer: PeerInfo,
+    http2: Option<Http2Connection>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(connection) = &http2 {
+            request.extensions_mut().insert(connection.clone());
+        }
+        let mut router = router.clone();
+        async move { router.call(request).await }
+    })
+}
+
+/// Serves HTTP/1.1 on one public connection until it upgrades, closes or fails.
+async fn serve_http1<I>(io: I, peer: PeerInfo, router: Router, limits: &LimitsConfig) -> hyper::Result<()>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let mut router = router.clone();
-        async move { router.call(request).await }
-    });
-    http1(limits.max_header_bytes, limits.handshake_timeout())
-        .serve_connection(TokioIo::new(io), service)
+    http1(limits.max_header_bytes, limits.handshake_timeout)
+        .serve_connection(TokioIo::new(io), service(router, peer, None))
         .with_upgrades()
         .await
 }
 
 /// A connection counted in `limits.max_pending_connections` (and the gauge) until it upgrades
-/// or closes.
+/// or closes (on HTTP/2: while it carries no session).
 pub(crate) struct Pending {
-    pub(crate) _permit: AddressPermit,
-    pub(crate) gauge: prometheus::IntGauge,
+    _permit: AddressPermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Pending {
+    /// A place among the pending connections for one from `peer`: within
+    /// `limits.max_pending_connections` and, unless `peer` is a trusted proxy,
+    /// `limits.max_pending_connections_per_address`.
+    pub(crate) fn admit(control: &Control, gateway: &Gateway, peer: IpAddr) -> Result<Pending, LimitExceeded> {
+        let limits = &gateway.config.limits;
+        let per_address = if crate::client_addr::is_trusted(peer, &gateway.trusted_proxies) {
+            usize::MAX
+        } else {
+            limits.max_pending_connections_per_address
+        };
+        let permit = control.pending.try_acquire(peer, limits.max_pending_connections, per_address)?;
+        let gauge = gateway.metrics.connections_pending.clone();
+        gauge.inc();
+        Ok(Pending { _permit: permit, gauge })
+    }
 }
 
 impl Drop for Pending {
@@ -120,57 +171,91 @@ pub(crate) struct Accepted {
     pub(crate) pending: Pending,
 }
 
-/// How a pre-upgrade connection ended, when the gateway ended it (the metric label).
-fn dropped_label(result: &Result<hyper::Result<()>, Closed>) -> Option<&'static str> {
-    match result {
-        Err(Closed::Timeout) => Some("handshake-timeout"),
-        Err(Closed::Draining) => Some("draining"),
-        Err(Closed::TlsFailed) => Some("tls-handshake-failed"),
-        Ok(Err(error)) if error.is_timeout() => Some("handshake-timeout"),
-        Ok(_) => None,
+/// Why the gateway closed a connection that carried no session (the metric label is
+/// [`Closed::label`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Closed {
+    /// No upgrade within the handshake timeout of the accept.
+    Timeout,
+    /// Draining started.
+    Draining,
+    /// The TLS handshake failed.
+    TlsFailed,
+    /// An HTTP/2 connection carried no session for the handshake timeout after its last one.
+    Http2Idle,
+    /// An HTTP/2 connection whose last session ended found no room among the pending ones.
+    PendingLimit(LimitExceeded),
+}
+
+impl Closed {
+    /// The `connections_dropped_total` label.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Closed::Timeout => "handshake-timeout",
+            Closed::Draining => "draining",
+            Closed::TlsFailed => "tls-handshake-failed",
+            Closed::Http2Idle => "http2-idle",
+            Closed::PendingLimit(exceeded) => super::exceeded_label(exceeded),
+        }
     }
 }
 
-/// Why a pre-upgrade connection was closed by the gateway rather than by HTTP.
-#[derive(Debug)]
-enum Closed {
-    Timeout,
-    Draining,
-    TlsFailed,
+/// `work` within the handshake `deadline`, unless draining starts first.
+async fn before_upgrade<T>(deadline: Instant, control: &Control, work: impl Future<Output = T>) -> Result<T, Closed> {
+    tokio::select! {
+        done = tokio::time::timeout_at(deadline, work) => done.map_err(|_| Closed::Timeout),
+        _ = control.drain.cancelled() => Err(Closed::Draining),
+    }
 }
 
-/// Runs one public connection up to its upgrade (or its end): the TLS handshake when the
-/// listener is `secure`, then HTTP. Everything happens within `limits.handshake_timeout_secs`
-/// of the accept; when draining starts the connection is simply closed.
-pub(crate) async fn run(accepted: Accepted, secure: bool, control: Arc<Control>, router: Router) {
+/// Runs one public connection: the TLS handshake when the listener is `secure`, then HTTP/2 if
+/// the client chose it by ALPN ([`super::http2`]), else HTTP/1.1 up to its upgrade. Until it
+/// carries a session, a connection has `limits.handshake_timeout_secs` from the accept, and is
+/// closed when draining starts.
+pub(crate) async fn run(accepted: Accepted, edge: Edge) {
+    // `pending` is given back when this returns (on HTTP/1.1: at the upgrade); on HTTP/2 the
+    // connection's loop takes it and takes it again while the connection carries no session.
     let Accepted { stream, peer, slot, pending } = accepted;
-    let gateway = control.current();
+    let gateway = edge.control.current();
     let limits = gateway.config.limits.clone();
-    let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
-    let work = async {
-        let peer_info = PeerInfo { addr: peer, secure };
-        if !secure {
-            return Ok(serve_http(Counted { io: stream, _slot: slot }, peer_info, router, &limits).await);
-        }
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let peer_info = PeerInfo { addr: peer, secure: edge.secure };
+    let closed = if !edge.secure {
+        let http = serve_http1(Counted { io: stream, _slot: slot }, peer_info, edge.router.clone(), &limits);
+        before_upgrade(deadline, &edge.control, http).await.and_then(http1_ended)
+    } else {
         // A reload never switches the listener's mode, so a secure listener always has this.
-        let Some(config) = gateway.listener_tls.clone() else { return Err(Closed::TlsFailed) };
-        match TlsAcceptor::from(config).accept(stream).await {
-            Ok(tls) => Ok(serve_http(Counted { io: tls, _slot: slot }, peer_info, router, &limits).await),
-            Err(error) => {
+        let Some(config) = gateway.listener_tls.clone() else { return };
+        let handshake = before_upgrade(deadline, &edge.control, TlsAcceptor::from(config).accept(stream)).await;
+        match handshake {
+            Err(closed) => Err(closed),
+            Ok(Err(error)) => {
                 debug!(%error, client = %peer, "TLS handshake failed");
                 Err(Closed::TlsFailed)
             }
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(super::tls::ALPN_H2) => {
+                let io = Counted { io: tls, _slot: slot };
+                super::http2::serve(io, peer_info, &edge, pending, deadline).await
+            }
+            Ok(Ok(tls)) => {
+                let http = serve_http1(Counted { io: tls, _slot: slot }, peer_info, edge.router.clone(), &limits);
+                before_upgrade(deadline, &edge.control, http).await.and_then(http1_ended)
+            }
         }
     };
-    let result = tokio::select! {
-        result = tokio::time::timeout_at(deadline, work) => result.unwrap_or(Err(Closed::Timeout)),
-        _ = control.drain.cancelled() => Err(Closed::Draining),
-    };
-    if let Some(label) = dropped_label(&result) {
-        debug!(client = %peer, reason = label, "connection closed before an upgrade");
-        gateway.metrics.connections_dropped.with_label_values(&[label]).inc();
+    if let Err(closed) = closed {
+        debug!(client = %peer, reason = closed.label(), "connection closed without a session");
+        gateway.metrics.connections_dropped.with_label_values(&[closed.label()]).inc();
     }
-    drop(pending);
+}
+
+/// How an HTTP/1.1 connection that hyper ended counts: its header timeout is the handshake
+/// timeout; anything else (an upgrade, the client's close, a malformed request) is not a drop.
+fn http1_ended(result: hyper::Result<()>) -> Result<(), Closed> {
+    match result {
+        Err(error) if error.is_timeout() => Err(Closed::Timeout),
+        _ => Ok(()),
+    }
 }
 
 /// Longest life of one admin connection: a keep-alive scraper reconnects, and a client that

@@ -8,7 +8,10 @@
 //!   a trusted proxy, `limits.max_pending_connections_per_address` (else 503 / 429 at once);
 //! - it then has `limits.handshake_timeout_secs` for TLS, its request (at most
 //!   `limits.max_header_bytes`) and the upgrade ([`connection`]); when draining starts it is
-//!   closed at once. Upgraded connections leave these counts and become sessions.
+//!   closed at once. Upgraded connections leave these counts and become sessions;
+//! - on `wss://` the client may choose HTTP/2 by ALPN (`listener.http2`): one connection then
+//!   carries any number of sessions as streams (WS-12), with limits per connection, and counts as
+//!   pending again whenever it carries none ([`http2`]).
 //!
 //! Admin listener: a small fixed number of connections, each request head within the handshake
 //! timeout. This module handles sockets and HTTP framing; admission of sessions is
@@ -17,6 +20,7 @@
 mod accept;
 mod connection;
 pub mod descriptors;
+mod http2;
 mod tls;
 
 use std::net::SocketAddr;
@@ -28,11 +32,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+pub(crate) use http2::{Http2Connection, Http2Session};
 pub use tls::{server_config, ListenerTlsError};
 
 use crate::control::{Control, LimitExceeded};
 use accept::RateLimited;
-use connection::{Accepted, Pending};
+use connection::{Accepted, Edge, Pending};
 
 /// Admin connections served at once (Prometheus, probes); they come out of the descriptor
 /// reserve.
@@ -53,6 +58,7 @@ pub(crate) async fn serve_public(
     let mut accept_log = RateLimited::new(WARNING_INTERVAL);
     let mut full_log = RateLimited::new(WARNING_INTERVAL);
     let drain = control.drain.clone();
+    let edge = Edge { secure, control: control.clone(), router, slots: slots.clone() };
     loop {
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
@@ -77,29 +83,26 @@ pub(crate) async fn serve_public(
             _ = drain.cancelled() => return,
         };
         let gateway = control.current();
-        let limits = &gateway.config.limits;
-        let per_address = if crate::client_addr::is_trusted(peer.ip(), &gateway.trusted_proxies) {
-            usize::MAX
-        } else {
-            limits.max_pending_connections_per_address
-        };
-        let permit = match control.pending.try_acquire(peer.ip(), limits.max_pending_connections, per_address) {
-            Ok(permit) => permit,
+        let pending = match Pending::admit(&control, &gateway, peer.ip()) {
+            Ok(pending) => pending,
             Err(exceeded) => {
-                let label = match exceeded {
-                    LimitExceeded::Total => "pending-limit-total",
-                    LimitExceeded::PerAddress => "pending-limit-per-address",
-                };
+                let label = exceeded_label(exceeded);
                 debug!(client = %peer, reason = label, "connection refused");
                 gateway.metrics.connections_dropped.with_label_values(&[label]).inc();
-                refuse(stream, secure, exceeded);
+                refuse(stream, edge.secure, exceeded);
                 continue;
             }
         };
-        let gauge = gateway.metrics.connections_pending.clone();
-        gauge.inc();
-        let accepted = Accepted { stream, peer, slot, pending: Pending { _permit: permit, gauge } };
-        control.connections.spawn(connection::run(accepted, secure, control.clone(), router.clone()));
+        let accepted = Accepted { stream, peer, slot, pending };
+        control.connections.spawn(connection::run(accepted, edge.clone()));
+    }
+}
+
+/// The `connections_dropped_total` label of a pending-connection limit.
+fn exceeded_label(exceeded: LimitExceeded) -> &'static str {
+    match exceeded {
+        LimitExceeded::Total => "pending-limit-total",
+        LimitExceeded::PerAddress => "pending-limit-per-address",
     }
 }
 
@@ -136,7 +139,7 @@ pub(crate) async fn serve_admin(listener: TcpListener, control: Arc<Control>, ro
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let (stream, _peer): (TcpStream, SocketAddr) = accept::accept(&listener, &mut accept_log).await;
-        let timeout = control.current().config.limits.handshake_timeout();
+        let timeout = control.current().config.limits.handshake_timeout;
         tokio::spawn(connection::run_admin(stream, slot, router.clone(), timeout));
     }
 }

@@ -1,5 +1,6 @@
 //! The `wss://` listener's certificate: loading the PEM chain and key into a rustls server
-//! configuration (ALPN `http/1.1`). Loading only; handshakes run in [`super::connection`].
+//! configuration, with the HTTP versions offered by ALPN (`h2` when `listener.http2` is on, and
+//! `http/1.1`). Loading only; handshakes run in [`super::connection`].
 
 use std::sync::Arc;
 
@@ -11,10 +12,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[error("listener TLS: {0}")]
 pub struct ListenerTlsError(String);
 
-/// Loads the `wss://` certificate chain and key (PEM) into a server configuration.
+/// The ALPN protocol id of HTTP/2 (RFC 9113 §3.2).
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+
+/// Loads the `wss://` certificate chain and key (PEM) into a server configuration that offers
+/// HTTP/2 by ALPN when `http2` is set (preferred when the client offers both), and HTTP/1.1
+/// always. A client that offers no ALPN gets HTTP/1.1.
 pub fn server_config(
     cert_file: &std::path::Path,
     key_file: &std::path::Path,
+    http2: bool,
 ) -> Result<Arc<rustls::ServerConfig>, ListenerTlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| ListenerTlsError(format!("{}: {e}", cert_file.display())))?
@@ -32,6 +39,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| ListenerTlsError(format!("certificate and key do not fit together: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols =
+        if http2 { vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     Ok(Arc::new(config))
 }

@@ -163,20 +163,29 @@ where
 
     /// Runs one write under the send deadline: a client that does not take a message within a
     /// ping interval plus the pong deadline stopped reading, and cannot hold its session (and
-    /// its upstream) forever. `Err` once, when the client is lost by this write; later writes
-    /// are skipped.
+    /// its upstream) forever. While a pong is owed the pong deadline is the earlier bound: the
+    /// write would carry that pong out too, so a client that pings and stops reading is lost
+    /// when its pong is late, whatever else the session writes meanwhile. `Err` once, when the
+    /// client is lost by this write; later writes are skipped.
     async fn write(&mut self, write: Write) -> Result<(), Lost> {
         if self.lost.is_some() {
             return Ok(());
         }
-        let deadline = self.send_deadline;
+        let deadline = write_deadline(Instant::now(), self.send_deadline, self.pong_owed_since, self.pong_timeout);
+        let carries_pong = matches!(write, Write::Send(_) | Write::Flush);
         let result = match write {
-            Write::Send(message) => tokio::time::timeout(deadline, self.ws.send(message)).await,
-            Write::Feed(message) => tokio::time::timeout(deadline, self.ws.feed(message)).await,
-            Write::Flush => tokio::time::timeout(deadline, self.ws.flush()).await,
+            Write::Send(message) => tokio::time::timeout_at(deadline, self.ws.send(message)).await,
+            Write::Feed(message) => tokio::time::timeout_at(deadline, self.ws.feed(message)).await,
+            Write::Flush => tokio::time::timeout_at(deadline, self.ws.flush()).await,
         };
         let lost = match result {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(())) => {
+                if carries_pong {
+                    // A flushed write carries the pong the WebSocket layer queued.
+                    self.pong_owed_since = None;
+                }
+                return Ok(());
+            }
             Ok(Err(error)) if is_write_buffer_full(&error) => {
                 debug!("client stopped reading (write buffer full)");
                 Lost::Stalled
@@ -189,6 +198,21 @@ where
         };
         self.lost = Some(lost);
         Err(lost)
+    }
+}
+
+/// When a write started at `now` must have finished: `send_deadline` after it, or
+/// `pong_timeout` after an owed pong was asked for, whichever comes first.
+fn write_deadline(
+    now: Instant,
+    send_deadline: Duration,
+    pong_owed_since: Option<Instant>,
+    pong_timeout: Duration,
+) -> Instant {
+    let sent_by = now + send_deadline;
+    match pong_owed_since {
+        Some(since) => sent_by.min(since + pong_timeout),
+        None => sent_by,
     }
 }
 
@@ -231,5 +255,21 @@ mod tests {
         let reset = axum::Error::new(tungstenite::Error::ConnectionClosed);
         assert!(!is_write_buffer_full(&reset));
         assert!(matches!(classify_ws_error(&reset), ClientInput::Gone));
+    }
+
+    #[test]
+    fn an_owed_pong_bounds_every_write() {
+        let now = Instant::now();
+        let send = Duration::from_secs(45);
+        let pong = Duration::from_secs(15);
+        assert_eq!(write_deadline(now, send, None, pong), now + send);
+        let pinged = now - Duration::from_secs(10);
+        assert_eq!(
+            write_deadline(now, send, Some(pinged), pong),
+            pinged + pong,
+            "the pong is due before the write's own deadline"
+        );
+        let short_send = Duration::from_secs(2);
+        assert_eq!(write_deadline(now, short_send, Some(pinged), pong), now + short_send);
     }
 }

@@ -39,7 +39,7 @@ pub use upstream_link::READ_CHUNK_BYTES;
 /// reload builds a new one; a session keeps the one it started with.
 #[derive(Debug)]
 pub struct Gateway {
-    /// The validated configuration.
+    /// The configuration, parsed.
     pub config: Config,
     /// What the session core needs of it, as typed values.
     pub settings: Arc<core::Settings>,

@@ -14,6 +14,8 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::config::values::Domain;
+
 /// A special-purpose address range (RFC 6890 and the IANA registries). The label names the
 /// range in logs; the D6 class of a refusal is always `address-refused`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,48 +167,66 @@ pub struct DomainPolicy {
     special_addresses: HashSet<String>,
 }
 
-/// A `[domains] allow` pattern that is not an exact domain or `*.suffix`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PatternError(pub &'static str);
+/// A `[domains] allow` entry, normalised: an exact domain, or every subdomain of a suffix
+/// (`*.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainPattern {
+    /// This domain only.
+    Exact(String),
+    /// Every domain ending in `.suffix` (the suffix itself excluded); holds the suffix.
+    Subdomains(String),
+}
 
-/// Parses one allow pattern into its normalised form: `example.com` or `*.example.com`.
-pub fn parse_pattern(pattern: &str) -> Result<String, PatternError> {
-    if let Some(suffix) = pattern.strip_prefix("*.") {
-        let suffix = crate::domain::normalize(suffix)
-            .map_err(|_| PatternError("the part after '*.' is not a valid domain name"))?;
-        if !suffix.contains('.') {
-            return Err(PatternError("a wildcard over a whole top-level domain is an open relay"));
+impl std::str::FromStr for DomainPattern {
+    type Err = String;
+
+    fn from_str(pattern: &str) -> Result<Self, String> {
+        let refuse = |problem: &str| format!("{pattern:?}: {problem}");
+        if let Some(suffix) = pattern.strip_prefix("*.") {
+            let suffix = crate::domain::normalize(suffix)
+                .map_err(|_| refuse("the part after '*.' is not a valid domain name"))?;
+            if !suffix.contains('.') {
+                return Err(refuse("a wildcard over a whole top-level domain is an open relay"));
+            }
+            return Ok(DomainPattern::Subdomains(suffix));
         }
-        return Ok(format!("*.{suffix}"));
+        if pattern.contains('*') {
+            return Err(refuse("'*' is only allowed as a whole first label, as in *.example.com"));
+        }
+        crate::domain::normalize(pattern)
+            .map(DomainPattern::Exact)
+            .map_err(|_| refuse("not a valid domain name (IP literals are refused)"))
     }
-    if pattern.contains('*') {
-        return Err(PatternError("'*' is only allowed as a whole first label, as in *.example.com"));
+}
+
+impl std::fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DomainPattern::Exact(domain) => f.write_str(domain),
+            DomainPattern::Subdomains(suffix) => write!(f, "*.{suffix}"),
+        }
     }
-    crate::domain::normalize(pattern).map_err(|_| PatternError("not a valid domain name (IP literals are refused)"))
 }
 
 impl DomainPolicy {
-    /// Builds the policy. `allow` and `special_addresses` are patterns as accepted by
-    /// [`parse_pattern`] (invalid ones were refused by configuration validation and are
-    /// skipped); `static_domains` are the normalised domains of `[[upstream]]`.
+    /// Builds the policy from `[domains] allow`, `[domains] special_addresses` and the
+    /// normalised domains of `[[upstream]]`.
     pub fn new<'a>(
-        allow: impl IntoIterator<Item = &'a str>,
-        special_addresses: impl IntoIterator<Item = &'a str>,
+        allow: &[DomainPattern],
+        special_addresses: &[Domain],
         static_domains: impl IntoIterator<Item = &'a str>,
     ) -> DomainPolicy {
         let mut policy = DomainPolicy::default();
-        for pattern in allow.into_iter().filter_map(|p| parse_pattern(p).ok()) {
-            match pattern.strip_prefix('*') {
-                Some(suffix) => policy.suffixes.push(suffix.to_string()),
-                None => {
-                    policy.exact.insert(pattern);
+        for pattern in allow {
+            match pattern {
+                DomainPattern::Subdomains(suffix) => policy.suffixes.push(format!(".{suffix}")),
+                DomainPattern::Exact(domain) => {
+                    policy.exact.insert(domain.clone());
                 }
             }
         }
         policy.exact.extend(static_domains.into_iter().map(str::to_string));
-        policy.special_addresses =
-            special_addresses.into_iter().filter_map(|d| crate::domain::normalize(d).ok()).collect();
+        policy.special_addresses = special_addresses.iter().map(|domain| domain.as_str().to_string()).collect();
         policy
     }
 
@@ -340,9 +360,14 @@ mod tests {
         }
     }
 
+    fn patterns(texts: &[&str]) -> Vec<DomainPattern> {
+        texts.iter().map(|text| text.parse().unwrap()).collect()
+    }
+
     #[test]
     fn domain_policy_exact_suffix_and_static() {
-        let policy = DomainPolicy::new(["a.example", "*.chat.example", "Bücher.example"], [], ["static.example"]);
+        let policy =
+            DomainPolicy::new(&patterns(&["a.example", "*.chat.example", "Bücher.example"]), &[], ["static.example"]);
         assert!(policy.allows("a.example"));
         assert!(policy.allows("static.example"));
         assert!(policy.allows("x.chat.example"));
@@ -356,19 +381,18 @@ mod tests {
 
     #[test]
     fn nothing_is_allowed_by_default() {
-        let policy = DomainPolicy::new([], [], []);
+        let policy = DomainPolicy::new(&[], &[], []);
         assert!(!policy.allows("example.com"));
         assert!(!policy.special_addresses_allowed("example.com"));
     }
 
     #[test]
     fn patterns_are_checked() {
-        assert_eq!(parse_pattern("*.Example.COM.").unwrap(), "*.example.com");
-        assert_eq!(parse_pattern("Example.com").unwrap(), "example.com");
-        assert!(parse_pattern("*").is_err());
-        assert!(parse_pattern("*.com").is_err());
-        assert!(parse_pattern("a*.example.com").is_err());
-        assert!(parse_pattern("*.*.example.com").is_err());
-        assert!(parse_pattern("10.0.0.1").is_err());
+        let parsed = |text: &str| text.parse::<DomainPattern>().map(|pattern| pattern.to_string());
+        assert_eq!(parsed("*.Example.COM.").unwrap(), "*.example.com");
+        assert_eq!(parsed("Example.com").unwrap(), "example.com");
+        for bad in ["*", "*.com", "a*.example.com", "*.*.example.com", "10.0.0.1"] {
+            assert!(parsed(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -31,7 +31,7 @@ use crate::metrics::Metrics;
 pub use connector::{Budget, Connector, Link};
 pub use failure::{DnsFailure, FailureClass, TcpFailure, TlsFailure};
 pub use io::UpstreamIo;
-pub use resolve::{DnsResolver, ResolverSetupError};
+pub use resolve::DnsResolver;
 pub use tls::{SystemRoots, TlsSetupError};
 
 use guard::DomainPolicy;
@@ -112,9 +112,6 @@ pub enum UpstreamSetupError {
     /// A CA file could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
-    /// The DNS resolver could not be configured.
-    #[error(transparent)]
-    Dns(#[from] ResolverSetupError),
 }
 
 /// The domains the gateway serves, how to find their servers, and the shared TLS client
@@ -133,9 +130,7 @@ impl UpstreamDirectory {
     pub fn from_config(config: &Config, roots: &SystemRoots) -> Result<UpstreamDirectory, UpstreamSetupError> {
         let mut targets = HashMap::new();
         for upstream in &config.upstream {
-            // Validation already proved both parse.
-            let Ok(domain) = crate::domain::normalize(&upstream.domain) else { continue };
-            let Ok((host, port)) = parse_host_port(&upstream.address) else { continue };
+            let domain = upstream.domain.as_str().to_string();
             let tls_config = match upstream.tls {
                 UpstreamTls::None => None,
                 UpstreamTls::Starttls => Some(tls::client_config(roots, upstream.ca_file.as_deref(), false)?),
@@ -143,8 +138,8 @@ impl UpstreamDirectory {
             };
             let target = UpstreamTarget {
                 domain: domain.clone(),
-                host,
-                port,
+                host: upstream.address.host.clone(),
+                port: upstream.address.port,
                 tls: upstream.tls,
                 tls_config,
                 proxy_protocol: upstream.proxy_protocol,
@@ -153,17 +148,17 @@ impl UpstreamDirectory {
             targets.insert(domain, Arc::new(target));
         }
         let policy = DomainPolicy::new(
-            config.domains.allow.iter().map(String::as_str),
-            config.domains.special_addresses.iter().map(String::as_str),
+            &config.domains.allow,
+            &config.domains.special_addresses,
             targets.keys().map(String::as_str),
         );
         let ca_file = config.domains.ca_file.as_deref();
         let shared = connector::Shared {
-            resolver: DnsResolver::from_config(&config.dns)?,
+            resolver: DnsResolver::from_config(&config.dns),
             prefer: config.dns.prefer,
             discovered_starttls: tls::client_config(roots, ca_file, false)?,
             discovered_direct: tls::client_config(roots, ca_file, true)?,
-            happy_eyeballs_delay: config.connect.happy_eyeballs_delay(),
+            happy_eyeballs_delay: config.connect.happy_eyeballs_delay,
         };
         Ok(UpstreamDirectory { targets, policy, shared })
     }
@@ -189,27 +184,6 @@ impl UpstreamDirectory {
     pub fn connector(&self, upstream: Upstream, client: SocketAddr, metrics: &Metrics) -> Connector {
         Connector::new(self.shared.clone(), metrics.clone(), upstream, client)
     }
-}
-
-/// Splits `host:port`, `ip:port` or `[ipv6]:port`.
-pub fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
-    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
-        let (host, rest) = rest.split_once(']').ok_or("missing ']' after an IPv6 address")?;
-        (host, rest.strip_prefix(':').ok_or("missing ':port' after ']'")?)
-    } else {
-        address.rsplit_once(':').ok_or("missing ':port'")?
-    };
-    if host.is_empty() {
-        return Err("missing host");
-    }
-    if host.contains(':') && !address.starts_with('[') {
-        return Err("IPv6 addresses must be written in brackets, e.g. [::1]:5222");
-    }
-    let port: u16 = port.parse().map_err(|_| "port is not a number from 1 to 65535")?;
-    if port == 0 {
-        return Err("port is not a number from 1 to 65535");
-    }
-    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -239,17 +213,5 @@ mod tests {
         ));
         assert_eq!(directory.lookup("example.net").unwrap_err(), NotServed::DomainNotAllowed);
         assert_eq!(directory.lookup("other.example").unwrap_err().class(), FailureClass::DomainNotAllowed);
-    }
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(parse_host_port("127.0.0.1:5222").unwrap(), ("127.0.0.1".to_string(), 5222));
-        assert_eq!(parse_host_port("xmpp.example.com:5223").unwrap(), ("xmpp.example.com".to_string(), 5223));
-        assert_eq!(parse_host_port("[::1]:5222").unwrap(), ("::1".to_string(), 5222));
-        assert!(parse_host_port("::1:5222").is_err());
-        assert!(parse_host_port("example.com").is_err());
-        assert!(parse_host_port("example.com:0").is_err());
-        assert!(parse_host_port("example.com:70000").is_err());
-        assert!(parse_host_port(":5222").is_err());
     }
 }

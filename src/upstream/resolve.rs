@@ -11,8 +11,8 @@
 //!
 //! This module never connects and never applies the address guard (see [`super::guard`]).
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::time::Instant;
 
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
@@ -204,11 +204,6 @@ pub fn plan<R: Rng + ?Sized>(
     Ok(ordered.into_iter().map(|(record, tls)| Route { host: record.target, port: record.port, tls }).collect())
 }
 
-/// Why the resolver could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot set up DNS resolution: {0}")]
-pub struct ResolverSetupError(String);
-
 /// The gateway's DNS resolver: hickory with its TTL cache, configured from `[dns]`.
 #[derive(Clone)]
 pub struct DnsResolver {
@@ -224,7 +219,7 @@ impl std::fmt::Debug for DnsResolver {
 impl DnsResolver {
     /// The system's resolver configuration (`/etc/resolv.conf`), or the nameservers of
     /// `[dns] nameservers` (each over UDP and TCP), with the timeouts and cache size of `dns`.
-    pub fn from_config(dns: &DnsConfig) -> Result<DnsResolver, ResolverSetupError> {
+    pub fn from_config(dns: &DnsConfig) -> DnsResolver {
         let provider = TokioConnectionProvider::default();
         let mut builder = if dns.nameservers.is_empty() {
             match TokioResolver::builder(provider.clone()) {
@@ -239,8 +234,7 @@ impl DnsResolver {
         } else {
             let mut config = ResolverConfig::new();
             for server in &dns.nameservers {
-                let address: SocketAddr =
-                    server.parse().map_err(|_| ResolverSetupError(format!("{server:?} is not ip:port")))?;
+                let address = server.0;
                 config.add_name_server(NameServerConfig::new(address, Protocol::Udp));
                 config.add_name_server(NameServerConfig::new(address, Protocol::Tcp));
             }
@@ -249,13 +243,13 @@ impl DnsResolver {
             builder
         };
         let options: &mut ResolverOpts = builder.options_mut();
-        options.timeout = Duration::from_millis(dns.timeout_ms);
+        options.timeout = dns.timeout;
         options.attempts = dns.attempts;
         options.cache_size = dns.cache_size;
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        options.negative_max_ttl = Some(Duration::from_secs(dns.negative_max_ttl_secs));
+        options.negative_max_ttl = Some(dns.negative_max_ttl);
         options.preserve_intermediates = false;
-        Ok(DnsResolver { inner: builder.build() })
+        DnsResolver { inner: builder.build() }
     }
 
     /// Queries `_xmpp-client._tcp.<domain>.` and `_xmpps-client._tcp.<domain>.` at the same

@@ -63,14 +63,19 @@ impl FakeServer {
     /// Accepts a connection if one arrives within `within`.
     pub async fn try_accept(&self, within: std::time::Duration) -> Option<ServerConn> {
         let (stream, _) = tokio::time::timeout(within, self.listener.accept()).await.ok()?.ok()?;
-        Some(ServerConn {
+        Some(self.connection(stream))
+    }
+
+    /// A connection accepted on the plain socket, TLS yet to come.
+    fn connection(&self, stream: TcpStream) -> ServerConn {
+        ServerConn {
             plain: Some(stream),
             tls: None,
             acceptor: self.acceptor.clone(),
             plaintext_received: Vec::new(),
             tls_received: Vec::new(),
             pending: Vec::new(),
-        })
+        }
     }
 
     fn acceptor(leaf: Leaf) -> TlsAcceptor {
@@ -96,14 +101,7 @@ impl FakeServer {
             .await
             .expect("gateway connected in time")
             .expect("accept");
-        ServerConn {
-            plain: Some(stream),
-            tls: None,
-            acceptor: self.acceptor.clone(),
-            plaintext_received: Vec::new(),
-            tls_received: Vec::new(),
-            pending: Vec::new(),
-        }
+        self.connection(stream)
     }
 
     /// Accepts the next connection and immediately does a TLS handshake (direct TLS).

@@ -28,8 +28,8 @@ impl TestGateway {
     /// unless the TOML says otherwise.
     pub async fn start(toml: &str) -> TestGateway {
         let mut config = Config::from_toml(toml).expect("valid test config");
-        config.listener.address = "127.0.0.1:0".into();
-        config.admin.address = "127.0.0.1:0".into();
+        config.listener.address = "127.0.0.1:0".parse().expect("an address");
+        config.admin.address = "127.0.0.1:0".parse().expect("an address");
         if !toml.contains("allow_missing_origin") {
             config.listener.allow_missing_origin = true;
         }

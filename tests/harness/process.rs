@@ -1,9 +1,18 @@
-//! The gateway as a real process (the built binary), for signals, exit codes and logs.
+//! The gateway as a real process (the built binary), for signals, exit codes and logs: the one
+//! gateway-process fixture, used directly by the process and hostile tests and through
+//! [`super::e2e::Gateway`] by the end-to-end tests.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long the gateway may take to log that its listener is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The log line the gateway writes once it listens, with its `url=` and `admin=` fields.
+const READY_LINE: &str = "websocket listener ready";
 
 /// A running gateway process; killed when dropped.
 pub struct GatewayProcess {
@@ -12,11 +21,11 @@ pub struct GatewayProcess {
     pub log: Arc<Mutex<Vec<String>>>,
     /// `ws://127.0.0.1:PORT/xmpp-websocket`.
     pub url: String,
-    /// `http://127.0.0.1:PORT` of the admin listener.
+    /// `http://127.0.0.1:PORT` of the admin listener (`disabled` without one).
     pub admin: String,
     _dir: tempfile::TempDir,
     /// The configuration file (rewrite it and send SIGHUP to reload).
-    pub config_path: std::path::PathBuf,
+    pub config_path: PathBuf,
 }
 
 impl GatewayProcess {
@@ -37,47 +46,79 @@ impl GatewayProcess {
     }
 
     fn start_command(toml: &str, mut command: Command) -> GatewayProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
+        command.env("XMPPGW_LISTENER__ADDRESS", "127.0.0.1:0").env("XMPPGW_ADMIN__ADDRESS", "127.0.0.1:0");
+        Self::try_start_command(toml, command).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Starts the binary with `toml` as written (its addresses included) and the environment
+    /// `env`; an error with the log if it exits or is not ready within 20 s.
+    pub fn try_start(toml: &str, env: &[(&str, &str)]) -> Result<GatewayProcess, String> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xmpp-ws-gateway"));
+        command.envs(env.iter().copied());
+        Self::try_start_command(toml, command)
+    }
+
+    fn try_start_command(toml: &str, mut command: Command) -> Result<GatewayProcess, String> {
+        let dir = tempfile::Builder::new().prefix("xmppgw-gateway-").tempdir().expect("temp dir");
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, toml).expect("write config");
-        let mut child = command
-            .arg("--config")
-            .arg(&config_path)
-            .env("XMPPGW_LISTENER__ADDRESS", "127.0.0.1:0")
-            .env("XMPPGW_ADMIN__ADDRESS", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the gateway binary");
-        let stderr = child.stderr.take().expect("stderr");
+        command.arg("--config").arg(&config_path);
+        Self::spawn_and_wait(command, READY_TIMEOUT, config_path, dir)
+    }
+
+    /// Spawns `command` (stderr piped, colours off), collects its stderr lines and waits up to
+    /// `timeout` for the ready line.
+    fn spawn_and_wait(
+        mut command: Command,
+        timeout: Duration,
+        config_path: PathBuf,
+        dir: tempfile::TempDir,
+    ) -> Result<GatewayProcess, String> {
+        command.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|e| format!("spawn the gateway: {e}"))?;
+        let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
         let lines = log.clone();
+        // Ends when stderr closes, i.e. when the gateway exits or is killed.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("websocket listener ready") {
+                if line.contains(READY_LINE) {
                     let _ = ready_tx.send(line.clone());
                 }
                 lines.lock().unwrap().push(line);
             }
         });
-        let ready = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("gateway did not become ready; log: {:?}", log.lock().unwrap())
-        });
-        let field = |name: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|token| token.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in {ready}"))
-                .trim_matches('"')
-                .to_string()
+        let ready = match ready_rx.recv_timeout(timeout) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the gateway was not ready within {timeout:?}; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                ));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stderr closed: the process is gone.
+                let status = child.wait().ok();
+                return Err(format!(
+                    "the gateway exited before it was ready ({status:?}); log:\n{}",
+                    log.lock().unwrap().join("\n")
+                ));
+            }
         };
-        let url = field("url=");
-        let admin = field("admin=");
-        GatewayProcess { child, log, url, admin, _dir: dir, config_path }
+        let (Some(url), Some(admin)) = (field(&ready, "url="), field(&ready, "admin=")) else {
+            let _ = child.kill();
+            return Err(format!("no url= and admin= in {ready:?}"));
+        };
+        Ok(GatewayProcess { child, log, url, admin, _dir: dir, config_path })
+    }
+
+    /// `Some(status)` if the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// The process id (for /proc/<pid>/status).
@@ -97,8 +138,34 @@ impl GatewayProcess {
 
     /// The address of the public listener (`127.0.0.1:PORT`).
     pub fn listener_addr(&self) -> std::net::SocketAddr {
-        let rest = self.url.trim_start_matches("ws://");
+        let rest = self.url.split("://").nth(1).expect("scheme://");
         rest.split('/').next().expect("host:port").parse().expect("listener address")
+    }
+
+    /// CPU time the process has used so far, user and system, all threads (/proc/<pid>/stat).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("/proc/<pid>/stat");
+        // Fields after the command name (which may contain spaces): state is the first, utime
+        // the 12th and stime the 13th (man 5 proc).
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .expect("(comm)")
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.iter().sum::<u64>();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64)
+    }
+
+    /// The value of one series of the process's `/metrics` (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let host = self.admin_addr();
+        let request = format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let (_, text) = super::ws_client::raw_http(&host, &request).await;
+        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
     }
 
     /// The address of the admin listener.
@@ -142,6 +209,16 @@ impl GatewayProcess {
     }
 }
 
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 when that cannot run).
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
 /// A `Vm...:` value of /proc/<pid>/status in KiB.
 pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
@@ -151,9 +228,66 @@ pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
 
+/// The value of a `name=` field of a log line, quoted or not.
+fn field(line: &str, name: &str) -> Option<String> {
+    let start = line.find(name)? + name.len();
+    let rest = line[start..].trim_start_matches('"');
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == ',').unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    fn spawn(script: &str, timeout: Duration) -> Result<GatewayProcess, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        GatewayProcess::spawn_and_wait(shell(script), timeout, dir.path().join("unused.toml"), dir)
+    }
+
+    #[test]
+    fn fields_are_read_plain_and_quoted() {
+        let line = "INFO xmpp_ws_gateway::run: websocket listener ready url=ws://127.0.0.1:4321/xmpp-websocket admin=http://127.0.0.1:9";
+        assert_eq!(field(line, "url=").as_deref(), Some("ws://127.0.0.1:4321/xmpp-websocket"));
+        assert_eq!(field(line, "admin=").as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(field(r#"INFO ready url="ws://127.0.0.1:1/x""#, "url=").as_deref(), Some("ws://127.0.0.1:1/x"));
+    }
+
+    #[test]
+    fn the_fixture_waits_for_the_ready_line_and_keeps_the_log() {
+        let script =
+            "echo starting >&2; echo 'INFO websocket listener ready url=ws://127.0.0.1:9/x admin=disabled' >&2; \
+                      echo after >&2; exec sleep 30";
+        let mut gateway = spawn(script, Duration::from_secs(10)).expect("ready");
+        assert_eq!(gateway.url, "ws://127.0.0.1:9/x");
+        gateway.wait_for_log("after", Duration::from_secs(5));
+        assert_eq!(gateway.log.lock().unwrap()[0], "starting");
+        assert!(gateway.exited().is_none());
+        let started = Instant::now();
+        drop(gateway); // must kill `sleep 30`, not wait for it
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_fixture_reports_early_exit_and_silence() {
+        let error = spawn("echo boom >&2; exit 3", Duration::from_secs(10)).err().expect("must fail");
+        assert!(error.contains("exited before it was ready") && error.contains("boom"), "{error}");
+        let started = Instant::now();
+        let error = spawn("exec sleep 30", Duration::from_millis(300)).err().expect("must time out");
+        assert!(error.contains("not ready within"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

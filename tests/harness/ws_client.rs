@@ -24,11 +24,17 @@ pub enum WsEvent {
     Gone,
 }
 
-/// A connected client.
-pub struct WsClient {
-    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+/// A connected client, over TCP (and TLS) or any other stream (an HTTP/2 stream, `tests/harness/h2.rs`).
+pub struct WsClient<S = MaybeTlsStream<TcpStream>> {
+    stream: WebSocketStream<S>,
     /// The subprotocol the gateway selected.
     pub protocol: Option<String>,
+}
+
+impl<S> std::fmt::Debug for WsClient<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsClient").field("protocol", &self.protocol).finish_non_exhaustive()
+    }
 }
 
 impl WsClient {
@@ -66,6 +72,13 @@ impl WsClient {
                 .expect("WebSocket handshake");
         let protocol =
             response.headers().get("Sec-WebSocket-Protocol").map(|value| value.to_str().expect("ascii").to_string());
+        WsClient { stream, protocol }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> WsClient<S> {
+    /// A client on a WebSocket already open over `stream`, with the subprotocol the gateway chose.
+    pub fn from_stream(stream: WebSocketStream<S>, protocol: Option<String>) -> WsClient<S> {
         WsClient { stream, protocol }
     }
 

@@ -48,7 +48,11 @@ pub struct Settings {
 impl Settings {
     /// The settings a configuration gives.
     pub fn from_config(config: &Config) -> Settings {
-        Settings::from_parts(&config.limits, &config.connect, config.shutdown.redirect_uri.clone())
+        Settings::from_parts(
+            &config.limits,
+            &config.connect,
+            config.shutdown.redirect_uri.as_ref().map(|uri| uri.as_str().to_string()),
+        )
     }
 
     /// The settings of `[limits]`, `[connect]` and `shutdown.redirect_uri`: the element limit
@@ -67,13 +71,13 @@ impl Settings {
                 ..SplitterLimits::default()
             },
             max_queued_messages: limits.max_queued_messages,
-            open_timeout: limits.open_timeout(),
-            close_timeout: limits.close_timeout(),
-            ping_interval: limits.ping_interval(),
-            pong_timeout: limits.pong_timeout(),
-            idle_timeout: limits.idle_timeout(),
-            attempt_timeout: connect.attempt_timeout(),
-            overall_timeout: connect.overall_timeout(),
+            open_timeout: limits.open_timeout,
+            close_timeout: limits.close_timeout,
+            ping_interval: limits.ping_interval,
+            pong_timeout: limits.pong_timeout,
+            idle_timeout: limits.idle_timeout,
+            attempt_timeout: connect.attempt_timeout,
+            overall_timeout: connect.overall_timeout,
             redirect_uri,
             default_lang: "en".to_string(),
         }

@@ -8,16 +8,31 @@
 //   groupchat shown, one typed into Converse's room reaches B), reconnect after the WebSocket is
 //   dropped under Converse (a message from B shown afterwards), logout, login with PLAIN only,
 //   and a wrong password refused (not-authorized) with Converse's feedback.
+// A target with "http2": true is the gateway's own wss:// listener offering HTTP/2: the cell
+// then also checks that every WebSocket Converse opened ran over HTTP/2 (RFC 8441): the gateway's
+// xmppgw_websocket_upgrades_total{http_version="2"} (at "metrics") grew by exactly the number
+// of WebSockets the pages opened, and in Chromium the DevTools protocol reported each handshake
+// answered 200 (an HTTP/2 extended CONNECT) rather than 101 (an HTTP/1.1 Upgrade), and the
+// protocol "h2" for each page's connection to the gateway. Chromium
+// sends a WebSocket over HTTP/2 only on an HTTP/2 connection it already holds to the gateway's
+// origin, so its page first fetches the gateway's host-meta (with credentials, the connection
+// pool WebSockets use); Firefox opens one for the WebSocket itself.
+//
+// The browsers trust --ca-file (the wss:// listener's CA) through an NSS database made with
+// certutil: in Chromium's $HOME/.pki/nssdb, and in Firefox's profile.
 //
 //   node converse-cell.mjs --browser chromium|firefox --domain e2e.test --page-port N
-//     --targets '[{"name":"prosody/direct","url":"ws://…","userA":…,"passwordA":…,"userB":…,
-//                  "passwordB":…,"room":"room@conference.e2e.test"}, …]' [--executable /usr/bin/…]
+//     [--ca-file ca.pem] --targets '[{"name":"prosody/direct","url":"ws://…","userA":…,
+//     "passwordA":…,"userB":…,"passwordB":…,"room":"room@conference.e2e.test",
+//     "http2":false,"metrics":"http://…/metrics"}, …]' [--executable /usr/bin/…]
 //
 // Prints one JSON line: { ok, browser, browser_version, library_version, error,
 //   cells: [{ target, ok, error, ms, scenarios: [{ name, ok, skipped, ms, error, detail }] }] }.
 
+import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 import { parseArgs } from "node:util";
 import puppeteer from "puppeteer-core";
@@ -31,6 +46,7 @@ const { values: args } = parseArgs({
     domain: { type: "string" },
     targets: { type: "string" },
     "page-port": { type: "string" },
+    "ca-file": { type: "string" },
     "timeout-ms": { type: "string", default: "20000" },
   },
   strict: true,
@@ -94,24 +110,51 @@ const FIREFOX_PREFS = {
   "toolkit.telemetry.unified": false,
 };
 
+// The browser's files: Chromium's $HOME (for its NSS database) or Firefox's profile.
+const browserDir = mkdtempSync(join(tmpdir(), `converse-${args.browser}-`));
+process.on("exit", () => rmSync(browserDir, { recursive: true, force: true }));
+
+/** An NSS database in `dir` that trusts --ca-file for TLS servers, if given. */
+function trustCa(dir) {
+  if (!args["ca-file"]) return;
+  mkdirSync(dir, { recursive: true });
+  execFileSync("certutil", ["-d", `sql:${dir}`, "-N", "--empty-password"]);
+  execFileSync("certutil", ["-d", `sql:${dir}`, "-A", "-t", "C,,", "-n", "xmpp-ws-gateway test CA", "-i", args["ca-file"]]);
+}
+
 const LAUNCH = {
-  chromium: () => ({
-    browser: "chrome",
-    executablePath: args.executable ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  }),
-  firefox: () => ({
-    browser: "firefox",
-    protocol: "webDriverBiDi",
-    executablePath: args.executable ?? "/usr/bin/firefox-esr",
-    headless: true,
-    extraPrefsFirefox: FIREFOX_PREFS,
-    // Lets services.settings.server above take effect in a release build.
-    env: { ...process.env, MOZ_REMOTE_SETTINGS_DEVTOOLS: "1" },
-  }),
+  chromium: () => {
+    trustCa(join(browserDir, ".pki/nssdb"));
+    return {
+      browser: "chrome",
+      executablePath: args.executable ?? "/usr/bin/chromium",
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"],
+      env: { ...process.env, HOME: browserDir },
+    };
+  },
+  firefox: () => {
+    trustCa(browserDir);
+    return {
+      browser: "firefox",
+      protocol: "webDriverBiDi",
+      executablePath: args.executable ?? "/usr/bin/firefox-esr",
+      headless: true,
+      userDataDir: browserDir,
+      extraPrefsFirefox: FIREFOX_PREFS,
+      // Lets services.settings.server above take effect in a release build.
+      env: { ...process.env, MOZ_REMOTE_SETTINGS_DEVTOOLS: "1" },
+    };
+  },
 };
+
+/** The gateway's HTTP/2 WebSocket upgrades so far (its /metrics at `url`). */
+async function http2Upgrades(url) {
+  const text = await (await fetch(url)).text();
+  const line = text.split("\n").find((l) => l.startsWith('xmppgw_websocket_upgrades_total{http_version="2"}'));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
 if (!LAUNCH[args.browser]) {
   result.error = `usage: unknown --browser ${args.browser}`;
   finish(result);
@@ -144,6 +187,11 @@ async function runCell(target) {
   const started = performance.now();
   const context = await browser.createBrowserContext();
   const bobs = [];
+  // Converse's pages, and (Chromium) the status of each WebSocket handshake DevTools reported.
+  const pages = [];
+  const handshakes = [];
+  const primed = [];
+  const upgradesBefore = target.http2 ? await http2Upgrades(target.metrics) : 0;
   const jidA = `${target.userA}@${args.domain}`;
   const jidB = `${target.userB}@${args.domain}`;
   const tag = Math.random().toString(36).slice(2, 8);
@@ -177,10 +225,22 @@ async function runCell(target) {
    * where Converse keeps its session, so every login starts afresh). */
   async function openConverse({ password = target.passwordA, mechanism = null, resource = "converse" } = {}) {
     const page = await context.newPage();
+    pages.push(page);
     page.on("console", (m) => console.error(`[page ${m.type()}] ${m.text()}`));
     page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
     const q = new URLSearchParams({ ws: target.url, jid: `${jidA}/${resource}`, password });
     if (mechanism) q.set("mechanism", mechanism);
+    if (target.http2 && args.browser === "chromium") {
+      const devtools = await page.createCDPSession();
+      await devtools.send("Network.enable");
+      const prime = new URL("/.well-known/host-meta", target.url.replace(/^wss:/, "https:")).href;
+      devtools.on("Network.webSocketHandshakeResponseReceived", (e) => handshakes.push(e.response.status));
+      // The protocol DevTools reports for the connection the WebSockets then share.
+      devtools.on("Network.responseReceived", (e) => {
+        if (e.response.url === prime) primed.push(e.response.protocol);
+      });
+      q.set("prime", prime);
+    }
     await page.goto(`http://127.0.0.1:${args["page-port"]}/index.html?${q}`);
     return page;
   }
@@ -321,6 +381,27 @@ async function runCell(target) {
         const ms = elapsed(start);
         if (ms > 5000) throw new Error(`refusal took ${ms} ms`);
         return { condition, feedback };
+      });
+    }
+
+    if (target.http2) {
+      await scenario("WebSockets over HTTP/2 (RFC 8441)", async () => {
+        let sockets = 0;
+        for (const page of pages) sockets += await page.evaluate(() => window.__sockets ?? 0);
+        const upgrades = (await http2Upgrades(target.metrics)) - upgradesBefore;
+        if (sockets === 0) throw new Error("Converse opened no WebSocket");
+        if (upgrades !== sockets) {
+          throw new Error(`Converse opened ${sockets} WebSockets; the gateway upgraded ${upgrades} over HTTP/2`);
+        }
+        if (args.browser === "chromium" && (handshakes.length !== sockets || handshakes.some((s) => s !== 200))) {
+          throw new Error(`DevTools handshake statuses ${JSON.stringify(handshakes)} (200: HTTP/2, 101: HTTP/1.1)`);
+        }
+        if (args.browser === "chromium" && (primed.length !== pages.length || primed.some((p) => p !== "h2"))) {
+          throw new Error(`DevTools protocols of the pages' connections to the gateway: ${JSON.stringify(primed)}`);
+        }
+        return args.browser === "chromium"
+          ? `${sockets} WebSockets, ${upgrades} HTTP/2 upgrades at the gateway, DevTools: connection protocol ${[...new Set(primed)].join(",")}, handshake statuses ${handshakes.join(",")}`
+          : `${sockets} WebSockets, ${upgrades} HTTP/2 upgrades at the gateway`;
       });
     }
   } finally {

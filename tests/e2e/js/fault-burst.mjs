@@ -28,7 +28,7 @@
 import { EventEmitter } from "node:events";
 import { parseArgs } from "node:util";
 import { StanzaAdapter } from "./lib/adapters.mjs";
-import { deferred, elapsed, finish, withTimeout } from "./lib/common.mjs";
+import { deferred, elapsed, run, withTimeout } from "./lib/common.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -282,20 +282,9 @@ async function scenario() {
   }
 }
 
-const deadline = setTimeout(() => {
-  result.error = `overall timeout of ${overallMs} ms exceeded`;
-  finish(result);
-}, overallMs);
-try {
+await run(result, overallMs, async () => {
   for (const k of ["url-a", "url-b", "domain", "user-a", "password-a", "user-b", "password-b", "gateway-a-pid"]) {
     if (!args[k]) throw new Error(`missing --${k}`);
   }
   await scenario();
-  result.ok = true;
-} catch (err) {
-  result.error = err instanceof Error ? err.message : String(err);
-  console.error(err);
-} finally {
-  clearTimeout(deadline);
-}
-finish(result);
+});

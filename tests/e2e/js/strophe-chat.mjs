@@ -4,18 +4,12 @@
 
 import { $iq, $msg, $pres } from "strophe.js";
 import { StropheClient, Strophe } from "./lib/strophe.mjs";
-import { argsOrFinish, deferred, elapsed, packageVersion, run, withTimeout } from "./lib/common.mjs";
+import { awaitDelivery, deferred, elapsed, run, startScenario, withTimeout } from "./lib/common.mjs";
 
 const NS_RECEIPTS = "urn:xmpp:receipts";
 
-const result = {
-  library: "strophe.js",
-  library_version: packageVersion("strophe.js"),
-  scenario: "chat",
-};
-const args = argsOrFinish(result);
+const { result, args } = startScenario("strophe.js", "chat");
 if (args) {
-  result.mechanism_requested = args.mechanism ?? null;
   await run(result, args.timeoutMs, async () => {
     const step = Math.max(1000, args.timeoutMs / 2);
     const a = new StropheClient(args.url, args.mechanism);
@@ -85,22 +79,6 @@ if (args) {
       .c("request", { xmlns: NS_RECEIPTS }));
     result.message = { id: msgId, to: b.conn.jid, body_sent: body };
 
-    const m = await withTimeout(gotMessage.promise, step, "message at B");
-    Object.assign(result.message, {
-      received: true,
-      body_received: m.body,
-      id_received: m.id,
-      receipt_requested: m.request,
-      from: m.from,
-      ms: elapsed(sent),
-    });
-    const r = await withTimeout(gotReceipt.promise, step, "receipt at A");
-    result.receipt = { received: true, id: r.id, from: r.from, ms: elapsed(sent) };
-
-    const [da, db] = await Promise.all([a.logout(step), b.logout(step)]);
-    result.disconnect = { a: da, b: db, clean: da.clean && db.clean };
-    if (!result.disconnect.clean) throw new Error("disconnect was not clean");
-    if (m.body !== body) throw new Error("body changed in transit");
-    if (r.id !== msgId) throw new Error("receipt id does not match the message id");
+    await awaitDelivery(result, { gotMessage, gotReceipt, sent, body, msgId }, [a, b], step);
   });
 }

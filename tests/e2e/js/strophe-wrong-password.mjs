@@ -2,16 +2,10 @@
 // <failure/>; reports the condition and how long the failure took.
 
 import { StropheClient } from "./lib/strophe.mjs";
-import { argsOrFinish, packageVersion, run } from "./lib/common.mjs";
+import { run, startScenario } from "./lib/common.mjs";
 
-const result = {
-  library: "strophe.js",
-  library_version: packageVersion("strophe.js"),
-  scenario: "wrong-password",
-};
-const args = argsOrFinish(result);
+const { result, args } = startScenario("strophe.js", "wrong-password");
 if (args) {
-  result.mechanism_requested = args.mechanism ?? null;
   result.login_ok = false;
   result.condition = null;
   await run(result, args.timeoutMs, async () => {

@@ -3,19 +3,13 @@
 // the receipt, A receives it, both disconnect cleanly. Prints one JSON line.
 
 import { XmppJsClient, xml } from "./lib/xmppjs.mjs";
-import { argsOrFinish, deferred, elapsed, packageVersion, run, withTimeout } from "./lib/common.mjs";
+import { awaitDelivery, deferred, elapsed, run, startScenario, withTimeout } from "./lib/common.mjs";
 
 const NS_RECEIPTS = "urn:xmpp:receipts";
 const NS_ROSTER = "jabber:iq:roster";
 
-const result = {
-  library: "@xmpp/client",
-  library_version: packageVersion("@xmpp/client"),
-  scenario: "chat",
-};
-const args = argsOrFinish(result);
+const { result, args } = startScenario("@xmpp/client", "chat");
 if (args) {
-  result.mechanism_requested = args.mechanism ?? null;
   await run(result, args.timeoutMs, async () => {
     const step = Math.max(1000, args.timeoutMs / 2);
     const common = { url: args.url, domain: args.domain, mechanism: args.mechanism };
@@ -82,22 +76,6 @@ if (args) {
       xml("request", { xmlns: NS_RECEIPTS })));
     result.message = { id: msgId, to: loginB.jid, body_sent: body };
 
-    const m = await withTimeout(gotMessage.promise, step, "message at B");
-    Object.assign(result.message, {
-      received: true,
-      body_received: m.body,
-      id_received: m.id,
-      receipt_requested: m.request,
-      from: m.from,
-      ms: elapsed(sent),
-    });
-    const r = await withTimeout(gotReceipt.promise, step, "receipt at A");
-    result.receipt = { received: true, id: r.id, from: r.from, ms: elapsed(sent) };
-
-    const [da, db] = await Promise.all([a.logout(step), b.logout(step)]);
-    result.disconnect = { a: da, b: db, clean: da.clean && db.clean };
-    if (!result.disconnect.clean) throw new Error("disconnect was not clean");
-    if (m.body !== body) throw new Error("body changed in transit");
-    if (r.id !== msgId) throw new Error("receipt id does not match the message id");
+    await awaitDelivery(result, { gotMessage, gotReceipt, sent, body, msgId }, [a, b], step);
   });
 }

@@ -2,16 +2,10 @@
 // <failure/>; reports the condition and how long the failure took.
 
 import { XmppJsClient } from "./lib/xmppjs.mjs";
-import { argsOrFinish, packageVersion, run } from "./lib/common.mjs";
+import { run, startScenario } from "./lib/common.mjs";
 
-const result = {
-  library: "@xmpp/client",
-  library_version: packageVersion("@xmpp/client"),
-  scenario: "wrong-password",
-};
-const args = argsOrFinish(result);
+const { result, args } = startScenario("@xmpp/client", "wrong-password");
 if (args) {
-  result.mechanism_requested = args.mechanism ?? null;
   result.login_ok = false;
   result.condition = null;
   await run(result, args.timeoutMs, async () => {

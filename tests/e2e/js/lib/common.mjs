@@ -1,7 +1,7 @@
 // Shared plumbing for the end-to-end client scripts: argument parsing, timing,
 // the overall deadline and the single JSON result line.
 //
-// Contract with tests/support/mod.rs: every script prints exactly one JSON object
+// Contract with tests/harness/e2e.rs: every script prints exactly one JSON object
 // as its LAST stdout line, exits 0 when the scenario's expectation held and 1
 // otherwise (the JSON then carries "ok": false and "error"). Diagnostics go to stderr.
 
@@ -128,4 +128,43 @@ export function argsOrFinish(result) {
     finish(result);
     return null;
   }
+}
+
+/**
+ * The start of a client-library scenario: its result object (library, version, scenario, the
+ * mechanism asked for) and the parsed command line, or `args` null after a usage error has been
+ * reported and the process is finishing.
+ */
+export function startScenario(library, scenario) {
+  const result = { library, library_version: packageVersion(library), scenario };
+  const args = argsOrFinish(result);
+  if (args) result.mechanism_requested = args.mechanism ?? null;
+  return { result, args };
+}
+
+/**
+ * The end of a chat scenario, whatever the library: waits for the message at B and the receipt
+ * at A (recording both in `result.message` and `result.receipt`), logs both clients out
+ * (`result.disconnect`), and throws if the body or the receipt's id is not what was sent.
+ * `gotMessage` resolves to { body, id, request, from }, `gotReceipt` to { id, from }; `sent` is
+ * when the message was sent (performance.now()); `a` and `b` have logout(step).
+ */
+export async function awaitDelivery(result, { gotMessage, gotReceipt, sent, body, msgId }, [a, b], step) {
+  const m = await withTimeout(gotMessage.promise, step, "message at B");
+  Object.assign(result.message, {
+    received: true,
+    body_received: m.body,
+    id_received: m.id,
+    receipt_requested: m.request,
+    from: m.from,
+    ms: elapsed(sent),
+  });
+  const r = await withTimeout(gotReceipt.promise, step, "receipt at A");
+  result.receipt = { received: true, id: r.id, from: r.from, ms: elapsed(sent) };
+
+  const [da, db] = await Promise.all([a.logout(step), b.logout(step)]);
+  result.disconnect = { a: da, b: db, clean: da.clean && db.clean };
+  if (!result.disconnect.clean) throw new Error("disconnect was not clean");
+  if (m.body !== body) throw new Error("body changed in transit");
+  if (r.id !== msgId) throw new Error("receipt id does not match the message id");
 }

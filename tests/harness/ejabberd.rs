@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{
+use super::e2e::{
     fill_template, free_loopback_port, poll_until, repo_path, run_with_timeout, tail, Account, TestCa, DOMAIN,
 };
 

@@ -1,33 +1,27 @@
-//! Fixtures for end-to-end tests: a test CA, a real Prosody, the gateway binary
-//! as a child process, and a runner for the JavaScript client scenarios in
-//! `tests/e2e/js/`.
+//! Fixtures for end-to-end tests: a real Prosody, the gateway binary as the
+//! end-to-end tests run it, and a runner for the
+//! JavaScript client scenarios in `tests/e2e/js/`.
 //!
 //! Every fixture owns a temporary directory and its child process, and kills the
 //! process on `Drop`, so a failing test leaves nothing running. Everything listens
 //! on 127.0.0.1 only. Waiting is always "poll a condition until a deadline": no
 //! fixed sleeps stand in for synchronisation, and every wait has a timeout.
 //!
-//! Integration tests include it with `mod support;`. Each test binary uses a
-//! subset, hence the `dead_code` allowance.
-
-#![allow(dead_code)]
-
-pub mod ejabberd;
-pub mod proxy;
+//! Certificates come from the one [`TestCa`].
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tempfile::TempDir;
+
+use super::process::GatewayProcess;
+pub use super::TestCa;
 
 /// The XMPP domain every end-to-end test uses.
 pub const DOMAIN: &str = "e2e.test";
@@ -147,92 +141,6 @@ impl Drop for KillOnDrop {
             let _ = self.0.kill();
         }
         let _ = self.0.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Test CA
-// ---------------------------------------------------------------------------
-
-/// A throw-away certificate authority whose certificates are PEM files in its
-/// own temporary directory.
-pub struct TestCa {
-    dir: TempDir,
-    issuer: Issuer<'static, KeyPair>,
-    ca_pem: String,
-    ca_pem_path: PathBuf,
-}
-
-/// A leaf certificate and its key, as PEM files.
-#[derive(Debug, Clone)]
-pub struct LeafCert {
-    /// The certificate (leaf only).
-    pub cert_path: PathBuf,
-    /// The PKCS#8 private key.
-    pub key_path: PathBuf,
-    /// The certificate followed by the CA certificate.
-    pub chain_path: PathBuf,
-}
-
-impl TestCa {
-    /// A new CA (ECDSA P-256) with its certificate written to `ca.pem`.
-    pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("xmppgw-ca-").tempdir().expect("temp dir");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, "xmpp-ws-gateway test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let key = KeyPair::generate().expect("CA key");
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        let ca_pem = cert.pem();
-        let ca_pem_path = dir.path().join("ca.pem");
-        fs::write(&ca_pem_path, &ca_pem).expect("write ca.pem");
-        let issuer = Issuer::new(params, key);
-        Self { dir, issuer, ca_pem, ca_pem_path }
-    }
-
-    /// Path of the CA certificate (PEM), for `ca_file` settings.
-    pub fn ca_pem_path(&self) -> &Path {
-        &self.ca_pem_path
-    }
-
-    /// The CA certificate as PEM text.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
-    }
-
-    /// Issues a server certificate for `dns_names` (the first is also the common
-    /// name), written as `<name>.crt`, `<name>.key` and `<name>.chain.pem`.
-    pub fn issue(&self, name: &str, dns_names: &[&str]) -> LeafCert {
-        let sans: Vec<String> = dns_names.iter().map(|s| (*s).to_owned()).collect();
-        let mut params = CertificateParams::new(sans).expect("leaf params");
-        if let Some(first) = dns_names.first() {
-            params.distinguished_name.push(DnType::CommonName, *first);
-        }
-        params.is_ca = IsCa::ExplicitNoCa;
-        // rcgen's default validity ends in year 4096 (GeneralizedTime); ejabberd's certificate
-        // loader silently ignores such a certificate ("TLS failed: no_certfile"), so stay within
-        // UTCTime.
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
-        let cert_path = self.dir.path().join(format!("{name}.crt"));
-        let key_path = self.dir.path().join(format!("{name}.key"));
-        let chain_path = self.dir.path().join(format!("{name}.chain.pem"));
-        fs::write(&cert_path, cert.pem()).expect("write leaf cert");
-        fs::write(&key_path, key.serialize_pem()).expect("write leaf key");
-        fs::write(&chain_path, format!("{}{}", cert.pem(), self.ca_pem)).expect("write chain");
-        LeafCert { cert_path, key_path, chain_path }
-    }
-}
-
-impl Default for TestCa {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -472,16 +380,11 @@ pub fn tail(text: &str, n: usize) -> String {
 // Gateway
 // ---------------------------------------------------------------------------
 
-/// The gateway binary running as a child process with a TOML config file.
-///
-/// Its stderr (tracing text format) is read on a thread; every line is kept
-/// for assertions. Ready means a line containing `url=ws://` was logged.
+/// The gateway binary as the end-to-end tests run it: the one [`GatewayProcess`] fixture with
+/// the configuration's own addresses, debug logs for the gateway's own events unless `env` sets
+/// another level, and a log that is polled rather than waited on with a panic.
 pub struct Gateway {
-    process: KillOnDrop,
-    url: String,
-    lines: Arc<Mutex<Vec<String>>>,
-    config_path: PathBuf,
-    _dir: TempDir,
+    process: GatewayProcess,
 }
 
 impl Gateway {
@@ -493,74 +396,10 @@ impl Gateway {
 
     /// Starts the gateway with extra environment variables (e.g. `XMPPGW_LOG__LEVEL`).
     pub fn try_start(config_toml: &str, env: &[(&str, &str)]) -> Result<Self, String> {
-        let dir = tempfile::Builder::new().prefix("xmppgw-gateway-").tempdir().expect("temp dir");
-        let config_path = dir.path().join("gateway.toml");
-        fs::write(&config_path, config_toml).expect("write gateway config");
-
-        let mut command = Command::new(env!("CARGO_BIN_EXE_xmpp-ws-gateway"));
-        command.arg("--config").arg(&config_path);
         // Debug logs make e2e failures readable; an explicit level in `env` wins.
-        command.env("XMPPGW_LOG__LEVEL", "info,xmpp_ws_gateway=debug");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        Self::spawn_and_wait(command, GATEWAY_START_TIMEOUT, config_path, dir)
-    }
-
-    /// Spawns `command` (stderr piped, colours off), collects its stderr lines
-    /// and waits up to `timeout` for one containing `url=ws://`.
-    fn spawn_and_wait(
-        mut command: Command,
-        timeout: Duration,
-        config_path: PathBuf,
-        dir: TempDir,
-    ) -> Result<Self, String> {
-        command.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|e| format!("spawn gateway: {e}"))?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut process = KillOnDrop(child);
-
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let collected = Arc::clone(&lines);
-        // Ends when stderr closes, i.e. when the gateway exits or is killed.
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
-                collected.lock().expect("log lock").push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-
-        let deadline = Instant::now() + timeout;
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(url) = ws_url_in(&line) {
-                        break url;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "gateway logged no url=ws:// within {timeout:?}\n{}",
-                        lines.lock().expect("log lock").join("\n")
-                    ));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // stderr closed: the process is gone (or about to be).
-                    let status = poll_until(Duration::from_secs(5), || process.exited().is_some())
-                        .then(|| process.exited())
-                        .flatten();
-                    return Err(format!(
-                        "gateway exited before it was ready ({status:?})\n{}",
-                        lines.lock().expect("log lock").join("\n")
-                    ));
-                }
-            }
-        };
-        Ok(Self { process, url, lines, config_path, _dir: dir })
+        let mut all = vec![("XMPPGW_LOG__LEVEL", "info,xmpp_ws_gateway=debug")];
+        all.extend_from_slice(env);
+        GatewayProcess::try_start(config_toml, &all).map(|process| Gateway { process })
     }
 
     /// A config TOML with one STARTTLS upstream pointing at `prosody`.
@@ -589,22 +428,44 @@ impl Gateway {
 
     /// `host:port` of the WebSocket listener.
     pub fn listen_addr(&self) -> &str {
-        self.url.trim_start_matches("ws://").split('/').next().unwrap_or_default()
+        self.url().split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default()
+    }
+
+    /// `http://host:port` of the admin listener (`/metrics`), when enabled.
+    pub fn admin_url(&self) -> Option<&str> {
+        Some(self.process.admin.as_str()).filter(|admin| admin.starts_with("http://"))
+    }
+
+    /// The value of one series of the gateway's `/metrics` (0 when absent), e.g.
+    /// `xmppgw_websocket_upgrades_total{http_version="2"}`; panics without an admin listener.
+    pub fn metric(&self, series: &str) -> f64 {
+        let admin = self.admin_url().expect("the gateway has an admin listener");
+        let host = admin.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host).expect("connect to the admin listener");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        std::io::Write::write_all(
+            &mut stream,
+            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("write the metrics request");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
     }
 
     /// The WebSocket URL the gateway reported, e.g. `ws://127.0.0.1:40123/xmpp-websocket`.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.process.url
     }
 
     /// Path of the config file the gateway was started with.
     pub fn config_path(&self) -> &Path {
-        &self.config_path
+        &self.process.config_path
     }
 
-    /// All stderr lines so far (ANSI colours stripped).
+    /// All stderr lines so far.
     pub fn log_lines(&self) -> Vec<String> {
-        self.lines.lock().expect("log lock").clone()
+        self.process.log.lock().expect("log lock").clone()
     }
 
     /// The log so far as one string.
@@ -614,192 +475,17 @@ impl Gateway {
 
     /// Polls the log until a line contains `needle` or `timeout` passes.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        poll_until(timeout, || self.lines.lock().expect("log lock").iter().any(|l| l.contains(needle)))
+        poll_until(timeout, || self.process.log.lock().expect("log lock").iter().any(|l| l.contains(needle)))
     }
 
     /// The gateway's process id, to signal it (SIGTERM starts a drain).
     pub fn pid(&self) -> u32 {
-        self.process.0.id()
+        self.process.pid()
     }
 
     /// `Some(status)` if the gateway has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.process.exited()
-    }
-}
-
-/// The `ws://…` URL in a log line containing `url=ws://` (quoted or not).
-fn ws_url_in(line: &str) -> Option<String> {
-    let start = line.find("url=")? + "url=".len();
-    let rest = line[start..].trim_start_matches('"');
-    if !rest.starts_with("ws://") {
-        return None;
-    }
-    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == ',').unwrap_or(rest.len());
-    Some(rest[..end].to_owned())
-}
-
-/// Removes ANSI escape sequences (colour codes) from a log line.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters final-byte(@..~)
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------
-// nginx
-// ---------------------------------------------------------------------------
-
-/// How long nginx may take to listen.
-const NGINX_START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The client address the outer nginx hop claims (TEST-NET-3, RFC 5737): never a loopback
-/// address, so the gateway can only log it if it took the client from `X-Forwarded-For`.
-pub const FORWARDED_CLIENT: &str = "203.0.113.9";
-
-/// A real nginx (the Debian package) in the foreground, in front of the gateway, using
-/// `deploy/nginx/xmpp-websocket.location.conf` as deployed.
-///
-/// Two `server {}` blocks on free loopback ports in one nginx process:
-/// - the *deployed* one: `include`s the deploy snippet as is, with an `upstream
-///   xmpp_ws_gateway` pointing at the test gateway (plain http instead of the site's TLS);
-/// - an *outer hop* in front of it that sets `X-Forwarded-For: 203.0.113.9`, standing for
-///   the real client that everything-on-loopback cannot provide. The deployed nginx appends
-///   its peer (127.0.0.1), so the gateway gets `203.0.113.9, 127.0.0.1` from 127.0.0.1 and,
-///   trusting only 127.0.0.1, must log 203.0.113.9, never nginx's address.
-///
-/// Clients connect to the outer hop ([`Nginx::url`]).
-pub struct Nginx {
-    process: KillOnDrop,
-    outer: SocketAddr,
-    dir: TempDir,
-}
-
-impl Nginx {
-    /// Starts nginx proxying to the gateway listening on `gateway` (`host:port`); panics with
-    /// nginx's error log if it does not listen within 20 s.
-    pub fn start(gateway: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("xmppgw-nginx-").tempdir().expect("temp dir");
-        let snippet = repo_path("deploy/nginx/xmpp-websocket.location.conf");
-        assert!(snippet.is_file(), "{} is missing", snippet.display());
-        let inner_port = free_loopback_port();
-        let outer_port = free_loopback_port();
-        let d = dir.path().display().to_string();
-        let config = format!(
-            "daemon off;\n\
-             master_process off;\n\
-             worker_processes 1;\n\
-             pid {d}/nginx.pid;\n\
-             error_log {d}/error.log info;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n\
-             \x20   access_log {d}/access.log;\n\
-             \x20   client_body_temp_path {d}/client_body;\n\
-             \x20   proxy_temp_path {d}/proxy;\n\
-             \x20   fastcgi_temp_path {d}/fastcgi;\n\
-             \x20   uwsgi_temp_path {d}/uwsgi;\n\
-             \x20   scgi_temp_path {d}/scgi;\n\
-             \x20   map $http_upgrade $connection_upgrade {{\n\
-             \x20       default upgrade;\n\
-             \x20       ''      close;\n\
-             \x20   }}\n\
-             \x20   upstream xmpp_ws_gateway {{\n\
-             \x20       server {gateway};\n\
-             \x20   }}\n\
-             \x20   # The deployed configuration: deploy's location block, unchanged.\n\
-             \x20   server {{\n\
-             \x20       listen 127.0.0.1:{inner_port};\n\
-             \x20       server_name localhost;\n\
-             \x20       include {snippet};\n\
-             \x20   }}\n\
-             \x20   # The outer hop: claims the client is {FORWARDED_CLIENT}.\n\
-             \x20   server {{\n\
-             \x20       listen 127.0.0.1:{outer_port};\n\
-             \x20       server_name localhost;\n\
-             \x20       location / {{\n\
-             \x20           proxy_pass http://127.0.0.1:{inner_port};\n\
-             \x20           proxy_http_version 1.1;\n\
-             \x20           proxy_set_header Upgrade $http_upgrade;\n\
-             \x20           proxy_set_header Connection $connection_upgrade;\n\
-             \x20           proxy_set_header Host $host;\n\
-             \x20           proxy_set_header X-Forwarded-For {FORWARDED_CLIENT};\n\
-             \x20           proxy_buffering off;\n\
-             \x20       }}\n\
-             \x20   }}\n\
-             }}\n",
-            snippet = snippet.display(),
-        );
-        let config_path = dir.path().join("nginx.conf");
-        fs::write(&config_path, config).expect("write nginx.conf");
-        let console = fs::File::create(dir.path().join("nginx.console")).expect("console file");
-        let child = Command::new(nginx_bin())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(console.try_clone().expect("dup console file"))
-            .stderr(console)
-            .spawn()
-            .expect("spawn nginx (is the Debian package installed? scripts/test.sh installs it)");
-        let mut nginx = Self { process: KillOnDrop(child), outer: SocketAddr::from(([127, 0, 0, 1], outer_port)), dir };
-        let ports = [nginx.outer, SocketAddr::from(([127, 0, 0, 1], inner_port))];
-        let mut exited = None;
-        let ready = poll_until(NGINX_START_TIMEOUT, || {
-            exited = nginx.process.exited();
-            exited.is_some()
-                || ports.iter().all(|addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok())
-        });
-        if let Some(status) = exited {
-            panic!("nginx exited during start ({status})\n{}", nginx.diagnostics());
-        }
-        assert!(ready, "nginx did not listen on {ports:?} within {NGINX_START_TIMEOUT:?}\n{}", nginx.diagnostics());
-        nginx
-    }
-
-    /// The WebSocket URL clients use (through both hops).
-    pub fn url(&self) -> String {
-        format!("ws://{}/xmpp-websocket", self.outer)
-    }
-
-    /// Console output, error log and access log, for failure messages.
-    pub fn diagnostics(&self) -> String {
-        let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!(
-            "--- nginx console ---\n{}\n--- nginx error.log (tail) ---\n{}\n--- nginx access.log (tail) ---\n{}",
-            read("nginx.console"),
-            tail(&read("error.log"), 30),
-            tail(&read("access.log"), 30)
-        )
-    }
-}
-
-/// nginx from `NGINX`, else Debian's /usr/sbin/nginx, else `nginx` from PATH.
-fn nginx_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("NGINX") {
-        return PathBuf::from(path);
-    }
-    let debian = Path::new("/usr/sbin/nginx");
-    if debian.is_file() {
-        debian.to_path_buf()
-    } else {
-        PathBuf::from("nginx")
     }
 }
 
@@ -916,63 +602,6 @@ pub fn wrong_password_args(url: &str, user: &str, password: &str, mechanism: Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_ws_url_plain_and_quoted() {
-        let line = "2025-01-01T00:00:00Z  INFO xmpp_ws_gateway::server: listening url=ws://127.0.0.1:4321/xmpp-websocket admin=127.0.0.1:9";
-        assert_eq!(ws_url_in(line).as_deref(), Some("ws://127.0.0.1:4321/xmpp-websocket"));
-        let quoted = r#"INFO listening url="ws://127.0.0.1:1/x""#;
-        assert_eq!(ws_url_in(quoted).as_deref(), Some("ws://127.0.0.1:1/x"));
-        assert_eq!(ws_url_in("INFO admin url=http://127.0.0.1:9/"), None);
-    }
-
-    fn shell(script: &str) -> Command {
-        let mut command = Command::new("sh");
-        command.args(["-c", script]);
-        command
-    }
-
-    fn temp() -> (PathBuf, TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        (dir.path().join("unused.toml"), dir)
-    }
-
-    #[test]
-    fn gateway_fixture_waits_for_the_url_and_keeps_the_log() {
-        let (config, dir) = temp();
-        let script = "echo starting >&2; echo 'INFO ready url=ws://127.0.0.1:9/x' >&2; \
-                      echo after >&2; exec sleep 30";
-        let mut gw = Gateway::spawn_and_wait(shell(script), Duration::from_secs(10), config, dir).expect("ready");
-        assert_eq!(gw.url(), "ws://127.0.0.1:9/x");
-        assert!(gw.wait_for_log("after", Duration::from_secs(5)), "{:?}", gw.log_lines());
-        assert_eq!(gw.log_lines()[0], "starting");
-        assert!(gw.exited().is_none());
-        let started = Instant::now();
-        drop(gw); // must kill `sleep 30`, not wait for it
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[test]
-    fn gateway_fixture_reports_early_exit_and_silence() {
-        let (config, dir) = temp();
-        let err = Gateway::spawn_and_wait(shell("echo boom >&2; exit 3"), Duration::from_secs(10), config, dir)
-            .err()
-            .expect("must fail");
-        assert!(err.contains("exited before it was ready") && err.contains("boom"), "{err}");
-
-        let (config, dir) = temp();
-        let started = Instant::now();
-        let err = Gateway::spawn_and_wait(shell("exec sleep 30"), Duration::from_millis(300), config, dir)
-            .err()
-            .expect("must time out");
-        assert!(err.contains("no url=ws://"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[test]
-    fn strips_colour_codes() {
-        assert_eq!(strip_ansi("\u{1b}[3murl\u{1b}[0m\u{1b}[2m=\u{1b}[0mws://x"), "url=ws://x");
-    }
 
     #[test]
     fn template_placeholders_must_all_be_filled() {

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use super::e2e::{fill_template, free_loopback_port, poll_until, repo_path, tail};
 use super::ejabberd::{chown_tree, kill_group, system_user};
-use super::{fill_template, free_loopback_port, poll_until, repo_path, tail};
 
 /// How long a proxy may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -100,11 +100,17 @@ impl ProxyKind {
 /// The idle timeout every deploy file sets (seconds): above the gateway's 30 s ping interval.
 pub const DEPLOYED_IDLE_TIMEOUT_SECS: u64 = 120;
 
+/// The client address nginx's outer hop claims (TEST-NET-3, RFC 5737): never a loopback
+/// address, so the gateway can only log it if it took the client from `X-Forwarded-For`.
+pub const FORWARDED_CLIENT: &str = "203.0.113.9";
+
 /// A running reverse proxy in front of one gateway.
 pub struct ReverseProxy {
     kind: ProxyKind,
     process: Option<Child>,
     addr: SocketAddr,
+    /// nginx only: the outer hop in front of the deployed site (see [`ReverseProxy::outer_url`]).
+    outer: Option<SocketAddr>,
     dir: TempDir,
 }
 
@@ -119,7 +125,7 @@ impl ReverseProxy {
     /// (whole seconds) when given. Panics with the proxy's logs if it does not listen.
     pub fn start_with(kind: ProxyKind, gateway: &str, idle_timeout: Option<Duration>) -> Self {
         let dir = tempfile::Builder::new().prefix(&format!("xmppgw-{}-", kind.name())).tempdir().expect("temp dir");
-        let mut proxy = Self { kind, process: None, addr: SocketAddr::from(([127, 0, 0, 1], 0)), dir };
+        let mut proxy = Self { kind, process: None, addr: SocketAddr::from(([127, 0, 0, 1], 0)), outer: None, dir };
         let mut failures = String::new();
         for attempt in 1..=START_ATTEMPTS {
             match proxy.try_spawn(gateway, idle_timeout) {
@@ -136,13 +142,16 @@ impl ReverseProxy {
     fn try_spawn(&mut self, gateway: &str, idle_timeout: Option<Duration>) -> Result<(), String> {
         let port = free_loopback_port();
         self.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.outer = (self.kind == ProxyKind::Nginx).then(|| SocketAddr::from(([127, 0, 0, 1], free_loopback_port())));
         let command = self.configure(port, gateway, idle_timeout);
         self.spawn(command)?;
         let addr = self.addr;
+        let addrs: Vec<SocketAddr> = std::iter::once(addr).chain(self.outer).collect();
         let mut exited = None;
         let ready = poll_until(START_TIMEOUT, || {
             exited = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten());
-            exited.is_some() || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            exited.is_some()
+                || addrs.iter().all(|addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok())
         });
         match (exited, ready) {
             (None, true) => Ok(()),
@@ -166,6 +175,8 @@ impl ReverseProxy {
                     ("PORT", port.to_string()),
                     ("UPSTREAM", gateway.to_owned()),
                     ("SNIPPET", d.join("xmpp-websocket.location.conf").display().to_string()),
+                    ("OUTER_PORT", self.outer.map_or(0, |outer| outer.port()).to_string()),
+                    ("FORWARDED_CLIENT", FORWARDED_CLIENT.to_owned()),
                 ];
                 let mut command = Command::new(binary("NGINX", "/usr/sbin/nginx", "nginx"));
                 command.arg("-p").arg(d).arg("-e").arg(d.join("error.log")).arg("-c").arg(d.join("nginx.conf"));
@@ -239,6 +250,12 @@ impl ReverseProxy {
         format!("ws://{}/xmpp-websocket", self.addr)
     }
 
+    /// nginx only: the WebSocket URL through the outer hop, which claims the client is
+    /// [`FORWARDED_CLIENT`] before the deployed site adds its own peer.
+    pub fn outer_url(&self) -> Option<String> {
+        self.outer.map(|outer| format!("ws://{outer}/xmpp-websocket"))
+    }
+
     /// The proxy's console output and logs, for failure messages.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
@@ -265,7 +282,7 @@ pub fn derive(text: &str, file: &str, swaps: &[(String, String)]) -> String {
         let count = out.matches(from.as_str()).count();
         assert_eq!(
             count, 1,
-            "{file} must contain {from:?} exactly once (found {count}); update tests/support/proxy.rs"
+            "{file} must contain {from:?} exactly once (found {count}); update tests/harness/proxy.rs"
         );
         out = out.replacen(from.as_str(), to, 1);
     }
@@ -279,7 +296,7 @@ fn unprivileged_user() -> Option<(u32, u32)> {
 }
 
 /// A binary from the environment variable `var`, else `debian` if it exists, else `name` on PATH.
-fn binary(var: &str, debian: &str, name: &str) -> PathBuf {
+pub fn binary(var: &str, debian: &str, name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(var) {
         return PathBuf::from(path);
     }
