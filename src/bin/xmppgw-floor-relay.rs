@@ -150,7 +150,7 @@ fn main() {
                 });
                 let mut http = http1::Builder::new();
                 http.timer(TokioTimer::new())
-                    .header_read_timeout(limits.handshake_timeout())
+                    .header_read_timeout(limits.handshake_timeout)
                     .max_buf_size(limits.max_header_bytes)
                     .max_header_size(limits.max_header_bytes);
                 let _ = http.serve_connection(TokioIo::new(stream), service).with_upgrades().await;

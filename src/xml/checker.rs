@@ -893,7 +893,9 @@ impl Checker {
         let class = if wanted { Class::of(ns_uri, text(local)) } else { Class::Other };
         if self.depth == 1 {
             let in_stream_ns = ns_uri == Some(NS_STREAM);
-            self.root_start(ns, gt, empty, class, local.len());
+            self.root_start(ns, class, local.len());
+            self.root.tag_end = gt;
+            self.root.empty = empty;
             self.root.in_stream_ns = in_stream_ns;
             self.capture = match class {
                 Class::StreamError => Capture::ErrorChild { child: None, open: false },
@@ -933,7 +935,8 @@ impl Checker {
         Ok(())
     }
 
-    fn root_start(&mut self, ns: Resolved, gt: usize, empty: bool, class: Class, local_len: usize) {
+    /// Records what the root's start tag said; the caller then records where the tag ends.
+    fn root_start(&mut self, ns: Resolved, class: Class, local_len: usize) {
         let ns = match ns {
             Resolved::Binding(i) => Some(ResolvedNs::Own(i)),
             Resolved::Inherited(i) => Some(ResolvedNs::Inherited(i)),
@@ -953,8 +956,6 @@ impl Checker {
         root.local = self.tag_name.1 - local_len as u32;
         root.class = class;
         root.in_stream_ns = false;
-        root.tag_end = gt;
-        root.empty = empty;
         root.attributes = self.attrs.len();
         root.declarations = self.declarations;
         root.end_name = None;
