@@ -18,16 +18,31 @@ use harness::xmpp::{CLOSE, DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::{TestCa, STEP};
 use tokio_tungstenite::tungstenite::Message;
 
-/// A gateway serving `wss://` with a certificate from `ca`, `example.com` at `server`;
-/// `listener` and `rest` are added to the `[listener]` section and after it.
-async fn gateway(ca: &TestCa, server: &FakeServer, cert: &ListenerCert, listener: &str, rest: &str) -> TestGateway {
-    TestGateway::start(&format!(
-        "[listener]\n{}{listener}\n{rest}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
-        cert.toml_lines(),
-        server.addr(),
-        ca.ca_file().display()
-    ))
-    .await
+/// A test CA, a fake server for `example.com` with a certificate from it, and a gateway serving
+/// `wss://` with a listener certificate from the same CA.
+struct Fixture {
+    ca: TestCa,
+    server: FakeServer,
+    gateway: TestGateway,
+    /// Kept for the gateway's lifetime: the listener's certificate files.
+    _cert: ListenerCert,
+}
+
+impl Fixture {
+    /// `listener` is added to the `[listener]` section, `rest` after it.
+    async fn start(listener: &str, rest: &str) -> Fixture {
+        let ca = TestCa::new();
+        let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+        let cert = ListenerCert::new(&ca);
+        let gateway = TestGateway::start(&format!(
+            "[listener]\n{}{listener}\n{rest}\n[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+            cert.toml_lines(),
+            server.addr(),
+            ca.ca_file().display()
+        ))
+        .await;
+        Fixture { ca, server, gateway, _cert: cert }
+    }
 }
 
 /// A session opened on `connection`: `<open/>` sent, the fake server's STARTTLS done, the
@@ -53,10 +68,7 @@ fn metric(gateway: &TestGateway, series: &str) -> f64 {
 
 #[tokio::test]
 async fn h2_is_offered_with_extended_connect_and_a_session_runs_over_it() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "[limits]\nmax_header_bytes = 12288\n").await;
+    let Fixture { ca, server, gateway, _cert } = Fixture::start("", "[limits]\nmax_header_bytes = 12288\n").await;
     let addr = addr_of(&gateway.url);
 
     // What the listener says in its first SETTINGS frame (RFC 8441 §3, RFC 9113 §6.5.2).
@@ -93,10 +105,7 @@ async fn h2_is_offered_with_extended_connect_and_a_session_runs_over_it() {
 
 #[tokio::test]
 async fn http1_clients_share_the_port_with_or_without_alpn() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "").await;
+    let Fixture { ca, server, gateway, _cert } = Fixture::start("", "").await;
     let addr = addr_of(&gateway.url);
     for (alpn, expected) in
         [(&["http/1.1"][..], Some("http/1.1")), (&[][..], None), (&["http/1.1", "h2"][..], Some("h2"))]
@@ -123,10 +132,7 @@ async fn http1_clients_share_the_port_with_or_without_alpn() {
 
 #[tokio::test]
 async fn http2_can_be_switched_off() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "http2 = false\n", "").await;
+    let Fixture { ca, server: _server, gateway, _cert } = Fixture::start("http2 = false\n", "").await;
     let addr = addr_of(&gateway.url);
     let tls = h2::tls(addr, &ca, &["h2", "http/1.1"]).await.unwrap();
     assert_eq!(h2::negotiated(&tls).as_deref(), Some("http/1.1"));
@@ -140,10 +146,7 @@ async fn http2_can_be_switched_off() {
 
 #[tokio::test]
 async fn a_reload_switches_http2_for_new_connections() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "").await;
+    let Fixture { ca, server, gateway, _cert: cert } = Fixture::start("", "").await;
     let addr = addr_of(&gateway.url);
     let mut before = H2Connection::connect(addr, &ca).await;
     let dir = tempfile::tempdir().unwrap();
@@ -169,17 +172,8 @@ async fn a_reload_switches_http2_for_new_connections() {
 
 #[tokio::test]
 async fn the_http1_rules_hold_on_http2_streams() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(
-        &ca,
-        &server,
-        &cert,
-        "allow_missing_origin = false\nallowed_origins = [\"https://chat.example\"]\n",
-        "",
-    )
-    .await;
+    let Fixture { ca, server: _server, gateway, _cert } =
+        Fixture::start("allow_missing_origin = false\nallowed_origins = [\"https://chat.example\"]\n", "").await;
     let mut connection = H2Connection::connect(addr_of(&gateway.url), &ca).await;
     let origin = ("origin", "https://chat.example");
 
@@ -231,10 +225,7 @@ async fn the_http1_rules_hold_on_http2_streams() {
 
 #[tokio::test]
 async fn sessions_on_one_connection_are_independent_and_keep_their_close_codes() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "").await;
+    let Fixture { ca, server, gateway, _cert } = Fixture::start("", "").await;
     let mut connection = H2Connection::connect(addr_of(&gateway.url), &ca).await;
     let (mut first, mut first_upstream) = open_session(&mut connection, &server).await;
     let (mut second, mut second_upstream) = open_session(&mut connection, &server).await;
@@ -261,10 +252,8 @@ async fn sessions_on_one_connection_are_independent_and_keep_their_close_codes()
 
 #[tokio::test]
 async fn per_address_session_limits_count_every_stream() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "[limits]\nmax_sessions_per_address = 2\n").await;
+    let Fixture { ca, server: _server, gateway, _cert } =
+        Fixture::start("", "[limits]\nmax_sessions_per_address = 2\n").await;
     let addr = addr_of(&gateway.url);
     let mut connection = H2Connection::connect(addr, &ca).await;
     let first = connection.websocket("/xmpp-websocket", &[]).await.unwrap();
@@ -283,10 +272,7 @@ async fn per_address_session_limits_count_every_stream() {
 
 #[tokio::test]
 async fn drain_ends_http2_sessions_as_on_http1_and_refuses_new_streams() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "").await;
+    let Fixture { ca, server, gateway, _cert } = Fixture::start("", "").await;
     let mut connection = H2Connection::connect(addr_of(&gateway.url), &ca).await;
     let (mut client, _upstream) = open_session(&mut connection, &server).await;
     gateway.control.drain.cancel();
@@ -314,10 +300,8 @@ async fn until_closed(raw: &mut RawH2, since: Instant) -> (Duration, bool) {
 
 #[tokio::test]
 async fn a_connection_without_a_session_is_closed_after_the_handshake_timeout() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "[limits]\nhandshake_timeout_secs = 1\n").await;
+    let Fixture { ca, server: _server, gateway, _cert } =
+        Fixture::start("", "[limits]\nhandshake_timeout_secs = 1\n").await;
     let addr = addr_of(&gateway.url);
 
     // Never opens a stream: GOAWAY, then closed, about one handshake timeout after the accept.
@@ -355,17 +339,8 @@ async fn a_connection_without_a_session_is_closed_after_the_handshake_timeout() 
 
 #[tokio::test]
 async fn a_connection_whose_sessions_ended_needs_room_among_the_pending_ones() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(
-        &ca,
-        &server,
-        &cert,
-        "",
-        "[limits]\nmax_pending_connections_per_address = 1\nhandshake_timeout_secs = 30\n",
-    )
-    .await;
+    let Fixture { ca, server: _server, gateway, _cert } =
+        Fixture::start("", "[limits]\nmax_pending_connections_per_address = 1\nhandshake_timeout_secs = 30\n").await;
     let addr = addr_of(&gateway.url);
     let mut carrying = H2Connection::connect(addr, &ca).await;
     let mut client = carrying.websocket("/xmpp-websocket", &[]).await.unwrap();
@@ -388,10 +363,7 @@ async fn a_connection_whose_sessions_ended_needs_room_among_the_pending_ones() {
 
 #[tokio::test]
 async fn a_session_that_vanishes_ends_like_a_dropped_tcp_connection() {
-    let ca = TestCa::new();
-    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-    let cert = ListenerCert::new(&ca);
-    let gateway = gateway(&ca, &server, &cert, "", "").await;
+    let Fixture { ca, server, gateway, _cert } = Fixture::start("", "").await;
     let mut connection = H2Connection::connect(addr_of(&gateway.url), &ca).await;
     let (client, mut upstream) = open_session(&mut connection, &server).await;
     let (mut other, mut other_upstream) = open_session(&mut connection, &server).await;
