@@ -40,26 +40,18 @@ impl<S> std::fmt::Debug for WsClient<S> {
 impl WsClient {
     /// Connects with `Sec-WebSocket-Protocol: xmpp`.
     pub async fn connect(url: &str) -> WsClient {
-        let mut request = url.into_client_request().expect("request");
-        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
+        let request = xmpp_request(url, &[]);
         let (stream, response) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(request))
             .await
             .expect("handshake in time")
             .expect("WebSocket handshake");
-        let protocol =
-            response.headers().get("Sec-WebSocket-Protocol").map(|value| value.to_str().expect("ascii").to_string());
-        WsClient { stream, protocol }
+        WsClient { stream, protocol: chosen_protocol(&response) }
     }
 
     /// Connects from `local_ip` (any 127.0.0.0/8 address is local, so a test can tell its client
     /// apart from a proxy on 127.0.0.1) with `Sec-WebSocket-Protocol: xmpp` and `headers` added.
     pub async fn connect_from(url: &str, local_ip: IpAddr, headers: &[(&str, &str)]) -> WsClient {
-        let mut request = url.into_client_request().expect("request");
-        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
-        for (name, value) in headers {
-            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("name");
-            request.headers_mut().append(name, HeaderValue::from_str(value).expect("header value"));
-        }
+        let request = xmpp_request(url, headers);
         let host = request.uri().authority().expect("host:port in the URL").as_str().to_owned();
         let remote: SocketAddr = host.parse().expect("the URL names an IP address and port");
         let socket = if remote.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.expect("socket");
@@ -70,10 +62,24 @@ impl WsClient {
                 .await
                 .expect("handshake in time")
                 .expect("WebSocket handshake");
-        let protocol =
-            response.headers().get("Sec-WebSocket-Protocol").map(|value| value.to_str().expect("ascii").to_string());
-        WsClient { stream, protocol }
+        WsClient { stream, protocol: chosen_protocol(&response) }
     }
+}
+
+/// An upgrade request for `url` asking for the `xmpp` subprotocol, with `headers` added.
+fn xmpp_request(url: &str, headers: &[(&str, &str)]) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
+    for (name, value) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("name");
+        request.headers_mut().append(name, HeaderValue::from_str(value).expect("header value"));
+    }
+    request
+}
+
+/// The subprotocol the gateway chose, from its upgrade answer.
+fn chosen_protocol(response: &tokio_tungstenite::tungstenite::handshake::client::Response) -> Option<String> {
+    response.headers().get("Sec-WebSocket-Protocol").map(|value| value.to_str().expect("ascii").to_string())
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> WsClient<S> {
