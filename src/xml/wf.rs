@@ -21,22 +21,8 @@ use super::lexical::{check_attr_value, check_chars, is_qname, resolve_reference,
 use super::old_scope::{Inherited, NsScope, Resolved, SeenNames, NS_XML, NS_XMLNS};
 use super::NS_STREAM_ERRORS;
 
-/// The caps applied while checking one document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WfLimits {
-    /// Maximum nesting depth; the root counts as depth 1.
-    pub max_depth: usize,
-    /// Maximum attributes on one start tag, namespace declarations included.
-    pub max_attributes: usize,
-    /// Maximum namespace declarations (`xmlns`, `xmlns:p`) on one start tag.
-    pub max_namespace_declarations: usize,
-}
-
-impl WfLimits {
-    /// No caps: for documents already checked with caps, and for tests of the cost itself.
-    pub const UNLIMITED: WfLimits =
-        WfLimits { max_depth: usize::MAX, max_attributes: usize::MAX, max_namespace_declarations: usize::MAX };
-}
+/// The caps are the one-pass checker's, so both walkers are driven by the same limits.
+pub(crate) use super::checker::WfLimits;
 
 /// What [`check_element`] learned about the root element. Everything borrows from the checked
 /// document where it can: an ordinary stanza costs no allocation here. The root's attributes
