@@ -15,6 +15,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::client_side::ClientSide;
 use super::outcome::{close_code, truncate_reason};
 
 /// How long a Close frame waits for the client's own (RFC 6455 §5.5.1).
@@ -145,7 +146,7 @@ where
 
     /// Sends a Close frame and waits briefly for the client's answer (RFC 6455 §5.5.1); not
     /// when the client is gone or stalled.
-    pub(crate) async fn close(&mut self, code: u16, reason: &str) {
+    pub(crate) async fn close_frame(&mut self, code: u16, reason: &str) {
         let frame = CloseFrame { code, reason: truncate_reason(reason).into() };
         self.unflushed = false;
         if self.write(Write::Send(Message::Close(Some(frame)))).await.is_err() || self.lost.is_some() {
@@ -198,6 +199,31 @@ where
         };
         self.lost = Some(lost);
         Err(lost)
+    }
+}
+
+impl<W> ClientSide for ClientIo<W>
+where
+    W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
+{
+    fn next_input(&mut self) -> impl std::future::Future<Output = ClientInput> + Send {
+        ClientIo::next_input(self)
+    }
+
+    fn feed(&mut self, text: String) -> impl std::future::Future<Output = Result<(), Lost>> + Send {
+        ClientIo::feed(self, text)
+    }
+
+    fn flush(&mut self) -> impl std::future::Future<Output = Result<(), Lost>> + Send {
+        ClientIo::flush(self)
+    }
+
+    fn ping(&mut self) -> impl std::future::Future<Output = Result<(), Lost>> + Send {
+        ClientIo::ping(self)
+    }
+
+    fn close(&mut self, code: u16, reason: &'static str) -> impl std::future::Future<Output = ()> + Send {
+        self.close_frame(code, reason)
     }
 }
 

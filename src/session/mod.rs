@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::upstream::UpstreamDirectory;
 
 mod client_io;
+mod client_side;
 pub mod core;
 mod offload;
 mod outcome;
@@ -75,7 +76,9 @@ where
     async move {
         gateway.metrics.sessions_active.inc();
         debug!("session started");
-        let mut shell = shell::Shell::new(ws, &gateway, &context);
+        let settings = &gateway.settings;
+        let client = client_io::ClientIo::new(ws, settings.send_deadline(), settings.pong_timeout);
+        let mut shell = shell::Shell::new(client, &gateway, &context);
         let outcome = shell.run().await;
         drop(shell);
         drop(context.permit);

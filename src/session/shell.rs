@@ -1,6 +1,6 @@
-//! The async shell of one session: one loop over the client's WebSocket, the upstream
-//! connection and the core's timers, feeding what happens to the [`SessionCore`] and executing
-//! the actions it asks for, until it says the session is done.
+//! The async shell of one session: one loop over the client (a WebSocket or a BOSH session, any
+//! [`ClientSide`]), the upstream connection and the core's timers, feeding what happens to the
+//! [`SessionCore`] and executing the actions it asks for, until it says the session is done.
 //!
 //! The shell decides nothing about the protocol: which bytes go where, when a session ends and
 //! how, are the core's. It owns the sockets, the futures of [`crate::upstream`], the clock, and
@@ -9,8 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
-use axum::extract::ws::Message;
-use futures_util::{FutureExt, Sink, Stream};
+use futures_util::FutureExt;
 use rand::Rng;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
@@ -19,7 +18,8 @@ use crate::config::UpstreamTls;
 use crate::metrics::Metrics;
 use crate::upstream::{Budget, Connector, FailureClass, Link};
 
-use super::client_io::{ClientInput, ClientIo, Lost};
+use super::client_io::{ClientInput, Lost};
+use super::client_side::ClientSide;
 use super::core::{
     Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Ending, Input, RouteSecurity,
     SessionCore, Timer, UpstreamClose, UpstreamGone,
@@ -82,9 +82,9 @@ impl Timers {
 }
 
 /// One session's sockets, futures and timers around its core.
-pub(crate) struct Shell<'g, W> {
+pub(crate) struct Shell<'g, C> {
     core: SessionCore,
-    client: ClientIo<W>,
+    client: C,
     upstream: UpstreamLink,
     gateway: &'g Arc<Gateway>,
     context: &'g SessionContext,
@@ -97,13 +97,10 @@ pub(crate) struct Shell<'g, W> {
     drained: bool,
 }
 
-impl<'g, W> Shell<'g, W>
-where
-    W: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send,
-{
-    pub(crate) fn new(ws: W, gateway: &'g Arc<Gateway>, context: &'g SessionContext) -> Self {
+impl<'g, C: ClientSide> Shell<'g, C> {
+    /// A shell around `client`, with a new core.
+    pub(crate) fn new(client: C, gateway: &'g Arc<Gateway>, context: &'g SessionContext) -> Self {
         let settings = gateway.settings.clone();
-        let client = ClientIo::new(ws, settings.send_deadline(), settings.pong_timeout);
         let core = SessionCore::new(settings, now(), rand::rng().random());
         Shell {
             core,
@@ -405,7 +402,7 @@ mod tests {
     #[test]
     fn a_session_task_stays_small() {
         let session = future_size(crate::session::run::<WebSocket>);
-        let shell = size_of::<super::Shell<'static, WebSocket>>();
+        let shell = size_of::<super::Shell<'static, super::super::client_io::ClientIo<WebSocket>>>();
         println!("session future {session} bytes, of which the shell {shell}");
         assert!(session <= 5 * 1024, "session future {session} bytes (shell {shell})");
     }
