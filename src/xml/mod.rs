@@ -6,6 +6,7 @@
 //! stream headers ([`framing`]); every refusal is one [`error::XmlError`]. This module must not import tokio, perform I/O, read clocks or
 //! log: the async shell calls it and decides what to do with the result.
 
+pub mod bosh;
 mod checker;
 pub mod client;
 pub mod condition;
