@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod bosh;
 pub mod keys;
 mod load;
 pub mod values;
 
+pub use bosh::{BoshConfig, BODY_OVERHEAD_BYTES};
 pub use load::ConfigError;
 
 pub use values::HOST_META_PATHS;
@@ -75,6 +77,9 @@ pub struct Config {
     /// DNS resolution (SRV discovery, A/AAAA).
     #[serde(default)]
     pub dns: DnsConfig,
+    /// BOSH (XEP-0124, XEP-0206) on the public listener.
+    #[serde(default)]
+    pub bosh: BoshConfig,
     /// Statically configured upstream servers, one per XMPP domain.
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,

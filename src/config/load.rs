@@ -93,6 +93,7 @@ impl Config {
         config.check_listener()?;
         config.check_discovery()?;
         config.check_upstreams()?;
+        config.check_bosh()?;
         if config.connect.attempt_timeout > config.connect.overall_timeout {
             return Err(invalid("connect.attempt_timeout_secs", "must not exceed connect.overall_timeout_secs"));
         }
@@ -104,6 +105,15 @@ impl Config {
     pub fn largest_element_limit(&self) -> usize {
         let global = self.limits.max_element_bytes;
         self.upstream.iter().map(|upstream| upstream.element_limit(global)).fold(global, usize::max)
+    }
+
+    /// The BOSH path is its own: not the WebSocket path (nor its trailing-slash form).
+    fn check_bosh(&self) -> Result<(), ConfigError> {
+        let (bosh, websocket) = (self.bosh.path.as_str(), self.listener.path.as_str());
+        if self.bosh.enabled && (bosh == websocket || bosh.trim_end_matches('/') == websocket.trim_end_matches('/')) {
+            return Err(invalid("bosh.path", "must differ from listener.path"));
+        }
+        Ok(())
     }
 
     /// The listener's certificate and key come together, and both files are there.

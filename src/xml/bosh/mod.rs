@@ -8,10 +8,12 @@
 //! (httpbind) written as `jabber:client` (XEP-0206 §3 notes that clients leave the stanza
 //! namespace out). What the children say is the core's business, never this module's.
 
+mod output;
 mod response;
 #[cfg(test)]
 mod tests;
 
+pub use output::{core_output, terminal_condition, CoreOutput};
 pub use response::{empty, terminate, with_children, Created};
 
 use super::checker::{Checker, Progress, Unit, WfLimits};

@@ -173,3 +173,29 @@ fn responses_are_bodies_the_parser_reads_back() {
     let with_rid = text.replacen("<body ", "<body rid=\"1\" ", 1);
     assert_eq!(parse(&with_rid, &LIMITS).unwrap().children, [features]);
 }
+
+#[test]
+fn the_cores_framing_is_recognised() {
+    use crate::xml::condition::StreamCondition;
+    use crate::xml::framing;
+    let open = framing::gateway_open("example.com", "gw-1", "en");
+    assert_eq!(
+        core_output(&open),
+        CoreOutput::Open { from: Some("example.com".into()), id: Some("gw-1".into()), version: Some("1.0".into()) }
+    );
+    assert_eq!(
+        core_output(&framing::close_see_other_uri("wss://b/x")),
+        CoreOutput::Close { see_other_uri: Some("wss://b/x".into()) }
+    );
+    assert_eq!(
+        core_output("<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"/>"),
+        CoreOutput::Close { see_other_uri: None }
+    );
+    let error = framing::client_stream_error(StreamCondition::HostUnknown, Some("domain-not-allowed"));
+    assert_eq!(core_output(&error), CoreOutput::StreamError(StreamCondition::HostUnknown));
+    // An element that only looks like framing is an element.
+    assert_eq!(core_output("<open xmlns='urn:other'/>"), CoreOutput::Element);
+    assert_eq!(core_output("<message xmlns='jabber:client'/>"), CoreOutput::Element);
+    assert_eq!(terminal_condition(StreamCondition::HostUnknown), Some("host-unknown"));
+    assert_eq!(terminal_condition(StreamCondition::NotAuthorized), None);
+}
