@@ -31,6 +31,8 @@ pub struct Control {
     /// Counts of connections not yet upgraded, for `limits.max_pending_connections` and
     /// `limits.max_pending_connections_per_address`.
     pub pending: AddressLimiter,
+    /// The live BOSH sessions (they outlive a reload, like WebSocket sessions).
+    pub bosh: crate::bosh::Registry,
 }
 
 impl Control {
@@ -43,6 +45,7 @@ impl Control {
             connections: TaskTracker::new(),
             limiter: AddressLimiter::default(),
             pending: AddressLimiter::default(),
+            bosh: crate::bosh::Registry::default(),
         }
     }
 

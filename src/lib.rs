@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bosh;
 pub mod client_addr;
 pub mod config;
 pub mod control;

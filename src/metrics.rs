@@ -48,6 +48,9 @@ pub struct Metrics {
     pub stream_errors: IntCounterVec,
     /// `xmppgw_client_elements_refused_total{reason}`.
     pub client_refused: IntCounterVec,
+    /// `xmppgw_bosh_requests_total{result}`: BOSH requests by how they were answered
+    /// (`answered`, or a terminal condition, or why they were refused).
+    pub bosh_requests: IntCounterVec,
     /// `xmppgw_dns_lookups_total{result}`.
     pub dns_lookups: IntCounterVec,
     /// `xmppgw_build_info{version}`, always 1.
@@ -153,6 +156,12 @@ impl Metrics {
                 "xmppgw_client_elements_refused_total",
                 "Client messages refused by the validator, by reason",
                 &["reason"],
+            ),
+            bosh_requests: counter(
+                &registry,
+                "xmppgw_bosh_requests_total",
+                "BOSH requests, by how they were answered",
+                &["result"],
             ),
             dns_lookups: counter(&registry, "xmppgw_dns_lookups_total", "DNS lookups, by result", &["result"]),
             build_info,

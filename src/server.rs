@@ -56,8 +56,8 @@ pub struct PeerInfo {
 /// State shared by the HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    control: Arc<Control>,
-    next_session_id: Arc<AtomicU64>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) next_session_id: Arc<AtomicU64>,
 }
 
 impl AppState {
@@ -71,11 +71,15 @@ impl AppState {
 /// (D18; the root path `/` is its own trailing-slash form), and the XEP-0156 documents, whose
 /// paths the configuration's `UrlPath` keeps apart from the WebSocket path.
 pub fn router(state: AppState) -> Router {
-    let path = state.control.current().config.listener.path.as_str().to_string();
+    let config = &state.control.current().config;
+    let path = config.listener.path.as_str().to_string();
     let [xrd, json] = crate::config::HOST_META_PATHS;
     let mut router = Router::new().route(&path, any(websocket_endpoint));
     if path != "/" {
         router = router.route(&format!("{path}/"), any(websocket_endpoint));
+    }
+    if config.bosh.enabled {
+        router = router.route(config.bosh.path.as_str(), any(crate::bosh::endpoint));
     }
     router.route(xrd, get(host_meta_xrd)).route(json, get(host_meta_json)).with_state(state)
 }

@@ -29,6 +29,7 @@ use tower_service::Service;
 use tracing::debug;
 
 use super::http2::Http2Connection;
+use super::lease::ConnectionLease;
 use crate::config::LimitsConfig;
 use crate::control::{AddressPermit, Control, LimitExceeded};
 use crate::server::PeerInfo;
@@ -105,6 +106,7 @@ pub(super) fn service(
     router: Router,
     peer: PeerInfo,
     http2: Option<Http2Connection>,
+    lease: Option<ConnectionLease>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -116,20 +118,54 @@ pub(super) fn service(
         if let Some(connection) = &http2 {
             request.extensions_mut().insert(connection.clone());
         }
+        if let Some(lease) = &lease {
+            request.extensions_mut().insert(lease.clone());
+        }
         let mut router = router.clone();
         async move { router.call(request).await }
     })
 }
 
-/// Serves HTTP/1.1 on one public connection until it upgrades, closes or fails.
-async fn serve_http1<I>(io: I, peer: PeerInfo, router: Router, limits: &LimitsConfig) -> hyper::Result<()>
+/// How long a BOSH connection may still deliver its answers once draining starts.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves HTTP/1.1 on one public connection until it upgrades, closes or fails: within the
+/// deadline of its `lease` (the handshake timeout, extended by BOSH long polls), and cut short
+/// when draining starts (after [`DRAIN_GRACE`] for a BOSH connection).
+async fn serve_http1<I>(
+    io: I,
+    peer: PeerInfo,
+    edge: &Edge,
+    limits: &LimitsConfig,
+    lease: ConnectionLease,
+) -> Result<(), Closed>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    http1(limits.max_header_bytes, limits.handshake_timeout)
-        .serve_connection(TokioIo::new(io), service(router, peer, None))
-        .with_upgrades()
-        .await
+    let connection = http1(limits.max_header_bytes, limits.handshake_timeout)
+        .serve_connection(TokioIo::new(io), service(edge.router.clone(), peer, None, Some(lease.clone())))
+        .with_upgrades();
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        let deadline = lease.deadline();
+        tokio::select! {
+            result = connection.as_mut() => return http1_ended(result),
+            () = tokio::time::sleep_until(deadline) => {
+                if lease.deadline() <= Instant::now() {
+                    return Err(if draining { Closed::Draining } else { Closed::Timeout });
+                }
+            }
+            () = edge.control.drain.cancelled(), if !draining => {
+                if !lease.long_poll() {
+                    return Err(Closed::Draining);
+                }
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+                lease.cut_at(Instant::now() + DRAIN_GRACE);
+            }
+        }
+    }
 }
 
 /// A connection counted in `limits.max_pending_connections` (and the gauge) until it upgrades
@@ -221,8 +257,8 @@ pub(crate) async fn run(accepted: Accepted, edge: Edge) {
     let deadline = Instant::now() + limits.handshake_timeout;
     let peer_info = PeerInfo { addr: peer, secure: edge.secure };
     let closed = if !edge.secure {
-        let http = serve_http1(Counted { io: stream, _slot: slot }, peer_info, edge.router.clone(), &limits);
-        before_upgrade(deadline, &edge.control, http).await.and_then(http1_ended)
+        let lease = ConnectionLease::new(deadline, Some(pending));
+        serve_http1(Counted { io: stream, _slot: slot }, peer_info, &edge, &limits, lease).await
     } else {
         // A reload never switches the listener's mode, so a secure listener always has this.
         let Some(config) = gateway.listener_tls.clone() else { return };
@@ -238,8 +274,8 @@ pub(crate) async fn run(accepted: Accepted, edge: Edge) {
                 super::http2::serve(io, peer_info, &edge, pending, deadline).await
             }
             Ok(Ok(tls)) => {
-                let http = serve_http1(Counted { io: tls, _slot: slot }, peer_info, edge.router.clone(), &limits);
-                before_upgrade(deadline, &edge.control, http).await.and_then(http1_ended)
+                let lease = ConnectionLease::new(deadline, Some(pending));
+                serve_http1(Counted { io: tls, _slot: slot }, peer_info, &edge, &limits, lease).await
             }
         }
     };

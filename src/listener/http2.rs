@@ -119,6 +119,26 @@ impl Http2Connection {
     }
 }
 
+/// A BOSH request held on an HTTP/2 connection: the connection counts as busy (not idle, not
+/// pending) while it lasts, as with a session, without a descriptor slot of its own.
+pub(crate) struct Http2LongPoll {
+    sessions: Arc<watch::Sender<usize>>,
+}
+
+impl Http2Connection {
+    /// Marks the connection busy until the returned guard is dropped.
+    pub(crate) fn long_poll(&self) -> Http2LongPoll {
+        self.sessions.send_modify(|count| *count += 1);
+        Http2LongPoll { sessions: self.sessions.clone() }
+    }
+}
+
+impl Drop for Http2LongPoll {
+    fn drop(&mut self) {
+        self.sessions.send_modify(|count| *count = count.saturating_sub(1));
+    }
+}
+
 impl Http2Session {
     /// Ends the session's share once its WebSocket is dropped: the stream's send task gets
     /// [`STREAM_FLUSH_GRACE`] to deliver the last data and end the stream, then it is aborted
@@ -175,7 +195,7 @@ where
     let (count, mut sessions) = watch::channel(0usize);
     let shared = Http2Connection { slots: edge.slots.clone(), sessions: Arc::new(count) };
     let connection =
-        builder(limits).serve_connection(TokioIo::new(io), service(edge.router.clone(), peer, Some(shared)));
+        builder(limits).serve_connection(TokioIo::new(io), service(edge.router.clone(), peer, Some(shared), None));
     tokio::pin!(connection);
     // Given back when the connection ends, whichever way.
     let mut pending = Some(pending);

@@ -21,6 +21,7 @@ mod accept;
 mod connection;
 pub mod descriptors;
 mod http2;
+mod lease;
 mod tls;
 
 use std::net::SocketAddr;
@@ -32,7 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-pub(crate) use http2::{Http2Connection, Http2Session};
+pub(crate) use http2::{Http2Connection, Http2LongPoll, Http2Session};
+pub(crate) use lease::ConnectionLease;
 pub use tls::{server_config, ListenerTlsError};
 
 use crate::control::{Control, LimitExceeded};

@@ -32,6 +32,8 @@ mod outcome;
 mod shell;
 mod upstream_link;
 
+pub(crate) use client_io::{ClientInput, Lost};
+pub(crate) use client_side::ClientSide;
 pub use outcome::Outcome;
 /// Most bytes taken from the upstream socket in one read (the bench floor relay uses the same).
 pub use upstream_link::READ_CHUNK_BYTES;
@@ -85,6 +87,25 @@ where
         gateway.metrics.sessions_ended.with_label_values(&[outcome.label()]).inc();
         gateway.metrics.sessions_active.dec();
         info!(outcome = outcome.label(), "session ended");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs one session to its end on another transport's client side (BOSH), records the outcome
+/// like [`run`], and gives the client side back for what its transport does after the end.
+pub(crate) async fn run_client<C: ClientSide>(client: C, gateway: &Arc<Gateway>, context: &SessionContext) -> C {
+    let span = tracing::info_span!("session", id = context.id, client = %context.client, transport = "bosh");
+    async move {
+        gateway.metrics.sessions_active.inc();
+        debug!("session started");
+        let mut shell = shell::Shell::new(client, gateway, context);
+        let outcome = shell.run().await;
+        let client = shell.into_client();
+        gateway.metrics.sessions_ended.with_label_values(&[outcome.label()]).inc();
+        gateway.metrics.sessions_active.dec();
+        info!(outcome = outcome.label(), "session ended");
+        client
     }
     .instrument(span)
     .await

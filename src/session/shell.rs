@@ -115,6 +115,11 @@ impl<'g, C: ClientSide> Shell<'g, C> {
         }
     }
 
+    /// The client side, once the session is over.
+    pub(crate) fn into_client(self) -> C {
+        self.client
+    }
+
     fn metrics(&self) -> &'g Metrics {
         &self.gateway.metrics
     }
