@@ -83,6 +83,8 @@ pub(crate) struct Exchange<R> {
     stream_error: Option<(Option<&'static str>, String)>,
     /// Whether the terminal response reached a request.
     terminal_sent: bool,
+    /// The domain of the session creation, for restarts that do not repeat it.
+    to: Option<String>,
     to_core: VecDeque<ToCore>,
     answers: Vec<(R, String)>,
 }
@@ -114,6 +116,7 @@ impl<R> Exchange<R> {
             terminal: None,
             stream_error: None,
             terminal_sent: false,
+            to: creation.to.clone(),
             to_core: VecDeque::new(),
             answers: Vec::new(),
         };
@@ -213,7 +216,7 @@ impl<R> Exchange<R> {
         self.inactivity = self.params.inactivity;
         if body.restart {
             let mut open = String::from("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"");
-            push_attr(&mut open, "to", body.to.as_deref());
+            push_attr(&mut open, "to", body.to.as_deref().or(self.to.as_deref()));
             push_attr(&mut open, "from", body.from.as_deref());
             open.push_str(" version=\"1.0\"/>");
             self.to_core.push_back(ToCore::Text(open));
@@ -399,7 +402,8 @@ impl<R> Exchange<R> {
             self.respond(now, first, body);
         }
         if self.held.is_empty() && now >= self.idle_since + self.inactivity {
-            self.terminal = Some((None, Vec::new()));
+            // Later requests are answered as if the session did not exist (§10).
+            self.terminal = Some((Some("item-not-found"), Vec::new()));
             self.terminal_sent = true;
             for (_, (_, reply)) in std::mem::take(&mut self.pending) {
                 self.answers.push((reply, bosh::terminate(Some("item-not-found"), &[])));

@@ -246,7 +246,7 @@ async fn forward(state: &AppState, sid: &str, parts: &Parts, body: BodyRequest) 
     let _busy = hold_connection(parts, Instant::now() + entry.wait + CONNECTION_SLACK);
     let (reply, answer) = oneshot::channel();
     match entry.requests.try_send(Incoming { body, reply }) {
-        Ok(()) => {}
+        Ok(()) => state.control.bosh.count_forwarded(),
         Err(mpsc::error::TrySendError::Full(_)) => return Err(Refusal::Condition("policy-violation")),
         Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refusal::Condition("item-not-found")),
     }

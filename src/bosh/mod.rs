@@ -14,6 +14,7 @@
 //! rules are docs/PROTOCOL.md's BOSH-1… section.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Registry {
     sessions: Mutex<HashMap<String, Entry>>,
+    /// Requests handed to a live session so far.
+    forwarded: AtomicU64,
 }
 
 impl Registry {
@@ -66,6 +69,15 @@ impl Registry {
 
     fn remove(&self, sid: &str) {
         self.map().remove(sid);
+    }
+
+    /// How many requests have been handed to a live session (creation requests not counted).
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+
+    fn count_forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many sessions are live.
