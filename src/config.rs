@@ -25,8 +25,8 @@ pub use load::ConfigError;
 pub use values::HOST_META_PATHS;
 use values::{
     any_seconds, count_at_least_one, count_between, element_limit, happy_eyeballs_millis, millis,
-    optional_element_limit, seconds, seconds_or_never, Cidr, Domain, DomainPattern, HostPort, IpPort, LogFilter,
-    OptionalIpPort, Origin, UrlPath, WssUrl,
+    optional_element_limit, seconds, seconds_or_never, Cidr, Domain, DomainPattern, HostPort, HttpsUrl, IpPort,
+    LogFilter, OptionalIpPort, Origin, UrlPath, WssUrl,
 };
 
 /// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).
@@ -159,8 +159,10 @@ impl Default for ShutdownConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostMetaConfig {
-    /// The public `wss://` URL of this gateway; host-meta is served only when set.
+    /// The public `wss://` URL of this gateway; host-meta is served when it or `bosh_url` is set.
     pub websocket_url: Option<WssUrl>,
+    /// The public `https://` URL of the BOSH endpoint (`urn:xmpp:alt-connections:xbosh`).
+    pub bosh_url: Option<HttpsUrl>,
     /// Domains (matched against the request's `Host`) for which host-meta is served.
     pub domains: Vec<Domain>,
 }

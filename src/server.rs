@@ -281,19 +281,29 @@ async fn websocket_endpoint(
         })
 }
 
-/// The host-meta link for this request, if one may be served: host-meta configured, the `Host`
-/// is one of its domains, and the request arrived over HTTPS (directly or via a trusted proxy).
-fn host_meta_link(state: &AppState, peer: PeerInfo, headers: &HeaderMap) -> Option<String> {
+/// The host-meta links (rel, href) for this request, if they may be served: host-meta
+/// configured (a WebSocket or a BOSH URL), the `Host` is one of its domains, and the request
+/// arrived over HTTPS (directly or via a trusted proxy).
+fn host_meta_link(state: &AppState, peer: PeerInfo, headers: &HeaderMap) -> Option<Vec<(&'static str, String)>> {
     let gateway = state.control.current();
     let config = &gateway.config.host_meta;
-    let url = config.websocket_url.as_ref()?.as_str().to_string();
+    let mut links = Vec::new();
+    if let Some(url) = &config.websocket_url {
+        links.push(("urn:xmpp:alt-connections:websocket", url.as_str().to_string()));
+    }
+    if let Some(url) = config.bosh_url.as_ref().filter(|_| gateway.config.bosh.enabled) {
+        links.push(("urn:xmpp:alt-connections:xbosh", url.as_str().to_string()));
+    }
+    if links.is_empty() {
+        return None;
+    }
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let host =
         host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
     let host = crate::domain::normalize(host).ok()?;
     let served = config.domains.iter().any(|domain| domain.as_str() == host);
     let secure = peer.secure || client_addr::forwarded_https(peer.addr, headers, &gateway.trusted_proxies);
-    (served && secure).then_some(url)
+    (served && secure).then_some(links)
 }
 
 async fn host_meta_xrd(
@@ -301,10 +311,11 @@ async fn host_meta_xrd(
     ConnectInfo(peer): ConnectInfo<PeerInfo>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(url) = host_meta_link(&state, peer, &headers) else {
+    let Some(links) = host_meta_link(&state, peer, &headers) else {
         return plain(StatusCode::NOT_FOUND, "No host-meta here.\n");
     };
-    let body = crate::xml::framing::host_meta_xrd(&url);
+    let links: Vec<(&str, &str)> = links.iter().map(|(rel, href)| (*rel, href.as_str())).collect();
+    let body = crate::xml::framing::host_meta_xrd(&links);
     ([(header::CONTENT_TYPE, "application/xrd+xml"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body).into_response()
 }
 
@@ -313,10 +324,11 @@ async fn host_meta_json(
     ConnectInfo(peer): ConnectInfo<PeerInfo>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(url) = host_meta_link(&state, peer, &headers) else {
+    let Some(links) = host_meta_link(&state, peer, &headers) else {
         return plain(StatusCode::NOT_FOUND, "No host-meta here.\n");
     };
-    let body = serde_json::json!({ "links": [{ "rel": "urn:xmpp:alt-connections:websocket", "href": url }] });
+    let links: Vec<_> = links.iter().map(|(rel, href)| serde_json::json!({ "rel": rel, "href": href })).collect();
+    let body = serde_json::json!({ "links": links });
     ([(header::CONTENT_TYPE, "application/json"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body.to_string())
         .into_response()
 }

@@ -426,3 +426,36 @@ async fn drain_ends_sessions_with_system_shutdown() {
     let (received, _) = conn.read_to_end().await;
     assert!(!received.contains("</stream:stream>"), "drain keeps sessions resumable: {received}");
 }
+
+/// DISC-3: host-meta advertises the BOSH URL next to the WebSocket one (XEP-0156 §3).
+#[tokio::test]
+async fn host_meta_advertises_the_bosh_url() {
+    let gateway = TestGateway::start(
+        "[listener]\ntrusted_proxies = [\"127.0.0.1\"]\n[host_meta]\nwebsocket_url = \"wss://gw.example.net/xmpp-websocket\"\n\
+         bosh_url = \"https://gw.example.net/http-bind\"\ndomains = [\"example.com\"]\n[domains]\nallow = [\"example.com\"]\n",
+    )
+    .await;
+    let addr = address(&gateway);
+    for path in ["/.well-known/host-meta", "/.well-known/host-meta.json"] {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        let text = format!(
+            "GET {path} HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(text.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        tokio::time::timeout(STEP, stream.read_to_string(&mut raw)).await.unwrap().unwrap();
+        assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+        let (xbosh, websocket) = if path.ends_with(".json") {
+            (
+                r#"{"href":"https://gw.example.net/http-bind","rel":"urn:xmpp:alt-connections:xbosh"}"#,
+                r#""rel":"urn:xmpp:alt-connections:websocket""#,
+            )
+        } else {
+            (
+                r#"<Link rel="urn:xmpp:alt-connections:xbosh" href="https://gw.example.net/http-bind"/>"#,
+                r#"rel="urn:xmpp:alt-connections:websocket""#,
+            )
+        };
+        assert!(raw.contains(xbosh) && raw.contains(websocket), "{raw}");
+    }
+}

@@ -160,13 +160,18 @@ fn push_attr(out: &mut String, name: &str, value: Option<&str>, quote: char) {
 }
 
 /// The XEP-0156 host-meta document (XRD) advertising one WebSocket endpoint.
-pub fn host_meta_xrd(websocket_url: &str) -> String {
+pub fn host_meta_xrd(links: &[(&str, &str)]) -> String {
     let mut out = String::from(
-        "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  \
-         <Link rel=\"urn:xmpp:alt-connections:websocket\" href=\"",
+        "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n",
     );
-    escape_attr(&mut out, websocket_url, '"');
-    out.push_str("\"/>\n</XRD>\n");
+    for (rel, href) in links {
+        out.push_str("  <Link rel=\"");
+        escape_attr(&mut out, rel, '"');
+        out.push_str("\" href=\"");
+        escape_attr(&mut out, href, '"');
+        out.push_str("\"/>\n");
+    }
+    out.push_str("</XRD>\n");
     out
 }
 
@@ -382,7 +387,14 @@ mod tests {
 
     #[test]
     fn host_meta_xrd_escapes_the_url() {
-        let xrd = host_meta_xrd("wss://gw.example.net/xmpp-websocket?a=1&b=\"2\"");
+        let xrd = host_meta_xrd(&[
+            ("urn:xmpp:alt-connections:websocket", "wss://gw.example.net/xmpp-websocket?a=1&b=\"2\""),
+            ("urn:xmpp:alt-connections:xbosh", "https://gw.example.net/http-bind"),
+        ]);
+        assert!(
+            xrd.contains(r#"<Link rel="urn:xmpp:alt-connections:xbosh" href="https://gw.example.net/http-bind"/>"#),
+            "{xrd}"
+        );
         assert!(xrd.contains(r#"<Link rel="urn:xmpp:alt-connections:websocket" href="wss://gw.example.net/xmpp-websocket?a=1&amp;b=&quot;2&quot;"/>"#), "{xrd}");
         assert!(xrd.starts_with("<?xml version='1.0' encoding='utf-8'?>"));
     }
