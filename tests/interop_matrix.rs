@@ -17,7 +17,9 @@
 //! over HTTP/2 (Chromium's connection and handshakes as the DevTools protocol reports them, and
 //! the gateway's `xmppgw_websocket_upgrades_total{http_version}` for both browsers), and the
 //! Node clients, whose `ws` library speaks WebSocket over HTTP/1.1 only, over HTTP/1.1 on the
-//! same port. One server of each kind, two gateways (plain, and `wss://`) and one proxy of each
+//! same port. `bosh`: BOSH (XEP-0124/XEP-0206) at the plain gateway's `/http-bind`, for the
+//! libraries that have it (Strophe.js, StanzaJS, Converse.js; not @xmpp/client); such a cell must
+//! have made BOSH requests and no WebSocket. One server of each kind, two gateways (plain, and `wss://`) and one proxy of each
 //! kind per server serve every cell.
 //!
 //! The table is printed (run with `--nocapture` to see it; scripts/test.sh does), and the test
@@ -43,11 +45,17 @@ const CELL_TIMEOUT: Duration = Duration::from_secs(120);
 /// them: Node, or the browser `converse-cell.mjs --browser` drives.
 const CLIENTS: [(&str, &str); 5] =
     [("strophe", "node"), ("xmppjs", "node"), ("stanza", "node"), ("converse", "chromium"), ("converse", "firefox")];
-/// Paths from the client to the gateway: straight, through a proxy of [`ProxyKind::ALL`], or to
-/// the gateway's own `wss://` listener with HTTP/2 offered ([`H2`]).
-const PATHS: [&str; 5] = ["direct", "nginx", "caddy", "haproxy", H2];
+/// Paths from the client to the gateway: straight, through a proxy of [`ProxyKind::ALL`], to
+/// the gateway's own `wss://` listener with HTTP/2 offered ([`H2`]), or over BOSH ([`BOSH`]).
+const PATHS: [&str; 6] = ["direct", "nginx", "caddy", "haproxy", H2, BOSH];
 /// The path to the `wss://` listener that offers HTTP/2.
 const H2: &str = "h2";
+/// BOSH (XEP-0124/XEP-0206) straight to the plain gateway's `/http-bind`.
+const BOSH: &str = "bosh";
+/// The client libraries without BOSH: @xmpp/client dropped it.
+const WEBSOCKET_ONLY: [&str; 1] = ["xmppjs"];
+/// The gateway's answered BOSH requests (`xmppgw_bosh_requests_total`, all labels).
+const BOSH_REQUESTS: &str = "xmppgw_bosh_requests_total";
 /// The gateway's upgrades by HTTP version (`xmppgw_websocket_upgrades_total`).
 const UPGRADES_H1: &str = "xmppgw_websocket_upgrades_total{http_version=\"1.1\"}";
 const UPGRADES_H2: &str = "xmppgw_websocket_upgrades_total{http_version=\"2\"}";
@@ -139,6 +147,9 @@ struct Cell {
 
 /// The arguments naming a target's URL and accounts, for `matrix-cell.mjs`.
 fn target_url(column: &Column, path: &str) -> String {
+    if path == BOSH {
+        return column.gateway.bosh_url();
+    }
     match column.proxy(path) {
         Some(proxy) => proxy.url(),
         None => column.gateway_for(path).url().to_owned(),
@@ -165,7 +176,7 @@ fn run_node_cell(client: &'static str, column: &Column, path: &'static str, ca: 
     .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
     .collect();
     let gateway = column.gateway_for(path);
-    let before = (gateway.metric(UPGRADES_H1), gateway.metric(UPGRADES_H2));
+    let before = (gateway.metric(UPGRADES_H1), gateway.metric(UPGRADES_H2), gateway.metric_sum(BOSH_REQUESTS));
     let env = [("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())];
     let run = Rc::new(run_node("matrix-cell", &args, &env, CELL_TIMEOUT));
     let mut green = run.status.success() && run.at("/ok") == true;
@@ -174,6 +185,13 @@ fn run_node_cell(client: &'static str, column: &Column, path: &'static str, ca: 
         let (h1, h2) = (gateway.metric(UPGRADES_H1) - before.0, gateway.metric(UPGRADES_H2) - before.1);
         green &= h1 > 0.0 && h2 == 0.0;
         note = Some(format!("HTTP/1.1 on the h2 port ({h1} upgrades over 1.1, {h2} over 2): ws has no RFC 8441"));
+    }
+    if path == BOSH {
+        // Both accounts ran over BOSH: the gateway answered its requests and upgraded nothing.
+        let upgrades = gateway.metric(UPGRADES_H1) - before.0 + gateway.metric(UPGRADES_H2) - before.1;
+        let requests = gateway.metric_sum(BOSH_REQUESTS) - before.2;
+        green &= upgrades == 0.0 && requests > 0.0;
+        note = Some(format!("{requests} BOSH requests, {upgrades} WebSocket upgrades"));
     }
     Cell {
         client,
@@ -202,7 +220,9 @@ fn run_converse_cells(
         .map(|(column, path)| {
             serde_json::json!({
                 "name": format!("{}/{path}", column.server),
-                "url": target_url(column, path),
+                // Over BOSH, Converse uses "bosh"; its peer B (xmpp.js) the WebSocket at "url".
+                "url": if *path == BOSH { column.gateway.url().to_owned() } else { target_url(column, path) },
+                "bosh": (*path == BOSH).then(|| column.gateway.bosh_url()),
                 "userA": column.alice.user, "passwordA": column.alice.password,
                 "userB": column.bob.user, "passwordB": column.bob.password,
                 "room": format!("matrix@conference.{DOMAIN}"),
@@ -241,7 +261,11 @@ fn run_converse_cells(
             let note = result["scenarios"].as_array().and_then(|scenarios| {
                 scenarios
                     .iter()
-                    .find(|s| s["name"].as_str().is_some_and(|name| name.starts_with("WebSockets over HTTP/2")))
+                    .find(|s| {
+                        s["name"]
+                            .as_str()
+                            .is_some_and(|name| name.starts_with("WebSockets over HTTP/2") || name == "over BOSH only")
+                    })
                     .and_then(|s| s["detail"].as_str())
                     .map(str::to_owned)
             });
@@ -392,6 +416,7 @@ fn interop_matrix() {
             .iter()
             .filter(|c| pick(&servers, c.server))
             .flat_map(|column| PATHS.into_iter().filter(|p| pick(&PATHS, p)).map(move |path| (column, path)))
+            .filter(|(_, path)| *path != BOSH || !WEBSOCKET_ONLY.contains(&client))
             .collect();
         if runtime == "node" {
             cells.extend(targets.iter().map(|(column, path)| run_node_cell(client, column, path, ca)));

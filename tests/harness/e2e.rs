@@ -439,6 +439,22 @@ impl Gateway {
     /// The value of one series of the gateway's `/metrics` (0 when absent), e.g.
     /// `xmppgw_websocket_upgrades_total{http_version="2"}`; panics without an admin listener.
     pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text();
+        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    }
+
+    /// The sum of every series of metric `name` over its labels (0 when absent).
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let text = self.metrics_text();
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name))
+            .filter(|rest| rest.starts_with(['{', ' ']))
+            .filter_map(|rest| rest.rsplit(' ').next().and_then(|value| value.parse::<f64>().ok()))
+            .sum()
+    }
+
+    /// The admin listener's `/metrics` text; panics without an admin listener.
+    fn metrics_text(&self) -> String {
         let admin = self.admin_url().expect("the gateway has an admin listener");
         let host = admin.trim_start_matches("http://");
         let mut stream = TcpStream::connect(host).expect("connect to the admin listener");
@@ -450,12 +466,18 @@ impl Gateway {
         .expect("write the metrics request");
         let mut text = String::new();
         let _ = stream.read_to_string(&mut text);
-        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+        text
     }
 
     /// The WebSocket URL the gateway reported, e.g. `ws://127.0.0.1:40123/xmpp-websocket`.
     pub fn url(&self) -> &str {
         &self.process.url
+    }
+
+    /// The BOSH URL on the same listener (`[bosh]`'s default path), e.g.
+    /// `http://127.0.0.1:40123/http-bind`.
+    pub fn bosh_url(&self) -> String {
+        format!("http://{}/http-bind", self.listen_addr())
     }
 
     /// Path of the config file the gateway was started with.

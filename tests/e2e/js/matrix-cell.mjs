@@ -1,5 +1,6 @@
 // One cell of the interop matrix: every scenario with one library against one
-// URL (gateway or nginx in front of it), for two accounts, in one process.
+// URL (gateway or nginx in front of it), for two accounts, in one process. A
+// ws:// or wss:// URL is a WebSocket (RFC 7395), an http:// one BOSH (XEP-0206).
 //
 //   node matrix-cell.mjs --client strophe|xmppjs|stanza --url ws://… --domain e2e.test \
 //     --user-a … --password-a … --user-b … --password-b … --room room@conference.e2e.test
@@ -155,7 +156,10 @@ if (args) {
     check(d.clean, "close after PLAIN login not clean");
   });
 
-  const smSkip = Lib.streamManagement ? null : `${Lib.library} has no XEP-0198 support`;
+  const overBosh = /^https?:/.test(url);
+  const smSkip = !Lib.streamManagement
+    ? `${Lib.library} has no XEP-0198 support`
+    : overBosh ? "over BOSH there is no socket to kill (tests/bosh.rs covers a lost BOSH client)" : null;
   await scenario("SM resume (XEP-0198)", async () => {
     const sa = await login(A, "sm-a", "SCRAM-SHA-1");
     const sb = await login(B, "sm-b", "SCRAM-SHA-1");

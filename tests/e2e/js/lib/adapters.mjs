@@ -261,7 +261,7 @@ export class StanzaAdapter extends Base {
       jid: `${user}@${domain}`,
       password,
       resource,
-      transports: { websocket: url, bosh: false },
+      transports: /^https?:/.test(url) ? { websocket: false, bosh: url } : { websocket: url, bosh: false },
       useStreamManagement: true,
       allowResumption: true,
       autoReconnect: false,
@@ -273,7 +273,8 @@ export class StanzaAdapter extends Base {
       }
     }
     a.client.on("raw:incoming", (data) => {
-      if (/^<close[\s/>]/.test(data.trim())) a.serverClosed = true;
+      const text = data.trim();
+      if (/^<close[\s/>]/.test(text) || /^<body\b[^>]*\stype=["']terminate["']/.test(text)) a.serverClosed = true;
     });
     a.client.on("message", (m) => {
       a.emitMessage({

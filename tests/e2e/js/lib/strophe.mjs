@@ -1,12 +1,16 @@
 // Strophe.js helpers: promise-based login, disconnect and status tracking over
 // the Node entry point of strophe.js (which installs the `ws` WebSocket and
-// @xmldom/xmldom as the DOM on its own).
+// @xmldom/xmldom as the DOM on its own). An http:// or https:// URL makes
+// Strophe use BOSH, for which Node has no XMLHttpRequest: xhr2 provides it.
 
 import { Strophe } from "strophe.js";
+import XMLHttpRequest from "xhr2";
 import { deferred, elapsed, withTimeout } from "./common.mjs";
 
 export { Strophe };
 export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
+
+globalThis.XMLHttpRequest ??= XMLHttpRequest;
 
 const STATUS_NAMES = Object.fromEntries(Object.entries(Strophe.Status).map(([k, v]) => [v, k]));
 
@@ -15,10 +19,18 @@ const MECHANISMS = {
   PLAIN: Strophe.SASLPlain,
 };
 
+/** Whether a raw input is the server's end of the session: RFC 7395's <close/> or a
+ * BOSH <body type='terminate'> (XEP-0124 section 13). */
+function isServerClose(data) {
+  if (/^<close[\s/>]/.test(data)) return data.includes(NS_FRAMING);
+  return /^<body\b[^>]*\stype=["']terminate["']/.test(data);
+}
+
 /**
  * One Strophe connection with its history of status changes. `statuses` holds
  * the Strophe.Status names seen, `serverClosed` becomes true when the server's
- * <close/> arrived on the wire (seen through rawInput).
+ * <close/> (or over BOSH its terminating <body/>) arrived on the wire (seen
+ * through rawInput).
  */
 export class StropheClient {
   constructor(url, mechanism) {
@@ -28,7 +40,7 @@ export class StropheClient {
     this.serverClosed = false;
     this.failure = null;
     this.conn.rawInput = (data) => {
-      if (/^<close[\s/>]/.test(data) && data.includes(NS_FRAMING)) {
+      if (isServerClose(data)) {
         this.serverClosed = true;
         this.serverClose.resolve();
       }
