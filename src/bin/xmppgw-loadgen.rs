@@ -3,7 +3,9 @@
 //!
 //! `--target ws`: RFC 7395 sessions through a running gateway or floor relay (subprotocol
 //! `xmpp`): `<open/>`, `<open/>` + features, SASL PLAIN `<auth/>`, `<success/>`, the restart
-//! `<open/>`, `<open/>` + features. `--target tcp`: the same over an RFC 6120 TCP stream
+//! `<open/>`, `<open/>` + features. `--target bosh`: the same over BOSH (XEP-0124/XEP-0206) at
+//! `--url http://…/http-bind`, two keep-alive connections per session with `hold='1'`
+//! (`common/bosh_client.rs`); the report then counts the HTTP responses too. `--target tcp`: the same over an RFC 6120 TCP stream
 //! straight to the server (with STARTTLS when `--tls starttls`), the baseline without a relay.
 //!
 //! Then `--workload idle` holds every session for `--hold-secs` and reads the relay's
@@ -41,6 +43,10 @@ use tokio_tungstenite::WebSocketStream;
 mod scan;
 use scan::{find, scan, Scan};
 
+#[path = "common/bosh_client.rs"]
+mod bosh_client;
+use bosh_client::{BoshClient, BoshTarget};
+
 /// Deadline for any single expected reply.
 const STEP: Duration = Duration::from_secs(30);
 /// Bytes read from a TCP stream at a time.
@@ -54,6 +60,8 @@ enum Target {
     Ws,
     /// TCP straight to the server (baseline).
     Tcp,
+    /// BOSH through the gateway.
+    Bosh,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,7 +87,7 @@ struct Args {
     /// `ws` (through the gateway) or `tcp` (straight to the server).
     #[arg(long, value_enum, default_value = "ws")]
     target: Target,
-    /// The gateway's WebSocket URL (with `--target ws`).
+    /// The gateway's WebSocket URL (with `--target ws`), or its BOSH URL (`--target bosh`).
     #[arg(long, default_value = "ws://127.0.0.1:5280/xmpp-websocket")]
     url: String,
     /// The server's address (with `--target tcp`).
@@ -152,6 +160,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 enum Session {
     Ws(Box<WsSession>),
     Tcp(TcpSession<Box<dyn Io>>),
+    Bosh(Box<BoshClient>),
 }
 
 /// A WebSocket session. Received text is split into top-level elements here rather than taken
@@ -230,6 +239,7 @@ impl Session {
         match self {
             Session::Ws(session) => session.ws.send(Message::Text(text.into())).await.map_err(ws_error),
             Session::Tcp(tcp) => tcp.write(text).await,
+            Session::Bosh(bosh) => bosh.send(text),
         }
     }
 
@@ -256,6 +266,7 @@ impl Session {
                 }
             },
             Session::Tcp(tcp) => tcp.element().await,
+            Session::Bosh(bosh) => bosh.recv().await,
         }
     }
 
@@ -292,6 +303,7 @@ struct Plan {
     args: Arc<Args>,
     ws_address: SocketAddr,
     tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    bosh: Option<BoshTarget>,
 }
 
 /// The address a `ws://host:port/path` URL points to (loopback only).
@@ -373,6 +385,18 @@ async fn establish(plan: &Plan, index: usize) -> io::Result<Session> {
             timed(session.skip_header()).await?;
             expect_prefix(timed(session.element()).await?, "<stream:features")?;
             Ok(Session::Tcp(session))
+        }
+        Target::Bosh => {
+            let target = plan.bosh.as_ref().expect("a BOSH target");
+            let mut session = Session::Bosh(Box::new(BoshClient::connect(target, source).await?));
+            session.expect("<stream:features").await?;
+            session.send(&auth_element()).await?;
+            session.expect("<success").await?;
+            if let Session::Bosh(bosh) = &session {
+                bosh.restart()?;
+            }
+            session.expect("<stream:features").await?;
+            Ok(session)
         }
     }
 }
@@ -544,16 +568,21 @@ fn json_number<T: std::fmt::Display>(value: Option<T>) -> String {
 }
 
 async fn run(args: Arc<Args>) -> String {
-    let ws_address = match args.target {
-        Target::Ws => ws_address(&args.url),
-        Target::Tcp => {
+    let bosh = (args.target == Target::Bosh).then(|| BoshTarget::from_url(&args.url, &args.domain));
+    let ws_address = match &bosh {
+        Some(bosh) => bosh.address,
+        None if args.target == Target::Ws => ws_address(&args.url),
+        None => {
             assert!(args.addr.ip().is_loopback(), "the load generator only connects to loopback addresses");
             args.addr
         }
     };
     assert!(args.source_ips.iter().all(IpAddr::is_loopback), "source addresses must be loopback addresses");
     let tls = (args.target == Target::Tcp && args.tls == Tls::Starttls).then(|| tls_connector(&args));
-    let plan = Arc::new(Plan { args: args.clone(), ws_address, tls });
+    let responses = |bosh: &Option<BoshTarget>| {
+        bosh.as_ref().map(|target| target.responses.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    let plan = Arc::new(Plan { args: args.clone(), ws_address, tls, bosh: bosh.clone() });
     let deadline = Instant::now() + Duration::from_secs(args.deadline_secs);
     let memory_before = memory_kib(args.gateway_pid);
     let cpu_before_setup = cpu_ns(args.gateway_pid);
@@ -603,6 +632,7 @@ async fn run(args: Arc<Args>) -> String {
     let mut rtts_us: Vec<u64> = Vec::new();
     let mut echo_secs = 0.0;
     let mut cpu_after_echo = None;
+    let (mut responses_before_echo, mut responses_after_echo) = (None, None);
     match args.workload {
         Workload::Idle => {
             let hold_until = (Instant::now() + Duration::from_secs(args.hold_secs)).min(deadline);
@@ -618,6 +648,7 @@ async fn run(args: Arc<Args>) -> String {
         Workload::Echo if !timed_out => {
             let _ = phase_sender.send(Phase::Echo);
             let echo_started = Instant::now();
+            responses_before_echo = responses(&bosh);
             for _ in 0..ok_sessions {
                 match tokio::time::timeout_at(deadline, echo_reports.recv()).await {
                     Ok(Some(report)) => {
@@ -636,6 +667,7 @@ async fn run(args: Arc<Args>) -> String {
             }
             echo_secs = echo_started.elapsed().as_secs_f64();
             cpu_after_echo = cpu_ns(args.gateway_pid);
+            responses_after_echo = responses(&bosh);
         }
         Workload::Echo => {}
     }
@@ -662,6 +694,13 @@ async fn run(args: Arc<Args>) -> String {
     let target = match args.target {
         Target::Ws => "ws",
         Target::Tcp => "tcp",
+        Target::Bosh => "bosh",
+    };
+    // BOSH: HTTP responses in all, and per second while echoing.
+    let http_responses = responses(&bosh);
+    let http_responses_per_sec = match (responses_before_echo, responses_after_echo) {
+        (Some(before), Some(after)) if echo_secs > 0.0 => Some(format!("{:.1}", (after - before) as f64 / echo_secs)),
+        _ => None,
     };
     let workload = match args.workload {
         Workload::Idle => "idle",
@@ -676,7 +715,8 @@ async fn run(args: Arc<Args>) -> String {
             "\"messages\":{},\"window\":{},\"stanzas\":{},\"echo_secs\":{:.3},\"stanzas_per_sec\":{:.1},",
             "\"rtt_p50_us\":{},\"rtt_p90_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},",
             "\"gateway_pid\":{},\"vm_rss_before_kib\":{},\"vm_rss_idle_kib\":{},\"vm_rss_kib\":{},\"vm_hwm_kib\":{},",
-            "\"rss_per_session_bytes\":{},\"setup_cpu_us\":{},\"stanza_cpu_us\":{}}}"
+            "\"rss_per_session_bytes\":{},\"setup_cpu_us\":{},\"stanza_cpu_us\":{},",
+            "\"http_responses\":{},\"http_responses_per_sec\":{}}}"
         ),
         json_string(&args.label),
         target,
@@ -707,6 +747,8 @@ async fn run(args: Arc<Args>) -> String {
         json_number(per_session_bytes),
         json_number(setup_cpu_us.map(|us| format!("{us:.2}"))),
         json_number(stanza_cpu_us.map(|us| format!("{us:.3}"))),
+        json_number(http_responses),
+        json_number(http_responses_per_sec),
     )
 }
 
