@@ -46,11 +46,14 @@ if [ "$SMOKE" = 1 ]; then
     ROUNDS=1 MEM_ROUNDS=1 MEM_SESSIONS=100
     # Sessions and messages of the throughput, setup and round-trip runs.
     THROUGHPUT=(--sessions 10 --messages 20) SETUP=(--sessions 50) RTT=(--messages 50)
+    # BOSH beside WebSocket on the same gateway: rounds, idle sessions, sessions set up.
+    BOSH_ROUNDS=1 BOSH_SESSIONS=50 BOSH_SETUP=(--sessions 20)
     # Stanzas per callgrind run of benches/stanza.rs, and messages per session of the
     # whole-process callgrind runs (two counts each: the difference cancels start-up costs).
     COUNT_STANZAS=(100 200) COUNT_MESSAGES=(2 4)
 else
     THROUGHPUT=(--sessions 200 --messages 500) SETUP=(--sessions 2000) RTT=(--messages 3000)
+    BOSH_ROUNDS=${BOSH_ROUNDS:-3} BOSH_SESSIONS=${BOSH_SESSIONS:-2000} BOSH_SETUP=(--sessions 500)
     COUNT_STANZAS=(10000 20000) COUNT_MESSAGES=(100 300)
 fi
 ROUNDS=${ROUNDS:-5}
@@ -283,6 +286,7 @@ loadgen() {
     local where
     case "$target" in
         gateway) where=(--target ws --url "ws://127.0.0.1:$WS_PORT/xmpp-websocket" --gateway-pid "$GATEWAY_PID") ;;
+        bosh) where=(--target bosh --url "http://127.0.0.1:$WS_PORT/http-bind" --gateway-pid "$GATEWAY_PID") ;;
         floor) where=(--target ws --url "ws://127.0.0.1:$FLOOR_PORT/$domain" --gateway-pid "$FLOOR_PID") ;;
         baseline) where=(--target ws --url "ws://127.0.0.1:$BASELINE_PORT/xmpp-websocket" --gateway-pid "$BASELINE_PID") ;;
         direct) where=(--target tcp --addr "127.0.0.1:$port" --tls "$tls" --ca-file "$WORK/ca.pem") ;;
@@ -351,6 +355,28 @@ for round in $(seq 1 "$MEM_ROUNDS"); do
             loadgen memory "$upstream" "$relay" --workload idle --sessions "$MEM_SESSIONS" --connect-concurrency 128 \
                 --hold-secs 3
             "stop_$relay"
+        done
+    done
+done
+
+echo "== BOSH beside WebSocket on the same gateway ($BOSH_ROUNDS rounds, fresh gateway for each memory run)" >&2
+# Each BOSH session holds two connections (one request waiting at the gateway, one free to
+# send), as browsers run BOSH; the WebSocket runs use the same counts for the ratio.
+for round in $(seq 1 "$BOSH_ROUNDS"); do
+    for upstream in plain tls; do
+        start_gateway
+        for transport in bosh gateway; do
+            loadgen bosh-throughput "$upstream" "$transport" --workload echo "${THROUGHPUT[@]}" --window 10
+            loadgen bosh-setup "$upstream" "$transport" --workload echo "${BOSH_SETUP[@]}" --connect-concurrency 64 \
+                --messages 0
+        done
+        stop_gateway
+        for transport in bosh gateway; do
+            start_gateway
+            sleep 0.5
+            loadgen bosh-memory "$upstream" "$transport" --workload idle --sessions "$BOSH_SESSIONS" \
+                --connect-concurrency 128 --hold-secs 3
+            stop_gateway
         done
     done
 done
@@ -443,7 +469,8 @@ if [ "$SMOKE" = 1 ]; then
     # Every scenario produced a line, and the report took them.
     for label in throughput/plain/gateway throughput/plain/floor throughput/tls/direct setup/tls/gateway \
         setup/tls/floor rtt-pinned/plain/floor rtt-pinned/plain/gateway memory/tls/gateway memory/plain/floor \
-        throughput/tls/baseline memory/plain/baseline; do
+        throughput/tls/baseline memory/plain/baseline bosh-throughput/tls/bosh bosh-memory/plain/bosh \
+        bosh-setup/plain/bosh; do
         grep -q "\"label\":\"$label\"" "$RESULTS" || { echo "bench smoke: no result for $label" >&2; exit 1; }
     done
     grep -q '"bench":"splitter"' "$RESULTS" || { echo "bench smoke: no splitter result" >&2; exit 1; }

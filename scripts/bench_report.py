@@ -164,6 +164,43 @@ def baseline_table(runs, relay_instructions, name):
     return ["", *rows]
 
 
+def bosh_table(runs):
+    """BOSH sessions beside WebSocket sessions on the same gateway, measured in the same rounds
+    (labels bosh-*/UPSTREAM/bosh and bosh-*/UPSTREAM/gateway)."""
+    if not any(label.startswith("bosh-") and label.endswith("/bosh") for label in runs):
+        return []
+    rows = [
+        "",
+        "BOSH (XEP-0124/XEP-0206, `hold='1'`, two HTTP/1.1 connections per session) beside WebSocket "
+        "on the same gateway, in the same rounds:",
+        "",
+        "| Measure | Upstream | BOSH | WebSocket | BOSH / WebSocket |",
+        "|---|---|---|---|---|",
+    ]
+    measures = (
+        ("Echo throughput, stanzas/s", "bosh-throughput", "stanzas_per_sec", 0, 1),
+        ("HTTP responses/s while echoing", "bosh-throughput", "http_responses_per_sec", 0, 1),
+        ("Gateway CPU per echoed stanza, µs", "bosh-throughput", "stanza_cpu_us", 2, 1),
+        ("Echo RTT p50, µs", "bosh-throughput", "rtt_p50_us", 0, 1),
+        ("Setup rate, sessions/s", "bosh-setup", "setup_rate", 0, 1),
+        ("Memory per idle authenticated session, KiB", "bosh-memory", "rss_per_session_bytes", 1, 1024),
+    )
+    for measure, scenario, key, digits, scale in measures:
+        for upstream, upstream_name in UPSTREAMS:
+            bosh = median(runs, f"{scenario}/{upstream}/bosh", key)
+            websocket = median(runs, f"{scenario}/{upstream}/gateway", key)
+            if bosh is None and websocket is None:
+                continue
+            sessions = median(runs, f"{scenario}/{upstream}/bosh", "ok_sessions")
+            name = f"{measure} ({fmt(sessions)} sessions)" if scenario == "bosh-memory" else measure
+            ratio = paired_ratio(runs, scenario, upstream, key, "bosh")
+            rows.append(
+                f"| {name} | {upstream_name} | {fmt(bosh and bosh / scale, digits)} "
+                f"| {fmt(websocket and websocket / scale, digits)} | {times(ratio and 1 / ratio)} |"
+            )
+    return rows
+
+
 def report(runs, splitter, instructions, relay_instructions, args):
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rounds = max(
@@ -291,6 +328,7 @@ def report(runs, splitter, instructions, relay_instructions, args):
         "",
         *table.rows,
         *baseline_table(runs, relay_instructions, args.baseline_name),
+        *bosh_table(runs),
         END,
     ]
     return "\n".join(lines)
