@@ -1,16 +1,26 @@
 // Strophe.js helpers: promise-based login, disconnect and status tracking over
 // the Node entry point of strophe.js (which installs the `ws` WebSocket and
 // @xmldom/xmldom as the DOM on its own). An http:// or https:// URL makes
-// Strophe use BOSH, for which Node has no XMLHttpRequest: xhr2 provides it.
+// Strophe use BOSH, for which Node has no XMLHttpRequest: xhr2 provides it,
+// with the responseXML a browser's has (below).
 
 import { Strophe } from "strophe.js";
-import XMLHttpRequest from "xhr2";
+import NodeXMLHttpRequest from "xhr2";
 import { deferred, elapsed, withTimeout } from "./common.mjs";
 
 export { Strophe };
 export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
 
-globalThis.XMLHttpRequest ??= XMLHttpRequest;
+/** xhr2 with a browser's responseXML: Strophe's BOSH reads each response's document from it,
+ * and its fallback for a missing one parses responseText but then returns nothing. */
+class BrowserLikeXMLHttpRequest extends NodeXMLHttpRequest {
+  get responseXML() {
+    if (this.readyState !== 4 || !this.responseText) return null;
+    this.parsedResponse ??= new globalThis.DOMParser().parseFromString(this.responseText, "text/xml");
+    return this.parsedResponse;
+  }
+}
+globalThis.XMLHttpRequest ??= BrowserLikeXMLHttpRequest;
 
 const STATUS_NAMES = Object.fromEntries(Object.entries(Strophe.Status).map(([k, v]) => [v, k]));
 
