@@ -49,18 +49,22 @@ impl BoshClient {
     }
 
     /// After the session ended: a client that had no request held when the stream ended gets
-    /// the terminal response on its next request, within `linger`.
+    /// what was still queued and then the terminal response on its next requests, within
+    /// `linger`.
     pub(crate) async fn linger(mut self, linger: std::time::Duration) {
         // Requests still held (the core ended without closing the client) get the end too.
         self.exchange.end_stream(None);
         self.exchange.answer_ready(now());
         self.send_answers();
-        if self.lost || self.exchange.terminal_delivered() {
-            return;
-        }
-        let Some(body) = self.exchange.terminal_body() else { return };
-        if let Ok(Some(incoming)) = tokio::time::timeout(linger, self.requests.recv()).await {
-            let _ = incoming.reply.send(body);
+        let deadline = Instant::now() + linger;
+        // At most: one response with the queued stanzas, then the terminal one.
+        for _ in 0..2 {
+            if self.lost || self.exchange.terminal_delivered() {
+                return;
+            }
+            let Ok(Some(incoming)) = tokio::time::timeout_at(deadline, self.requests.recv()).await else { return };
+            self.exchange.receive(now(), incoming.body, incoming.reply);
+            self.send_answers();
         }
     }
 

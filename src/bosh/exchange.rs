@@ -51,6 +51,10 @@ struct Held<R> {
     /// When it is answered empty; `None` for the creation and terminate requests, answered
     /// only by the stream's opening or end.
     deadline: Option<Instant>,
+    /// The client's `type='terminate'` request, or one after it: answered only by the
+    /// terminal response, never with stanzas (clients stop reading a session they ended, and
+    /// StanzaJS fails on a terminal response with stanzas in it).
+    ends: bool,
 }
 
 /// The session's request/response state (see the module documentation).
@@ -83,6 +87,9 @@ pub(crate) struct Exchange<R> {
     stream_error: Option<(Option<&'static str>, String)>,
     /// Whether the terminal response reached a request.
     terminal_sent: bool,
+    /// The client sent `type='terminate'`: nothing it sends later reaches the core, and
+    /// stanzas that no earlier request can carry are dropped.
+    client_ended: bool,
     /// The domain of the session creation, for restarts that do not repeat it.
     to: Option<String>,
     to_core: VecDeque<ToCore>,
@@ -116,11 +123,12 @@ impl<R> Exchange<R> {
             terminal: None,
             stream_error: None,
             terminal_sent: false,
+            client_ended: false,
             to: creation.to.clone(),
             to_core: VecDeque::new(),
             answers: Vec::new(),
         };
-        exchange.held.push_back(Held { rid: creation.rid, reply, deadline: None });
+        exchange.held.push_back(Held { rid: creation.rid, reply, deadline: None, ends: false });
         exchange.to_core.push_back(ToCore::Text(open));
         exchange
     }
@@ -148,6 +156,12 @@ impl<R> Exchange<R> {
     /// A request of this session arrived at `now`.
     pub(crate) fn receive(&mut self, now: Instant, body: BodyRequest, reply: R) {
         if self.terminal.is_some() {
+            // Stanzas queued when the stream ended go first, in an ordinary response.
+            if !self.outbox.is_empty() && !self.client_ended {
+                let answer = bosh::with_children(&self.outbox);
+                self.take_outbox();
+                return self.answers.push((reply, answer));
+            }
             let answer = self.terminal_body().unwrap_or_default();
             self.terminal_sent = true;
             return self.answers.push((reply, answer));
@@ -214,6 +228,11 @@ impl<R> Exchange<R> {
     /// Processes the next request in rid order.
     fn process(&mut self, now: Instant, body: BodyRequest, reply: R) {
         self.inactivity = self.params.inactivity;
+        if self.client_ended {
+            // After the client's own terminate: its payloads go nowhere (the stream is being
+            // closed), and it gets the terminal response with the terminate request.
+            return self.held.push_back(Held { rid: body.rid, reply, deadline: None, ends: true });
+        }
         if body.restart {
             let mut open = String::from("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"");
             push_attr(&mut open, "to", body.to.as_deref().or(self.to.as_deref()));
@@ -226,7 +245,8 @@ impl<R> Exchange<R> {
         }
         if body.kind == BodyType::Terminate {
             self.to_core.push_back(ToCore::Text("<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"/>".into()));
-            self.held.push_back(Held { rid: body.rid, reply, deadline: None });
+            self.held.push_back(Held { rid: body.rid, reply, deadline: None, ends: true });
+            self.client_ended = true;
             return;
         }
         if let Some(pause) = body.pause {
@@ -240,7 +260,7 @@ impl<R> Exchange<R> {
             return;
         }
         let deadline = Some(now + self.params.wait);
-        self.held.push_back(Held { rid: body.rid, reply, deadline });
+        self.held.push_back(Held { rid: body.rid, reply, deadline, ends: false });
     }
 
     /// Ends the session for a broken rule: every request is answered with `condition`, and
@@ -289,12 +309,13 @@ impl<R> Exchange<R> {
         Ok(())
     }
 
-    /// The stream ended (`<close/>`, or the core closed the client without one).
+    /// The stream ended (`<close/>`, or the core closed the client without one). Stanzas still
+    /// queued stay in the outbox: they go out in an ordinary response before the terminal one.
     pub(crate) fn end_stream(&mut self, see_other_uri: Option<String>) {
         if self.terminal.is_some() {
             return;
         }
-        let mut children = std::mem::take(&mut self.outbox);
+        let mut children = Vec::new();
         let condition = match (see_other_uri, self.stream_error.take()) {
             // A WebSocket URI is no use to a BOSH client: it is told the gateway is shutting down.
             (Some(uri), _) if uri.starts_with("http") => {
@@ -320,6 +341,23 @@ impl<R> Exchange<R> {
     /// the oldest held requests beyond `hold`.
     pub(crate) fn answer_ready(&mut self, now: Instant) {
         if let Some((condition, children)) = self.terminal.take() {
+            if !self.outbox.is_empty() {
+                // What was queued goes in an ordinary response, to a request that may carry
+                // stanzas; with none held, to the client's next request. After the client's own
+                // terminate, none will come: the stanzas are dropped.
+                if self.held.front().is_some_and(|held| !held.ends) {
+                    let first = self.held.pop_front().expect("not empty");
+                    let body = bosh::with_children(&self.outbox);
+                    self.take_outbox();
+                    self.respond(now, first, body);
+                } else if self.client_ended {
+                    self.take_outbox();
+                }
+            }
+            if !self.outbox.is_empty() {
+                self.terminal = Some((condition, children));
+                return;
+            }
             if let Some(first) = self.held.pop_front() {
                 self.respond(now, first, bosh::terminate(condition, &children));
                 let body = bosh::terminate(condition, &[]);
@@ -354,7 +392,9 @@ impl<R> Exchange<R> {
             self.respond(now, first, body);
             return;
         }
-        while !self.held.is_empty() && (!self.outbox.is_empty() || self.held.len() > self.params.hold) {
+        while self.held.front().is_some_and(|held| !held.ends)
+            && (!self.outbox.is_empty() || self.held.len() > self.params.hold)
+        {
             let first = self.held.pop_front().expect("not empty");
             let body = bosh::with_children(&self.outbox);
             self.take_outbox();
@@ -422,3 +462,7 @@ fn push_attr(out: &mut String, name: &str, value: Option<&str>) {
         out.push('"');
     }
 }
+
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod tests;
