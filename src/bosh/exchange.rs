@@ -186,7 +186,11 @@ impl<R> Exchange<R> {
         if outstanding > allowed {
             return self.fail("policy-violation", Some(reply));
         }
+        // "The last request" of §12 is the last in rid order: an empty request that arrives
+        // after a later one (a client's two connections race) fills a gap, it is not polling.
+        let last_in_order = self.pending.keys().next_back().is_none_or(|&later| rid > later);
         let polling = outstanding == self.params.requests
+            && last_in_order
             && !exempt
             && !body.restart
             && body.children.is_empty()

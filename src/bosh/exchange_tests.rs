@@ -133,3 +133,26 @@ fn stanzas_queued_with_no_request_held_wait_for_the_next_one() {
     let second = exchange.take_answers();
     assert!(second[0].1.contains("type=\"terminate\""), "{}", second[0].1);
 }
+
+#[test]
+fn an_empty_request_that_arrives_after_a_later_one_is_not_polling() {
+    let now = Instant::now();
+    let mut exchange = created(now);
+    // Request 11 (held) is answered by the server's message; the client sends an empty 12 and
+    // a message in 13 on its two connections, and 13 arrives first.
+    exchange.core_wrote(MESSAGE.into()).unwrap();
+    exchange.answer_ready(now);
+    assert_eq!(exchange.take_answers().len(), 1);
+    exchange.receive(now, request(13, BodyType::Normal, &[MESSAGE]), 13);
+    exchange.receive(now + Duration::from_millis(1), request(12, BodyType::Normal, &[]), 12);
+    assert!(
+        exchange.take_answers().iter().all(|(_, body)| !body.contains("policy-violation")),
+        "a gap filled is not polling"
+    );
+    assert_eq!(core_inputs(&mut exchange), [MESSAGE]);
+    // Two empty requests in a row within the polling interval still are.
+    let mut exchange = created(now);
+    exchange.receive(now + Duration::from_millis(1), request(12, BodyType::Normal, &[]), 12);
+    let answers = exchange.take_answers();
+    assert!(answers.iter().any(|(_, body)| body.contains("policy-violation")), "{answers:?}");
+}
