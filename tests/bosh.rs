@@ -147,6 +147,9 @@ async fn session_creation_answers_the_granted_attributes_and_the_features() {
     let (second, other, _conn) = create(&setup).await;
     assert_eq!(second.status, 200);
     assert_ne!(session.sid, other.sid);
+    setup.gateway.wait_metric("xmppgw_bosh_sessions_active", 2.0).await;
+    setup.gateway.wait_metric("xmppgw_sessions_active", 2.0).await;
+    setup.gateway.wait_metric("xmppgw_bosh_requests_total{result=\"answered\"}", 2.0).await;
 }
 
 /// BOSH-3: a held request is answered empty when `wait` runs out (XEP-0124 §8).
@@ -313,6 +316,7 @@ async fn an_unknown_sid_is_item_not_found() {
         post(&address(&setup.gateway), &format!("<body {NS} rid='5' sid='0123456789abcdef0123456789abcdef'/>")).await;
     assert_eq!(answer.status, 200);
     assert_eq!(condition(&answer).as_deref(), Some("item-not-found"));
+    setup.gateway.wait_metric("xmppgw_bosh_requests_total{result=\"item-not-found\"}", 1.0).await;
     assert!(setup.server.try_accept(Duration::from_millis(200)).await.is_none(), "no upstream connection");
 }
 
