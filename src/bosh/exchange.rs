@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use crate::xml::bosh::{self, BodyRequest, BodyType, CoreOutput, Created};
 use crate::xml::framing::escape_attr;
 
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod tests;
+
 /// The parameters granted at session creation.
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
@@ -51,6 +55,8 @@ struct Held<R> {
     /// When it is answered empty; `None` for the creation and terminate requests, answered
     /// only by the stream's opening or end.
     deadline: Option<Instant>,
+    /// A terminate request: answered only by the end of the stream, with what is queued then.
+    terminate: bool,
 }
 
 /// The session's request/response state (see the module documentation).
@@ -120,7 +126,7 @@ impl<R> Exchange<R> {
             to_core: VecDeque::new(),
             answers: Vec::new(),
         };
-        exchange.held.push_back(Held { rid: creation.rid, reply, deadline: None });
+        exchange.held.push_back(Held { rid: creation.rid, reply, deadline: None, terminate: false });
         exchange.to_core.push_back(ToCore::Text(open));
         exchange
     }
@@ -226,13 +232,16 @@ impl<R> Exchange<R> {
         }
         if body.kind == BodyType::Terminate {
             self.to_core.push_back(ToCore::Text("<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"/>".into()));
-            self.held.push_back(Held { rid: body.rid, reply, deadline: None });
+            self.held.push_back(Held { rid: body.rid, reply, deadline: None, terminate: true });
             return;
         }
         if let Some(pause) = body.pause {
-            // Every held request and this one are answered at once, without payloads (§10).
+            // Every held request is answered at once (the oldest with what is queued), and this
+            // one without payloads and not kept for retransmission (§10, §14.3).
             for held in std::mem::take(&mut self.held) {
-                self.answers.push((held.reply, bosh::empty()));
+                let body = bosh::with_children(&self.outbox);
+                self.take_outbox();
+                self.respond(now, held, body);
             }
             self.answers.push((reply, bosh::empty()));
             self.idle_since = now;
@@ -240,7 +249,7 @@ impl<R> Exchange<R> {
             return;
         }
         let deadline = Some(now + self.params.wait);
-        self.held.push_back(Held { rid: body.rid, reply, deadline });
+        self.held.push_back(Held { rid: body.rid, reply, deadline, terminate: false });
     }
 
     /// Ends the session for a broken rule: every request is answered with `condition`, and
@@ -355,6 +364,9 @@ impl<R> Exchange<R> {
             return;
         }
         while !self.held.is_empty() && (!self.outbox.is_empty() || self.held.len() > self.params.hold) {
+            if self.held.front().is_some_and(|held| held.terminate) {
+                break;
+            }
             let first = self.held.pop_front().expect("not empty");
             let body = bosh::with_children(&self.outbox);
             self.take_outbox();
