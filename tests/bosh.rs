@@ -8,6 +8,7 @@ mod harness;
 
 use std::time::Duration;
 
+use harness::bosh_client::{post, request, Answer, Session, NS};
 use harness::fake_server::{FakeServer, ServerConn};
 use harness::gateway::TestGateway;
 use harness::setup::{setup_with, Setup};
@@ -17,75 +18,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BOSH: &str = "[bosh]\nmax_wait_secs = 1\ninactivity_secs = 2\npolling_secs = 1\nmax_pause_secs = 5\n";
-const NS: &str = "xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'";
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-        })
-    }
-
-    fn attr(&self, name: &str) -> Option<String> {
-        let start = self.body.find(&format!(" {name}=\""))? + name.len() + 3;
-        let end = start + self.body[start..].find('"')?;
-        Some(self.body[start..end].to_string())
-    }
-}
 
 /// `host:port` of the gateway's public listener.
 fn address(gateway: &TestGateway) -> String {
     gateway.url.trim_start_matches("ws://").split('/').next().unwrap().to_string()
-}
-
-/// One request on its own connection: `method`, extra header lines, and a body.
-async fn request(addr: &str, method: &str, headers: &str, body: &str) -> Answer {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let text = format!(
-        "{method} /http-bind HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    stream.write_all(text.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(STEP, stream.read_to_end(&mut raw)).await.expect("an answer in time").unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Answer { status, head: head.to_string(), body: body.to_string() }
-}
-
-async fn post(addr: &str, body: &str) -> Answer {
-    request(addr, "POST", "", body).await
-}
-
-/// A live session: its address, sid and last rid.
-struct Session {
-    addr: String,
-    sid: String,
-    rid: u64,
-}
-
-impl Session {
-    /// The next request's body, with `attrs` and `children`.
-    fn next(&mut self, attrs: &str, children: &str) -> String {
-        self.rid += 1;
-        format!("<body {NS} rid='{}' sid='{}' {attrs}>{children}</body>", self.rid, self.sid)
-    }
-
-    /// Sends the next request in a task (it may be held).
-    fn send(&mut self, attrs: &str, children: &str) -> tokio::task::JoinHandle<Answer> {
-        let (addr, body) = (self.addr.clone(), self.next(attrs, children));
-        tokio::spawn(async move { post(&addr, &body).await })
-    }
 }
 
 const FIRST_RID: u64 = 1_573_741_820;
