@@ -178,7 +178,10 @@ impl<R> Exchange<R> {
         if outstanding > allowed {
             return self.fail("policy-violation", Some(reply));
         }
-        let polling = outstanding == self.params.requests
+        // Only polling sessions (hold 0) are held to `polling`: with hold ≥ 1 an empty request
+        // next to one carrying data is how clients keep a request held (docs/PROTOCOL.md BOSH-9).
+        let polling = self.params.hold == 0
+            && outstanding == self.params.requests
             && !exempt
             && !body.restart
             && body.children.is_empty()
