@@ -23,7 +23,7 @@ pub const TO_CLIENT: &str = "to_client";
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `xmppgw_sessions_active`: WebSocket sessions currently open.
+    /// `xmppgw_sessions_active`: sessions currently open, WebSocket and BOSH.
     pub sessions_active: IntGauge,
     /// `xmppgw_sessions_ended_total{outcome}`.
     pub sessions_ended: IntCounterVec,
@@ -48,6 +48,8 @@ pub struct Metrics {
     pub stream_errors: IntCounterVec,
     /// `xmppgw_client_elements_refused_total{reason}`.
     pub client_refused: IntCounterVec,
+    /// `xmppgw_bosh_sessions_active`: the BOSH sessions among `sessions_active`.
+    pub bosh_sessions_active: IntGauge,
     /// `xmppgw_bosh_requests_total{result}`: BOSH requests by how they were answered
     /// (`answered`, or a terminal condition, or why they were refused).
     pub bosh_requests: IntCounterVec,
@@ -79,9 +81,15 @@ impl Metrics {
     /// Creates every metric and registers it on a fresh registry.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let sessions_active = IntGauge::new("xmppgw_sessions_active", "WebSocket sessions currently open")
+        let sessions_active = IntGauge::new("xmppgw_sessions_active", "Sessions currently open (WebSocket and BOSH)")
             .expect("static metric definition");
         registry.register(Box::new(sessions_active.clone())).expect("metric registered once");
+        let bosh_sessions_active = IntGauge::new(
+            "xmppgw_bosh_sessions_active",
+            "BOSH sessions currently open (also in xmppgw_sessions_active)",
+        )
+        .expect("static metric definition");
+        registry.register(Box::new(bosh_sessions_active.clone())).expect("metric registered once");
         let connections_pending =
             IntGauge::new("xmppgw_connections_pending", "Public connections accepted and not yet upgraded")
                 .expect("static metric definition");
@@ -157,6 +165,7 @@ impl Metrics {
                 "Client messages refused by the validator, by reason",
                 &["reason"],
             ),
+            bosh_sessions_active,
             bosh_requests: counter(
                 &registry,
                 "xmppgw_bosh_requests_total",

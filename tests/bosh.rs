@@ -8,6 +8,7 @@ mod harness;
 
 use std::time::Duration;
 
+use harness::bosh_client::{post, request, Answer, Session, NS};
 use harness::fake_server::{FakeServer, ServerConn};
 use harness::gateway::TestGateway;
 use harness::setup::{setup_with, Setup};
@@ -17,85 +18,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BOSH: &str = "[bosh]\nmax_wait_secs = 1\ninactivity_secs = 2\npolling_secs = 1\nmax_pause_secs = 5\n";
-const NS: &str = "xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'";
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-        })
-    }
-
-    fn attr(&self, name: &str) -> Option<String> {
-        let start = self.body.find(&format!(" {name}=\""))? + name.len() + 3;
-        let end = start + self.body[start..].find('"')?;
-        Some(self.body[start..end].to_string())
-    }
-}
 
 /// `host:port` of the gateway's public listener.
 fn address(gateway: &TestGateway) -> String {
     gateway.url.trim_start_matches("ws://").split('/').next().unwrap().to_string()
 }
 
-/// One request on its own connection: `method`, extra header lines, and a body.
-async fn request(addr: &str, method: &str, headers: &str, body: &str) -> Answer {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let text = format!(
-        "{method} /http-bind HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    stream.write_all(text.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(STEP, stream.read_to_end(&mut raw)).await.expect("an answer in time").unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Answer { status, head: head.to_string(), body: body.to_string() }
-}
-
-async fn post(addr: &str, body: &str) -> Answer {
-    request(addr, "POST", "", body).await
-}
-
-/// A live session: its address, sid and last rid.
-struct Session {
-    addr: String,
-    sid: String,
-    rid: u64,
-}
-
-impl Session {
-    /// The next request's body, with `attrs` and `children`.
-    fn next(&mut self, attrs: &str, children: &str) -> String {
-        self.rid += 1;
-        format!("<body {NS} rid='{}' sid='{}' {attrs}>{children}</body>", self.rid, self.sid)
-    }
-
-    /// Sends the next request in a task (it may be held).
-    fn send(&mut self, attrs: &str, children: &str) -> tokio::task::JoinHandle<Answer> {
-        let (addr, body) = (self.addr.clone(), self.next(attrs, children));
-        tokio::spawn(async move { post(&addr, &body).await })
-    }
-}
-
 const FIRST_RID: u64 = 1_573_741_820;
 
 /// Creates a session through STARTTLS: the creation answer, the session and the server's side.
 async fn create(setup: &Setup) -> (Answer, Session, ServerConn) {
+    create_with(setup, "wait='60' hold='1'").await
+}
+
+/// [`create`] with these `wait` and `hold` attributes.
+async fn create_with(setup: &Setup, wait_hold: &str) -> (Answer, Session, ServerConn) {
     let addr = address(&setup.gateway);
-    let body = format!(
-        "<body {NS} rid='{FIRST_RID}' to='{DOMAIN}' wait='60' hold='1' ver='1.6' xml:lang='en' xmpp:version='1.0'/>"
-    );
+    let body =
+        format!("<body {NS} rid='{FIRST_RID}' to='{DOMAIN}' {wait_hold} ver='1.6' xml:lang='en' xmpp:version='1.0'/>");
     let creating = {
         let addr = addr.clone();
         tokio::spawn(async move { post(&addr, &body).await })
@@ -147,6 +87,9 @@ async fn session_creation_answers_the_granted_attributes_and_the_features() {
     let (second, other, _conn) = create(&setup).await;
     assert_eq!(second.status, 200);
     assert_ne!(session.sid, other.sid);
+    setup.gateway.wait_metric("xmppgw_bosh_sessions_active", 2.0).await;
+    setup.gateway.wait_metric("xmppgw_sessions_active", 2.0).await;
+    setup.gateway.wait_metric("xmppgw_bosh_requests_total{result=\"answered\"}", 2.0).await;
 }
 
 /// BOSH-3: a held request is answered empty when `wait` runs out (XEP-0124 §8).
@@ -249,16 +192,16 @@ async fn wait_until_queued(setup: &Setup, count: u64) {
     }
 }
 
-/// BOSH-9: two empty requests within `polling` with all requests outstanding (XEP-0124 §11).
+/// BOSH-9: in a polling session (hold 0), an empty request less than `polling` seconds after
+/// the previous one is a policy violation (XEP-0124 §11); a request with data is not.
 #[tokio::test]
 async fn polling_too_often_is_a_policy_violation() {
     let setup = bosh_setup().await;
-    let (_, mut session, _conn) = create(&setup).await;
-    let held = session.send("", "");
-    wait_until_queued(&setup, 1).await;
+    let (_, mut session, _conn) = create_with(&setup, "wait='60' hold='0'").await;
+    let with_data = post(&session.addr.clone(), &session.next("", "<presence/>")).await;
+    assert!(is_empty_body(&with_data), "a polling session is answered at once: {with_data:?}");
     let answer = post(&session.addr.clone(), &session.next("", "")).await;
     assert_eq!(condition(&answer).as_deref(), Some("policy-violation"), "{answer:?}");
-    assert_eq!(condition(&held.await.unwrap()).as_deref(), Some("policy-violation"));
 }
 
 /// BOSH-10: a client that stops sending requests for `inactivity` is gone: the upstream is
@@ -313,6 +256,7 @@ async fn an_unknown_sid_is_item_not_found() {
         post(&address(&setup.gateway), &format!("<body {NS} rid='5' sid='0123456789abcdef0123456789abcdef'/>")).await;
     assert_eq!(answer.status, 200);
     assert_eq!(condition(&answer).as_deref(), Some("item-not-found"));
+    setup.gateway.wait_metric("xmppgw_bosh_requests_total{result=\"item-not-found\"}", 1.0).await;
     assert!(setup.server.try_accept(Duration::from_millis(200)).await.is_none(), "no upstream connection");
 }
 

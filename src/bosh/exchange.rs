@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 use crate::xml::bosh::{self, BodyRequest, BodyType, CoreOutput, Created};
 use crate::xml::framing::escape_attr;
 
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "exchange_end_tests.rs"]
+mod end_tests;
+
 /// The parameters granted at session creation.
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
@@ -186,10 +194,13 @@ impl<R> Exchange<R> {
         if outstanding > allowed {
             return self.fail("policy-violation", Some(reply));
         }
-        // "The last request" of §12 is the last in rid order: an empty request that arrives
+        // Only polling sessions (hold 0) are held to `polling`: with hold ≥ 1 an empty request
+        // next to one carrying data is how clients keep a request held (docs/PROTOCOL.md BOSH-9).
+        // And "the last request" of §12 is the last in rid order: an empty request that arrives
         // after a later one (a client's two connections race) fills a gap, it is not polling.
         let last_in_order = self.pending.keys().next_back().is_none_or(|&later| rid > later);
-        let polling = outstanding == self.params.requests
+        let polling = self.params.hold == 0
+            && outstanding == self.params.requests
             && last_in_order
             && !exempt
             && !body.restart
@@ -254,9 +265,12 @@ impl<R> Exchange<R> {
             return;
         }
         if let Some(pause) = body.pause {
-            // Every held request and this one are answered at once, without payloads (§10).
+            // Every held request is answered at once (the oldest with what is queued), and this
+            // one without payloads and not kept for retransmission (§10, §14.3).
             for held in std::mem::take(&mut self.held) {
-                self.answers.push((held.reply, bosh::empty()));
+                let body = bosh::with_children(&self.outbox);
+                self.take_outbox();
+                self.respond(now, held, body);
             }
             self.answers.push((reply, bosh::empty()));
             self.idle_since = now;
@@ -466,7 +480,3 @@ fn push_attr(out: &mut String, name: &str, value: Option<&str>) {
         out.push('"');
     }
 }
-
-#[cfg(test)]
-#[path = "exchange_tests.rs"]
-mod tests;

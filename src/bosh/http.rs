@@ -227,7 +227,9 @@ async fn create(
     let control = state.control.clone();
     let session_gateway = gateway.clone();
     tokio::spawn(async move {
+        session_gateway.metrics.bosh_sessions_active.inc();
         let client = session::run_client(client, &session_gateway, &context).await;
+        session_gateway.metrics.bosh_sessions_active.dec();
         drop(context);
         client.linger(LINGER).await;
         control.bosh.remove(&sid);

@@ -8,6 +8,7 @@
 //! allowance.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod bosh_client;
 pub mod certs;
 pub mod dns;
 pub mod e2e;
