@@ -19,14 +19,14 @@ pub mod keys;
 mod load;
 pub mod values;
 
-pub use bosh::{BoshConfig, BODY_OVERHEAD_BYTES};
+pub use bosh::{BoshConfig, HttpsUrl, BODY_OVERHEAD_BYTES};
 pub use load::ConfigError;
 
 pub use values::HOST_META_PATHS;
 use values::{
     any_seconds, count_at_least_one, count_between, element_limit, happy_eyeballs_millis, millis,
-    optional_element_limit, seconds, seconds_or_never, Cidr, Domain, DomainPattern, HostPort, HttpsUrl, IpPort,
-    LogFilter, OptionalIpPort, Origin, UrlPath, WssUrl,
+    optional_element_limit, seconds, seconds_or_never, Cidr, Domain, DomainPattern, HostPort, IpPort, LogFilter,
+    OptionalIpPort, Origin, UrlPath, WssUrl,
 };
 
 /// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).

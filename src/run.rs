@@ -79,6 +79,8 @@ pub fn reload(
         ("listener.address", old.listener.address.to_string(), config.listener.address.to_string()),
         ("listener.path", old.listener.path.to_string(), config.listener.path.to_string()),
         ("admin.address", old.admin.address.to_string(), config.admin.address.to_string()),
+        ("bosh.path", old.bosh.path.to_string(), config.bosh.path.to_string()),
+        ("bosh.enabled", old.bosh.enabled.to_string(), config.bosh.enabled.to_string()),
     ] {
         if old != new {
             warn!(key, old, new, "this setting needs a restart; keeping the old value");
@@ -87,6 +89,8 @@ pub fn reload(
     config.listener.address = old.listener.address;
     config.listener.path = old.listener.path.clone();
     config.admin.address = old.admin.address;
+    config.bosh.path = old.bosh.path.clone();
+    config.bosh.enabled = old.bosh.enabled;
     if config.listener.tls_cert_file.is_some() != current.listener_tls.is_some() {
         warn!("switching the listener between ws:// and wss:// needs a restart; keeping the old mode");
         config.listener.tls_cert_file = current.config.listener.tls_cert_file.clone();

@@ -403,3 +403,64 @@ async fn host_meta_advertises_the_bosh_url() {
         assert!(raw.contains(xbosh) && raw.contains(websocket), "{raw}");
     }
 }
+
+/// BOSH-18 (connections): a request held longer than the handshake timeout keeps its HTTP/1.1
+/// connection (a connection that never upgrades would be cut at that timeout).
+#[tokio::test]
+async fn a_held_request_outlives_the_handshake_timeout_on_http1() {
+    let setup =
+        setup_with("[bosh]\nmax_wait_secs = 3\ninactivity_secs = 5\n[limits]\nhandshake_timeout_secs = 1\n").await;
+    let (_, mut session, _conn) = create(&setup).await;
+    let started = tokio::time::Instant::now();
+    let answer = session.send("", "").await.unwrap();
+    assert!(is_empty_body(&answer), "{answer:?}");
+    assert!(started.elapsed() >= Duration::from_millis(2900), "{:?}", started.elapsed());
+}
+
+/// BOSH over HTTP/2 (a `wss://` listener that speaks h2): requests on one connection, a held
+/// one outliving the handshake timeout, the server's stanza in the answer.
+#[tokio::test]
+async fn bosh_runs_over_http2() {
+    use axum::body::Body;
+    use harness::h2::{addr_of, H2Connection, ListenerCert, HOST};
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let cert = ListenerCert::new(&ca);
+    let gateway = TestGateway::start(&format!(
+        "[listener]\n{}[limits]\nhandshake_timeout_secs = 1\n[bosh]\nmax_wait_secs = 3\ninactivity_secs = 5\n\
+         [[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+        cert.toml_lines(),
+        server.addr(),
+        ca.ca_file().display()
+    ))
+    .await;
+    let mut h2 = H2Connection::connect(addr_of(&gateway.url), &ca).await;
+    let post = |body: String| {
+        hyper::Request::post(format!("https://{HOST}/http-bind"))
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    async fn text(response: hyper::Response<hyper::body::Incoming>) -> String {
+        let bytes = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+    let creating = h2.request(post(format!("<body {NS} rid='7' to='{DOMAIN}' wait='60' hold='1'/>")));
+    let (created, mut conn) = tokio::join!(creating, async {
+        let mut conn = server.accept().await;
+        conn.open_with_starttls(DOMAIN, PLAIN_FEATURES).await;
+        conn
+    });
+    let created = text(created.unwrap()).await;
+    assert!(created.contains("<stream:features"), "{created}");
+    let start = created.find(" sid=\"").unwrap() + 6;
+    let sid = &created[start..start + 32];
+    let started = tokio::time::Instant::now();
+    let empty = text(h2.request(post(format!("<body {NS} rid='8' sid='{sid}'/>"))).await.unwrap()).await;
+    assert!(empty.ends_with("/>") && !empty.contains("type="), "{empty}");
+    assert!(started.elapsed() >= Duration::from_millis(2900), "{:?}", started.elapsed());
+    conn.write("<message from='a@example.com' id='h2'/>").await;
+    let answer = text(h2.request(post(format!("<body {NS} rid='9' sid='{sid}'/>"))).await.unwrap()).await;
+    assert!(answer.contains("id='h2'"), "{answer}");
+    assert!(h2.is_open());
+}

@@ -201,3 +201,23 @@ fn a_terminate_request_waits_for_the_end_and_gets_the_terminal_response_alone() 
     // response (StanzaJS fails on one with stanzas, Strophe.js skips them).
     assert!(answers[0].1.contains("type=\"terminate\"") && !answers[0].1.contains("id='late'"), "{}", answers[0].1);
 }
+
+#[test]
+fn an_old_rid_whose_answer_is_gone_is_item_not_found() {
+    let t0 = Instant::now();
+    let mut exchange = created(t0);
+    for (rid, reply) in [(11, 1), (12, 2), (13, 3)] {
+        exchange.receive(t0, request(rid, &["<a xmlns='x'/>"]), reply);
+    }
+    exchange.take_answers();
+    // 11 was answered when 12 came, 12 when 13 came: the buffer keeps those two (requests = 2),
+    // and the creation's answer (rid 10) is gone.
+    exchange.receive(t0, request(11, &[]), 4);
+    assert!(!exchange.take_answers()[0].1.contains("terminate"));
+    exchange.receive(t0, request(10, &[]), 5);
+    let answers = exchange.take_answers();
+    assert!(answers.iter().all(|(_, body)| body.contains("condition=\"item-not-found\"")), "{answers:?}");
+    let inputs: Vec<ToCore> = std::iter::from_fn(|| exchange.next_for_core()).collect();
+    assert_eq!(inputs.len(), 4, "{inputs:?}");
+    assert_eq!(inputs.last(), Some(&ToCore::Violation("item-not-found")), "after the children of 11–13");
+}

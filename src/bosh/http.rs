@@ -227,12 +227,14 @@ async fn create(
     let control = state.control.clone();
     let session_gateway = gateway.clone();
     tokio::spawn(async move {
+        // The entry goes when the task ends, however it ends.
+        let entry = Registered { control: &control, sid: &sid };
         session_gateway.metrics.bosh_sessions_active.inc();
         let client = session::run_client(client, &session_gateway, &context).await;
         session_gateway.metrics.bosh_sessions_active.dec();
         drop(context);
         client.linger(LINGER).await;
-        control.bosh.remove(&sid);
+        drop(entry);
         drop(tracked);
     });
     let until = Instant::now() + config.connect.overall_timeout + CONNECTION_SLACK;
@@ -253,4 +255,16 @@ async fn forward(state: &AppState, sid: &str, parts: &Parts, body: BodyRequest) 
         Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refusal::Condition("item-not-found")),
     }
     answer.await.map_err(|_| Refusal::Condition("item-not-found"))
+}
+
+/// A session's registry entry, removed when dropped.
+struct Registered<'a> {
+    control: &'a crate::control::Control,
+    sid: &'a str,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.control.bosh.remove(self.sid);
+    }
 }

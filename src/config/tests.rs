@@ -234,6 +234,10 @@ fn every_refused_value_is_named_by_its_key() {
         ("[log]\nlevel = \"info,[\"\n", "log.level:"),
         ("[[upstream]]\ndomain = \"a.example\"\naddress = \"127.0.0.1:5222\"\n[[upstream]]\ndomain = \"b.example\"\naddress = \"b.example\"\n", "upstream[1].address:"),
         ("[host_meta]\ndomains = [\"a.example\", \"10.0.0.1\"]\n", "host_meta.domains[1]:"),
+        ("[host_meta]\nbosh_url = \"http://a.example/http-bind\"\n", "host_meta.bosh_url:"),
+        ("[bosh]\nmax_hold = 11\n", "bosh.max_hold:"),
+        ("[bosh]\npath = \"/xmpp-websocket\"\n", "bosh.path:"),
+        ("[bosh]\npath = \"/.well-known/host-meta\"\n", "bosh.path:"),
     ] {
         let message = err(&format!("{MINIMAL}{text}"));
         assert!(message.starts_with(key), "{text:?} gave {message:?}");

@@ -35,19 +35,7 @@ macro_rules! serde_as_text {
     )*};
 }
 
-serde_as_text!(
-    IpPort,
-    OptionalIpPort,
-    Cidr,
-    Origin,
-    WssUrl,
-    HttpsUrl,
-    Domain,
-    HostPort,
-    UrlPath,
-    LogFilter,
-    DomainPattern
-);
+serde_as_text!(IpPort, OptionalIpPort, Cidr, Origin, WssUrl, Domain, HostPort, UrlPath, LogFilter, DomainPattern);
 
 /// A socket address written `ip:port` (`[v6]:port` for IPv6): listener and DNS server addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,34 +130,6 @@ impl FromStr for Origin {
 }
 
 impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An `https://` URL: the BOSH endpoint host-meta advertises (XEP-0156: secure URLs only).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpsUrl(String);
-
-impl HttpsUrl {
-    /// The URL as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for HttpsUrl {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.strip_prefix("https://") {
-            Some(rest) if !rest.is_empty() => Ok(HttpsUrl(text.to_string())),
-            _ => Err(format!("{text:?} is not an https:// URL (clients accept only secure ones here)")),
-        }
-    }
-}
-
-impl fmt::Display for HttpsUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
