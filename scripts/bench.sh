@@ -26,6 +26,9 @@
 # Usage: scripts/bench.sh            (ROUNDS=5 MEM_ROUNDS=3 MEM_SESSIONS=9000 by default)
 #        ROUNDS=3 MEM_SESSIONS=2000 scripts/bench.sh   (a quicker, rougher run)
 #        BASELINE_BIN=/tmp/base/release/xmpp-ws-gateway BASELINE_NAME=859b441 scripts/bench.sh
+#        scripts/bench.sh --bosh     (only the BOSH-beside-WebSocket section, full size; the
+#                                     report goes to a temporary copy and its BOSH table is
+#                                     printed, docs/ untouched)
 #        scripts/bench.sh --smoke    (what CI runs so the script cannot rot: every step once, with
 #                                     debug builds and tiny counts, the report written to a
 #                                     temporary copy of docs/PERFORMANCE.md; measures nothing)
@@ -37,10 +40,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SMOKE=0
+BOSH_ONLY=0
 case "${1:-}" in
     --smoke) SMOKE=1 ;;
+    --bosh) BOSH_ONLY=1 ;;
     "") ;;
-    *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [--smoke|--bosh]" >&2; exit 2 ;;
 esac
 if [ "$SMOKE" = 1 ]; then
     ROUNDS=1 MEM_ROUNDS=1 MEM_SESSIONS=100
@@ -321,6 +326,7 @@ trio() { # round scenario upstream args...
 }
 
 PIN=()
+if [ "$BOSH_ONLY" = 0 ]; then
 for relay in "${RELAYS[@]}"; do "start_$relay"; done
 
 echo "== throughput and setup rate ($ROUNDS rounds)" >&2
@@ -359,6 +365,8 @@ for round in $(seq 1 "$MEM_ROUNDS"); do
     done
 done
 
+fi # BOSH_ONLY
+
 echo "== BOSH beside WebSocket on the same gateway ($BOSH_ROUNDS rounds, fresh gateway for each memory run)" >&2
 # Each BOSH session holds two connections (one request waiting at the gateway, one free to
 # send), as browsers run BOSH; the WebSocket runs use the same counts for the ratio.
@@ -380,6 +388,13 @@ for round in $(seq 1 "$BOSH_ROUNDS"); do
         done
     done
 done
+
+if [ "$BOSH_ONLY" = 1 ]; then
+    cp "$ROOT/docs/PERFORMANCE.md" "$WORK/PERFORMANCE.md"
+    python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$WORK/PERFORMANCE.md" --command "$COMMAND" \
+        --machine "$(uname -srm); $(nproc) CPUs" --commit "$COMMIT" | sed -n '/^BOSH (XEP/,/^<!-- bench:end/p'
+    exit 0
+fi
 
 echo "== splitter microbenchmark" >&2
 "$SPLITTER_BIN" | grep '^{' | tee -a "$RESULTS" >&2

@@ -250,6 +250,11 @@ impl ReverseProxy {
         format!("ws://{}/xmpp-websocket", self.addr)
     }
 
+    /// The BOSH URL through the proxy (the deploy files route `/http-bind` to the gateway).
+    pub fn bosh_url(&self) -> String {
+        format!("http://{}/http-bind", self.addr)
+    }
+
     /// nginx only: the WebSocket URL through the outer hop, which claims the client is
     /// [`FORWARDED_CLIENT`] before the deployed site adds its own peer.
     pub fn outer_url(&self) -> Option<String> {
