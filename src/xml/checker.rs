@@ -413,16 +413,14 @@ impl Checker {
     /// instead of a turn of the full scanner.
     #[inline(always)]
     pub fn skip_run(&mut self, unit: &[u8]) -> bool {
-        let (table, stops): (&[bool; 256], &[u8]) = match self.lex {
-            Lex::Content if !matches!(self.capture, Capture::ErrorChild { open: true, .. }) => (&TEXT_PLAIN, b"<&>"),
-            Lex::Value { .. } => (&VALUE_PLAIN, b"<&\"'"),
-            Lex::TagName { .. } | Lex::AttrName { .. } | Lex::EndName { .. } => (&NAME_BYTE, b""),
+        let (mut j, table) = match self.lex {
+            Lex::Content if !matches!(self.capture, Capture::ErrorChild { open: true, .. }) => {
+                (skip_plain_ascii(unit, self.pos, b"<&>"), &TEXT_PLAIN)
+            }
+            Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, b"<&\"'"), &VALUE_PLAIN),
+            Lex::TagName { .. } | Lex::AttrName { .. } | Lex::EndName { .. } => (self.pos, &NAME_BYTE),
             _ => return false,
         };
-        let mut j = self.pos;
-        if !stops.is_empty() {
-            j = skip_plain_ascii(unit, j, stops);
-        }
         while j < unit.len() && table[unit[j] as usize] {
             j += 1;
         }
@@ -1187,7 +1185,7 @@ fn qname_ok(name: &[u8]) -> bool {
 /// Skips, eight bytes at a time, a run of printable ASCII holding none of `stops`; returns where
 /// it stopped (before the block holding something else, for the byte-by-byte scan to look at).
 #[inline]
-fn skip_plain_ascii(unit: &[u8], mut j: usize, stops: &[u8]) -> usize {
+fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; STOPS]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // Whether some byte of `x` is zero (exact as a yes/no answer).

@@ -415,6 +415,7 @@ impl StreamSplitter {
 
     /// The checker has read a whole unit `start..pos`: the header, or a top-level element to
     /// complete and classify.
+    #[inline(always)]
     fn unit_done(&mut self) -> Result<ServerEvent, XmlError> {
         let unit = &self.buf[self.start..self.pos];
         let Some(checker) = self.checker.as_deref() else {
