@@ -1184,7 +1184,7 @@ fn qname_ok(name: &[u8]) -> bool {
 
 /// Skips, eight bytes at a time, a run of printable ASCII holding none of `stops`; returns where
 /// it stopped (before the block holding something else, for the byte-by-byte scan to look at).
-#[inline]
+#[inline(always)]
 fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; STOPS]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;

@@ -149,7 +149,7 @@ impl StreamSplitter {
 
     /// The next complete event, `Ok(None)` when more bytes are needed. After an error the
     /// splitter is poisoned and keeps returning that error.
-    #[inline]
+    #[inline(always)]
     pub fn next_event(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         // Small reads inside an element mostly continue a name, a value or text: the checker
         // passes those bytes without a turn of the lexer and the full scanner (the 1-byte case
@@ -157,15 +157,44 @@ impl StreamSplitter {
         // limit included, takes the general path. (A poisoned splitter has no checker.)
         if self.lex == Lex::Unit && matches!(self.phase, Phase::Stream(_)) {
             if let Some(checker) = &mut self.checker {
-                if self.buf.len() - self.start <= self.limits.max_element_bytes
-                    && checker.skip_run(&self.buf[self.tag_start..])
-                {
-                    self.pos = self.buf.len();
-                    return Ok(None);
+                if self.buf.len() - self.start <= self.limits.max_element_bytes {
+                    if checker.skip_run(&self.buf[self.tag_start..]) {
+                        self.pos = self.buf.len();
+                        return Ok(None);
+                    }
+                    // The element goes on past a byte that needs the scanner: a lean call that
+                    // advances it (within the limit: it reads no further than the buffer).
+                    let result = self.continue_element();
+                    if let Err(err) = &result {
+                        self.poison(*err);
+                    }
+                    return result;
                 }
             }
         }
         self.next_event_general()
+    }
+
+    /// Advances the checker over the buffered bytes of the element in progress (the stream is
+    /// open and there is a checker: the caller has looked).
+    #[inline(never)]
+    fn continue_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        let (Phase::Stream(scope), Some(checker)) = (&self.phase, &mut self.checker) else {
+            return self.lex_unit();
+        };
+        let progress = checker.advance(&self.buf[self.tag_start..], Some(scope.inherited()))?;
+        self.pos = self.tag_start + checker.position();
+        match progress {
+            Progress::NeedMore => Ok(None),
+            Progress::Done => self.finish_element(),
+        }
+    }
+
+    /// The element the checker has just finished, as an event (out of line: rare next to the
+    /// reads that only continue an element).
+    #[inline(never)]
+    fn finish_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        self.unit_done().map(Some)
     }
 
     /// [`Self::next_event`] past its fast path.
