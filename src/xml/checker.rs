@@ -112,6 +112,13 @@ const NAME_BYTE: [bool; 256] = {
     table
 };
 
+/// Bytes that may be part of a reference's name (`&name;`, `&#10;`, `&#x1F;`).
+const REFERENCE_BYTE: [bool; 256] = {
+    let mut table = NAME_BYTE;
+    table[b'#' as usize] = true;
+    table
+};
+
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
@@ -419,6 +426,11 @@ impl Checker {
             }
             Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, b"<&\"'"), &VALUE_PLAIN),
             Lex::TagName { .. } | Lex::AttrName { .. } | Lex::EndName { .. } => (self.pos, &NAME_BYTE),
+            Lex::ContentRef { .. } | Lex::ValueRef { .. } => (self.pos, &REFERENCE_BYTE),
+            Lex::Markup { .. } | Lex::Quote => match self.pass_opening(unit) {
+                Some(table) => (self.pos, table),
+                None => return false,
+            },
             _ => return false,
         };
         while j < unit.len() && table[unit[j] as usize] {
@@ -426,6 +438,31 @@ impl Checker {
         }
         self.pos = j;
         j == unit.len()
+    }
+
+    /// For [`Self::skip_run`]: the byte after a `<` that opens a tag's name (or the `/` of an
+    /// end tag), or the quote that opens an attribute value, moved past as the scanner does;
+    /// if it was one of those, the bytes that continue what it opened.
+    #[inline(never)]
+    fn pass_opening(&mut self, unit: &[u8]) -> Option<&'static [bool; 256]> {
+        match (self.lex, unit.get(self.pos)) {
+            (Lex::Markup { start }, Some(b'/')) => {
+                self.lex = Lex::EndName { start };
+                self.pos += 1;
+                Some(&NAME_BYTE)
+            }
+            (Lex::Markup { start }, Some(&b)) if NAME_BYTE[b as usize] => {
+                self.lex = Lex::TagName { start };
+                Some(&NAME_BYTE)
+            }
+            (Lex::Quote, Some(&quote @ (b'"' | b'\''))) => {
+                self.normalise = false;
+                self.lex = Lex::Value { quote, start: self.pos + 1 };
+                self.pos += 1;
+                Some(&VALUE_PLAIN)
+            }
+            _ => None,
+        }
     }
 
     /// Scans `unit` (the element's bytes so far, from its `<`; each call passes the same bytes
