@@ -3,7 +3,9 @@
 //! mode with the median nanoseconds per byte over several repetitions, and the ratio of each mode
 //! to the single read (target: 1-byte reads ≤ 4×, so no quadratic path).
 //!
-//! Run on purpose, never as a test: `cargo bench --bench splitter`.
+//! Run on purpose, never as a test: `cargo bench --bench splitter`. `SPLITTER_MODE=1-byte`
+//! (or another mode's name) runs that mode only, once after the warm-up: for an instruction
+//! profile of one mode (`valgrind --tool=callgrind target/release/deps/splitter-*`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -81,8 +83,14 @@ fn main() {
     }
     let modes: [(&str, Vec<usize>, usize); 3] =
         [("one-read", vec![element.len()], 31), ("1-byte", vec![1; element.len()], 7), ("random-1..4096", random, 15)];
+    let only = std::env::var("SPLITTER_MODE").ok();
     let mut one_read = 0.0;
     for (name, chunks, repetitions) in modes {
+        let repetitions = match only.as_deref() {
+            None => repetitions,
+            Some(only) if only == name => 1,
+            Some(_) => continue,
+        };
         let _warm_up = run_once(&element, &chunks);
         let times: Vec<f64> = (0..repetitions).map(|_| run_once(&element, &chunks)).collect();
         let ns_per_byte = median(times) / element.len() as f64;

@@ -112,6 +112,13 @@ const NAME_BYTE: [bool; 256] = {
     table
 };
 
+/// Bytes that may be part of a reference's name (`&name;`, `&#10;`, `&#x1F;`).
+const REFERENCE_BYTE: [bool; 256] = {
+    let mut table = NAME_BYTE;
+    table[b'#' as usize] = true;
+    table
+};
+
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
@@ -386,16 +393,6 @@ impl Checker {
         self.capture = Capture::Nothing;
     }
 
-    /// Frees the allocations kept for reuse (an idle session holds none).
-    pub fn release(&mut self) {
-        self.open = Vec::new();
-        self.scope.release();
-        self.attrs = Vec::new();
-        self.resolved = Vec::new();
-        self.root.attrs = Vec::new();
-        self.capture = Capture::Nothing;
-    }
-
     /// Bytes held for reuse.
     pub fn capacity_bytes(&self) -> usize {
         self.open.capacity() * std::mem::size_of::<(u32, u32)>()
@@ -412,6 +409,60 @@ impl Checker {
     /// How far into the unit the scanner has read.
     pub fn position(&self) -> usize {
         self.pos
+    }
+
+    /// The fast path of small reads: moves past the bytes from [`Self::position`] that only
+    /// continue the construct being read (character data with nothing to collect, an attribute
+    /// value, a name) without changing anything else, exactly as [`Self::advance`] would pass
+    /// them; whether that reached the end of `unit` (then there is nothing more to do until
+    /// more bytes arrive). Otherwise [`Self::advance`] goes on from the first byte that needs
+    /// it, so no byte is scanned twice. A read of a byte or two then costs a few comparisons
+    /// instead of a turn of the full scanner.
+    #[inline(always)]
+    pub fn skip_run(&mut self, unit: &[u8]) -> bool {
+        let (mut j, table) = match self.lex {
+            Lex::Content if !matches!(self.capture, Capture::ErrorChild { open: true, .. }) => {
+                (skip_plain_ascii(unit, self.pos, b"<&>"), &TEXT_PLAIN)
+            }
+            Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, b"<&\"'"), &VALUE_PLAIN),
+            Lex::TagName { .. } | Lex::AttrName { .. } | Lex::EndName { .. } => (self.pos, &NAME_BYTE),
+            Lex::ContentRef { .. } | Lex::ValueRef { .. } => (self.pos, &REFERENCE_BYTE),
+            Lex::Markup { .. } | Lex::Quote => match self.pass_opening(unit) {
+                Some(table) => (self.pos, table),
+                None => return false,
+            },
+            _ => return false,
+        };
+        while j < unit.len() && table[unit[j] as usize] {
+            j += 1;
+        }
+        self.pos = j;
+        j == unit.len()
+    }
+
+    /// For [`Self::skip_run`]: the byte after a `<` that opens a tag's name (or the `/` of an
+    /// end tag), or the quote that opens an attribute value, moved past as the scanner does;
+    /// if it was one of those, the bytes that continue what it opened.
+    #[inline(never)]
+    fn pass_opening(&mut self, unit: &[u8]) -> Option<&'static [bool; 256]> {
+        match (self.lex, unit.get(self.pos)) {
+            (Lex::Markup { start }, Some(b'/')) => {
+                self.lex = Lex::EndName { start };
+                self.pos += 1;
+                Some(&NAME_BYTE)
+            }
+            (Lex::Markup { start }, Some(&b)) if NAME_BYTE[b as usize] => {
+                self.lex = Lex::TagName { start };
+                Some(&NAME_BYTE)
+            }
+            (Lex::Quote, Some(&quote @ (b'"' | b'\''))) => {
+                self.normalise = false;
+                self.lex = Lex::Value { quote, start: self.pos + 1 };
+                self.pos += 1;
+                Some(&VALUE_PLAIN)
+            }
+            _ => None,
+        }
     }
 
     /// Scans `unit` (the element's bytes so far, from its `<`; each call passes the same bytes
@@ -1170,8 +1221,8 @@ fn qname_ok(name: &[u8]) -> bool {
 
 /// Skips, eight bytes at a time, a run of printable ASCII holding none of `stops`; returns where
 /// it stopped (before the block holding something else, for the byte-by-byte scan to look at).
-#[inline]
-fn skip_plain_ascii(unit: &[u8], mut j: usize, stops: &[u8]) -> usize {
+#[inline(always)]
+fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; STOPS]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // Whether some byte of `x` is zero (exact as a yes/no answer).

@@ -109,11 +109,6 @@ impl Bindings {
         self.arena.capacity() + self.list.capacity() * std::mem::size_of::<Binding>()
     }
 
-    /// Frees what [`Self::clear`] keeps.
-    pub fn release(&mut self) {
-        *self = Bindings::default();
-    }
-
     fn push_arena(&mut self, text: &str) -> (u32, u32) {
         let start = self.arena.len();
         self.arena.push_str(text);

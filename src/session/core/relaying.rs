@@ -327,7 +327,13 @@ fn server_event(
                 }
             } else {
                 match element.kind {
-                    ServerElementKind::Features => framing::client_features(&element),
+                    ServerElementKind::Features => {
+                        // The end of a stream restart: what the restart allocated (the new
+                        // splitter's buffer and checker, room for its actions) is given back
+                        // once it has been handled, before the session goes quiet.
+                        ctx.trim_actions = true;
+                        framing::client_features(&element)
+                    }
                     ServerElementKind::SaslSuccess => {
                         // RFC 6120 §6.4.6: the next thing from the server is a new stream header.
                         relay.upstream.splitter.expect_new_stream();

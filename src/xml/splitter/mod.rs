@@ -62,8 +62,10 @@ pub struct StreamSplitter {
     /// Whether an XML declaration may still come (only at the very first byte of a stream).
     decl_allowed: bool,
     poisoned: Option<XmlError>,
-    /// Checks the header or element in progress (from `tag_start`) as its bytes arrive.
-    checker: Checker,
+    /// Checks the header or element in progress (from `tag_start`) as its bytes arrive. Boxed,
+    /// made for the first unit, and dropped while the stream is idle: an idle session holds a
+    /// pointer instead of the checker's few hundred bytes (docs/PERFORMANCE.md).
+    checker: Option<Box<Checker>>,
 }
 
 /// Where the lexer is between and around units; inside one, the [`Checker`] knows.
@@ -112,7 +114,7 @@ impl StreamSplitter {
             prolog_bytes: 0,
             decl_allowed: true,
             poisoned: None,
-            checker: Checker::new(limits.wf(), Unit::Header),
+            checker: None,
         }
     }
 
@@ -147,8 +149,56 @@ impl StreamSplitter {
 
     /// The next complete event, `Ok(None)` when more bytes are needed. After an error the
     /// splitter is poisoned and keeps returning that error.
-    #[inline]
+    #[inline(always)]
     pub fn next_event(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        // Small reads inside an element mostly continue a name, a value or text: the checker
+        // passes those bytes without a turn of the lexer and the full scanner (the 1-byte case
+        // of the splitter benchmark, docs/PERFORMANCE.md). Anything else, an element over its
+        // limit included, takes the general path. (A poisoned splitter has no checker.)
+        if self.lex == Lex::Unit && matches!(self.phase, Phase::Stream(_)) {
+            if let Some(checker) = &mut self.checker {
+                if self.buf.len() - self.start <= self.limits.max_element_bytes {
+                    if checker.skip_run(&self.buf[self.tag_start..]) {
+                        self.pos = self.buf.len();
+                        return Ok(None);
+                    }
+                    // The element goes on past a byte that needs the scanner: a lean call that
+                    // advances it (within the limit: it reads no further than the buffer).
+                    let result = self.continue_element();
+                    if let Err(err) = &result {
+                        self.poison(*err);
+                    }
+                    return result;
+                }
+            }
+        }
+        self.next_event_general()
+    }
+
+    /// Advances the checker over the buffered bytes of the element in progress (the stream is
+    /// open and there is a checker: the caller has looked).
+    #[inline(never)]
+    fn continue_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        let (Phase::Stream(scope), Some(checker)) = (&self.phase, &mut self.checker) else {
+            return self.lex_unit();
+        };
+        let progress = checker.advance(&self.buf[self.tag_start..], Some(scope.inherited()))?;
+        self.pos = self.tag_start + checker.position();
+        match progress {
+            Progress::NeedMore => Ok(None),
+            Progress::Done => self.finish_element(),
+        }
+    }
+
+    /// The element the checker has just finished, as an event (out of line: rare next to the
+    /// reads that only continue an element).
+    #[inline(never)]
+    fn finish_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        self.unit_done().map(Some)
+    }
+
+    /// [`Self::next_event`] past its fast path.
+    fn next_event_general(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         if let Some(err) = &self.poisoned {
             return Err(*err);
         }
@@ -168,7 +218,7 @@ impl StreamSplitter {
         self.buf = Vec::new();
         self.start = 0;
         self.pos = 0;
-        self.checker.release();
+        self.checker = None;
     }
 
     /// Forget the current stream and expect a new header: called after `<proceed/>` (the TLS
@@ -199,13 +249,22 @@ impl StreamSplitter {
             self.start = 0;
             self.pos = 0;
             self.tag_start = 0;
-            self.checker.release();
+            self.checker = None;
         }
     }
 
-    /// Bytes allocated and kept between reads: the buffer and the checker's reusable storage.
+    /// Bytes allocated and kept between reads: the buffer, the checker and its reusable storage.
     pub fn held_bytes(&self) -> usize {
-        self.buf.capacity() + self.checker.capacity_bytes()
+        let checker = self.checker.as_ref().map_or(0, |checker| size_of::<Checker>() + checker.capacity_bytes());
+        self.buf.capacity() + checker
+    }
+
+    /// The checker of the unit that starts at `tag_start`, reset for it (made if there is none).
+    fn start_unit(&mut self, unit: Unit) {
+        match &mut self.checker {
+            Some(checker) => checker.reset(unit),
+            None => self.checker = Some(Box::new(Checker::new(self.limits.wf(), unit))),
+        }
     }
 
     /// Runs the lexer until an event is complete or the bytes run out.
@@ -256,7 +315,7 @@ impl StreamSplitter {
                     }
                     _ => {
                         let unit = if matches!(self.phase, Phase::Prolog) { Unit::Header } else { Unit::Element };
-                        self.checker.reset(unit);
+                        self.start_unit(unit);
                         self.lex = Lex::Unit;
                     }
                 },
@@ -275,12 +334,16 @@ impl StreamSplitter {
                     return Ok(None);
                 }
                 Lex::Unit => {
+                    // Made when the unit started (`Lex::Lt`); dropped only with the unit's state.
+                    let Some(checker) = &mut self.checker else {
+                        return Err(XmlError::NotWellFormed("element state lost"));
+                    };
                     let inherited = match &self.phase {
                         Phase::Stream(scope) => Some(scope.inherited()),
                         _ => None,
                     };
-                    let progress = self.checker.advance(&self.buf[self.tag_start..], inherited)?;
-                    self.pos = self.tag_start + self.checker.position();
+                    let progress = checker.advance(&self.buf[self.tag_start..], inherited)?;
+                    self.pos = self.tag_start + checker.position();
                     match progress {
                         Progress::NeedMore => {
                             self.check_pending_size()?;
@@ -381,12 +444,16 @@ impl StreamSplitter {
 
     /// The checker has read a whole unit `start..pos`: the header, or a top-level element to
     /// complete and classify.
+    #[inline(always)]
     fn unit_done(&mut self) -> Result<ServerEvent, XmlError> {
         let unit = &self.buf[self.start..self.pos];
+        let Some(checker) = self.checker.as_deref() else {
+            return Err(XmlError::NotWellFormed("element state lost"));
+        };
         let event = match &self.phase {
             Phase::Prolog => {
                 self.check_pending_size()?;
-                let (header, scope) = read_header(unit, &self.checker)?;
+                let (header, scope) = read_header(unit, checker)?;
                 self.phase = Phase::Stream(scope);
                 ServerEvent::Header(Box::new(header))
             }
@@ -395,7 +462,7 @@ impl StreamSplitter {
                     return Err(XmlError::TooLarge);
                 }
                 let raw = std::str::from_utf8(unit).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
-                ServerEvent::Element(complete_element(raw, &self.checker, scope, &self.limits)?)
+                ServerEvent::Element(complete_element(raw, checker, scope, &self.limits)?)
             }
             Phase::Ended => return Err(XmlError::NotWellFormed("element after the end of the stream")),
         };

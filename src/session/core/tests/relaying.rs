@@ -64,6 +64,27 @@ fn tv_20_sasl_success_then_client_restart_opens_a_new_stream() {
     assert_eq!(driver.core.state_name(), "relaying");
 }
 
+/// A stream restart ends with the server's features: what the new stream's splitter allocated
+/// for them (its buffer, the checker) is given back then, so a session that goes quiet after
+/// logging in holds none of it; the next element is split as before.
+#[test]
+fn the_splitter_holds_nothing_once_a_restart_has_its_features() {
+    let mut driver = Driver::opened();
+    sasl_success(&mut driver);
+    driver.client(r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0"/>"#);
+    driver.server("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='ID-3' from='example.com' version='1.0'>");
+    let held = |driver: &Driver| match &driver.core.state {
+        State::Relaying(relay) => relay.upstream.splitter.held_bytes(),
+        _ => panic!("not relaying: {}", driver.core.state_name()),
+    };
+    assert!(held(&driver) > 0, "the header was read with the splitter's storage");
+    let features = driver.server("<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>");
+    assert!(texts(&features)[0].contains("urn:ietf:params:xml:ns:xmpp-bind"), "{features:?}");
+    assert_eq!(held(&driver), 0);
+    let message = "<message to='juliet@example.com'><body>hi</body></message>";
+    assert_eq!(texts(&driver.server(message)), vec![relayed(message)]);
+}
+
 #[test]
 fn tv_21_sasl2_success_has_no_restart_and_a_later_open_is_bad_format() {
     let mut driver = Driver::opened();
