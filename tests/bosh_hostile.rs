@@ -7,6 +7,9 @@
 //! - Memory per session: clients that send maximum-size bodies as fast as the gateway takes them
 //!   and never read the answers, to a server that floods them and reads slowly: the growth per
 //!   session stays within what the design may hold, and every such session ends.
+//! - Requests per session: one client sending requests for its own session on many connections
+//!   is refused with policy-violation, its session ends, and the connections whose requests were
+//!   refused stay within `limits.max_pending_connections_per_address`.
 //!
 //! Every figure is printed (`cargo test --test bosh_hostile -- --nocapture`); docs/OPERATIONS.md
 //! ("What an attacker can cost you") quotes them. Linux only (reads /proc).
@@ -435,4 +438,138 @@ async fn sessions_flooding_maximum_bodies_without_reading_are_bounded_and_ended(
         growth_per_session <= limit,
         "memory grew by {growth_per_session} KiB per flooding BOSH session (limit {limit})"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests per session.
+
+/// The pending-connection cap per address of the requests test's gateway.
+const PENDING_PER_ADDRESS: usize = 6;
+/// Connections the attacker opens for its session.
+const ATTACK_CONNECTIONS: usize = 40;
+/// A held request is answered within this (the `wait` of 2 s and room).
+const ANSWER_LIMIT: Duration = Duration::from_millis(300);
+
+/// Connections one client may make the gateway hold when it ends its session by overactivity:
+/// its pending connections and the requests its session held, and one more for the session's
+/// upstream while it is being closed.
+const ATTACK_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + REQUESTS + 1;
+
+/// The requests test's gateway: a short `wait`, `polling` 1 s unless `polling_secs` says.
+fn requests_gateway(server: &FakeServer, ca: &TestCa, polling_secs: u64) -> GatewayProcess {
+    gateway(
+        server,
+        ca,
+        &format!(
+            "handshake_timeout_secs = 5\nmax_pending_connections = 64\n\
+             max_pending_connections_per_address = {PENDING_PER_ADDRESS}\n"
+        ),
+        &format!("max_wait_secs = 2\ninactivity_secs = 5\npolling_secs = {polling_secs}\n"),
+    )
+}
+
+/// Connections one client may make the gateway hold while its session lives: its pending
+/// connections and the requests its session holds (`requests`).
+const LIVE_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + REQUESTS;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_window_requests_on_many_connections_stay_within_the_pending_cap() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = requests_gateway(&server, &ca, 0);
+    let attacker = loopback(42);
+    let descriptors_before = gateway.open_descriptors();
+    let (mut session, _conn) = create(&gateway, &server, attacker).await;
+    // Each request in rid order on a connection of its own, as a client within every rule may
+    // send them: each answers the one before (hold 1), and the connections are kept open.
+    let mut connections: Vec<Http> = Vec::new();
+    let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
+    for _ in 0..ATTACK_CONNECTIONS {
+        let mut http = Http::open(attacker, &gateway, false).await;
+        let sent = http.send(&session.next("")).await;
+        let answer = match (sent, connections.last_mut()) {
+            (Err(_), _) => "connection refused".to_owned(),
+            (Ok(()), None) => "first".to_owned(),
+            (Ok(()), Some(previous)) => match previous.response(STEP).await {
+                None => "previous closed".to_owned(),
+                Some((status, body)) => match condition(&body) {
+                    Some(condition) => format!("{status} {condition}"),
+                    None => format!("{status} answered"),
+                },
+            },
+        };
+        *answers.entry(answer).or_default() += 1;
+        connections.push(http);
+    }
+    let held = gateway.open_descriptors().saturating_sub(descriptors_before + 1);
+    println!(
+        "{ATTACK_CONNECTIONS} connections each with one in-window request of one session: {answers:?}; the gateway \
+         holds {held} descriptors for them (limit {LIVE_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per \
+         address, requests {REQUESTS})"
+    );
+    assert!(answers.get("200 answered").copied().unwrap_or(0) >= PENDING_PER_ADDRESS, "{answers:?}");
+    assert!(
+        held <= LIVE_DESCRIPTOR_LIMIT,
+        "{held} descriptors held for one client's session (limit {LIVE_DESCRIPTOR_LIMIT}): answered connections \
+         escaped the pending cap"
+    );
+    drop(connections);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_many_connections_end_the_session_and_stay_within_the_pending_cap() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = requests_gateway(&server, &ca, 1);
+    let attacker = loopback(40);
+    let descriptors_before = gateway.open_descriptors();
+    let (mut session, mut conn) = create(&gateway, &server, attacker).await;
+    // Each connection in turn: a request for the next rid, and its answer when it comes at once
+    // (a held request is left held).
+    let mut connections = Vec::new();
+    let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
+    let started = Instant::now();
+    for _ in 0..ATTACK_CONNECTIONS {
+        let mut http = Http::open(attacker, &gateway, false).await;
+        let body = session.next("");
+        let answer = match http.send(&body).await {
+            Err(_) => "connection refused".to_owned(),
+            Ok(()) => match http.response(ANSWER_LIMIT).await {
+                None => "held (or closed)".to_owned(),
+                Some((429, _)) => "429 (pending cap)".to_owned(),
+                Some((status, body)) => match condition(&body) {
+                    Some(condition) => format!("{status} {condition}"),
+                    None => format!("{status} answered"),
+                },
+            },
+        };
+        *answers.entry(answer).or_default() += 1;
+        connections.push(http);
+    }
+    let held = gateway.open_descriptors().saturating_sub(descriptors_before);
+    println!(
+        "{ATTACK_CONNECTIONS} connections with requests for one session in {:?}: {answers:?}; the gateway holds \
+         {held} descriptors for them (limit {ATTACK_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per address, \
+         requests {REQUESTS}, the upstream)",
+        started.elapsed(),
+    );
+    assert!(
+        answers.keys().any(|answer| answer.ends_with("policy-violation")),
+        "overactivity must be a policy violation: {answers:?}"
+    );
+    // The session is over: its sid is unknown, and its upstream was closed.
+    let mut other = Http::open(loopback(41), &gateway, false).await;
+    other.send(&session.next("")).await.unwrap();
+    let (_, after) = other.response(STEP).await.expect("an answer");
+    assert_eq!(condition(&after).as_deref(), Some("item-not-found"), "{after}");
+    let (received, _) = conn.read_to_end().await;
+    assert!(!received.contains("<message"), "{received}");
+    assert!(
+        held <= ATTACK_DESCRIPTOR_LIMIT,
+        "{held} descriptors held for one client's session (limit {ATTACK_DESCRIPTOR_LIMIT}): refused requests \
+         took their connections out of the pending cap"
+    );
+    drop(connections);
 }

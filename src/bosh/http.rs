@@ -117,7 +117,7 @@ pub async fn endpoint(
         None => create(&state, &gateway, peer, &parts, body).await,
         Some(sid) => forward(&state, &sid, &parts, body).await,
     };
-    match answer {
+    let mut response = match answer {
         Ok(text) => {
             count("answered");
             xml(text, origin.as_ref())
@@ -132,7 +132,11 @@ pub async fn endpoint(
             cors(&mut response, origin.as_ref());
             response
         }
+    };
+    if !release_connection(&state, &gateway, peer, &parts) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
 /// Why a well-formed request got no answer from a session.
@@ -171,6 +175,12 @@ fn hold_connection(parts: &Parts, until: Instant) -> Option<crate::listener::Htt
         lease.hold_until(until);
     }
     parts.extensions.get::<Http2Connection>().map(Http2Connection::long_poll)
+}
+
+/// After the answer to a request a session held: the connection is pending again, or, with no
+/// room among the pending connections of its address, closes after this answer.
+fn release_connection(state: &AppState, gateway: &Gateway, peer: PeerInfo, parts: &Parts) -> bool {
+    parts.extensions.get::<ConnectionLease>().is_none_or(|lease| lease.release(&state.control, gateway, peer.addr.ip()))
 }
 
 /// A session creation request: admitted like a WebSocket handshake, then a session task.
@@ -243,12 +253,13 @@ async fn forward(state: &AppState, sid: &str, parts: &Parts, body: BodyRequest) 
     let Some(entry) = state.control.bosh.get(sid) else {
         return Err(Refusal::Condition("item-not-found"));
     };
-    let _busy = hold_connection(parts, Instant::now() + entry.wait + CONNECTION_SLACK);
     let (reply, answer) = oneshot::channel();
     match entry.requests.try_send(Incoming { body, reply }) {
         Ok(()) => state.control.bosh.count_forwarded(),
+        // A refused request is not the session's: its connection stays pending.
         Err(mpsc::error::TrySendError::Full(_)) => return Err(Refusal::Condition("policy-violation")),
         Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refusal::Condition("item-not-found")),
     }
+    let _busy = hold_connection(parts, Instant::now() + entry.wait + CONNECTION_SLACK);
     answer.await.map_err(|_| Refusal::Condition("item-not-found"))
 }
