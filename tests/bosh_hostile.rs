@@ -8,8 +8,9 @@
 //!   and never read the answers, to a server that floods them and reads slowly: the growth per
 //!   session stays within what the design may hold, and every such session ends.
 //! - Requests per session: one client sending requests for its own session on many connections
-//!   is refused with policy-violation, its session ends, and the connections whose requests were
-//!   refused stay within `limits.max_pending_connections_per_address`.
+//!   keeps no more of them than `limits.max_pending_connections_per_address` plus what its
+//!   session holds: in-window requests, requests beyond the window (policy-violation, which ends
+//!   the session), and requests refused while the session is busy (its server does not read).
 //!
 //! Every figure is printed (`cargo test --test bosh_hostile -- --nocapture`); docs/OPERATIONS.md
 //! ("What an attacker can cost you") quotes them. Linux only (reads /proc).
@@ -572,4 +573,76 @@ async fn requests_on_many_connections_end_the_session_and_stay_within_the_pendin
          took their connections out of the pending cap"
     );
     drop(connections);
+}
+
+/// Connections one client may make the gateway hold while its session cannot take requests
+/// (its server does not read): its pending connections, the requests its session holds
+/// (`requests`), the requests waiting in the session's channel (`hold + 3`), and its upstream.
+const BUSY_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + REQUESTS + HOLD + 3 + 1;
+/// Most bodies sent to fill the upstream of a server that does not read.
+const FILL_BODIES: usize = 400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_refused_while_the_session_is_busy_leave_their_connections_pending() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = requests_gateway(&server, &ca, 0);
+    let attacker = loopback(43);
+    let descriptors_before = gateway.open_descriptors();
+    // The server never reads: the session's writes upstream fill the socket buffers, and then
+    // its task waits on the upstream and takes no more requests.
+    let (mut session, _conn) = create(&gateway, &server, attacker).await;
+    let stanza = shapes::long_message(CPU_ELEMENT_BYTES - 1024);
+    let mut pair = [Http::open(attacker, &gateway, false).await, Http::open(attacker, &gateway, false).await];
+    let mut bodies = 0;
+    pair[0].send(&session.next(&stanza)).await.unwrap();
+    loop {
+        bodies += 1;
+        assert!(bodies < FILL_BODIES, "the upstream of a server that does not read never filled");
+        let (current, previous) = (bodies % 2, (bodies + 1) % 2);
+        pair[current].send(&session.next(&stanza)).await.unwrap();
+        // A session that takes requests answers the previous one at once (hold 1).
+        if pair[previous].response(Duration::from_secs(2)).await.is_none() {
+            break;
+        }
+    }
+    // The attack: requests for the session on fresh connections while it is busy.
+    let mut connections = Vec::new();
+    let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
+    for _ in 0..ATTACK_CONNECTIONS {
+        let mut http = Http::open(attacker, &gateway, false).await;
+        let answer = match http.send(&session.next("")).await {
+            Err(_) => "connection refused".to_owned(),
+            Ok(()) => match http.response(ANSWER_LIMIT).await {
+                None => "queued (or closed)".to_owned(),
+                Some((429, _)) => "429 (pending cap)".to_owned(),
+                Some((status, body)) => match condition(&body) {
+                    Some(condition) => format!("{status} {condition}"),
+                    None => format!("{status} answered"),
+                },
+            },
+        };
+        *answers.entry(answer).or_default() += 1;
+        connections.push(http);
+    }
+    let held = gateway.open_descriptors().saturating_sub(descriptors_before);
+    println!(
+        "a session whose server does not read, busy after {bodies} bodies of {} KiB; {ATTACK_CONNECTIONS} more \
+         connections with requests for it: {answers:?}; the gateway holds {held} descriptors for the client \
+         (limit {BUSY_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per address, requests {REQUESTS}, channel {}, \
+         the upstream)",
+        stanza.len() / 1024,
+        HOLD + 3
+    );
+    assert!(
+        answers.keys().any(|answer| answer.ends_with("policy-violation")),
+        "requests beyond the session's channel are policy violations: {answers:?}"
+    );
+    assert!(
+        held <= BUSY_DESCRIPTOR_LIMIT,
+        "{held} descriptors held for one client's session (limit {BUSY_DESCRIPTOR_LIMIT}): requests refused by a \
+         busy session took their connections out of the pending cap"
+    );
+    drop((connections, pair));
 }
