@@ -451,10 +451,14 @@ const ATTACK_CONNECTIONS: usize = 40;
 /// A held request is answered within this (the `wait` of 2 s and room).
 const ANSWER_LIMIT: Duration = Duration::from_millis(300);
 
+/// The connections a BOSH session may keep out of the pending caps: one per request it may hold
+/// (`requests`) and one to send on (src/listener/lease.rs).
+const SESSION_CONNECTIONS: usize = REQUESTS + 1;
+
 /// Connections one client may make the gateway hold when it ends its session by overactivity:
-/// its pending connections and the requests its session held, and one more for the session's
+/// its pending connections and its session's connections, and one more for the session's
 /// upstream while it is being closed.
-const ATTACK_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + REQUESTS + 1;
+const ATTACK_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + SESSION_CONNECTIONS + 1;
 
 /// The requests test's gateway: a short `wait`, `polling` 1 s unless `polling_secs` says.
 fn requests_gateway(server: &FakeServer, ca: &TestCa, polling_secs: u64) -> GatewayProcess {
@@ -470,8 +474,8 @@ fn requests_gateway(server: &FakeServer, ca: &TestCa, polling_secs: u64) -> Gate
 }
 
 /// Connections one client may make the gateway hold while its session lives: its pending
-/// connections and the requests its session holds (`requests`).
-const LIVE_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + REQUESTS;
+/// connections and its session's connections.
+const LIVE_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + SESSION_CONNECTIONS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_window_requests_on_many_connections_stay_within_the_pending_cap() {
@@ -507,7 +511,7 @@ async fn in_window_requests_on_many_connections_stay_within_the_pending_cap() {
     println!(
         "{ATTACK_CONNECTIONS} connections each with one in-window request of one session: {answers:?}; the gateway \
          holds {held} descriptors for them (limit {LIVE_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per \
-         address, requests {REQUESTS})"
+         address, the session's {SESSION_CONNECTIONS})"
     );
     assert!(answers.get("200 answered").copied().unwrap_or(0) >= PENDING_PER_ADDRESS, "{answers:?}");
     assert!(
@@ -553,7 +557,7 @@ async fn requests_on_many_connections_end_the_session_and_stay_within_the_pendin
     println!(
         "{ATTACK_CONNECTIONS} connections with requests for one session in {:?}: {answers:?}; the gateway holds \
          {held} descriptors for them (limit {ATTACK_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per address, \
-         requests {REQUESTS}, the upstream)",
+         the session's {SESSION_CONNECTIONS}, the upstream)",
         started.elapsed(),
     );
     assert!(
@@ -576,9 +580,9 @@ async fn requests_on_many_connections_end_the_session_and_stay_within_the_pendin
 }
 
 /// Connections one client may make the gateway hold while its session cannot take requests
-/// (its server does not read): its pending connections, the requests its session holds
-/// (`requests`), the requests waiting in the session's channel (`hold + 3`), and its upstream.
-const BUSY_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + REQUESTS + HOLD + 3 + 1;
+/// (its server does not read): its pending connections, its session's connections (requests
+/// waiting in the session's channel keep theirs pending), and its upstream.
+const BUSY_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + SESSION_CONNECTIONS + 1;
 /// Most bodies sent to fill the upstream of a server that does not read.
 const FILL_BODIES: usize = 400;
 
@@ -630,10 +634,9 @@ async fn requests_refused_while_the_session_is_busy_leave_their_connections_pend
     println!(
         "a session whose server does not read, busy after {bodies} bodies of {} KiB; {ATTACK_CONNECTIONS} more \
          connections with requests for it: {answers:?}; the gateway holds {held} descriptors for the client \
-         (limit {BUSY_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per address, requests {REQUESTS}, channel {}, \
-         the upstream)",
+         (limit {BUSY_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per address, the session's \
+         {SESSION_CONNECTIONS}, the upstream)",
         stanza.len() / 1024,
-        HOLD + 3
     );
     assert!(
         answers.keys().any(|answer| answer.ends_with("policy-violation")),
@@ -645,4 +648,56 @@ async fn requests_refused_while_the_session_is_busy_leave_their_connections_pend
          busy session took their connections out of the pending cap"
     );
     drop((connections, pair));
+}
+
+/// Browsers behind one address (a NAT, or a company proxy the gateway does not trust): each
+/// session's two connections are its own once they carried one of its requests, so more
+/// sessions than the pending cap allows connections keep a request held on one connection and
+/// send on the other, all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_behind_one_address_are_not_held_to_the_pending_cap() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let limits = format!(
+        "handshake_timeout_secs = 5\nmax_pending_connections = 64\n\
+         max_pending_connections_per_address = {PENDING_PER_ADDRESS}\n"
+    );
+    let gateway = gateway(&server, &ca, &limits, "max_wait_secs = 30\ninactivity_secs = 30\n");
+    let office = loopback(43);
+    let clients = 2 * PENDING_PER_ADDRESS;
+    let mut sessions = Vec::new();
+    for _ in 0..clients {
+        let (mut session, conn) = create(&gateway, &server, office).await;
+        let mut waiting = Http::open(office, &gateway, false).await;
+        waiting.send(&session.next("")).await.unwrap();
+        sessions.push((session, conn, waiting));
+    }
+    // Every session holds a request now; each client in turn sends a message on a second
+    // connection, which answers its held request (hold 1) and reaches the server. (In turn: a
+    // connection counts as pending until its first request is taken, and a burst of new
+    // connections faster than the gateway reads their requests does meet the cap.)
+    let mut sending = Vec::new();
+    let mut answered = 0;
+    for (index, (session, conn, waiting)) in sessions.iter_mut().enumerate() {
+        let mut http = Http::open(office, &gateway, false).await;
+        let message = format!("<message xmlns='jabber:client' to='peer@{DOMAIN}' id='office-{index}'/>");
+        http.send(&session.next(&message)).await.unwrap();
+        let answer = waiting.response(STEP).await;
+        if answer.is_none() {
+            let sent = http.response(Duration::from_secs(1)).await;
+            panic!("client {index}: no answer to the held request; the sending connection got {sent:?}");
+        }
+        assert!(matches!(&answer, Some((200, body)) if condition(body).is_none()), "client {index}: {answer:?}");
+        conn.read_until(&format!("id='office-{index}'")).await;
+        sending.push(http);
+        answered += 1;
+    }
+    let open = gateway.open_descriptors();
+    println!(
+        "{clients} BOSH clients behind one address (pending cap {PENDING_PER_ADDRESS}): {answered} held requests \
+         answered, every message relayed; the gateway holds {open} descriptors"
+    );
+    assert_eq!(answered, clients);
+    drop(sending);
 }
