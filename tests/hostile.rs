@@ -18,13 +18,14 @@
 
 mod harness;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 
 use harness::fake_server::FakeServer;
+use harness::net::{connect_from, loopback};
 use harness::process::GatewayProcess;
 use harness::raw_ws::{encode, opcode, RawWs};
 use harness::ws_client::{raw_http, WsClient};
@@ -61,23 +62,6 @@ fn config(limits: &str, rest: &str, server: Option<(&FakeServer, &TestCa)>) -> S
         "[listener]\nallow_missing_origin = true\n[limits]\nmax_element_bytes = {ELEMENT_LIMIT}\n{limits}\n{rest}\n\
          [[upstream]]\ndomain = \"{DOMAIN}\"\n{upstream}"
     )
-}
-
-/// A loopback source address: `127.0.0.N`.
-fn loopback(n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
-}
-
-/// A TCP connection to `to` from the loopback address `from`; with `small_buffers` its socket
-/// buffers are a few KiB, so a client that does not read fills them quickly.
-async fn connect_from(from: IpAddr, to: SocketAddr, small_buffers: bool) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    if small_buffers {
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.set_send_buffer_size(4096).unwrap();
-    }
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    tokio::time::timeout(STEP, socket.connect(to)).await.expect("connect in time").expect("connect")
 }
 
 /// `GET /healthz` on the admin listener within `limit`: the status code, 0 when no answer came.

@@ -15,7 +15,6 @@
 
 mod harness;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +24,9 @@ use tokio::net::TcpStream;
 
 use harness::fake_server::FakeServer;
 use harness::gateway::TestGateway;
-use harness::process::GatewayProcess;
+use harness::process::{cpu_since, threads_cpu, GatewayProcess};
 use harness::raw_ws::{encode, opcode, RawWs};
+use harness::shapes::{self, MAX_RATIO};
 use harness::ws_client::{upgrade_request, WsClient};
 use harness::xmpp::{DOMAIN, OPEN, PLAIN_FEATURES as FEATURES};
 use harness::{TestCa, STEP};
@@ -39,9 +39,6 @@ use xmpp_ws_gateway::xml::splitter::{ServerEvent, SplitterLimits, StreamSplitter
 const ELEMENT_BYTES: usize = 256 * 1024;
 /// Shapes are built up to this size (the WebSocket frame and the header must fit too).
 const SHAPE_BYTES: usize = ELEMENT_BYTES - 200;
-/// A worst shape may cost at most this many times the ordinary stanza of the same size. Measured
-/// after the fix: at most about 4 (element-dense markup); before it: 50 to 2000.
-const MAX_RATIO: f64 = 12.0;
 /// Repetitions per measurement (the minimum is kept: CPU time only grows with interference).
 const REPS: usize = 5;
 /// No single measurement loop runs longer than this (today's quadratic code would run minutes).
@@ -50,177 +47,6 @@ const BUDGET: Duration = Duration::from_secs(20);
 /// The measuring tests run one at a time (cargo runs a binary's tests in parallel), so that no
 /// measurement loads the machine under another.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Shapes of XML that are as expensive to check as we could make them, and ordinary ones.
-mod shapes {
-    /// A short attribute or prefix name, unique for each `i` (`Za`, `Zb`, ... `ZaB` ...).
-    pub fn name(i: usize) -> String {
-        const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        let mut name = String::from("Z");
-        let mut n = i;
-        loop {
-            name.push(LETTERS[n % LETTERS.len()] as char);
-            n /= LETTERS.len();
-            if n == 0 {
-                return name;
-            }
-        }
-    }
-
-    /// `head`, then `unit(0)`, `unit(1)`, ... while they fit in `size` with `tail`, then `tail`.
-    pub fn fill(head: &str, unit: impl Fn(usize) -> String, tail: &str, size: usize) -> String {
-        let mut out = String::with_capacity(size);
-        out.push_str(head);
-        for i in 0.. {
-            let piece = unit(i);
-            if out.len() + piece.len() + tail.len() > size {
-                break;
-            }
-            out.push_str(&piece);
-        }
-        out.push_str(tail);
-        out
-    }
-
-    /// The ordinary reference: a roster result (`<iq>` of `<item>`s with three attributes and a
-    /// group each), the large stanza every server sends.
-    pub fn roster(size: usize) -> String {
-        fill(
-            "<iq xmlns='jabber:client' type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='v42'>",
-            |i| {
-                format!("<item jid='contact{i}@example.net' name='Contact {i}' subscription='both'><group>Friends</group></item>")
-            },
-            "</query></iq>",
-            size,
-        )
-    }
-
-    /// Another ordinary stanza: a message with one long body (cheap: mostly a character scan).
-    pub fn long_message(size: usize) -> String {
-        fill(
-            "<message xmlns='jabber:client' to='juliet@example.com' type='chat'><body>",
-            |_| "Art thou not Romeo? ".into(),
-            "</body></message>",
-            size,
-        )
-    }
-
-    /// The worst shapes, by name. `max_depth` bounds the nesting shapes.
-    pub fn worst(size: usize, max_depth: usize) -> Vec<(&'static str, String)> {
-        let prefixes: String = (0..3000).map(|i| format!(" xmlns:{}='urn:x:{i}'", name(i))).collect();
-        // Nesting with 16 declarations per level (within the per-element cap), names at the
-        // bottom resolving to the outermost ones: a backwards scan per lookup pays for all.
-        let levels = (max_depth - 2).min(500);
-        let nested_head: String = (0..levels)
-            .map(|level| {
-                let decls: String = (0..16).map(|k| format!(" xmlns:{}='urn:n'", name(level * 16 + k))).collect();
-                format!("<a{decls}>")
-            })
-            .collect();
-        let nested_tail = "</a>".repeat(levels);
-        let long = "n".repeat(200);
-        vec![
-            // The shape: one element with ~40 000 unique attributes.
-            (
-                "one element, 40k attributes",
-                fill("<x xmlns='jabber:client'", |i| format!(" {}=''", name(i)), "/>", size),
-            ),
-            (
-                "<open/> with 40k attributes",
-                fill(
-                    "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.com' version='1.0'",
-                    |i| format!(" {}=''", name(i)),
-                    "/>",
-                    size,
-                ),
-            ),
-            (
-                "3000 declarations, 25k prefixed attributes",
-                fill(
-                    &format!("<x xmlns='jabber:client'{prefixes}"),
-                    |i| format!(" {}:{}=''", name(i % 3000), name(i / 3000)),
-                    "/>",
-                    size,
-                ),
-            ),
-            (
-                "elements with 64 attributes each",
-                fill(
-                    "<x xmlns='jabber:client'>",
-                    |_| format!("<y{}/>", (0..64).map(|k| format!(" {}=''", name(k))).collect::<String>()),
-                    "</x>",
-                    size,
-                ),
-            ),
-            (
-                "elements with 32 declarations and 32 prefixed attributes",
-                fill(
-                    "<x xmlns='jabber:client'>",
-                    |i| {
-                        let decls: String = (0..32).map(|k| format!(" xmlns:{}='urn:{i}:{k}'", name(k))).collect();
-                        let attrs: String = (0..32).map(|k| format!(" {}:a=''", name(k))).collect();
-                        format!("<y{decls}{attrs}/>")
-                    },
-                    "</x>",
-                    size,
-                ),
-            ),
-            (
-                "nested declarations, prefixed names at the bottom",
-                fill(
-                    &format!("<x xmlns='jabber:client'>{nested_head}"),
-                    |i| format!("<{0}:b {1}:c='' {2}:d=''/>", name(i % 16), name(16 + i % 16), name(32 + i % 16)),
-                    &format!("{nested_tail}</x>"),
-                    size,
-                ),
-            ),
-            (
-                "nested declarations, unprefixed elements at the bottom",
-                fill(
-                    &format!("<x xmlns='jabber:client'>{nested_head}"),
-                    |_| "<b/>".into(),
-                    &format!("{nested_tail}</x>"),
-                    size,
-                ),
-            ),
-            (
-                "elements with 64 long attribute names",
-                fill(
-                    "<x xmlns='jabber:client'>",
-                    |_| format!("<y{}/>", (0..64).map(|k| format!(" {long}{k}=''")).collect::<String>()),
-                    "</x>",
-                    size,
-                ),
-            ),
-            (
-                "references in text and attributes",
-                fill(
-                    "<x xmlns='jabber:client'>",
-                    |_| "<y a='&amp;&#x1F600;&lt;'>&amp;&#233;&gt;</y>".into(),
-                    "</x>",
-                    size,
-                ),
-            ),
-            ("tiny elements", fill("<x xmlns='jabber:client'>", |_| "<y/>".into(), "</x>", size)),
-            (
-                "deep nesting",
-                format!(
-                    "<x xmlns='jabber:client'>{}{}{}</x>",
-                    "<a>".repeat(max_depth - 1),
-                    "t".repeat(1000),
-                    "</a>".repeat(max_depth - 1)
-                ),
-            ),
-        ]
-    }
-
-    /// A stream header declaring `count` prefixes besides the usual two.
-    pub fn header_with_declarations(count: usize) -> String {
-        let decls: String =
-            (0..count).map(|i| format!(" xmlns:{}='urn:xmpp:a-long-enough-namespace:{i}'", name(i))).collect();
-        format!("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'{decls} id='h' from='example.com' version='1.0'>")
-    }
-}
 
 /// CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID: exact, unlike /proc's counters,
 /// which move only at scheduler ticks while a thread runs).
@@ -423,28 +249,6 @@ fn splitting_a_server_stream_costs_a_bounded_multiple_of_ordinary_stanzas() {
 
 // ---------------------------------------------------------------------------------------------
 // Against the built binary on loopback.
-
-/// CPU time of each thread of process `pid` (nanoseconds, /proc/PID/task/TID/schedstat). A
-/// thread's counter is brought up to date whenever it stops running, so it is exact for threads
-/// that are idle when it is read: the tests read it after waiting for the gateway's answers.
-fn threads_cpu(pid: u32) -> HashMap<u32, u64> {
-    let mut threads = HashMap::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        // A thread may end between the listing and the read.
-        if let Ok(stat) = std::fs::read_to_string(entry.path().join("schedstat")) {
-            threads.insert(tid, stat.split_whitespace().next().unwrap().parse().unwrap());
-        }
-    }
-    threads
-}
-
-/// The CPU time the process's threads used since `before` was read (threads started since
-/// count from zero).
-fn cpu_since(pid: u32, before: &HashMap<u32, u64>) -> Duration {
-    let now = threads_cpu(pid);
-    Duration::from_nanos(now.iter().map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum())
-}
 
 /// A gateway process serving example.com through `server` with the default limits.
 fn gateway_for(server: &FakeServer, ca: &TestCa) -> GatewayProcess {

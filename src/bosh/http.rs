@@ -22,7 +22,7 @@ use super::{new_sid, version, Entry, LINGER};
 use crate::client_addr::{self, OriginDecision};
 use crate::config::BODY_OVERHEAD_BYTES;
 use crate::control::LimitExceeded;
-use crate::listener::{ConnectionLease, Http2Connection};
+use crate::listener::{ConnectionLease, ConnectionPlace, Http2Connection};
 use crate::server::{AppState, PeerInfo};
 use crate::session::{self, Gateway, SessionContext};
 use crate::xml::bosh::{self as wire, BodyLimits, BodyRequest};
@@ -117,7 +117,7 @@ pub async fn endpoint(
         None => create(&state, &gateway, peer, &parts, body).await,
         Some(sid) => forward(&state, &sid, &parts, body).await,
     };
-    match answer {
+    let response = match answer {
         Ok(text) => {
             count("answered");
             xml(text, origin.as_ref())
@@ -132,7 +132,11 @@ pub async fn endpoint(
             cors(&mut response, origin.as_ref());
             response
         }
+    };
+    if let Some(lease) = parts.extensions.get::<ConnectionLease>() {
+        lease.release(gateway.config.limits.handshake_timeout);
     }
+    response
 }
 
 /// Why a well-formed request got no answer from a session.
@@ -165,10 +169,11 @@ pub(super) fn body_limits(gateway: &Gateway) -> BodyLimits {
     }
 }
 
-/// Keeps the HTTP connection of a request open while its session holds it.
-fn hold_connection(parts: &Parts, until: Instant) -> Option<crate::listener::Http2LongPoll> {
+/// Keeps the HTTP connection of a request open while its session (`entry`) holds it, and makes
+/// it one of the session's connections if it has a place left.
+fn hold_connection(parts: &Parts, until: Instant, entry: &Entry) -> Option<crate::listener::Http2LongPoll> {
     if let Some(lease) = parts.extensions.get::<ConnectionLease>() {
-        lease.hold_until(until);
+        lease.hold_until(until, || ConnectionPlace::take(&entry.connections_taken, entry.connections));
     }
     parts.extensions.get::<Http2Connection>().map(Http2Connection::long_poll)
 }
@@ -219,7 +224,9 @@ async fn create(
     let (requests, receiver) = mpsc::channel(hold + 3);
     let (reply, answer) = oneshot::channel();
     let client = BoshClient::new(Exchange::new(params, &body, reply, Instant::now().into_std()), receiver);
-    state.control.bosh.insert(sid.clone(), Entry { requests, wait });
+    // One connection per request the session may hold, and one to send on.
+    let entry = Entry { requests, wait, connections_taken: Arc::default(), connections: hold + 2 };
+    state.control.bosh.insert(sid.clone(), entry.clone());
     let id = state.next_session_id.fetch_add(1, Ordering::Relaxed);
     let context = SessionContext { client: address, id, drain: state.control.drain.clone(), permit };
     debug!(client = %context.client.ip, id, "BOSH session created");
@@ -238,7 +245,7 @@ async fn create(
         drop(tracked);
     });
     let until = Instant::now() + config.connect.overall_timeout + CONNECTION_SLACK;
-    let _busy = hold_connection(parts, until);
+    let _busy = hold_connection(parts, until, &entry);
     answer.await.map_err(|_| Refusal::Condition("remote-connection-failed"))
 }
 
@@ -247,13 +254,14 @@ async fn forward(state: &AppState, sid: &str, parts: &Parts, body: BodyRequest) 
     let Some(entry) = state.control.bosh.get(sid) else {
         return Err(Refusal::Condition("item-not-found"));
     };
-    let _busy = hold_connection(parts, Instant::now() + entry.wait + CONNECTION_SLACK);
     let (reply, answer) = oneshot::channel();
     match entry.requests.try_send(Incoming { body, reply }) {
         Ok(()) => state.control.bosh.count_forwarded(),
+        // A refused request is not the session's: its connection stays pending.
         Err(mpsc::error::TrySendError::Full(_)) => return Err(Refusal::Condition("policy-violation")),
         Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refusal::Condition("item-not-found")),
     }
+    let _busy = hold_connection(parts, Instant::now() + entry.wait + CONNECTION_SLACK, &entry);
     answer.await.map_err(|_| Refusal::Condition("item-not-found"))
 }
 

@@ -14,8 +14,8 @@
 //! rules are docs/PROTOCOL.md's BOSH-1… section.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -43,6 +43,10 @@ struct Entry {
     requests: mpsc::Sender<Incoming>,
     /// The session's `wait`: how long a request may be held.
     wait: Duration,
+    /// Connections that are the session's (`crate::listener::ConnectionPlace`), at most
+    /// `connections`.
+    connections_taken: Arc<AtomicUsize>,
+    connections: usize,
 }
 
 /// The live BOSH sessions by `sid`. Bounded by the session limits: every entry holds a

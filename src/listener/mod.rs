@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 pub(crate) use http2::{Http2Connection, Http2LongPoll, Http2Session};
-pub(crate) use lease::ConnectionLease;
+pub(crate) use lease::{ConnectionLease, ConnectionPlace};
 pub use tls::{server_config, ListenerTlsError};
 
 use crate::control::{Control, LimitExceeded};

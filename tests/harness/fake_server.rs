@@ -300,6 +300,12 @@ impl ServerConn {
         self.read_stream_header().await
     }
 
+    /// The TLS stream, for a test that reads and writes at the same time (split it); bytes
+    /// received but not consumed by a `read_until` are dropped.
+    pub fn into_tls(mut self) -> TlsStream<TcpStream> {
+        *self.tls.take().expect("TLS is up")
+    }
+
     /// Half-closes: TLS close_notify (if TLS) and TCP FIN on the write side; reading goes on.
     pub async fn shutdown_write(&mut self) {
         if let Some(tls) = self.tls.as_mut() {

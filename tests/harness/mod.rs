@@ -16,10 +16,12 @@ pub mod ejabberd;
 pub mod fake_server;
 pub mod gateway;
 pub mod h2;
+pub mod net;
 pub mod process;
 pub mod proxy;
 pub mod raw_ws;
 pub mod setup;
+pub mod shapes;
 pub mod ws_client;
 pub mod xmpp;
 

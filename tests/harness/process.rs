@@ -2,6 +2,7 @@
 //! gateway-process fixture, used directly by the process and hostile tests and through
 //! [`super::e2e::Gateway`] by the end-to-end tests.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -207,6 +208,28 @@ impl GatewayProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// CPU time of each thread of process `pid` (nanoseconds, /proc/PID/task/TID/schedstat). A
+/// thread's counter is brought up to date whenever it stops running, so it is exact for threads
+/// that are idle when it is read: the tests read it after waiting for the gateway's answers.
+pub fn threads_cpu(pid: u32) -> HashMap<u32, u64> {
+    let mut threads = HashMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        // A thread may end between the listing and the read.
+        if let Ok(stat) = std::fs::read_to_string(entry.path().join("schedstat")) {
+            threads.insert(tid, stat.split_whitespace().next().unwrap().parse().unwrap());
+        }
+    }
+    threads
+}
+
+/// The CPU time the process's threads used since `before` was read (threads started since
+/// count from zero).
+pub fn cpu_since(pid: u32, before: &HashMap<u32, u64>) -> Duration {
+    let now = threads_cpu(pid);
+    Duration::from_nanos(now.iter().map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum())
 }
 
 /// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 when that cannot run).
