@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::xml::bosh::{self, BodyRequest, BodyType, CoreOutput, Created};
-use crate::xml::framing::escape_attr;
+use crate::xml::framing::{escape_attr, push_attr};
 
 #[cfg(test)]
 #[path = "exchange_tests.rs"]
@@ -108,11 +108,7 @@ impl<R> Exchange<R> {
     /// A session created by `creation` (already checked: no sid, a `to`) at `now`, answered
     /// once the core opens the stream.
     pub(crate) fn new(params: Params, creation: &BodyRequest, reply: R, now: Instant) -> Self {
-        let mut open = String::from("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"");
-        push_attr(&mut open, "to", creation.to.as_deref());
-        push_attr(&mut open, "xml:lang", creation.lang.as_deref());
-        push_attr(&mut open, "from", creation.from.as_deref());
-        open.push_str(" version=\"1.0\"/>");
+        let open = client_open(creation.to.as_deref(), creation.lang.as_deref(), creation.from.as_deref());
         let inactivity = params.inactivity;
         let mut exchange = Exchange {
             params,
@@ -249,10 +245,7 @@ impl<R> Exchange<R> {
             return self.held.push_back(Held { rid: body.rid, reply, deadline: None, ends: true });
         }
         if body.restart {
-            let mut open = String::from("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"");
-            push_attr(&mut open, "to", body.to.as_deref().or(self.to.as_deref()));
-            push_attr(&mut open, "from", body.from.as_deref());
-            open.push_str(" version=\"1.0\"/>");
+            let open = client_open(body.to.as_deref().or(self.to.as_deref()), None, body.from.as_deref());
             self.to_core.push_back(ToCore::Text(open));
         }
         for child in body.children {
@@ -471,12 +464,13 @@ impl<R> Exchange<R> {
     }
 }
 
-fn push_attr(out: &mut String, name: &str, value: Option<&str>) {
-    if let Some(value) = value {
-        out.push(' ');
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_attr(out, value, '"');
-        out.push('"');
-    }
+/// The `<open/>` the core gets for a session creation or a restart, as a WebSocket client would
+/// send it.
+fn client_open(to: Option<&str>, lang: Option<&str>, from: Option<&str>) -> String {
+    let mut open = String::from("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"");
+    push_attr(&mut open, "to", to, '"');
+    push_attr(&mut open, "xml:lang", lang, '"');
+    push_attr(&mut open, "from", from, '"');
+    open.push_str(" version=\"1.0\"/>");
+    open
 }

@@ -148,7 +148,7 @@ pub fn client_features(features: &ServerElement) -> String {
 }
 
 /// Appends ` name="value"` (or with `'`), escaped, when `value` is present.
-fn push_attr(out: &mut String, name: &str, value: Option<&str>, quote: char) {
+pub(crate) fn push_attr(out: &mut String, name: &str, value: Option<&str>, quote: char) {
     if let Some(value) = value {
         out.push(' ');
         out.push_str(name);

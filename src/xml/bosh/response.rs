@@ -2,7 +2,7 @@
 //! Every body declares the httpbind, `xmpp` (urn:xmpp:xbosh) and `stream` namespaces, so that
 //! `<stream:features/>` and `<stream:error/>` children are in scope however they are written.
 
-use super::super::framing::escape_attr;
+use super::super::framing::push_attr;
 use super::super::NS_STREAM;
 use super::{NS_HTTPBIND, NS_XBOSH};
 
@@ -44,11 +44,7 @@ fn open(out: &mut String) {
 }
 
 fn attr(out: &mut String, name: &str, value: &str) {
-    out.push(' ');
-    out.push_str(name);
-    out.push_str("=\"");
-    escape_attr(out, value, '"');
-    out.push('"');
+    push_attr(out, name, Some(value), '"');
 }
 
 fn close(out: &mut String, children: &[String]) {
