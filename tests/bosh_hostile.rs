@@ -477,6 +477,36 @@ fn requests_gateway(server: &FakeServer, ca: &TestCa, polling_secs: u64) -> Gate
 /// connections and its session's connections.
 const LIVE_DESCRIPTOR_LIMIT: usize = PENDING_PER_ADDRESS + SESSION_CONNECTIONS;
 
+/// [`ATTACK_CONNECTIONS`] connections from `from`, in turn, each with the next request of
+/// `session`: the connections, and their answers by kind (`unanswered`: none within
+/// [`ANSWER_LIMIT`]).
+async fn requests_on_fresh_connections(
+    gateway: &GatewayProcess,
+    from: IpAddr,
+    session: &mut Session,
+    unanswered: &str,
+) -> (Vec<Http>, std::collections::BTreeMap<String, usize>) {
+    let mut connections = Vec::new();
+    let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
+    for _ in 0..ATTACK_CONNECTIONS {
+        let mut http = Http::open(from, gateway, false).await;
+        let answer = match http.send(&session.next("")).await {
+            Err(_) => "connection refused".to_owned(),
+            Ok(()) => match http.response(ANSWER_LIMIT).await {
+                None => unanswered.to_owned(),
+                Some((429, _)) => "429 (pending cap)".to_owned(),
+                Some((status, body)) => match condition(&body) {
+                    Some(condition) => format!("{status} {condition}"),
+                    None => format!("{status} answered"),
+                },
+            },
+        };
+        *answers.entry(answer).or_default() += 1;
+        connections.push(http);
+    }
+    (connections, answers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_window_requests_on_many_connections_stay_within_the_pending_cap() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -507,7 +537,10 @@ async fn in_window_requests_on_many_connections_stay_within_the_pending_cap() {
         *answers.entry(answer).or_default() += 1;
         connections.push(http);
     }
-    let held = gateway.open_descriptors().saturating_sub(descriptors_before + 1);
+    let held = gateway
+        .descriptors_settle(descriptors_before + 1 + LIVE_DESCRIPTOR_LIMIT)
+        .await
+        .saturating_sub(descriptors_before + 1);
     println!(
         "{ATTACK_CONNECTIONS} connections each with one in-window request of one session: {answers:?}; the gateway \
          holds {held} descriptors for them (limit {LIVE_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per \
@@ -537,27 +570,13 @@ async fn requests_on_many_connections_end_the_session_and_stay_within_the_pendin
     // The window (`requests` rids ahead of the last processed one) is full after the first:
     // the next ends the session (item-not-found, XEP-0124 §14.3).
     session.rid += 1;
-    let mut connections = Vec::new();
-    let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
     let started = Instant::now();
-    for _ in 0..ATTACK_CONNECTIONS {
-        let mut http = Http::open(attacker, &gateway, false).await;
-        let body = session.next("");
-        let answer = match http.send(&body).await {
-            Err(_) => "connection refused".to_owned(),
-            Ok(()) => match http.response(ANSWER_LIMIT).await {
-                None => "held (or closed)".to_owned(),
-                Some((429, _)) => "429 (pending cap)".to_owned(),
-                Some((status, body)) => match condition(&body) {
-                    Some(condition) => format!("{status} {condition}"),
-                    None => format!("{status} answered"),
-                },
-            },
-        };
-        *answers.entry(answer).or_default() += 1;
-        connections.push(http);
-    }
-    let held = gateway.open_descriptors().saturating_sub(descriptors_before);
+    let (connections, answers) =
+        requests_on_fresh_connections(&gateway, attacker, &mut session, "held (or closed)").await;
+    let held = gateway
+        .descriptors_settle(descriptors_before + ATTACK_DESCRIPTOR_LIMIT)
+        .await
+        .saturating_sub(descriptors_before);
     println!(
         "{ATTACK_CONNECTIONS} connections with requests for one session in {:?}: {answers:?}; the gateway holds \
          {held} descriptors for them (limit {ATTACK_DESCRIPTOR_LIMIT}: {PENDING_PER_ADDRESS} pending per address, \
@@ -616,25 +635,10 @@ async fn requests_refused_while_the_session_is_busy_leave_their_connections_pend
         }
     }
     // The attack: requests for the session on fresh connections while it is busy.
-    let mut connections = Vec::new();
-    let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
-    for _ in 0..ATTACK_CONNECTIONS {
-        let mut http = Http::open(attacker, &gateway, false).await;
-        let answer = match http.send(&session.next("")).await {
-            Err(_) => "connection refused".to_owned(),
-            Ok(()) => match http.response(ANSWER_LIMIT).await {
-                None => "queued (or closed)".to_owned(),
-                Some((429, _)) => "429 (pending cap)".to_owned(),
-                Some((status, body)) => match condition(&body) {
-                    Some(condition) => format!("{status} {condition}"),
-                    None => format!("{status} answered"),
-                },
-            },
-        };
-        *answers.entry(answer).or_default() += 1;
-        connections.push(http);
-    }
-    let held = gateway.open_descriptors().saturating_sub(descriptors_before);
+    let (connections, answers) =
+        requests_on_fresh_connections(&gateway, attacker, &mut session, "queued (or closed)").await;
+    let held =
+        gateway.descriptors_settle(descriptors_before + BUSY_DESCRIPTOR_LIMIT).await.saturating_sub(descriptors_before);
     println!(
         "a session whose server does not read, busy after {bodies} bodies of {} KiB; {ATTACK_CONNECTIONS} more \
          connections with requests for it: {answers:?}; the gateway holds {held} descriptors for the client \
