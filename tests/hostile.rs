@@ -72,19 +72,6 @@ async fn healthz(gateway: &GatewayProcess, limit: Duration) -> (u16, Duration) {
     (status, started.elapsed())
 }
 
-/// Waits (polling, up to [`STEP`]) until the gateway holds at most `limit` descriptors; returns
-/// the last count.
-async fn descriptors_settle(gateway: &GatewayProcess, limit: usize) -> usize {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let open = gateway.open_descriptors();
-        if open <= limit || Instant::now() > deadline {
-            return open;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Attack 1: ping flood without reading.
 
@@ -364,7 +351,7 @@ async fn slowloris_connections_are_capped_timed_out_and_release_their_descriptor
     assert!(admitted_a <= MAX_PENDING_PER_ADDRESS * rounds, "{admitted_a} admitted from one address");
     assert!(admitted.len() <= MAX_PENDING * rounds, "{} admitted in total", admitted.len());
 
-    let descriptors_after = descriptors_settle(&gateway, descriptors_before).await;
+    let descriptors_after = gateway.descriptors_settle(descriptors_before).await;
     println!("descriptors: {descriptors_before} before, {descriptors_after} after");
     assert!(descriptors_after <= descriptors_before, "descriptors leaked: {descriptors_before} -> {descriptors_after}");
 
@@ -441,7 +428,7 @@ async fn healthz_answers_while_the_public_listener_has_used_every_descriptor_it_
     println!("'accept failed' logged {failures} times in {seconds} s");
     assert!(failures <= seconds, "'accept failed' logged {failures} times in {seconds} s");
     drop(streams);
-    let descriptors_after = descriptors_settle(&gateway, descriptors_before).await;
+    let descriptors_after = gateway.descriptors_settle(descriptors_before).await;
     assert!(descriptors_after <= descriptors_before, "descriptors leaked: {descriptors_before} -> {descriptors_after}");
 }
 

@@ -137,6 +137,19 @@ impl GatewayProcess {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("/proc/<pid>/fd").count()
     }
 
+    /// Waits (polling, up to [`super::STEP`]) until the process holds at most `limit`
+    /// descriptors, so that connections being closed are not counted; the last count.
+    pub async fn descriptors_settle(&self, limit: usize) -> usize {
+        let deadline = Instant::now() + super::STEP;
+        loop {
+            let open = self.open_descriptors();
+            if open <= limit || Instant::now() > deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The address of the public listener (`127.0.0.1:PORT`).
     pub fn listener_addr(&self) -> std::net::SocketAddr {
         let rest = self.url.split("://").nth(1).expect("scheme://");
