@@ -15,12 +15,7 @@ use crate::xml::bosh::{self, BodyRequest, BodyType, CoreOutput, Created};
 use crate::xml::framing::{escape_attr, push_attr};
 
 #[cfg(test)]
-#[path = "exchange_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "exchange_end_tests.rs"]
-mod end_tests;
 
 /// The parameters granted at session creation.
 #[derive(Debug, Clone)]
