@@ -68,18 +68,8 @@ fn read_all(mut reader: ReadHalf<TlsStream<TcpStream>>) -> tokio::task::JoinHand
         let mut buffer = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            while buffer.len() >= 9 {
-                let length = u32::from_be_bytes([0, buffer[0], buffer[1], buffer[2]]) as usize;
-                if buffer.len() < 9 + length {
-                    break;
-                }
-                let head: Vec<u8> = buffer.drain(..9 + length).collect();
-                frames.push(Frame {
-                    kind: head[3],
-                    flags: head[4],
-                    stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
-                    payload: head[9..].to_vec(),
-                });
+            while let Some(frame) = Frame::take_from(&mut buffer) {
+                frames.push(frame);
             }
             match tokio::time::timeout(Duration::from_secs(30), reader.read(&mut chunk)).await {
                 Ok(Ok(n)) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
@@ -445,34 +435,26 @@ async fn websocket_pings_on_streams_that_grant_no_window_are_bounded_and_closed(
         tokio::spawn(async move {
             let mut buffer = Vec::new();
             let mut chunk = vec![0u8; 64 * 1024];
-            let mut acked = false;
             loop {
-                while buffer.len() >= 9 {
-                    let length = u32::from_be_bytes([0, buffer[0], buffer[1], buffer[2]]) as usize;
-                    if buffer.len() < 9 + length {
-                        break;
-                    }
-                    let head: Vec<u8> = buffer.drain(..9 + length).collect();
-                    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                while let Some(got) = Frame::take_from(&mut buffer) {
                     let mut credit = credit.lock().unwrap();
-                    match head[3] {
+                    match got.kind {
                         frame::WINDOW_UPDATE => {
-                            let increment = u32::from_be_bytes([head[9], head[10], head[11], head[12]]) & 0x7fff_ffff;
-                            *credit.window.entry(stream).or_insert(0) += i64::from(increment);
+                            let increment =
+                                u32::from_be_bytes(got.payload[..4].try_into().expect("4 bytes")) & 0x7fff_ffff;
+                            *credit.window.entry(got.stream).or_insert(0) += i64::from(increment);
                         }
                         frame::RST_STREAM => {
-                            credit.ended.insert(stream);
+                            credit.ended.insert(got.stream);
                         }
-                        frame::HEADERS | frame::DATA if head[4] & frame::END_STREAM != 0 => {
-                            credit.ended.insert(stream);
+                        frame::HEADERS | frame::DATA if got.flags & frame::END_STREAM != 0 => {
+                            credit.ended.insert(got.stream);
                         }
-                        frame::SETTINGS if head[4] & frame::ACK == 0 => acked = true,
                         _ => {}
                     }
                     drop(credit);
                     updated.notify_one();
                 }
-                let _ = acked;
                 match reader.read(&mut chunk).await {
                     Ok(n) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
                     _ => return,

@@ -282,6 +282,23 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The first whole frame in `buffer` (bytes as read from the connection), taken out of it;
+    /// `None` while the buffer holds less than a frame.
+    pub fn take_from(buffer: &mut Vec<u8>) -> Option<Frame> {
+        let length = u32::from_be_bytes([0, *buffer.first()?, *buffer.get(1)?, *buffer.get(2)?]) as usize;
+        if buffer.len() < 9 + length {
+            return None;
+        }
+        let mut bytes: Vec<u8> = buffer.drain(..9 + length).collect();
+        let payload = bytes.split_off(9);
+        Some(Frame {
+            kind: bytes[3],
+            flags: bytes[4],
+            stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,
+            payload,
+        })
+    }
+
     /// The (id, value) pairs of a SETTINGS frame.
     pub fn settings(&self) -> Vec<(u16, u32)> {
         self.payload
@@ -324,17 +341,8 @@ impl RawH2 {
     pub async fn next_frame(&mut self) -> Option<Frame> {
         tokio::time::timeout(STEP, async {
             loop {
-                if self.buffer.len() >= 9 {
-                    let length = u32::from_be_bytes([0, self.buffer[0], self.buffer[1], self.buffer[2]]) as usize;
-                    if self.buffer.len() >= 9 + length {
-                        let head: Vec<u8> = self.buffer.drain(..9 + length).collect();
-                        return Some(Frame {
-                            kind: head[3],
-                            flags: head[4],
-                            stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
-                            payload: head[9..].to_vec(),
-                        });
-                    }
+                if let Some(frame) = Frame::take_from(&mut self.buffer) {
+                    return Some(frame);
                 }
                 let mut chunk = [0u8; 16 * 1024];
                 match self.tls.read(&mut chunk).await {
