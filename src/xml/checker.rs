@@ -31,6 +31,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use super::error::XmlError;
+use super::inline_vec::InlineVec;
 use super::lexical::{is_qname, resolve_reference, unescape_attr};
 use super::scope::{Bindings, Inherited, Resolved, SeenNames, UsedSet, NS_XML, NS_XMLNS};
 use super::{NS_COMPRESS_FEATURE, NS_COMPRESS_PROTOCOL, NS_FRAMING, NS_SASL, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
@@ -163,7 +164,7 @@ enum Lex {
 }
 
 /// One attribute of the start tag being read (offsets into the unit).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Attr {
     name: (u32, u32),
     /// Offset of the `:` in the name, 0 if none.
@@ -266,24 +267,24 @@ const CLASSIFIED_NS_LEN: std::ops::RangeInclusive<usize> = {
 };
 
 impl Class {
-    fn of(ns: Option<&str>, local: &str) -> Class {
+    fn of(ns: Option<&str>, local: &[u8]) -> Class {
         if !ns.is_some_and(|ns| CLASSIFIED_NS_LEN.contains(&ns.len())) {
             return Class::Other;
         }
         match (ns, local) {
-            (Some(NS_STREAM), "error") => Class::StreamError,
-            (Some(NS_STREAM), "features") => Class::Features,
-            (Some(NS_FRAMING), "open") => Class::Open,
-            (Some(NS_FRAMING), "close") => Class::Close,
+            (Some(NS_STREAM), b"error") => Class::StreamError,
+            (Some(NS_STREAM), b"features") => Class::Features,
+            (Some(NS_FRAMING), b"open") => Class::Open,
+            (Some(NS_FRAMING), b"close") => Class::Close,
             (Some(NS_FRAMING), _) => Class::OtherFraming,
-            (Some(NS_STREAM_ERRORS), local) if local != "text" => Class::ErrorCondition,
-            (Some(NS_TLS), "starttls") => Class::StartTls,
-            (Some(NS_TLS), "proceed") => Class::TlsProceed,
-            (Some(NS_TLS), "failure") => Class::TlsFailure,
-            (Some(NS_SASL), "success") => Class::SaslSuccess,
-            (Some(NS_SASL), "auth") => Class::SaslAuth,
-            (Some(NS_COMPRESS_PROTOCOL), "compress") => Class::Compress,
-            (Some(NS_COMPRESS_FEATURE), "compression") => Class::Compression,
+            (Some(NS_STREAM_ERRORS), local) if local != b"text" => Class::ErrorCondition,
+            (Some(NS_TLS), b"starttls") => Class::StartTls,
+            (Some(NS_TLS), b"proceed") => Class::TlsProceed,
+            (Some(NS_TLS), b"failure") => Class::TlsFailure,
+            (Some(NS_SASL), b"success") => Class::SaslSuccess,
+            (Some(NS_SASL), b"auth") => Class::SaslAuth,
+            (Some(NS_COMPRESS_PROTOCOL), b"compress") => Class::Compress,
+            (Some(NS_COMPRESS_FEATURE), b"compression") => Class::Compression,
             _ => Class::Other,
         }
     }
@@ -313,11 +314,11 @@ pub(crate) struct Checker {
     lex: Lex,
     depth: usize,
     /// The qualified name of each open element, outermost first.
-    open: Vec<(u32, u32)>,
+    open: InlineVec<(u32, u32), OPEN_INLINE>,
     scope: Bindings,
     used: UsedSet,
     /// The attributes of the start tag being read.
-    attrs: Vec<Attr>,
+    attrs: InlineVec<Attr, ATTRS_INLINE>,
     /// The prefixed attributes of that tag (indices into `attrs`) and what each prefix resolved
     /// to, kept for reuse from tag to tag.
     resolved: Vec<(usize, Resolved)>,
@@ -333,6 +334,11 @@ pub(crate) struct Checker {
     root: Root,
     capture: Capture,
 }
+
+/// Open elements kept without an allocation (an ordinary stanza nests a few levels deep).
+const OPEN_INLINE: usize = 8;
+/// Attributes of one start tag kept without an allocation.
+const ATTRS_INLINE: usize = 8;
 
 /// Attributes up to which duplicates are found by scanning the tag's attributes.
 const FEW_ATTRIBUTES: usize = 16;
@@ -361,10 +367,10 @@ impl Checker {
             pos: 1,
             lex: Lex::TagName { start: 0 },
             depth: 0,
-            open: Vec::new(),
+            open: InlineVec::default(),
             scope: Bindings::default(),
             used: UsedSet::default(),
-            attrs: Vec::new(),
+            attrs: InlineVec::default(),
             resolved: Vec::new(),
             many_names: None,
             declarations: 0,
@@ -395,9 +401,10 @@ impl Checker {
 
     /// Bytes held for reuse.
     pub fn capacity_bytes(&self) -> usize {
-        self.open.capacity() * std::mem::size_of::<(u32, u32)>()
+        self.open.heap_bytes()
             + self.scope.capacity_bytes()
-            + (self.attrs.capacity() + self.root.attrs.capacity()) * std::mem::size_of::<Attr>()
+            + self.attrs.heap_bytes()
+            + self.root.attrs.capacity() * std::mem::size_of::<Attr>()
             + self.resolved.capacity() * std::mem::size_of::<(usize, Resolved)>()
     }
 
@@ -941,7 +948,7 @@ impl Checker {
         self.resolved = resolved;
         let wanted = self.depth == 1 || (self.depth == 2 && !matches!(self.capture, Capture::Nothing));
         let ns_uri = if wanted { uri_of(&self.scope, inherited, ns) } else { None };
-        let class = if wanted { Class::of(ns_uri, text(local)) } else { Class::Other };
+        let class = if wanted { Class::of(ns_uri, local) } else { Class::Other };
         if self.depth == 1 {
             let in_stream_ns = ns_uri == Some(NS_STREAM);
             self.root_start(ns, class, local.len());
@@ -954,7 +961,8 @@ impl Checker {
                 _ => Capture::Nothing,
             };
             if self.unit == Unit::Header || class == Class::Open {
-                self.root.attrs.clone_from(&self.attrs);
+                self.root.attrs.clear();
+                self.root.attrs.extend_from_slice(&self.attrs);
             }
         } else if self.depth == 2 {
             match &mut self.capture {
