@@ -479,12 +479,12 @@ impl Checker {
         let len = unit.len();
         loop {
             let i = self.pos;
-            if matches!(self.lex, Lex::Done) {
-                return Ok(Progress::Done);
-            }
             if i >= len {
-                return Ok(Progress::NeedMore);
+                return Ok(if matches!(self.lex, Lex::Done) { Progress::Done } else { Progress::NeedMore });
             }
+            // Where a construct usually runs straight into the next (`<` and a name, a name and
+            // `='`, whitespace and an attribute name), an arm goes on with the next one's work
+            // itself instead of a turn of this loop, exactly as that turn would have.
             match self.lex {
                 Lex::Content => {
                     let mut j = i;
@@ -550,18 +550,12 @@ impl Checker {
                         self.lex = Lex::Pi { start };
                         self.pos = i + 1;
                     }
-                    _ => self.lex = Lex::TagName { start },
-                },
-                Lex::TagName { start } => {
-                    let end = name_end(unit, i);
-                    if end == len {
-                        self.pos = end;
-                        return Ok(Progress::NeedMore);
+                    _ => {
+                        self.lex = Lex::TagName { start };
+                        self.tag_name_from(unit, start, i, inherited)?;
                     }
-                    self.start_tag_name(unit, start, end)?;
-                    self.lex = Lex::Attrs { space: false };
-                    self.pos = end;
-                }
+                },
+                Lex::TagName { start } => self.tag_name_from(unit, start, i, inherited)?,
                 Lex::Attrs { space } => {
                     let mut j = i;
                     while j < len && is_space(unit[j]) {
@@ -587,22 +581,13 @@ impl Checker {
                                 return Err(XmlError::NotWellFormed("no whitespace before an attribute"));
                             }
                             self.lex = Lex::AttrName { start: j };
-                            self.pos = j;
+                            self.attribute_name_from(unit, j, j)?;
                         }
                         b'<' => return Err(XmlError::NotWellFormed("'<' inside a tag")),
                         _ => return Err(XmlError::NotWellFormed("malformed start tag")),
                     }
                 }
-                Lex::AttrName { start } => {
-                    let end = name_end(unit, i);
-                    if end == len {
-                        self.pos = end;
-                        return Ok(Progress::NeedMore);
-                    }
-                    self.attribute_name(unit, start, end)?;
-                    self.lex = Lex::Eq;
-                    self.pos = end;
-                }
+                Lex::AttrName { start } => self.attribute_name_from(unit, start, i)?,
                 Lex::Eq | Lex::Quote => {
                     let mut j = i;
                     while j < len && is_space(unit[j]) {
@@ -777,6 +762,52 @@ impl Checker {
                 Lex::Done => return Ok(Progress::Done),
             }
         }
+    }
+
+    /// [`Lex::TagName`] from `from`: at the name's end, the tag's attributes follow, or (the
+    /// usual `<name>`) its `>` is taken at once.
+    #[inline(always)]
+    fn tag_name_from(
+        &mut self,
+        unit: &[u8],
+        start: usize,
+        from: usize,
+        inherited: Option<&Inherited>,
+    ) -> Result<(), XmlError> {
+        let end = name_end(unit, from);
+        self.pos = end;
+        if end == unit.len() {
+            return Ok(());
+        }
+        self.start_tag_name(unit, start, end)?;
+        if unit[end] == b'>' {
+            self.pos = end + 1;
+            self.start_tag_end(unit, end, false, inherited)?;
+        } else {
+            self.lex = Lex::Attrs { space: false };
+        }
+        Ok(())
+    }
+
+    /// [`Lex::AttrName`] from `from`: at the name's end, `=` and the opening quote, when they
+    /// follow at once (as usual), are taken too.
+    #[inline(always)]
+    fn attribute_name_from(&mut self, unit: &[u8], start: usize, from: usize) -> Result<(), XmlError> {
+        let end = name_end(unit, from);
+        self.pos = end;
+        if end == unit.len() {
+            return Ok(());
+        }
+        self.attribute_name(unit, start, end)?;
+        match unit.get(end + 1) {
+            Some(&quote @ (b'"' | b'\'')) if unit[end] == b'=' => {
+                self.normalise = false;
+                self.lex = Lex::Value { quote, start: end + 2 };
+                self.pos = end + 2;
+            }
+            _ => self.lex = Lex::Eq,
+        }
+        Ok(())
     }
 
     /// The `;` ending a reference whose name starts at `from`: `None` when the bytes run out
@@ -1052,8 +1083,16 @@ impl Checker {
     }
 
     /// Character data `unit[from..to]` was read (kept only inside a captured error condition).
-    #[inline]
+    #[inline(always)]
     fn text(&mut self, unit: &[u8], from: usize, to: usize) {
+        if matches!(self.capture, Capture::ErrorChild { open: true, .. }) {
+            self.keep_text(unit, from, to);
+        }
+    }
+
+    /// [`Self::text`] inside a `<stream:error>`'s child (out of line: rare).
+    #[inline(never)]
+    fn keep_text(&mut self, unit: &[u8], from: usize, to: usize) {
         if let Capture::ErrorChild { child: Some((_, kept)), open: true } = &mut self.capture {
             if self.depth == 2 && to > from {
                 kept.push_str(&String::from_utf8_lossy(&unit[from..to]));
@@ -1233,17 +1272,20 @@ fn qname_ok(name: &[u8]) -> bool {
 fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; STOPS]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Whether some byte of `x` is zero (exact as a yes/no answer).
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
     while let Some(block) = unit.get(j..j + 8) {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(block);
         let x = u64::from_le_bytes(bytes);
-        // A byte below 0x20 or from 0x80 up, or a stop.
-        if x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0
-            || x & HIGHS != 0
-            || stops.iter().any(|&stop| has_zero(x ^ (ONES * u64::from(stop))))
-        {
+        // One mask whose high bits say "stop here": a byte from 0x80 up sets its own (`x`);
+        // when there is none, every byte is below 0x80, and a byte's high bit in `x - 0x20..`
+        // or in `(x ^ stop) - 0x01..` is set exactly when that byte (or one below it, which is
+        // then flagged too) is below 0x20 or is the stop. So the mask is zero exactly when the
+        // block is printable ASCII without a stop.
+        let mut flags = x | x.wrapping_sub(ONES * 0x20);
+        for &stop in stops {
+            flags |= (x ^ (ONES * u64::from(stop))).wrapping_sub(ONES);
+        }
+        if flags & HIGHS != 0 {
             break;
         }
         j += 8;
