@@ -167,6 +167,8 @@ enum Lex {
 #[derive(Debug, Clone, Copy, Default)]
 struct Attr {
     name: (u32, u32),
+    /// [`name_key`] of the name: names with different keys differ.
+    key: u32,
     /// Offset of the `:` in the name, 0 if none.
     colon: u32,
     value: (u32, u32),
@@ -329,6 +331,8 @@ pub(crate) struct Checker {
     /// The start tag being read: its `<` and its qualified name.
     tag_start: usize,
     tag_name: (u32, u32),
+    /// Offset of the `:` in that name, 0 if none.
+    tag_colon: u32,
     /// Whether the attribute value being read needs normalising.
     normalise: bool,
     root: Root,
@@ -376,6 +380,7 @@ impl Checker {
             declarations: 0,
             tag_start: 0,
             tag_name: (0, 0),
+            tag_colon: 0,
             normalise: false,
             root: Root::default(),
             capture: Capture::Nothing,
@@ -834,14 +839,15 @@ impl Checker {
             return Err(XmlError::TooDeep);
         }
         let name = &unit[start + 1..end];
-        if !qname_ok(name) {
+        let Some(colon) = qname_colon(name) else {
             return Err(XmlError::NotWellFormed("invalid element name"));
-        }
+        };
         if name.starts_with(b"xmlns:") {
             return Err(XmlError::NotWellFormed("element name with the xmlns prefix"));
         }
         self.tag_start = start;
         self.tag_name = span(start + 1, end);
+        self.tag_colon = colon as u32;
         self.open.push(self.tag_name);
         self.attrs.clear();
         self.many_names = None;
@@ -855,10 +861,11 @@ impl Checker {
             return Err(XmlError::TooManyAttributes);
         }
         let name = &unit[start..end];
+        let key = name_key(name);
         let unique = match &mut self.many_names {
             Some(many) => many.insert(name.into()),
             None => {
-                let unique = !self.attrs.iter().any(|attr| unit[range(attr.name)] == *name);
+                let unique = !self.attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name);
                 if unique && self.attrs.len() >= FEW_ATTRIBUTES {
                     // Sized for the cap (up to a point), so that filling it rarely rehashes.
                     let mut many: HashSet<Box<[u8]>> = HashSet::with_capacity(self.limits.max_attributes.min(4096));
@@ -872,12 +879,18 @@ impl Checker {
         if !unique {
             return Err(XmlError::NotWellFormed("duplicate attribute"));
         }
-        if !qname_ok(name) {
+        let Some(colon) = qname_colon(name) else {
             return Err(XmlError::NotWellFormed("invalid attribute name"));
-        }
-        let colon = name.iter().position(|&b| b == b':').map_or(0, |at| at as u32);
-        let declaration = name == b"xmlns" || name.starts_with(b"xmlns:");
-        self.attrs.push(Attr { name: span(start, end), colon, value: (0, 0), normalise: false, declaration });
+        };
+        let declaration = name.starts_with(b"xmlns") && (name.len() == 5 || name[5] == b':');
+        self.attrs.push(Attr {
+            name: span(start, end),
+            key,
+            colon: colon as u32,
+            value: (0, 0),
+            normalise: false,
+            declaration,
+        });
         Ok(())
     }
 
@@ -944,7 +957,10 @@ impl Checker {
         inherited: Option<&Inherited>,
     ) -> Result<(), XmlError> {
         let name = &unit[range(self.tag_name)];
-        let (prefix, local) = split_qname(name);
+        let (prefix, local) = match self.tag_colon as usize {
+            0 => (None, name),
+            colon => (Some(&name[..colon]), &name[colon + 1..]),
+        };
         let ns = self.resolve(prefix.map(text), true, inherited);
         if ns == Resolved::Undeclared {
             return Err(XmlError::NotWellFormed("undeclared element prefix"));
@@ -1241,29 +1257,56 @@ fn uri_of<'s>(scope: &'s Bindings, inherited: Option<&'s Inherited>, resolved: R
     }
 }
 
-/// Whether `name` (bytes [`NAME_BYTE`] accepts) is a `QName`: the ASCII case on the bytes, the
-/// rest by [`is_qname`].
+/// Bytes that continue a name and need no further look: ASCII letters, digits, `-`, `.`, `_`.
+const NAME_PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_');
+        b += 1;
+    }
+    table
+};
+
+/// Whether `name` (bytes [`NAME_BYTE`] accepts) is a `QName`, and if so the offset of its `:`
+/// (0 if none): the ASCII case on the bytes, the rest by [`is_qname`].
 #[inline]
-fn qname_ok(name: &[u8]) -> bool {
+fn qname_colon(name: &[u8]) -> Option<usize> {
     let ascii_start = |b: u8| b.is_ascii_alphabetic() || b == b'_';
+    let non_ascii = |name: &[u8]| is_qname(name).then(|| name.iter().position(|&b| b == b':').unwrap_or(0));
     match name.first() {
         Some(&b) if ascii_start(b) => {}
-        Some(&b) if b >= 0x80 => return is_qname(name),
-        _ => return false,
+        Some(&b) if b >= 0x80 => return non_ascii(name),
+        _ => return None,
     }
     let mut colon = 0;
-    for (i, &b) in name.iter().enumerate() {
+    let mut i = 1;
+    loop {
+        while i < name.len() && NAME_PLAIN[name[i] as usize] {
+            i += 1;
+        }
+        let Some(&b) = name.get(i) else { break };
         if b >= 0x80 {
-            return is_qname(name);
+            return non_ascii(name);
         }
         if b == b':' {
             if colon != 0 {
-                return false;
+                return None;
             }
             colon = i;
         }
+        i += 1;
     }
-    colon == 0 || name.get(colon + 1).is_some_and(|&b| ascii_start(b))
+    (colon == 0 || name.get(colon + 1).is_some_and(|&b| ascii_start(b))).then_some(colon)
+}
+
+/// A digest of a name (its length and its first and last bytes) that tells most different
+/// attribute names apart without comparing them.
+#[inline]
+fn name_key(name: &[u8]) -> u32 {
+    let (first, last) = (name.first().copied().unwrap_or(0), name.last().copied().unwrap_or(0));
+    ((name.len() as u32) << 16) | (u32::from(first) << 8) | u32::from(last)
 }
 
 /// Skips, eight bytes at a time, a run of printable ASCII holding none of `stops`; returns where
@@ -1300,14 +1343,6 @@ fn name_end(unit: &[u8], from: usize) -> usize {
         j += 1;
     }
     j
-}
-
-/// `(prefix, local)` of a qualified name already checked by `is_qname`.
-fn split_qname(qname: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    match qname.iter().position(|&b| b == b':') {
-        Some(colon) => (Some(&qname[..colon]), &qname[colon + 1..]),
-        None => (None, qname),
-    }
 }
 
 fn forbidden_char() -> XmlError {

@@ -311,6 +311,19 @@ fn piece() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// The scanner's name check (a table over ASCII, the colon found on the way) accepts exactly
+    /// the names the `QName` production does, and finds their first colon.
+    #[test]
+    fn name_check_agrees_with_the_qname_production(name in "[a-zA-Z0-9:._\\-\u{e9}\u{b7}\u{300}]{1,10}") {
+        let colon = qname_colon(name.as_bytes());
+        prop_assert_eq!(colon.is_some(), is_qname(name.as_bytes()), "{}", name);
+        if let Some(colon) = colon {
+            prop_assert_eq!(colon, name.find(':').unwrap_or(0));
+        }
+        let other = format!("{name}x");
+        prop_assert_ne!(name_key(name.as_bytes()), name_key(other.as_bytes()));
+    }
+
     /// Whatever the input and however it is cut into reads, the checker decides the same way.
     #[test]
     fn reads_never_change_the_outcome(pieces in proptest::collection::vec(piece(), 0..16), step in 1usize..9) {
