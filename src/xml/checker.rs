@@ -328,6 +328,8 @@ pub(crate) struct Checker {
     many_names: Option<HashSet<Box<[u8]>>>,
     /// Namespace declarations on that tag.
     declarations: usize,
+    /// Prefixed attributes on that tag other than declarations.
+    prefixed_attrs: usize,
     /// The start tag being read: its `<` and its qualified name.
     tag_start: usize,
     tag_name: (u32, u32),
@@ -378,6 +380,7 @@ impl Checker {
             resolved: Vec::new(),
             many_names: None,
             declarations: 0,
+            prefixed_attrs: 0,
             tag_start: 0,
             tag_name: (0, 0),
             tag_colon: 0,
@@ -668,7 +671,7 @@ impl Checker {
                     self.start_tag_end(unit, i, true, inherited)?;
                 }
                 Lex::EndName { start } => {
-                    let end = name_end(unit, i);
+                    let (end, _) = name_end(unit, i);
                     if end == len {
                         self.pos = end;
                         return Ok(Progress::NeedMore);
@@ -779,12 +782,12 @@ impl Checker {
         from: usize,
         inherited: Option<&Inherited>,
     ) -> Result<(), XmlError> {
-        let end = name_end(unit, from);
+        let (end, special) = name_end(unit, from);
         self.pos = end;
         if end == unit.len() {
             return Ok(());
         }
-        self.start_tag_name(unit, start, end)?;
+        self.start_tag_name(unit, start, end, from == start + 1 && !special)?;
         if unit[end] == b'>' {
             self.pos = end + 1;
             self.start_tag_end(unit, end, false, inherited)?;
@@ -798,12 +801,12 @@ impl Checker {
     /// follow at once (as usual), are taken too.
     #[inline(always)]
     fn attribute_name_from(&mut self, unit: &[u8], start: usize, from: usize) -> Result<(), XmlError> {
-        let end = name_end(unit, from);
+        let (end, special) = name_end(unit, from);
         self.pos = end;
         if end == unit.len() {
             return Ok(());
         }
-        self.attribute_name(unit, start, end)?;
+        self.attribute_name(unit, start, end, from == start && !special)?;
         match unit.get(end + 1) {
             Some(&quote @ (b'"' | b'\'')) if unit[end] == b'=' => {
                 self.normalise = false;
@@ -833,13 +836,14 @@ impl Checker {
     }
 
     /// A start tag's name ends at `end` (its `<` at `start`).
-    fn start_tag_name(&mut self, unit: &[u8], start: usize, end: usize) -> Result<(), XmlError> {
+    /// `plain`: the whole name was scanned in one piece and holds only [`NAME_PLAIN`] bytes.
+    fn start_tag_name(&mut self, unit: &[u8], start: usize, end: usize, plain: bool) -> Result<(), XmlError> {
         self.depth += 1;
         if self.depth > self.limits.max_depth {
             return Err(XmlError::TooDeep);
         }
         let name = &unit[start + 1..end];
-        let Some(colon) = qname_colon(name) else {
+        let Some(colon) = checked_qname(name, plain) else {
             return Err(XmlError::NotWellFormed("invalid element name"));
         };
         if name.starts_with(b"xmlns:") {
@@ -852,11 +856,13 @@ impl Checker {
         self.attrs.clear();
         self.many_names = None;
         self.declarations = 0;
+        self.prefixed_attrs = 0;
         Ok(())
     }
 
     /// An attribute's name ends at `end`: counted, checked unique and well-formed.
-    fn attribute_name(&mut self, unit: &[u8], start: usize, end: usize) -> Result<(), XmlError> {
+    /// `plain` as for [`Self::start_tag_name`].
+    fn attribute_name(&mut self, unit: &[u8], start: usize, end: usize, plain: bool) -> Result<(), XmlError> {
         if self.attrs.len() >= self.limits.max_attributes {
             return Err(XmlError::TooManyAttributes);
         }
@@ -879,10 +885,13 @@ impl Checker {
         if !unique {
             return Err(XmlError::NotWellFormed("duplicate attribute"));
         }
-        let Some(colon) = qname_colon(name) else {
+        let Some(colon) = checked_qname(name, plain) else {
             return Err(XmlError::NotWellFormed("invalid attribute name"));
         };
         let declaration = name.starts_with(b"xmlns") && (name.len() == 5 || name[5] == b':');
+        if colon != 0 && !declaration {
+            self.prefixed_attrs += 1;
+        }
         self.attrs.push(Attr {
             name: span(start, end),
             key,
@@ -965,34 +974,9 @@ impl Checker {
         if ns == Resolved::Undeclared {
             return Err(XmlError::NotWellFormed("undeclared element prefix"));
         }
-        let mut resolved = std::mem::take(&mut self.resolved);
-        resolved.clear();
-        for k in 0..self.attrs.len() {
-            let attr = self.attrs[k];
-            if attr.colon == 0 || attr.declaration {
-                continue;
-            }
-            let prefix = text(&unit[range(attr.name)][..attr.colon as usize]);
-            let ns = self.resolve(Some(prefix), false, inherited);
-            if ns == Resolved::Undeclared {
-                self.resolved = resolved;
-                return Err(XmlError::NotWellFormed("undeclared attribute prefix"));
-            }
-            resolved.push((k, ns));
+        if self.prefixed_attrs > 0 {
+            self.resolve_attributes(unit, inherited)?;
         }
-        if resolved.len() > 1 {
-            // Namespaces in XML §6.3: no two attributes with the same expanded name.
-            let mut expanded = SeenNames::with_capacity(resolved.len());
-            for &(k, ns) in &resolved {
-                let attr = self.attrs[k];
-                let local = &unit[range(attr.name)][attr.colon as usize + 1..];
-                if !expanded.insert((uri_of(&self.scope, inherited, ns), local)) {
-                    self.resolved = resolved;
-                    return Err(XmlError::NotWellFormed("two attributes with the same expanded name"));
-                }
-            }
-        }
-        self.resolved = resolved;
         let wanted = self.depth == 1 || (self.depth == 2 && !matches!(self.capture, Capture::Nothing));
         let ns_uri = if wanted { uri_of(&self.scope, inherited, ns) } else { None };
         let class = if wanted { Class::of(ns_uri, local) } else { Class::Other };
@@ -1038,6 +1022,41 @@ impl Checker {
         } else {
             self.lex = Lex::Content;
         }
+        Ok(())
+    }
+
+    /// The prefixed attributes of the start tag just read resolve, and no two have the same
+    /// expanded name (out of line: most tags have none).
+    #[inline(never)]
+    fn resolve_attributes(&mut self, unit: &[u8], inherited: Option<&Inherited>) -> Result<(), XmlError> {
+        let mut resolved = std::mem::take(&mut self.resolved);
+        resolved.clear();
+        for k in 0..self.attrs.len() {
+            let attr = self.attrs[k];
+            if attr.colon == 0 || attr.declaration {
+                continue;
+            }
+            let prefix = text(&unit[range(attr.name)][..attr.colon as usize]);
+            let ns = self.resolve(Some(prefix), false, inherited);
+            if ns == Resolved::Undeclared {
+                self.resolved = resolved;
+                return Err(XmlError::NotWellFormed("undeclared attribute prefix"));
+            }
+            resolved.push((k, ns));
+        }
+        if resolved.len() > 1 {
+            // Namespaces in XML §6.3: no two attributes with the same expanded name.
+            let mut expanded = SeenNames::with_capacity(resolved.len());
+            for &(k, ns) in &resolved {
+                let attr = self.attrs[k];
+                let local = &unit[range(attr.name)][attr.colon as usize + 1..];
+                if !expanded.insert((uri_of(&self.scope, inherited, ns), local)) {
+                    self.resolved = resolved;
+                    return Err(XmlError::NotWellFormed("two attributes with the same expanded name"));
+                }
+            }
+        }
+        self.resolved = resolved;
         Ok(())
     }
 
@@ -1336,13 +1355,49 @@ fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; 
     j
 }
 
-/// The end of the name starting at `from`: the first byte that cannot be part of one.
-fn name_end(unit: &[u8], from: usize) -> usize {
-    let mut j = from;
-    while j < unit.len() && NAME_BYTE[unit[j] as usize] {
+/// What [`name_end`] knows of each byte: 0 ends a name, [`NAME_PLAIN`] bytes are 1, the other
+/// name bytes (`:` and non-ASCII) 3.
+const NAME_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = if NAME_PLAIN[b] {
+            1
+        } else if NAME_BYTE[b] {
+            3
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+};
+
+/// The end of the name starting at `from` (the first byte that cannot be part of one), and
+/// whether a byte on the way was other than [`NAME_PLAIN`].
+#[inline(always)]
+fn name_end(unit: &[u8], from: usize) -> (usize, bool) {
+    let (mut j, mut seen) = (from, 0);
+    while let Some(&b) = unit.get(j) {
+        let class = NAME_CLASS[b as usize];
+        if class == 0 {
+            break;
+        }
+        seen |= class;
         j += 1;
     }
-    j
+    (j, seen & 2 != 0)
+}
+
+/// [`qname_colon`], with the answer at once for a `plain` name (read whole, [`NAME_PLAIN`]
+/// bytes only): a `QName` without a colon exactly when it starts with a letter or `_`.
+#[inline(always)]
+fn checked_qname(name: &[u8], plain: bool) -> Option<usize> {
+    if plain {
+        name.first().is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_').then_some(0)
+    } else {
+        qname_colon(name)
+    }
 }
 
 fn forbidden_char() -> XmlError {

@@ -320,6 +320,9 @@ proptest! {
         if let Some(colon) = colon {
             prop_assert_eq!(colon, name.find(':').unwrap_or(0));
         }
+        if name.bytes().all(|b| NAME_PLAIN[b as usize]) {
+            prop_assert_eq!(checked_qname(name.as_bytes(), true), colon);
+        }
         let other = format!("{name}x");
         prop_assert_ne!(name_key(name.as_bytes()), name_key(other.as_bytes()));
     }
