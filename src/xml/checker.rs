@@ -437,9 +437,9 @@ impl Checker {
     pub fn skip_run(&mut self, unit: &[u8]) -> bool {
         let (mut j, table) = match self.lex {
             Lex::Content if !matches!(self.capture, Capture::ErrorChild { open: true, .. }) => {
-                (skip_plain_ascii(unit, self.pos, b"<&>"), &TEXT_PLAIN)
+                (skip_plain_ascii(unit, self.pos, &TEXT_STOPS), &TEXT_PLAIN)
             }
-            Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, b"<&\"'"), &VALUE_PLAIN),
+            Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, &VALUE_STOPS), &VALUE_PLAIN),
             Lex::TagName { .. } | Lex::AttrName { .. } | Lex::EndName { .. } => (self.pos, &NAME_BYTE),
             Lex::ContentRef { .. } | Lex::ValueRef { .. } => (self.pos, &REFERENCE_BYTE),
             Lex::Markup { .. } | Lex::Quote => match self.pass_opening(unit) {
@@ -497,7 +497,7 @@ impl Checker {
                 Lex::Content => {
                     let mut j = i;
                     loop {
-                        j = skip_plain_ascii(unit, j, b"<&>");
+                        j = skip_plain_ascii(unit, j, &TEXT_STOPS);
                         while j < len && TEXT_PLAIN[unit[j] as usize] {
                             j += 1;
                         }
@@ -618,7 +618,7 @@ impl Checker {
                 Lex::Value { quote, start } => {
                     let mut j = i;
                     loop {
-                        j = skip_plain_ascii(unit, j, b"<&\"'");
+                        j = skip_plain_ascii(unit, j, &VALUE_STOPS);
                         while j < len && VALUE_PLAIN[unit[j] as usize] {
                             j += 1;
                         }
@@ -1328,10 +1328,19 @@ fn name_key(name: &[u8]) -> u32 {
     ((name.len() as u32) << 16) | (u32::from(first) << 8) | u32::from(last)
 }
 
-/// Skips, eight bytes at a time, a run of printable ASCII holding none of `stops`; returns where
-/// it stopped (before the block holding something else, for the byte-by-byte scan to look at).
+/// The bytes [`skip_plain_ascii`] stops at in character data, as `(mask, target)` pairs: a
+/// byte `b` stops it when `b | mask == target`. `<` and `>` are one pair (they differ in one
+/// bit), `&` the other.
+const TEXT_STOPS: [(u8, u8); 2] = [(0x02, b'>'), (0, b'&')];
+/// The same in attribute values: `"`, `#`, `&` and `'` are one pair (`#` needlessly: the
+/// byte-by-byte scan then passes it), `<` the other.
+const VALUE_STOPS: [(u8, u8); 2] = [(0x05, b'\''), (0, b'<')];
+
+/// Skips, eight bytes at a time, a run of printable ASCII holding no byte that `stops` names;
+/// returns where it stopped (before the block holding something else, for the byte-by-byte
+/// scan to look at).
 #[inline(always)]
-fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; STOPS]) -> usize {
+fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[(u8, u8); STOPS]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     while let Some(block) = unit.get(j..j + 8) {
@@ -1340,12 +1349,12 @@ fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; 
         let x = u64::from_le_bytes(bytes);
         // One mask whose high bits say "stop here": a byte from 0x80 up sets its own (`x`);
         // when there is none, every byte is below 0x80, and a byte's high bit in `x - 0x20..`
-        // or in `(x ^ stop) - 0x01..` is set exactly when that byte (or one below it, which is
-        // then flagged too) is below 0x20 or is the stop. So the mask is zero exactly when the
-        // block is printable ASCII without a stop.
+        // or in `((x | mask) ^ target) - 0x01..` is set exactly when that byte (or one below
+        // it, which is then flagged too) is below 0x20 or is a stop. So the mask is zero
+        // exactly when the block is printable ASCII without a stop.
         let mut flags = x | x.wrapping_sub(ONES * 0x20);
-        for &stop in stops {
-            flags |= (x ^ (ONES * u64::from(stop))).wrapping_sub(ONES);
+        for &(mask, target) in stops {
+            flags |= ((x | (ONES * u64::from(mask))) ^ (ONES * u64::from(target))).wrapping_sub(ONES);
         }
         if flags & HIGHS != 0 {
             break;

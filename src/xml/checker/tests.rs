@@ -277,6 +277,26 @@ fn stream_error_conditions_and_feature_cuts_are_collected_on_the_way() {
     );
 }
 
+#[test]
+fn the_eight_byte_skip_stops_at_every_byte_the_scan_needs() {
+    // For each byte at each place in a block: a byte the scan must see stops the skip before
+    // its block; printable ASCII that is not one of them is passed (but '#' in values).
+    for (stops, needed, also) in [(&TEXT_STOPS, &b"<&>"[..], &b""[..]), (&VALUE_STOPS, &b"<&\"'"[..], &b"#"[..])] {
+        for b in 0..=255u8 {
+            for k in 0..8 {
+                let mut unit = [b'a'; 16];
+                unit[k] = b;
+                let skipped = skip_plain_ascii(&unit, 0, stops);
+                if b < 0x20 || b >= 0x80 || needed.contains(&b) || also.contains(&b) {
+                    assert_eq!(skipped, 0, "byte {b:#x} at {k}");
+                } else {
+                    assert_eq!(skipped, 16, "byte {b:#x} at {k}");
+                }
+            }
+        }
+    }
+}
+
 /// Pieces of XML, good and bad, that the generator strings together.
 fn piece() -> impl Strategy<Value = String> {
     prop_oneof![
