@@ -27,13 +27,12 @@
 //! (Over 500 lines: the scanner's states are one `match`, kept together on purpose; tests are in
 //! `checker/tests.rs`.)
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use super::error::XmlError;
 use super::inline_vec::InlineVec;
 use super::lexical::{is_qname, resolve_reference, unescape_attr};
-use super::scope::{Bindings, Inherited, Resolved, SeenNames, UsedSet, NS_XML, NS_XMLNS};
+use super::scope::{Bindings, Inherited, ManyNames, Resolved, SeenNames, UsedSet, NS_XML, NS_XMLNS};
 use super::{NS_COMPRESS_FEATURE, NS_COMPRESS_PROTOCOL, NS_FRAMING, NS_SASL, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
 
 #[cfg(test)]
@@ -325,7 +324,7 @@ pub(crate) struct Checker {
     /// to, kept for reuse from tag to tag.
     resolved: Vec<(usize, Resolved)>,
     /// Raw attribute names of that tag, past the few [`Self::attrs`] is scanned for.
-    many_names: Option<HashSet<Box<[u8]>>>,
+    many_names: Option<ManyNames>,
     /// Namespace declarations on that tag.
     declarations: usize,
     /// Prefixed attributes on that tag other than declarations.
@@ -351,6 +350,11 @@ const FEW_ATTRIBUTES: usize = 16;
 
 fn range(r: (u32, u32)) -> Range<usize> {
     r.0 as usize..(r.0 + r.1) as usize
+}
+
+/// An attribute's index (attributes are fewer than the element's bytes: it fits in 32 bits).
+fn attrs_index(i: usize) -> u32 {
+    i as u32
 }
 
 fn span(start: usize, end: usize) -> (u32, u32) {
@@ -868,15 +872,18 @@ impl Checker {
         }
         let name = &unit[start..end];
         let key = name_key(name);
+        let (attrs, index) = (&self.attrs, attrs_index(self.attrs.len()));
+        let name_of = |k: u32| if k == index { name } else { &unit[range(attrs[k as usize].name)] };
         let unique = match &mut self.many_names {
-            Some(many) => many.insert(name.into()),
+            Some(many) => many.insert(index, name_of),
             None => {
-                let unique = !self.attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name);
-                if unique && self.attrs.len() >= FEW_ATTRIBUTES {
+                let unique = !attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name);
+                if unique && attrs.len() >= FEW_ATTRIBUTES {
                     // Sized for the cap (up to a point), so that filling it rarely rehashes.
-                    let mut many: HashSet<Box<[u8]>> = HashSet::with_capacity(self.limits.max_attributes.min(4096));
-                    many.extend(self.attrs.iter().map(|a| unit[range(a.name)].into()));
-                    many.insert(name.into());
+                    let mut many = ManyNames::with_capacity(self.limits.max_attributes.min(4096));
+                    for k in 0..=index {
+                        many.insert(k, name_of);
+                    }
                     self.many_names = Some(many);
                 }
                 unique
