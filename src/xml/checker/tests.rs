@@ -1,4 +1,5 @@
 use super::*;
+use crate::xml::lexical::is_qname;
 use proptest::prelude::*;
 
 /// Checks `doc` as one whole element (nothing may follow it), in one read.
