@@ -8,7 +8,9 @@
 //! `STANZA_BENCH_CASE=classify` or `splitter` and two values of `STANZA_BENCH_ITERS`: nothing
 //! outside the measured loops grows with the number of stanzas (the same 100 stanzas are used
 //! over and over), so the difference of the two totals over the difference of stanzas is the
-//! cost of one stanza.
+//! cost of one stanza. With `STANZA_BENCH_FLOOD` set, the splitter case splits `<a/>` instead of
+//! the chat stanza: the fixed cost of one server element, which is what a flood of tiny
+//! elements costs (tests/hostile_cpu.rs).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -70,7 +72,9 @@ fn bench_classify(iters: usize, rounds: usize) {
 fn bench_splitter(iters: usize, rounds: usize) {
     // 100 stanzas, fed over and over in 4 KiB reads (as the gateway's upstream reads): one read
     // in a hundred or so ends within a stanza, as with a real stream.
-    let block: Vec<u8> = (0..100).flat_map(|n| server_stanza(n).into_bytes()).collect();
+    let flood = std::env::var("STANZA_BENCH_FLOOD").is_ok();
+    let block: Vec<u8> =
+        (0..100).flat_map(|n| if flood { "<a/>".into() } else { server_stanza(n) }.into_bytes()).collect();
     let mut times = Vec::new();
     for _ in 0..rounds {
         let mut splitter = StreamSplitter::new(SplitterLimits::default());

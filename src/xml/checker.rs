@@ -24,17 +24,19 @@
 //! ordinary stanza costs a few small allocations, reused by the splitter from one element to the
 //! next.
 //!
-//! (Over 500 lines: the scanner's states are one `match`, kept together on purpose; tests are in
-//! `checker/tests.rs`.)
+//! (Over 500 lines: the scanner's states are one `match`, kept together on purpose; the tables
+//! and byte-level helpers it uses are in `checker/bytes.rs`, tests in `checker/tests.rs`.)
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use super::error::XmlError;
-use super::lexical::{is_qname, resolve_reference, unescape_attr};
-use super::scope::{Bindings, Inherited, Resolved, SeenNames, UsedSet, NS_XML, NS_XMLNS};
+use super::inline_vec::InlineVec;
+use super::lexical::{resolve_reference, unescape_attr};
+use super::scope::{Bindings, Inherited, ManyNames, Resolved, SeenNames, UsedSet, NS_XML, NS_XMLNS};
 use super::{NS_COMPRESS_FEATURE, NS_COMPRESS_PROTOCOL, NS_FRAMING, NS_SASL, NS_STREAM, NS_STREAM_ERRORS, NS_TLS};
+use bytes::*;
 
+mod bytes;
 #[cfg(test)]
 mod tests;
 
@@ -72,55 +74,6 @@ pub(crate) enum Progress {
     NeedMore,
     /// The element (or header start tag) ends at [`Checker::end`].
     Done,
-}
-
-/// Bytes that never stop a scan of character data: everything but `<`, `&`, `>` (which may end
-/// `]]>`), the C0 controls other than TAB, LF and CR, and `0xEF` (which may start U+FFFE or
-/// U+FFFF). A `&str` holds no other character XML forbids.
-const TEXT_PLAIN: [bool; 256] = byte_class(b"<&>");
-/// The same for attribute values, which also stop at quotes (either: the scan compares), and
-/// at TAB, LF and CR (attribute-value normalisation makes the value differ from its bytes).
-const VALUE_PLAIN: [bool; 256] = byte_class(b"<&\"'\t\n\r");
-/// The same for CDATA sections, which stop only at `>` (which may end `]]>`).
-const CDATA_PLAIN: [bool; 256] = byte_class(b">");
-
-const fn byte_class(stops: &[u8]) -> [bool; 256] {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        table[b] = !(b < 0x20 && b != 0x09 && b != 0x0A && b != 0x0D) && b != 0xEF;
-        b += 1;
-    }
-    let mut i = 0;
-    while i < stops.len() {
-        table[stops[i] as usize] = false;
-        i += 1;
-    }
-    table
-}
-
-/// Bytes that may be part of a name (validated as a whole by [`is_qname`] at its end): ASCII
-/// letters, digits, `-`, `.`, `_`, `:`, and every byte of a non-ASCII character.
-const NAME_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b':') || c >= 0x80;
-        b += 1;
-    }
-    table
-};
-
-/// Bytes that may be part of a reference's name (`&name;`, `&#10;`, `&#x1F;`).
-const REFERENCE_BYTE: [bool; 256] = {
-    let mut table = NAME_BYTE;
-    table[b'#' as usize] = true;
-    table
-};
-
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// Where the scanner is (everything it needs to resume at [`Checker::pos`]).
@@ -163,9 +116,11 @@ enum Lex {
 }
 
 /// One attribute of the start tag being read (offsets into the unit).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Attr {
     name: (u32, u32),
+    /// [`name_key`] of the name: names with different keys differ.
+    key: u32,
     /// Offset of the `:` in the name, 0 if none.
     colon: u32,
     value: (u32, u32),
@@ -266,24 +221,24 @@ const CLASSIFIED_NS_LEN: std::ops::RangeInclusive<usize> = {
 };
 
 impl Class {
-    fn of(ns: Option<&str>, local: &str) -> Class {
+    fn of(ns: Option<&str>, local: &[u8]) -> Class {
         if !ns.is_some_and(|ns| CLASSIFIED_NS_LEN.contains(&ns.len())) {
             return Class::Other;
         }
         match (ns, local) {
-            (Some(NS_STREAM), "error") => Class::StreamError,
-            (Some(NS_STREAM), "features") => Class::Features,
-            (Some(NS_FRAMING), "open") => Class::Open,
-            (Some(NS_FRAMING), "close") => Class::Close,
+            (Some(NS_STREAM), b"error") => Class::StreamError,
+            (Some(NS_STREAM), b"features") => Class::Features,
+            (Some(NS_FRAMING), b"open") => Class::Open,
+            (Some(NS_FRAMING), b"close") => Class::Close,
             (Some(NS_FRAMING), _) => Class::OtherFraming,
-            (Some(NS_STREAM_ERRORS), local) if local != "text" => Class::ErrorCondition,
-            (Some(NS_TLS), "starttls") => Class::StartTls,
-            (Some(NS_TLS), "proceed") => Class::TlsProceed,
-            (Some(NS_TLS), "failure") => Class::TlsFailure,
-            (Some(NS_SASL), "success") => Class::SaslSuccess,
-            (Some(NS_SASL), "auth") => Class::SaslAuth,
-            (Some(NS_COMPRESS_PROTOCOL), "compress") => Class::Compress,
-            (Some(NS_COMPRESS_FEATURE), "compression") => Class::Compression,
+            (Some(NS_STREAM_ERRORS), local) if local != b"text" => Class::ErrorCondition,
+            (Some(NS_TLS), b"starttls") => Class::StartTls,
+            (Some(NS_TLS), b"proceed") => Class::TlsProceed,
+            (Some(NS_TLS), b"failure") => Class::TlsFailure,
+            (Some(NS_SASL), b"success") => Class::SaslSuccess,
+            (Some(NS_SASL), b"auth") => Class::SaslAuth,
+            (Some(NS_COMPRESS_PROTOCOL), b"compress") => Class::Compress,
+            (Some(NS_COMPRESS_FEATURE), b"compression") => Class::Compression,
             _ => Class::Other,
         }
     }
@@ -313,32 +268,46 @@ pub(crate) struct Checker {
     lex: Lex,
     depth: usize,
     /// The qualified name of each open element, outermost first.
-    open: Vec<(u32, u32)>,
+    open: InlineVec<(u32, u32), OPEN_INLINE>,
     scope: Bindings,
     used: UsedSet,
     /// The attributes of the start tag being read.
-    attrs: Vec<Attr>,
+    attrs: InlineVec<Attr, ATTRS_INLINE>,
     /// The prefixed attributes of that tag (indices into `attrs`) and what each prefix resolved
     /// to, kept for reuse from tag to tag.
     resolved: Vec<(usize, Resolved)>,
     /// Raw attribute names of that tag, past the few [`Self::attrs`] is scanned for.
-    many_names: Option<HashSet<Box<[u8]>>>,
+    many_names: Option<ManyNames>,
     /// Namespace declarations on that tag.
     declarations: usize,
+    /// Prefixed attributes on that tag other than declarations.
+    prefixed_attrs: usize,
     /// The start tag being read: its `<` and its qualified name.
     tag_start: usize,
     tag_name: (u32, u32),
+    /// Offset of the `:` in that name, 0 if none.
+    tag_colon: u32,
     /// Whether the attribute value being read needs normalising.
     normalise: bool,
     root: Root,
     capture: Capture,
 }
 
+/// Open elements kept without an allocation (an ordinary stanza nests a few levels deep).
+const OPEN_INLINE: usize = 8;
+/// Attributes of one start tag kept without an allocation.
+const ATTRS_INLINE: usize = 8;
+
 /// Attributes up to which duplicates are found by scanning the tag's attributes.
 const FEW_ATTRIBUTES: usize = 16;
 
 fn range(r: (u32, u32)) -> Range<usize> {
     r.0 as usize..(r.0 + r.1) as usize
+}
+
+/// An attribute's index (attributes are fewer than the element's bytes: it fits in 32 bits).
+fn attrs_index(i: usize) -> u32 {
+    i as u32
 }
 
 fn span(start: usize, end: usize) -> (u32, u32) {
@@ -361,15 +330,17 @@ impl Checker {
             pos: 1,
             lex: Lex::TagName { start: 0 },
             depth: 0,
-            open: Vec::new(),
+            open: InlineVec::default(),
             scope: Bindings::default(),
             used: UsedSet::default(),
-            attrs: Vec::new(),
+            attrs: InlineVec::default(),
             resolved: Vec::new(),
             many_names: None,
             declarations: 0,
+            prefixed_attrs: 0,
             tag_start: 0,
             tag_name: (0, 0),
+            tag_colon: 0,
             normalise: false,
             root: Root::default(),
             capture: Capture::Nothing,
@@ -395,9 +366,10 @@ impl Checker {
 
     /// Bytes held for reuse.
     pub fn capacity_bytes(&self) -> usize {
-        self.open.capacity() * std::mem::size_of::<(u32, u32)>()
+        self.open.heap_bytes()
             + self.scope.capacity_bytes()
-            + (self.attrs.capacity() + self.root.attrs.capacity()) * std::mem::size_of::<Attr>()
+            + self.attrs.heap_bytes()
+            + self.root.attrs.capacity() * std::mem::size_of::<Attr>()
             + self.resolved.capacity() * std::mem::size_of::<(usize, Resolved)>()
     }
 
@@ -422,9 +394,9 @@ impl Checker {
     pub fn skip_run(&mut self, unit: &[u8]) -> bool {
         let (mut j, table) = match self.lex {
             Lex::Content if !matches!(self.capture, Capture::ErrorChild { open: true, .. }) => {
-                (skip_plain_ascii(unit, self.pos, b"<&>"), &TEXT_PLAIN)
+                (skip_plain_ascii(unit, self.pos, &TEXT_STOPS), &TEXT_PLAIN)
             }
-            Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, b"<&\"'"), &VALUE_PLAIN),
+            Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, &VALUE_STOPS), &VALUE_PLAIN),
             Lex::TagName { .. } | Lex::AttrName { .. } | Lex::EndName { .. } => (self.pos, &NAME_BYTE),
             Lex::ContentRef { .. } | Lex::ValueRef { .. } => (self.pos, &REFERENCE_BYTE),
             Lex::Markup { .. } | Lex::Quote => match self.pass_opening(unit) {
@@ -472,17 +444,17 @@ impl Checker {
         let len = unit.len();
         loop {
             let i = self.pos;
-            if matches!(self.lex, Lex::Done) {
-                return Ok(Progress::Done);
-            }
             if i >= len {
-                return Ok(Progress::NeedMore);
+                return Ok(if matches!(self.lex, Lex::Done) { Progress::Done } else { Progress::NeedMore });
             }
+            // Where a construct usually runs straight into the next (`<` and a name, a name and
+            // `='`, whitespace and an attribute name), an arm goes on with the next one's work
+            // itself instead of a turn of this loop, exactly as that turn would have.
             match self.lex {
                 Lex::Content => {
                     let mut j = i;
                     loop {
-                        j = skip_plain_ascii(unit, j, b"<&>");
+                        j = skip_plain_ascii(unit, j, &TEXT_STOPS);
                         while j < len && TEXT_PLAIN[unit[j] as usize] {
                             j += 1;
                         }
@@ -543,18 +515,12 @@ impl Checker {
                         self.lex = Lex::Pi { start };
                         self.pos = i + 1;
                     }
-                    _ => self.lex = Lex::TagName { start },
-                },
-                Lex::TagName { start } => {
-                    let end = name_end(unit, i);
-                    if end == len {
-                        self.pos = end;
-                        return Ok(Progress::NeedMore);
+                    _ => {
+                        self.lex = Lex::TagName { start };
+                        self.tag_name_from(unit, start, i, inherited)?;
                     }
-                    self.start_tag_name(unit, start, end)?;
-                    self.lex = Lex::Attrs { space: false };
-                    self.pos = end;
-                }
+                },
+                Lex::TagName { start } => self.tag_name_from(unit, start, i, inherited)?,
                 Lex::Attrs { space } => {
                     let mut j = i;
                     while j < len && is_space(unit[j]) {
@@ -580,22 +546,13 @@ impl Checker {
                                 return Err(XmlError::NotWellFormed("no whitespace before an attribute"));
                             }
                             self.lex = Lex::AttrName { start: j };
-                            self.pos = j;
+                            self.attribute_name_from(unit, j, j)?;
                         }
                         b'<' => return Err(XmlError::NotWellFormed("'<' inside a tag")),
                         _ => return Err(XmlError::NotWellFormed("malformed start tag")),
                     }
                 }
-                Lex::AttrName { start } => {
-                    let end = name_end(unit, i);
-                    if end == len {
-                        self.pos = end;
-                        return Ok(Progress::NeedMore);
-                    }
-                    self.attribute_name(unit, start, end)?;
-                    self.lex = Lex::Eq;
-                    self.pos = end;
-                }
+                Lex::AttrName { start } => self.attribute_name_from(unit, start, i)?,
                 Lex::Eq | Lex::Quote => {
                     let mut j = i;
                     while j < len && is_space(unit[j]) {
@@ -618,7 +575,7 @@ impl Checker {
                 Lex::Value { quote, start } => {
                     let mut j = i;
                     loop {
-                        j = skip_plain_ascii(unit, j, b"<&\"'");
+                        j = skip_plain_ascii(unit, j, &VALUE_STOPS);
                         while j < len && VALUE_PLAIN[unit[j] as usize] {
                             j += 1;
                         }
@@ -671,7 +628,7 @@ impl Checker {
                     self.start_tag_end(unit, i, true, inherited)?;
                 }
                 Lex::EndName { start } => {
-                    let end = name_end(unit, i);
+                    let (end, _) = name_end(unit, i);
                     if end == len {
                         self.pos = end;
                         return Ok(Progress::NeedMore);
@@ -772,6 +729,52 @@ impl Checker {
         }
     }
 
+    /// [`Lex::TagName`] from `from`: at the name's end, the tag's attributes follow, or (the
+    /// usual `<name>`) its `>` is taken at once.
+    #[inline(always)]
+    fn tag_name_from(
+        &mut self,
+        unit: &[u8],
+        start: usize,
+        from: usize,
+        inherited: Option<&Inherited>,
+    ) -> Result<(), XmlError> {
+        let (end, special) = name_end(unit, from);
+        self.pos = end;
+        if end == unit.len() {
+            return Ok(());
+        }
+        self.start_tag_name(unit, start, end, from == start + 1 && !special)?;
+        if unit[end] == b'>' {
+            self.pos = end + 1;
+            self.start_tag_end(unit, end, false, inherited)?;
+        } else {
+            self.lex = Lex::Attrs { space: false };
+        }
+        Ok(())
+    }
+
+    /// [`Lex::AttrName`] from `from`: at the name's end, `=` and the opening quote, when they
+    /// follow at once (as usual), are taken too.
+    #[inline(always)]
+    fn attribute_name_from(&mut self, unit: &[u8], start: usize, from: usize) -> Result<(), XmlError> {
+        let (end, special) = name_end(unit, from);
+        self.pos = end;
+        if end == unit.len() {
+            return Ok(());
+        }
+        self.attribute_name(unit, start, end, from == start && !special)?;
+        match unit.get(end + 1) {
+            Some(&quote @ (b'"' | b'\'')) if unit[end] == b'=' => {
+                self.normalise = false;
+                self.lex = Lex::Value { quote, start: end + 2 };
+                self.pos = end + 2;
+            }
+            _ => self.lex = Lex::Eq,
+        }
+        Ok(())
+    }
+
     /// The `;` ending a reference whose name starts at `from`: `None` when the bytes run out
     /// first (the scan resumes at the end), an error when something else ends the name.
     fn reference_end(&mut self, unit: &[u8], from: usize) -> Result<Option<usize>, XmlError> {
@@ -790,42 +793,50 @@ impl Checker {
     }
 
     /// A start tag's name ends at `end` (its `<` at `start`).
-    fn start_tag_name(&mut self, unit: &[u8], start: usize, end: usize) -> Result<(), XmlError> {
+    /// `plain`: the whole name was scanned in one piece and holds only [`NAME_PLAIN`] bytes.
+    fn start_tag_name(&mut self, unit: &[u8], start: usize, end: usize, plain: bool) -> Result<(), XmlError> {
         self.depth += 1;
         if self.depth > self.limits.max_depth {
             return Err(XmlError::TooDeep);
         }
         let name = &unit[start + 1..end];
-        if !qname_ok(name) {
+        let Some(colon) = checked_qname(name, plain) else {
             return Err(XmlError::NotWellFormed("invalid element name"));
-        }
+        };
         if name.starts_with(b"xmlns:") {
             return Err(XmlError::NotWellFormed("element name with the xmlns prefix"));
         }
         self.tag_start = start;
         self.tag_name = span(start + 1, end);
+        self.tag_colon = colon as u32;
         self.open.push(self.tag_name);
         self.attrs.clear();
         self.many_names = None;
         self.declarations = 0;
+        self.prefixed_attrs = 0;
         Ok(())
     }
 
     /// An attribute's name ends at `end`: counted, checked unique and well-formed.
-    fn attribute_name(&mut self, unit: &[u8], start: usize, end: usize) -> Result<(), XmlError> {
+    /// `plain` as for [`Self::start_tag_name`].
+    fn attribute_name(&mut self, unit: &[u8], start: usize, end: usize, plain: bool) -> Result<(), XmlError> {
         if self.attrs.len() >= self.limits.max_attributes {
             return Err(XmlError::TooManyAttributes);
         }
         let name = &unit[start..end];
+        let key = name_key(name);
+        let (attrs, index) = (&self.attrs, attrs_index(self.attrs.len()));
+        let name_of = |k: u32| if k == index { name } else { &unit[range(attrs[k as usize].name)] };
         let unique = match &mut self.many_names {
-            Some(many) => many.insert(name.into()),
+            Some(many) => many.insert(index, name_of),
             None => {
-                let unique = !self.attrs.iter().any(|attr| unit[range(attr.name)] == *name);
-                if unique && self.attrs.len() >= FEW_ATTRIBUTES {
+                let unique = !attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name);
+                if unique && attrs.len() >= FEW_ATTRIBUTES {
                     // Sized for the cap (up to a point), so that filling it rarely rehashes.
-                    let mut many: HashSet<Box<[u8]>> = HashSet::with_capacity(self.limits.max_attributes.min(4096));
-                    many.extend(self.attrs.iter().map(|a| unit[range(a.name)].into()));
-                    many.insert(name.into());
+                    let mut many = ManyNames::with_capacity(self.limits.max_attributes.min(4096));
+                    for k in 0..=index {
+                        many.insert(k, name_of);
+                    }
                     self.many_names = Some(many);
                 }
                 unique
@@ -834,12 +845,21 @@ impl Checker {
         if !unique {
             return Err(XmlError::NotWellFormed("duplicate attribute"));
         }
-        if !qname_ok(name) {
+        let Some(colon) = checked_qname(name, plain) else {
             return Err(XmlError::NotWellFormed("invalid attribute name"));
+        };
+        let declaration = name.starts_with(b"xmlns") && (name.len() == 5 || name[5] == b':');
+        if colon != 0 && !declaration {
+            self.prefixed_attrs += 1;
         }
-        let colon = name.iter().position(|&b| b == b':').map_or(0, |at| at as u32);
-        let declaration = name == b"xmlns" || name.starts_with(b"xmlns:");
-        self.attrs.push(Attr { name: span(start, end), colon, value: (0, 0), normalise: false, declaration });
+        self.attrs.push(Attr {
+            name: span(start, end),
+            key,
+            colon: colon as u32,
+            value: (0, 0),
+            normalise: false,
+            declaration,
+        });
         Ok(())
     }
 
@@ -906,42 +926,20 @@ impl Checker {
         inherited: Option<&Inherited>,
     ) -> Result<(), XmlError> {
         let name = &unit[range(self.tag_name)];
-        let (prefix, local) = split_qname(name);
+        let (prefix, local) = match self.tag_colon as usize {
+            0 => (None, name),
+            colon => (Some(&name[..colon]), &name[colon + 1..]),
+        };
         let ns = self.resolve(prefix.map(text), true, inherited);
         if ns == Resolved::Undeclared {
             return Err(XmlError::NotWellFormed("undeclared element prefix"));
         }
-        let mut resolved = std::mem::take(&mut self.resolved);
-        resolved.clear();
-        for k in 0..self.attrs.len() {
-            let attr = self.attrs[k];
-            if attr.colon == 0 || attr.declaration {
-                continue;
-            }
-            let prefix = text(&unit[range(attr.name)][..attr.colon as usize]);
-            let ns = self.resolve(Some(prefix), false, inherited);
-            if ns == Resolved::Undeclared {
-                self.resolved = resolved;
-                return Err(XmlError::NotWellFormed("undeclared attribute prefix"));
-            }
-            resolved.push((k, ns));
+        if self.prefixed_attrs > 0 {
+            self.resolve_attributes(unit, inherited)?;
         }
-        if resolved.len() > 1 {
-            // Namespaces in XML §6.3: no two attributes with the same expanded name.
-            let mut expanded = SeenNames::with_capacity(resolved.len());
-            for &(k, ns) in &resolved {
-                let attr = self.attrs[k];
-                let local = &unit[range(attr.name)][attr.colon as usize + 1..];
-                if !expanded.insert((uri_of(&self.scope, inherited, ns), local)) {
-                    self.resolved = resolved;
-                    return Err(XmlError::NotWellFormed("two attributes with the same expanded name"));
-                }
-            }
-        }
-        self.resolved = resolved;
         let wanted = self.depth == 1 || (self.depth == 2 && !matches!(self.capture, Capture::Nothing));
         let ns_uri = if wanted { uri_of(&self.scope, inherited, ns) } else { None };
-        let class = if wanted { Class::of(ns_uri, text(local)) } else { Class::Other };
+        let class = if wanted { Class::of(ns_uri, local) } else { Class::Other };
         if self.depth == 1 {
             let in_stream_ns = ns_uri == Some(NS_STREAM);
             self.root_start(ns, class, local.len());
@@ -954,7 +952,8 @@ impl Checker {
                 _ => Capture::Nothing,
             };
             if self.unit == Unit::Header || class == Class::Open {
-                self.root.attrs.clone_from(&self.attrs);
+                self.root.attrs.clear();
+                self.root.attrs.extend_from_slice(&self.attrs);
             }
         } else if self.depth == 2 {
             match &mut self.capture {
@@ -983,6 +982,41 @@ impl Checker {
         } else {
             self.lex = Lex::Content;
         }
+        Ok(())
+    }
+
+    /// The prefixed attributes of the start tag just read resolve, and no two have the same
+    /// expanded name (out of line: most tags have none).
+    #[inline(never)]
+    fn resolve_attributes(&mut self, unit: &[u8], inherited: Option<&Inherited>) -> Result<(), XmlError> {
+        let mut resolved = std::mem::take(&mut self.resolved);
+        resolved.clear();
+        for k in 0..self.attrs.len() {
+            let attr = self.attrs[k];
+            if attr.colon == 0 || attr.declaration {
+                continue;
+            }
+            let prefix = text(&unit[range(attr.name)][..attr.colon as usize]);
+            let ns = self.resolve(Some(prefix), false, inherited);
+            if ns == Resolved::Undeclared {
+                self.resolved = resolved;
+                return Err(XmlError::NotWellFormed("undeclared attribute prefix"));
+            }
+            resolved.push((k, ns));
+        }
+        if resolved.len() > 1 {
+            // Namespaces in XML §6.3: no two attributes with the same expanded name.
+            let mut expanded = SeenNames::with_capacity(resolved.len());
+            for &(k, ns) in &resolved {
+                let attr = self.attrs[k];
+                let local = &unit[range(attr.name)][attr.colon as usize + 1..];
+                if !expanded.insert((uri_of(&self.scope, inherited, ns), local)) {
+                    self.resolved = resolved;
+                    return Err(XmlError::NotWellFormed("two attributes with the same expanded name"));
+                }
+            }
+        }
+        self.resolved = resolved;
         Ok(())
     }
 
@@ -1044,8 +1078,16 @@ impl Checker {
     }
 
     /// Character data `unit[from..to]` was read (kept only inside a captured error condition).
-    #[inline]
+    #[inline(always)]
     fn text(&mut self, unit: &[u8], from: usize, to: usize) {
+        if matches!(self.capture, Capture::ErrorChild { open: true, .. }) {
+            self.keep_text(unit, from, to);
+        }
+    }
+
+    /// [`Self::text`] inside a `<stream:error>`'s child (out of line: rare).
+    #[inline(never)]
+    fn keep_text(&mut self, unit: &[u8], from: usize, to: usize) {
         if let Capture::ErrorChild { child: Some((_, kept)), open: true } = &mut self.capture {
             if self.depth == 2 && to > from {
                 kept.push_str(&String::from_utf8_lossy(&unit[from..to]));
@@ -1192,84 +1234,6 @@ fn uri_of<'s>(scope: &'s Bindings, inherited: Option<&'s Inherited>, resolved: R
         Resolved::Xml => Some(NS_XML),
         Resolved::NoNamespace | Resolved::Undeclared => None,
     }
-}
-
-/// Whether `name` (bytes [`NAME_BYTE`] accepts) is a `QName`: the ASCII case on the bytes, the
-/// rest by [`is_qname`].
-#[inline]
-fn qname_ok(name: &[u8]) -> bool {
-    let ascii_start = |b: u8| b.is_ascii_alphabetic() || b == b'_';
-    match name.first() {
-        Some(&b) if ascii_start(b) => {}
-        Some(&b) if b >= 0x80 => return is_qname(name),
-        _ => return false,
-    }
-    let mut colon = 0;
-    for (i, &b) in name.iter().enumerate() {
-        if b >= 0x80 {
-            return is_qname(name);
-        }
-        if b == b':' {
-            if colon != 0 {
-                return false;
-            }
-            colon = i;
-        }
-    }
-    colon == 0 || name.get(colon + 1).is_some_and(|&b| ascii_start(b))
-}
-
-/// Skips, eight bytes at a time, a run of printable ASCII holding none of `stops`; returns where
-/// it stopped (before the block holding something else, for the byte-by-byte scan to look at).
-#[inline(always)]
-fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[u8; STOPS]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Whether some byte of `x` is zero (exact as a yes/no answer).
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
-    while let Some(block) = unit.get(j..j + 8) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(block);
-        let x = u64::from_le_bytes(bytes);
-        // A byte below 0x20 or from 0x80 up, or a stop.
-        if x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0
-            || x & HIGHS != 0
-            || stops.iter().any(|&stop| has_zero(x ^ (ONES * u64::from(stop))))
-        {
-            break;
-        }
-        j += 8;
-    }
-    j
-}
-
-/// The end of the name starting at `from`: the first byte that cannot be part of one.
-fn name_end(unit: &[u8], from: usize) -> usize {
-    let mut j = from;
-    while j < unit.len() && NAME_BYTE[unit[j] as usize] {
-        j += 1;
-    }
-    j
-}
-
-/// `(prefix, local)` of a qualified name already checked by `is_qname`.
-fn split_qname(qname: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    match qname.iter().position(|&b| b == b':') {
-        Some(colon) => (Some(&qname[..colon]), &qname[colon + 1..]),
-        None => (None, qname),
-    }
-}
-
-fn forbidden_char() -> XmlError {
-    XmlError::NotWellFormed("character not allowed in XML")
-}
-
-/// `0xEF` at `at` (with two more bytes after it): U+FFFE and U+FFFF are refused.
-fn check_ef(unit: &[u8], at: usize) -> Result<(), XmlError> {
-    if unit[at + 1] == 0xBF && matches!(unit[at + 2], 0xBE | 0xBF) {
-        return Err(forbidden_char());
-    }
-    Ok(())
 }
 
 /// The constraints of Namespaces in XML 1.0 §3 on declaring `prefix` (`""`: the default

@@ -14,6 +14,7 @@ pub mod error;
 pub mod framing;
 #[doc(hidden)]
 pub mod fuzz;
+mod inline_vec;
 mod lexical;
 #[cfg(test)]
 mod old_scope;

@@ -11,8 +11,9 @@
 //! cannot pick names that collide. Nothing here parses, allocates more than a constant factor
 //! of the input, or performs I/O.
 
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 /// Entries up to which a linear scan is used; beyond it, a hash index.
 const SMALL: usize = 16;
@@ -339,6 +340,67 @@ impl<K: Copy + Eq + Hash> SeenNames<K> {
     }
 }
 
+/// The raw names of one start tag's many attributes, by a randomly keyed hash of their bytes:
+/// each name is hashed once and nothing is allocated per name (the names stay in the element;
+/// the set holds the indices of its attributes).
+#[derive(Debug)]
+pub(crate) struct ManyNames<S = RandomState> {
+    keys: S,
+    /// The keyed hash of a name to the first attribute whose name has it.
+    first: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+}
+
+impl ManyNames {
+    /// An empty set with room for `expected` names.
+    pub fn with_capacity(expected: usize) -> Self {
+        ManyNames::with_keys(RandomState::new(), expected)
+    }
+}
+
+impl<S: BuildHasher> ManyNames<S> {
+    /// The same with the name hashes made by `keys`.
+    fn with_keys(keys: S, expected: usize) -> Self {
+        ManyNames { keys, first: HashMap::with_capacity_and_hasher(expected, Default::default()) }
+    }
+
+    /// Records the name of attribute `i` (`name_of(j)`: the name of attribute `j`, for every
+    /// `j <= i`); false if an earlier attribute has the same name.
+    pub fn insert<'a>(&mut self, i: u32, name_of: impl Fn(u32) -> &'a [u8]) -> bool {
+        let name = name_of(i);
+        match self.first.entry(self.keys.hash_one(name)) {
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+                true
+            }
+            Entry::Occupied(slot) if name_of(*slot.get()) == name => false,
+            // Two different names with the same 64-bit keyed hash (the key is random: nothing an
+            // attacker can aim at): the exact answer from the names before.
+            Entry::Occupied(_) => !(0..i).any(|j| name_of(j) == name),
+        }
+    }
+}
+
+/// The hasher of [`ManyNames`]'s map, whose keys are already keyed hashes.
+#[derive(Debug, Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `u64` keys (see `write_u64`); kept correct for any other.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +463,34 @@ mod tests {
         assert!(used.contains(64) && !used.contains(65) && used.contains(3) && !used.contains(4));
         used.clear();
         assert_eq!(used.len(), 0);
+    }
+
+    #[test]
+    fn many_names_find_every_repeat() {
+        let names: Vec<String> = (0..500).map(|i| format!("a{}", i % 300)).collect();
+        let mut many = ManyNames::with_capacity(4);
+        for (i, name) in names.iter().enumerate() {
+            let unique = many.insert(i as u32, |j| names[j as usize].as_bytes());
+            assert_eq!(unique, i < 300, "{name} at {i}");
+        }
+        // With every name colliding (a hasher that ignores its input), the same answers.
+        let mut colliding = ManyNames::with_keys(BuildHasherDefault::<Constant>::default(), 4);
+        for (i, name) in names.iter().enumerate() {
+            let unique = colliding.insert(i as u32, |j| names[j as usize].as_bytes());
+            assert_eq!(unique, i < 300, "{name} at {i}");
+        }
+    }
+
+    /// A hasher whose every hash is 0.
+    #[derive(Default)]
+    struct Constant;
+
+    impl Hasher for Constant {
+        fn finish(&self) -> u64 {
+            0
+        }
+
+        fn write(&mut self, _: &[u8]) {}
     }
 
     #[test]

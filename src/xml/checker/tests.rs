@@ -1,4 +1,5 @@
 use super::*;
+use crate::xml::lexical::is_qname;
 use proptest::prelude::*;
 
 /// Checks `doc` as one whole element (nothing may follow it), in one read.
@@ -277,6 +278,26 @@ fn stream_error_conditions_and_feature_cuts_are_collected_on_the_way() {
     );
 }
 
+#[test]
+fn the_eight_byte_skip_stops_at_every_byte_the_scan_needs() {
+    // For each byte at each place in a block: a byte the scan must see stops the skip before
+    // its block; printable ASCII that is not one of them is passed (but '#' in values).
+    for (stops, needed, also) in [(&TEXT_STOPS, &b"<&>"[..], &b""[..]), (&VALUE_STOPS, &b"<&\"'"[..], &b"#"[..])] {
+        for b in 0..=255u8 {
+            for k in 0..8 {
+                let mut unit = [b'a'; 16];
+                unit[k] = b;
+                let skipped = skip_plain_ascii(&unit, 0, stops);
+                if !(0x20..0x80).contains(&b) || needed.contains(&b) || also.contains(&b) {
+                    assert_eq!(skipped, 0, "byte {b:#x} at {k}");
+                } else {
+                    assert_eq!(skipped, 16, "byte {b:#x} at {k}");
+                }
+            }
+        }
+    }
+}
+
 /// Pieces of XML, good and bad, that the generator strings together.
 fn piece() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -311,6 +332,22 @@ fn piece() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// The scanner's name check (a table over ASCII, the colon found on the way) accepts exactly
+    /// the names the `QName` production does, and finds their first colon.
+    #[test]
+    fn name_check_agrees_with_the_qname_production(name in "[a-zA-Z0-9:._\\-\u{e9}\u{b7}\u{300}]{1,10}") {
+        let colon = qname_colon(name.as_bytes());
+        prop_assert_eq!(colon.is_some(), is_qname(name.as_bytes()), "{}", name);
+        if let Some(colon) = colon {
+            prop_assert_eq!(colon, name.find(':').unwrap_or(0));
+        }
+        if name.bytes().all(|b| NAME_PLAIN[b as usize]) {
+            prop_assert_eq!(checked_qname(name.as_bytes(), true), colon);
+        }
+        let other = format!("{name}x");
+        prop_assert_ne!(name_key(name.as_bytes()), name_key(other.as_bytes()));
+    }
+
     /// Whatever the input and however it is cut into reads, the checker decides the same way.
     #[test]
     fn reads_never_change_the_outcome(pieces in proptest::collection::vec(piece(), 0..16), step in 1usize..9) {
