@@ -90,7 +90,7 @@ mod tests {
     /// bytes would over plain TCP: each read is one turn of the session loop and one client
     /// flush, so a TLS upstream costs no more of them than a plain one. tokio-rustls 0.26's
     /// client stream does this (it fills the buffer from every record rustls has); this test
-    /// keeps it that way across upgrades (docs/PERFORMANCE.md, "STARTTLS and the floor").
+    /// keeps it that way across upgrades (docs/PERFORMANCE.md, "Issue 13: STARTTLS beside the floor").
     #[tokio::test]
     async fn one_read_takes_every_record_that_came_in_together() {
         let (server_config, client_config) = configs("io.test");
