@@ -26,8 +26,12 @@ use crate::session::{self, Gateway, SessionContext};
 /// The WebSocket subprotocol of RFC 7395.
 pub const SUBPROTOCOL: &str = "xmpp";
 
-/// Size of the WebSocket read buffer per connection (tungstenite's default is 128 KiB).
-pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Size of the WebSocket read buffer per connection, and the most one socket read takes
+/// (tungstenite's default is 128 KiB). tungstenite keeps it allocated while the connection is
+/// idle, so it is most of what an idle session's client side holds: 1 KiB rather than 4 cuts
+/// 3 KiB per idle session, for about one more read per stanza in ten in an echo burst
+/// (a message larger than this is read in pieces of this size; docs/PERFORMANCE.md).
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
 /// Write buffer target per connection. Sending a message always flushes it at once; messages
 /// relayed from one upstream read are queued and flushed together, up to this size per write
 /// (0 would make every queued message its own write, one syscall per stanza).

@@ -224,9 +224,13 @@ impl SessionCore {
             self.ctx.trim_actions = false;
             self.ctx.actions.shrink_to(ACTIONS_KEPT);
             // Likewise the splitter's buffer and the checker's reusable storage, when no
-            // element is in progress: the next read allocates them again.
+            // element is in progress, and the recycled batch buffer, when nothing is batched:
+            // the next read or client element allocates them again.
             if let State::Relaying(relay) = &mut self.state {
                 relay.upstream.splitter.release_idle_memory();
+                if relay.upstream.batched.is_empty() {
+                    relay.upstream.batched = Vec::new();
+                }
             }
         }
         action
@@ -279,7 +283,8 @@ impl SessionCore {
 
     /// Gives back the buffer of an executed [`Action::ToServer`], so that the next batch of
     /// client elements reuses it instead of allocating (one allocation less per batch). A
-    /// buffer larger than a batch is dropped, so an idle session keeps at most a small one.
+    /// buffer larger than a batch is dropped, and the kept one goes at the next trim (after a
+    /// restart's features, at each ping), so an idle session keeps none.
     pub fn recycle(&mut self, mut buffer: Vec<u8>) {
         if let State::Relaying(relay) | State::Closing(relay, _) = &mut self.state {
             let batched = &mut relay.upstream.batched;

@@ -409,6 +409,31 @@ fn a_written_batch_buffer_is_reused_unless_it_is_large() {
     assert!(third.capacity() <= UPSTREAM_BATCH_BYTES, "a large buffer is dropped");
 }
 
+/// The batch buffer kept for the next client elements is given back at the trim (after a
+/// restart's features, at each ping), so a quiet session holds none; one with elements batched
+/// keeps them.
+#[test]
+fn the_kept_batch_buffer_is_given_back_at_the_trim() {
+    let mut driver = Driver::opened();
+    let batch_room = |driver: &Driver| match &driver.core.state {
+        State::Relaying(relay) => relay.upstream.batched.capacity(),
+        _ => panic!("not relaying: {}", driver.core.state_name()),
+    };
+    driver.client(MESSAGE);
+    let written = driver.feed(Input::ClientIdle).into_iter().find_map(|action| match action {
+        Action::ToServer(bytes) => Some(bytes),
+        _ => None,
+    });
+    driver.core.recycle(written.unwrap());
+    assert!(batch_room(&driver) > 0, "kept for the next batch");
+    driver.later(Duration::from_secs(30)).fire(Timer::Ping);
+    assert_eq!(batch_room(&driver), 0);
+    driver.client(MESSAGE);
+    driver.later(Duration::from_secs(30)).fire(Timer::Ping);
+    assert!(batch_room(&driver) > 0, "a batched element is not dropped");
+    assert_eq!(upstream(&driver.feed(Input::ClientIdle)), MESSAGE);
+}
+
 /// The action queue gives its room back after the opening and at each ping, so a quiet session
 /// holds room for a few actions, whatever burst it has seen.
 #[test]
