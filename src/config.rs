@@ -38,6 +38,12 @@ pub const MIN_HEADER_BYTES: usize = 8192;
 /// Largest `limits.max_header_bytes`.
 pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
+/// Smallest `limits.websocket_read_buffer_bytes` (a WebSocket frame header is up to 14 bytes;
+/// below this every message takes many reads).
+pub const MIN_WEBSOCKET_READ_BUFFER_BYTES: usize = 256;
+/// Largest `limits.websocket_read_buffer_bytes` (tungstenite's own default).
+pub const MAX_WEBSOCKET_READ_BUFFER_BYTES: usize = 128 * 1024;
+
 /// The smallest `limits.max_attributes_per_element` accepted: a stream header or `<open/>`
 /// carries up to eight attributes, so anything lower would refuse every session.
 pub const MIN_ATTRIBUTES_PER_ELEMENT: usize = 16;
@@ -223,6 +229,12 @@ pub struct LimitsConfig {
     /// header declares two).
     #[serde(deserialize_with = "count_between::<_, MIN_NAMESPACE_DECLARATIONS_PER_ELEMENT, { usize::MAX }>")]
     pub max_namespace_declarations_per_element: usize,
+    /// Size of each WebSocket connection's read buffer, and the most one read from its socket
+    /// takes, in bytes (256 to 128 KiB). It stays allocated while the session is idle: smaller
+    /// holds less per idle session, larger reads a client's bursts and large messages in fewer
+    /// system calls (docs/PERFORMANCE.md measures both).
+    #[serde(deserialize_with = "count_between::<_, MIN_WEBSOCKET_READ_BUFFER_BYTES, MAX_WEBSOCKET_READ_BUFFER_BYTES>")]
+    pub websocket_read_buffer_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -243,6 +255,7 @@ impl Default for LimitsConfig {
             max_pending_connections_per_address: 16,
             max_attributes_per_element: crate::xml::DEFAULT_MAX_ATTRIBUTES,
             max_namespace_declarations_per_element: crate::xml::DEFAULT_MAX_NAMESPACE_DECLARATIONS,
+            websocket_read_buffer_bytes: crate::server::DEFAULT_WS_READ_BUFFER_BYTES,
         }
     }
 }

@@ -26,12 +26,13 @@ use crate::session::{self, Gateway, SessionContext};
 /// The WebSocket subprotocol of RFC 7395.
 pub const SUBPROTOCOL: &str = "xmpp";
 
-/// Size of the WebSocket read buffer per connection, and the most one socket read takes
-/// (tungstenite's default is 128 KiB). tungstenite keeps it allocated while the connection is
-/// idle, so it is most of what an idle session's client side holds: 1 KiB rather than 4 cuts
-/// 3 KiB per idle session, for about one more read per stanza in ten in an echo burst
-/// (a message larger than this is read in pieces of this size; docs/PERFORMANCE.md).
-pub const WS_READ_BUFFER_BYTES: usize = 1024;
+/// The default `limits.websocket_read_buffer_bytes`: the WebSocket read buffer per connection,
+/// and the most one socket read takes (tungstenite's default is 128 KiB). tungstenite keeps it
+/// allocated while the connection is idle, so it is most of what an idle session's client side
+/// holds: 1 KiB rather than 4 cuts 3 KiB per idle session, for more reads when a client sends
+/// more than that at once (a message larger than this is read in pieces of this size;
+/// docs/PERFORMANCE.md).
+pub const DEFAULT_WS_READ_BUFFER_BYTES: usize = 1024;
 /// Write buffer target per connection. Sending a message always flushes it at once; messages
 /// relayed from one upstream read are queued and flushed together, up to this size per write
 /// (0 would make every queued message its own write, one syscall per stanza).
@@ -271,7 +272,7 @@ async fn websocket_endpoint(
     let tracked = state.control.sessions.token();
     upgrade
         .protocols([SUBPROTOCOL])
-        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .read_buffer_size(gateway.config.limits.websocket_read_buffer_bytes)
         .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_write_buffer_size(max_write_buffer_bytes(max_message))
         .max_message_size(max_message)

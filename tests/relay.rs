@@ -365,3 +365,22 @@ async fn d19_plain_get_is_426_with_an_explanation() {
     assert_eq!(status, 426, "{response}");
     assert!(response.contains("RFC 7395"), "{response}");
 }
+
+#[tokio::test]
+async fn a_read_buffer_smaller_than_the_messages_still_relays_them_whole_and_in_order() {
+    // `limits.websocket_read_buffer_bytes` at its minimum: every message below spans many reads
+    // of the client's socket, and the first one ends inside a read that holds the next one.
+    let setup = harness::setup::setup_with("[limits]\nwebsocket_read_buffer_bytes = 256\n").await;
+    let (mut client, mut conn) = harness::setup::opened(&setup).await;
+    let large = format!(
+        r#"<message xmlns="jabber:client" to="romeo@example.net" id="large"><body>{}</body></message>"#,
+        "wherefore art thou ".repeat(1000)
+    );
+    let small = r#"<message xmlns="jabber:client" to="romeo@example.net" id="after"/>"#;
+    client.send(&large).await;
+    client.send(small).await;
+    let relayed = conn.read_until(r#"id="after"/>"#).await;
+    let at =
+        relayed.find(r#"<message xmlns="jabber:client" to="romeo@example.net" id="large">"#).expect("the large one");
+    assert_eq!(&relayed[at..], format!("{large}{small}"));
+}

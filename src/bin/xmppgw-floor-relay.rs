@@ -45,7 +45,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
 use xmpp_ws_gateway::config::LimitsConfig;
-use xmpp_ws_gateway::server::{max_write_buffer_bytes, SUBPROTOCOL, WS_READ_BUFFER_BYTES, WS_WRITE_BUFFER_BYTES};
+use xmpp_ws_gateway::server::{max_write_buffer_bytes, SUBPROTOCOL, WS_WRITE_BUFFER_BYTES};
 use xmpp_ws_gateway::session::READ_CHUNK_BYTES;
 use xmpp_ws_gateway::upstream::{tls::client_config, SystemRoots, UpstreamIo};
 
@@ -167,7 +167,7 @@ async fn upgrade(State(relay): State<Arc<Relay>>, Path(domain): Path<String>, up
     // The gateway's WebSocket settings (src/server.rs).
     upgrade
         .protocols([SUBPROTOCOL])
-        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .read_buffer_size(relay.limits.websocket_read_buffer_bytes)
         .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_write_buffer_size(max_write_buffer_bytes(max_message))
         .max_message_size(max_message)

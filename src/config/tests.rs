@@ -243,3 +243,17 @@ fn every_refused_value_is_named_by_its_key() {
         assert!(message.starts_with(key), "{text:?} gave {message:?}");
     }
 }
+
+#[test]
+fn websocket_read_buffer_defaults_to_one_kib_within_its_bounds() {
+    let upstream = "[[upstream]]\ndomain = \"example.com\"\naddress = \"127.0.0.1:5222\"\n";
+    let config = Config::from_toml(upstream).expect("valid");
+    assert_eq!(config.limits.websocket_read_buffer_bytes, 1024);
+    for refused in [255, 131_073] {
+        let message = err(&format!("[limits]\nwebsocket_read_buffer_bytes = {refused}\n{upstream}"));
+        assert!(message.starts_with("limits.websocket_read_buffer_bytes:"), "{message}");
+    }
+    let config =
+        Config::from_toml(&format!("[limits]\nwebsocket_read_buffer_bytes = 4096\n{upstream}")).expect("in bounds");
+    assert_eq!(config.limits.websocket_read_buffer_bytes, 4096);
+}
