@@ -95,7 +95,10 @@ pub(super) fn complete_element(
     let name_end = 1 + qname.len();
     let class = checker.root_class();
     let end_name_at = checker.root_end_name();
-    let mut used = checker.inherited_used().clone();
+    // The header's declarations to add: those the element used, borrowed from the checker; a
+    // copy only in the rare case that adds the header's `stream` binding to them.
+    let mut used = checker.inherited_used();
+    let with_stream;
     let mut rename = false;
     let mut declare_stream = false;
     if checker.root_in_stream_ns() && !qname.starts_with("stream:") {
@@ -106,7 +109,12 @@ pub(super) fn complete_element(
             && (own_stream.is_some() || header_stream_uri.unwrap_or(NS_STREAM) == NS_STREAM);
         if rename && own_stream.is_none() {
             match scope.stream_binding {
-                Some(i) => used.insert(i),
+                Some(i) => {
+                    let mut copy = used.clone();
+                    copy.insert(i);
+                    with_stream = copy;
+                    used = &with_stream;
+                }
                 None => declare_stream = true,
             }
         }
@@ -133,9 +141,7 @@ pub(super) fn complete_element(
             push_declaration(&mut out, Some("stream"), NS_STREAM);
         }
     }
-    for i in used.iter() {
-        out.push_str(&scope.declarations[i]);
-    }
+    used.for_each(|i| out.push_str(&scope.declarations[i]));
     // Where the rest of the element lands in `out`, relative to `raw`.
     let shift = out.len() as isize - name_end as isize;
     match (rename, end_name_at) {
