@@ -171,8 +171,39 @@ impl StreamSplitter {
                     return result;
                 }
             }
+        } else if self.lex == Lex::Idle && self.starts_element() {
+            return self.start_element();
         }
         self.next_event_general()
+    }
+
+    /// Whether the next bytes are `<` and a byte that starts an element's name (not `/`, `!` or
+    /// `?`), with the stream open, a checker to read it and the buffered bytes within the
+    /// element limit: what the lexer's turn through `Idle` and `Lt` would find before handing
+    /// the element to the checker. Elements that follow each other without whitespace, as a
+    /// server writes them, start here.
+    #[inline(always)]
+    fn starts_element(&self) -> bool {
+        matches!(self.phase, Phase::Stream(_))
+            && self.checker.is_some()
+            && self.buf.len() - self.start <= self.limits.max_element_bytes
+            && matches!(self.buf.get(self.pos..self.pos + 2), Some([b'<', next]) if !matches!(next, b'/' | b'!' | b'?'))
+    }
+
+    /// Starts the element at `pos` (see [`Self::starts_element`]) and reads what is buffered of
+    /// it, as the lexer does from `Idle`: the same checker state, events and errors. Its pending
+    /// bytes are within the limit (looked at), so the lexer's size check would pass.
+    #[inline(never)]
+    fn start_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        self.tag_start = self.pos;
+        self.pos += 1;
+        self.start_unit(Unit::Element);
+        self.lex = Lex::Unit;
+        let result = self.continue_element();
+        if let Err(err) = &result {
+            self.poison(*err);
+        }
+        result
     }
 
     /// Advances the checker over the buffered bytes of the element in progress (the stream is
