@@ -91,6 +91,51 @@ pub(super) fn complete_element(
     scope: &HeaderScope,
     limits: &SplitterLimits,
 ) -> Result<ServerElement, XmlError> {
+    if checker.root_in_stream_ns() {
+        return complete_stream_element(raw, checker, scope, limits);
+    }
+    // Every other element, stanzas included: nothing to rename, and no stream error condition
+    // or feature cuts (only `<error/>` and `<features/>` in the stream namespace collect them).
+    let used = checker.inherited_used();
+    check_caps(checker, used.len(), limits)?;
+    let name_end = 1 + checker.root_qname(raw).len();
+    let mut out = String::with_capacity(raw.len() + 64);
+    out.push_str(&raw[..name_end]);
+    used.for_each(|i| out.push_str(&scope.declarations[i]));
+    out.push_str(&raw[name_end..]);
+    let kind = match checker.root_class() {
+        Class::TlsProceed => ServerElementKind::TlsProceed,
+        Class::TlsFailure => ServerElementKind::TlsFailure,
+        Class::SaslSuccess => ServerElementKind::SaslSuccess,
+        _ => ServerElementKind::Other,
+    };
+    debug_assert!(checker.feature_cuts().is_empty() && checker.error_child().is_none());
+    Ok(ServerElement { xml: out, kind, error_condition: None, see_other_host: None, feature_cuts: Vec::new() })
+}
+
+/// The caps apply to what is relayed: the declarations completion adds (`added`) count on the
+/// root's start tag.
+#[inline]
+fn check_caps(checker: &Checker, added: usize, limits: &SplitterLimits) -> Result<(), XmlError> {
+    if checker.root_attributes() + added > limits.max_attributes {
+        return Err(XmlError::TooManyAttributes);
+    }
+    if checker.root_declarations() + added > limits.max_namespace_declarations {
+        return Err(XmlError::TooManyNamespaceDeclarations);
+    }
+    Ok(())
+}
+
+/// [`complete_element`] for an element in the stream namespace (features, errors): renamed to
+/// the `stream` prefix where that keeps its meaning, classified, its error condition or feature
+/// cuts taken from the checker.
+#[inline(never)]
+fn complete_stream_element(
+    raw: &str,
+    checker: &Checker,
+    scope: &HeaderScope,
+    limits: &SplitterLimits,
+) -> Result<ServerElement, XmlError> {
     let (qname, local) = checker.root_names(raw);
     let name_end = 1 + qname.len();
     let class = checker.root_class();
@@ -101,8 +146,7 @@ pub(super) fn complete_element(
     let with_stream;
     let mut rename = false;
     let mut declare_stream = false;
-    if checker.root_in_stream_ns() && !qname.starts_with("stream:") {
-        // Only stream elements (features, errors) get here.
+    if !qname.starts_with("stream:") {
         let own_stream = checker.root_stream_declaration();
         let header_stream_uri = scope.stream_binding.map(|i| scope.inherited.bindings()[i].1.as_str());
         rename = own_stream.unwrap_or(NS_STREAM) == NS_STREAM
@@ -120,14 +164,7 @@ pub(super) fn complete_element(
         }
     }
 
-    // The caps apply to what is relayed: the declarations added count on the root's start tag.
-    let added = used.len() + usize::from(declare_stream);
-    if checker.root_attributes() + added > limits.max_attributes {
-        return Err(XmlError::TooManyAttributes);
-    }
-    if checker.root_declarations() + added > limits.max_namespace_declarations {
-        return Err(XmlError::TooManyNamespaceDeclarations);
-    }
+    check_caps(checker, used.len() + usize::from(declare_stream), limits)?;
     // Room for the declarations of an ordinary stanza; a rare element that adds more grows `out`
     // once.
     let mut out = String::with_capacity(raw.len() + 64);
