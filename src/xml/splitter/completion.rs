@@ -9,7 +9,7 @@ use super::super::error::XmlError;
 use super::super::framing::escape_attr;
 use super::super::scope::Inherited;
 use super::super::NS_STREAM;
-use super::{ServerElement, ServerElementKind, SplitterLimits, StreamHeader};
+use super::{ServerElement, ServerElementKind, ServerEvent, SplitterLimits, StreamHeader};
 
 /// What the rest of the stream needs from the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,12 +85,15 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
 /// namespace on the element or the header, renaming would change the meaning of descendants, so
 /// the element keeps its original prefix, which is declared like any other. `xml:lang` is not
 /// pushed down (D7). Nothing is parsed here: the checker has read the element once.
+///
+/// Returned as the splitter returns it, so that the element is built where the caller of
+/// [`super::StreamSplitter::next_event`] finds it instead of being moved from type to type.
 pub(super) fn complete_element(
     raw: &str,
     checker: &Checker,
     scope: &HeaderScope,
     limits: &SplitterLimits,
-) -> Result<ServerElement, XmlError> {
+) -> Result<Option<ServerEvent>, XmlError> {
     if checker.root_in_stream_ns() {
         return complete_stream_element(raw, checker, scope, limits);
     }
@@ -110,7 +113,13 @@ pub(super) fn complete_element(
         _ => ServerElementKind::Other,
     };
     debug_assert!(checker.feature_cuts().is_empty() && checker.error_child().is_none());
-    Ok(ServerElement { xml: out, kind, error_condition: None, see_other_host: None, feature_cuts: Vec::new() })
+    Ok(Some(ServerEvent::Element(ServerElement {
+        xml: out,
+        kind,
+        error_condition: None,
+        see_other_host: None,
+        feature_cuts: Vec::new(),
+    })))
 }
 
 /// The caps apply to what is relayed: the declarations completion adds (`added`) count on the
@@ -135,7 +144,7 @@ fn complete_stream_element(
     checker: &Checker,
     scope: &HeaderScope,
     limits: &SplitterLimits,
-) -> Result<ServerElement, XmlError> {
+) -> Result<Option<ServerEvent>, XmlError> {
     let (qname, local) = checker.root_names(raw);
     let name_end = 1 + qname.len();
     let class = checker.root_class();
@@ -214,7 +223,7 @@ fn complete_stream_element(
     } else {
         cuts.iter().map(|cut| cut.start.saturating_add_signed(shift)..cut.end.saturating_add_signed(shift)).collect()
     };
-    Ok(ServerElement { xml: out, kind, error_condition, see_other_host, feature_cuts })
+    Ok(Some(ServerEvent::Element(ServerElement { xml: out, kind, error_condition, see_other_host, feature_cuts })))
 }
 
 /// Appends ` xmlns="uri"` or ` xmlns:prefix="uri"`, the URI escaped for double quotes.

@@ -225,7 +225,7 @@ impl StreamSplitter {
     /// reads that only continue an element).
     #[inline(never)]
     fn finish_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
-        self.unit_done().map(Some)
+        self.unit_done()
     }
 
     /// [`Self::next_event`] past its fast path.
@@ -380,7 +380,7 @@ impl StreamSplitter {
                             self.check_pending_size()?;
                             return Ok(None);
                         }
-                        Progress::Done => return self.unit_done().map(Some),
+                        Progress::Done => return self.unit_done(),
                     }
                 }
                 Lex::EndTag => {
@@ -474,32 +474,36 @@ impl StreamSplitter {
     }
 
     /// The checker has read a whole unit `start..pos`: the header, or a top-level element to
-    /// complete and classify.
+    /// complete and classify. (Always `Some` when `Ok`.)
     #[inline(always)]
-    fn unit_done(&mut self) -> Result<ServerEvent, XmlError> {
+    fn unit_done(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         let unit = &self.buf[self.start..self.pos];
         let Some(checker) = self.checker.as_deref() else {
             return Err(XmlError::NotWellFormed("element state lost"));
         };
-        let event = match &self.phase {
+        match &self.phase {
             Phase::Prolog => {
                 self.check_pending_size()?;
                 let (header, scope) = read_header(unit, checker)?;
                 self.phase = Phase::Stream(scope);
-                ServerEvent::Header(Box::new(header))
+                self.start = self.pos;
+                self.lex = Lex::Idle;
+                Ok(Some(ServerEvent::Header(Box::new(header))))
             }
             Phase::Stream(scope) => {
                 if unit.len() > self.limits.max_element_bytes {
                     return Err(XmlError::TooLarge);
                 }
                 let raw = std::str::from_utf8(unit).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
-                ServerEvent::Element(complete_element(raw, checker, scope, &self.limits)?)
+                // Returned as completion builds it, not unwrapped and wrapped again.
+                let event = complete_element(raw, checker, scope, &self.limits);
+                // After an error the splitter is poisoned whatever these say.
+                self.start = self.pos;
+                self.lex = Lex::Idle;
+                event
             }
-            Phase::Ended => return Err(XmlError::NotWellFormed("element after the end of the stream")),
-        };
-        self.start = self.pos;
-        self.lex = Lex::Idle;
-        Ok(event)
+            Phase::Ended => Err(XmlError::NotWellFormed("element after the end of the stream")),
+        }
     }
 }
 
