@@ -199,7 +199,7 @@ impl StreamSplitter {
         self.pos += 1;
         self.start_unit(Unit::Element);
         self.lex = Lex::Unit;
-        let result = self.continue_element();
+        let result = self.advance_element();
         if let Err(err) = &result {
             self.poison(*err);
         }
@@ -210,6 +210,12 @@ impl StreamSplitter {
     /// open and there is a checker: the caller has looked).
     #[inline(never)]
     fn continue_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        self.advance_element()
+    }
+
+    /// The body of [`Self::continue_element`], also inlined where an element starts.
+    #[inline(always)]
+    fn advance_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         let (Phase::Stream(scope), Some(checker)) = (&self.phase, &mut self.checker) else {
             return self.lex_unit();
         };
