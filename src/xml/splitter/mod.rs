@@ -171,8 +171,6 @@ impl StreamSplitter {
                     return result;
                 }
             }
-        } else if self.lex == Lex::Idle && self.starts_element() {
-            return self.start_element();
         }
         self.next_event_general()
     }
@@ -236,6 +234,11 @@ impl StreamSplitter {
 
     /// [`Self::next_event`] past its fast path.
     fn next_event_general(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        // Here, not in `next_event`, so that the small reads inside an element do not pay for
+        // it. (A poisoned splitter has no checker: `starts_element` is false.)
+        if self.lex == Lex::Idle && self.starts_element() {
+            return self.start_element();
+        }
         if let Some(err) = &self.poisoned {
             return Err(*err);
         }
