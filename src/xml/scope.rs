@@ -261,6 +261,21 @@ impl UsedSet {
         UsedIter { low: self.low, high }
     }
 
+    /// Calls `visit` with each index recorded, in increasing order: the bits of the first 64
+    /// inline (an element uses one or two), the rare indices beyond sorted out of line. What
+    /// namespace completion runs for every relayed element, without the iterator's `Vec`.
+    #[inline]
+    pub fn for_each(&self, mut visit: impl FnMut(usize)) {
+        let mut low = self.low;
+        while low != 0 {
+            visit(low.trailing_zeros() as usize);
+            low &= low - 1;
+        }
+        if self.high.is_some() {
+            self.iter().skip(self.low.count_ones() as usize).for_each(visit);
+        }
+    }
+
     /// How many indices are recorded.
     pub fn len(&self) -> usize {
         self.low.count_ones() as usize + self.high.as_ref().map_or(0, HashSet::len)
@@ -459,6 +474,15 @@ mod tests {
             used.insert(i);
         }
         assert_eq!(used.iter().collect::<Vec<_>>(), [0, 3, 64, 70]);
+        let mut visited = Vec::new();
+        used.for_each(|i| visited.push(i));
+        assert_eq!(visited, [0, 3, 64, 70]);
+        let mut only_low = UsedSet::default();
+        only_low.insert(63);
+        only_low.insert(1);
+        let mut visited = Vec::new();
+        only_low.for_each(|i| visited.push(i));
+        assert_eq!(visited, [1, 63]);
         assert_eq!(used.len(), 4);
         assert!(used.contains(64) && !used.contains(65) && used.contains(3) && !used.contains(4));
         used.clear();

@@ -9,7 +9,7 @@ use super::super::error::XmlError;
 use super::super::framing::escape_attr;
 use super::super::scope::Inherited;
 use super::super::NS_STREAM;
-use super::{ServerElement, ServerElementKind, SplitterLimits, StreamHeader};
+use super::{ServerElement, ServerElementKind, ServerEvent, SplitterLimits, StreamHeader};
 
 /// What the rest of the stream needs from the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,41 +85,95 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
 /// namespace on the element or the header, renaming would change the meaning of descendants, so
 /// the element keeps its original prefix, which is declared like any other. `xml:lang` is not
 /// pushed down (D7). Nothing is parsed here: the checker has read the element once.
+///
+/// Returned as the splitter returns it, so that the element is built where the caller of
+/// [`super::StreamSplitter::next_event`] finds it instead of being moved from type to type.
 pub(super) fn complete_element(
     raw: &str,
     checker: &Checker,
     scope: &HeaderScope,
     limits: &SplitterLimits,
-) -> Result<ServerElement, XmlError> {
-    let (qname, local) = checker.root_names(raw);
-    let name_end = 1 + qname.len();
-    let class = checker.root_class();
-    let end_name_at = checker.root_end_name();
-    let mut used = checker.inherited_used().clone();
-    let mut rename = false;
-    let mut declare_stream = false;
-    if checker.root_in_stream_ns() && !qname.starts_with("stream:") {
-        // Only stream elements (features, errors) get here.
-        let own_stream = checker.root_stream_declaration();
-        let header_stream_uri = scope.stream_binding.map(|i| scope.inherited.bindings()[i].1.as_str());
-        rename = own_stream.unwrap_or(NS_STREAM) == NS_STREAM
-            && (own_stream.is_some() || header_stream_uri.unwrap_or(NS_STREAM) == NS_STREAM);
-        if rename && own_stream.is_none() {
-            match scope.stream_binding {
-                Some(i) => used.insert(i),
-                None => declare_stream = true,
-            }
-        }
+) -> Result<Option<ServerEvent>, XmlError> {
+    if checker.root_in_stream_ns() {
+        return complete_stream_element(raw, checker, scope, limits);
     }
+    // Every other element, stanzas included: nothing to rename, and no stream error condition
+    // or feature cuts (only `<error/>` and `<features/>` in the stream namespace collect them).
+    let used = checker.inherited_used();
+    check_caps(checker, used.len(), limits)?;
+    let name_end = 1 + checker.root_qname(raw).len();
+    let mut out = String::with_capacity(raw.len() + 64);
+    out.push_str(&raw[..name_end]);
+    used.for_each(|i| out.push_str(&scope.declarations[i]));
+    out.push_str(&raw[name_end..]);
+    let kind = match checker.root_class() {
+        Class::TlsProceed => ServerElementKind::TlsProceed,
+        Class::TlsFailure => ServerElementKind::TlsFailure,
+        Class::SaslSuccess => ServerElementKind::SaslSuccess,
+        _ => ServerElementKind::Other,
+    };
+    debug_assert!(checker.feature_cuts().is_empty() && checker.error_child().is_none());
+    Ok(Some(ServerEvent::Element(ServerElement {
+        xml: out,
+        kind,
+        error_condition: None,
+        see_other_host: None,
+        feature_cuts: Vec::new(),
+    })))
+}
 
-    // The caps apply to what is relayed: the declarations added count on the root's start tag.
-    let added = used.len() + usize::from(declare_stream);
+/// The caps apply to what is relayed: the declarations completion adds (`added`) count on the
+/// root's start tag.
+#[inline]
+fn check_caps(checker: &Checker, added: usize, limits: &SplitterLimits) -> Result<(), XmlError> {
     if checker.root_attributes() + added > limits.max_attributes {
         return Err(XmlError::TooManyAttributes);
     }
     if checker.root_declarations() + added > limits.max_namespace_declarations {
         return Err(XmlError::TooManyNamespaceDeclarations);
     }
+    Ok(())
+}
+
+/// [`complete_element`] for an element in the stream namespace (features, errors): renamed to
+/// the `stream` prefix where that keeps its meaning, classified, its error condition or feature
+/// cuts taken from the checker.
+#[inline(never)]
+fn complete_stream_element(
+    raw: &str,
+    checker: &Checker,
+    scope: &HeaderScope,
+    limits: &SplitterLimits,
+) -> Result<Option<ServerEvent>, XmlError> {
+    let (qname, local) = checker.root_names(raw);
+    let name_end = 1 + qname.len();
+    let class = checker.root_class();
+    let end_name_at = checker.root_end_name();
+    // The header's declarations to add: those the element used, borrowed from the checker; a
+    // copy only in the rare case that adds the header's `stream` binding to them.
+    let mut used = checker.inherited_used();
+    let with_stream;
+    let mut rename = false;
+    let mut declare_stream = false;
+    if !qname.starts_with("stream:") {
+        let own_stream = checker.root_stream_declaration();
+        let header_stream_uri = scope.stream_binding.map(|i| scope.inherited.bindings()[i].1.as_str());
+        rename = own_stream.unwrap_or(NS_STREAM) == NS_STREAM
+            && (own_stream.is_some() || header_stream_uri.unwrap_or(NS_STREAM) == NS_STREAM);
+        if rename && own_stream.is_none() {
+            match scope.stream_binding {
+                Some(i) => {
+                    let mut copy = used.clone();
+                    copy.insert(i);
+                    with_stream = copy;
+                    used = &with_stream;
+                }
+                None => declare_stream = true,
+            }
+        }
+    }
+
+    check_caps(checker, used.len() + usize::from(declare_stream), limits)?;
     // Room for the declarations of an ordinary stanza; a rare element that adds more grows `out`
     // once.
     let mut out = String::with_capacity(raw.len() + 64);
@@ -133,9 +187,7 @@ pub(super) fn complete_element(
             push_declaration(&mut out, Some("stream"), NS_STREAM);
         }
     }
-    for i in used.iter() {
-        out.push_str(&scope.declarations[i]);
-    }
+    used.for_each(|i| out.push_str(&scope.declarations[i]));
     // Where the rest of the element lands in `out`, relative to `raw`.
     let shift = out.len() as isize - name_end as isize;
     match (rename, end_name_at) {
@@ -171,7 +223,7 @@ pub(super) fn complete_element(
     } else {
         cuts.iter().map(|cut| cut.start.saturating_add_signed(shift)..cut.end.saturating_add_signed(shift)).collect()
     };
-    Ok(ServerElement { xml: out, kind, error_condition, see_other_host, feature_cuts })
+    Ok(Some(ServerEvent::Element(ServerElement { xml: out, kind, error_condition, see_other_host, feature_cuts })))
 }
 
 /// Appends ` xmlns="uri"` or ` xmlns:prefix="uri"`, the URI escaped for double quotes.

@@ -175,10 +175,45 @@ impl StreamSplitter {
         self.next_event_general()
     }
 
+    /// Whether the next bytes are `<` and a byte that starts an element's name (not `/`, `!` or
+    /// `?`), with the stream open, a checker to read it and the buffered bytes within the
+    /// element limit: what the lexer's turn through `Idle` and `Lt` would find before handing
+    /// the element to the checker. Elements that follow each other without whitespace, as a
+    /// server writes them, start here.
+    #[inline(always)]
+    fn starts_element(&self) -> bool {
+        matches!(self.phase, Phase::Stream(_))
+            && self.checker.is_some()
+            && self.buf.len() - self.start <= self.limits.max_element_bytes
+            && matches!(self.buf.get(self.pos..self.pos + 2), Some([b'<', next]) if !matches!(next, b'/' | b'!' | b'?'))
+    }
+
+    /// Starts the element at `pos` (see [`Self::starts_element`]) and reads what is buffered of
+    /// it, as the lexer does from `Idle`: the same checker state, events and errors. Its pending
+    /// bytes are within the limit (looked at), so the lexer's size check would pass.
+    #[inline(never)]
+    fn start_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        self.tag_start = self.pos;
+        self.pos += 1;
+        self.start_unit(Unit::Element);
+        self.lex = Lex::Unit;
+        let result = self.advance_element();
+        if let Err(err) = &result {
+            self.poison(*err);
+        }
+        result
+    }
+
     /// Advances the checker over the buffered bytes of the element in progress (the stream is
     /// open and there is a checker: the caller has looked).
     #[inline(never)]
     fn continue_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        self.advance_element()
+    }
+
+    /// The body of [`Self::continue_element`], also inlined where an element starts.
+    #[inline(always)]
+    fn advance_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         let (Phase::Stream(scope), Some(checker)) = (&self.phase, &mut self.checker) else {
             return self.lex_unit();
         };
@@ -194,11 +229,16 @@ impl StreamSplitter {
     /// reads that only continue an element).
     #[inline(never)]
     fn finish_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
-        self.unit_done().map(Some)
+        self.unit_done()
     }
 
     /// [`Self::next_event`] past its fast path.
     fn next_event_general(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        // Here, not in `next_event`, so that the small reads inside an element do not pay for
+        // it. (A poisoned splitter has no checker: `starts_element` is false.)
+        if self.lex == Lex::Idle && self.starts_element() {
+            return self.start_element();
+        }
         if let Some(err) = &self.poisoned {
             return Err(*err);
         }
@@ -349,7 +389,7 @@ impl StreamSplitter {
                             self.check_pending_size()?;
                             return Ok(None);
                         }
-                        Progress::Done => return self.unit_done().map(Some),
+                        Progress::Done => return self.unit_done(),
                     }
                 }
                 Lex::EndTag => {
@@ -443,32 +483,36 @@ impl StreamSplitter {
     }
 
     /// The checker has read a whole unit `start..pos`: the header, or a top-level element to
-    /// complete and classify.
+    /// complete and classify. (Always `Some` when `Ok`.)
     #[inline(always)]
-    fn unit_done(&mut self) -> Result<ServerEvent, XmlError> {
+    fn unit_done(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         let unit = &self.buf[self.start..self.pos];
         let Some(checker) = self.checker.as_deref() else {
             return Err(XmlError::NotWellFormed("element state lost"));
         };
-        let event = match &self.phase {
+        match &self.phase {
             Phase::Prolog => {
                 self.check_pending_size()?;
                 let (header, scope) = read_header(unit, checker)?;
                 self.phase = Phase::Stream(scope);
-                ServerEvent::Header(Box::new(header))
+                self.start = self.pos;
+                self.lex = Lex::Idle;
+                Ok(Some(ServerEvent::Header(Box::new(header))))
             }
             Phase::Stream(scope) => {
                 if unit.len() > self.limits.max_element_bytes {
                     return Err(XmlError::TooLarge);
                 }
                 let raw = std::str::from_utf8(unit).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
-                ServerEvent::Element(complete_element(raw, checker, scope, &self.limits)?)
+                // Returned as completion builds it, not unwrapped and wrapped again.
+                let event = complete_element(raw, checker, scope, &self.limits);
+                // After an error the splitter is poisoned whatever these say.
+                self.start = self.pos;
+                self.lex = Lex::Idle;
+                event
             }
-            Phase::Ended => return Err(XmlError::NotWellFormed("element after the end of the stream")),
-        };
-        self.start = self.pos;
-        self.lex = Lex::Idle;
-        Ok(event)
+            Phase::Ended => Err(XmlError::NotWellFormed("element after the end of the stream")),
+        }
     }
 }
 

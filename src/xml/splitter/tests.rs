@@ -622,3 +622,36 @@ fn an_idle_splitter_gives_back_its_buffer_and_keeps_what_is_pending() {
     splitter.feed(b"<presence/>");
     assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
 }
+
+/// An element that starts right after another takes a shorter way into the checker than the
+/// lexer's turn (`StreamSplitter::start_element`); what follows an element must still be read
+/// exactly as the lexer reads it after the header, whatever the chunking.
+#[test]
+fn what_follows_an_element_is_read_as_after_the_header() {
+    for after in [
+        "<presence/>",
+        " <presence/>",
+        "<presence",
+        "<",
+        "<!-- x -->",
+        "<?php x?>",
+        "<![CDATA[x]]>",
+        "<!DOCTYPE x>",
+        "</stream:stream>",
+        "</stream>",
+        "<foo:x/>",
+        "<message><body>\u{1}</body></message>",
+        "text",
+    ] {
+        let alone = run(&format!("{HEADER}{after}"));
+        let input = format!("{HEADER}<iq type='get' id='1'/>{after}");
+        let (mut events, err) = run(&input);
+        assert!(
+            matches!(events.remove(1), ServerEvent::Element(ServerElement { ref xml, .. }) if xml.starts_with("<iq"))
+        );
+        assert_eq!((events, err), alone, "{after}");
+        let whole = run(&input);
+        assert_eq!(run_chunks(SplitterLimits::default(), input.as_bytes().chunks(1)), whole, "{after}");
+        assert_eq!(run_chunks(SplitterLimits::default(), input.as_bytes().chunks(3)), whole, "{after}");
+    }
+}
