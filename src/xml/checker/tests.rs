@@ -29,7 +29,9 @@ fn check_chunked(doc: &str, step: usize) -> Result<usize, XmlError> {
     loop {
         end = (end + step).min(bytes.len());
         match checker.advance(&bytes[..end], None)? {
-            Progress::Done => return Ok(checker.end()),
+            // As in `check_in`: the element must be all of `doc`.
+            Progress::Done if checker.end() == bytes.len() => return Ok(checker.end()),
+            Progress::Done => return Err(XmlError::NotWellFormed("content after the element")),
             Progress::NeedMore if end == bytes.len() => return Err(XmlError::NotWellFormed("unclosed element")),
             Progress::NeedMore => {}
         }
@@ -118,6 +120,9 @@ fn any_reads_give_the_same_outcome() {
         "<a>\u{EFFF}\u{FFFF}</a>",
         "<a><?xml version='1.0'?></a>",
         "<a x='&bogus;'/>",
+        // The element ends before the document does (found by the property test below with
+        // more cases than its default).
+        "<r></r></r>",
     ];
     for doc in docs {
         let whole = check(doc, WfLimits::UNLIMITED).map(|checker| checker.end());
