@@ -343,10 +343,7 @@ async fn creation_errors_have_the_websocket_failure_classes() {
     assert_eq!(condition(&unknown).as_deref(), Some("host-unknown"));
     // An upstream that refuses connections.
     let ca = TestCa::new();
-    let down = {
-        let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
-        server.addr()
-    };
+    let (_held, down) = harness::net::refusing_address();
     let gateway = TestGateway::start(&format!(
         "{BOSH}[[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{down}\"\ntls = \"starttls\"\nca_file = \"{}\"\n",
         ca.ca_file().display()

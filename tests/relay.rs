@@ -232,9 +232,7 @@ async fn cl_2_client_leaving_after_the_server_end_is_a_clean_close() {
 #[tokio::test]
 async fn d6_unreachable_upstream_gives_open_error_close_and_the_class() {
     let ca = TestCa::new();
-    // A port nobody listens on: bind, read the port, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_held, address) = harness::net::refusing_address();
     let gateway = TestGateway::for_upstream(DOMAIN, address, &ca.ca_file()).await;
     let mut client = WsClient::connect(&gateway.url).await;
     client.send(OPEN).await;

@@ -23,3 +23,14 @@ pub async fn connect_from(from: IpAddr, to: SocketAddr, small_buffers: bool) -> 
     socket.bind(SocketAddr::new(from, 0)).unwrap();
     tokio::time::timeout(STEP, socket.connect(to)).await.expect("connect in time").expect("connect")
 }
+
+/// A loopback address where connections are refused, and the socket that keeps it so: bound and
+/// never listening, the port answers a SYN with a reset, and no other socket (a server another
+/// test starts meanwhile) can take it while the returned socket lives. Binding a listener,
+/// reading its port and closing it instead leaves the port free for anyone to take.
+pub fn refusing_address() -> (TcpSocket, SocketAddr) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(loopback(1), 0)).unwrap();
+    let address = socket.local_addr().unwrap();
+    (socket, address)
+}
