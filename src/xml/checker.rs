@@ -383,60 +383,6 @@ impl Checker {
         self.pos
     }
 
-    /// The fast path of small reads: moves past the bytes from [`Self::position`] that only
-    /// continue the construct being read (character data with nothing to collect, an attribute
-    /// value, a name) without changing anything else, exactly as [`Self::advance`] would pass
-    /// them; whether that reached the end of `unit` (then there is nothing more to do until
-    /// more bytes arrive). Otherwise [`Self::advance`] goes on from the first byte that needs
-    /// it, so no byte is scanned twice. A read of a byte or two then costs a few comparisons
-    /// instead of a turn of the full scanner.
-    #[inline(always)]
-    pub fn skip_run(&mut self, unit: &[u8]) -> bool {
-        let (mut j, table) = match self.lex {
-            Lex::Content if !matches!(self.capture, Capture::ErrorChild { open: true, .. }) => {
-                (skip_plain_ascii(unit, self.pos, &TEXT_STOPS), &TEXT_PLAIN)
-            }
-            Lex::Value { .. } => (skip_plain_ascii(unit, self.pos, &VALUE_STOPS), &VALUE_PLAIN),
-            Lex::TagName { .. } | Lex::AttrName { .. } | Lex::EndName { .. } => (self.pos, &NAME_BYTE),
-            Lex::ContentRef { .. } | Lex::ValueRef { .. } => (self.pos, &REFERENCE_BYTE),
-            Lex::Markup { .. } | Lex::Quote => match self.pass_opening(unit) {
-                Some(table) => (self.pos, table),
-                None => return false,
-            },
-            _ => return false,
-        };
-        while j < unit.len() && table[unit[j] as usize] {
-            j += 1;
-        }
-        self.pos = j;
-        j == unit.len()
-    }
-
-    /// For [`Self::skip_run`]: the byte after a `<` that opens a tag's name (or the `/` of an
-    /// end tag), or the quote that opens an attribute value, moved past as the scanner does;
-    /// if it was one of those, the bytes that continue what it opened.
-    #[inline(never)]
-    fn pass_opening(&mut self, unit: &[u8]) -> Option<&'static [bool; 256]> {
-        match (self.lex, unit.get(self.pos)) {
-            (Lex::Markup { start }, Some(b'/')) => {
-                self.lex = Lex::EndName { start };
-                self.pos += 1;
-                Some(&NAME_BYTE)
-            }
-            (Lex::Markup { start }, Some(&b)) if NAME_BYTE[b as usize] => {
-                self.lex = Lex::TagName { start };
-                Some(&NAME_BYTE)
-            }
-            (Lex::Quote, Some(&quote @ (b'"' | b'\''))) => {
-                self.normalise = false;
-                self.lex = Lex::Value { quote, start: self.pos + 1 };
-                self.pos += 1;
-                Some(&VALUE_PLAIN)
-            }
-            _ => None,
-        }
-    }
-
     /// Scans `unit` (the element's bytes so far, from its `<`; each call passes the same bytes
     /// plus any that arrived since) from where the last call stopped. `inherited`: the stream
     /// header's declarations, for a server element.
@@ -779,7 +725,7 @@ impl Checker {
     /// first (the scan resumes at the end), an error when something else ends the name.
     fn reference_end(&mut self, unit: &[u8], from: usize) -> Result<Option<usize>, XmlError> {
         let mut j = from;
-        while j < unit.len() && (NAME_BYTE[unit[j] as usize] || unit[j] == b'#') {
+        while j < unit.len() && REFERENCE_BYTE[unit[j] as usize] {
             j += 1;
         }
         if j == unit.len() {

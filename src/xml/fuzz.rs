@@ -50,8 +50,9 @@ pub fn client_message(data: &[u8]) {
 }
 
 /// The server-stream splitter on arbitrary bytes. The first byte chooses how the rest is cut
-/// into reads. Invariants: no panic; the events are the same in one read and in small reads
-/// (an oversized unit may be refused at a different point, but then both runs fail); every
+/// into reads. Invariants: no panic; the events are the same in one read and in small reads,
+/// once the end of the input has been read (an oversized unit may be refused at a different
+/// point, but then both runs fail); every
 /// element is a standalone, namespace-well-formed document that the client validator accepts as
 /// well-formed; no element is empty or starts with anything but `<` (no whitespace messages).
 pub fn server_stream(data: &[u8]) {
@@ -101,6 +102,10 @@ fn split(data: &[u8], chunk: usize) -> (Vec<ServerEvent>, Option<XmlError>) {
             }
         }
         assert!(splitter.buffered_len() <= FUZZ_LIMITS.max_element_bytes + FUZZ_LIMITS.max_header_bytes + chunk);
+    }
+    // As the session does when the server hangs up: small reads may still wait for a `>`.
+    if let Err(error) = splitter.read_waiting_bytes() {
+        return (events, Some(error));
     }
     (events, None)
 }

@@ -210,6 +210,16 @@ impl SessionCore {
             }
             Input::TlsFailed { class } if handshaking => self.route_failed(negotiation, class, now),
             Input::UpstreamGone(gone) => {
+                // Bytes the splitter left waiting for a `>` may hold an error: handled as it
+                // would have been on arrival, it ends the negotiation, not the hang-up.
+                if let Err(error) = negotiation.splitter.read_waiting_bytes() {
+                    if let Progress::Continue(next) | Progress::Wait(next) =
+                        self.negotiation_step(negotiation, Err(error), now)
+                    {
+                        self.state = State::Negotiating(next);
+                    }
+                    return;
+                }
                 let class = match (gone, &negotiation.step) {
                     (UpstreamGone::WriteError, _) => FailureClass::IoError,
                     (UpstreamGone::ReadEnd, Step::ProceedAwaited) => FailureClass::StartTlsRefused,

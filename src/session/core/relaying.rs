@@ -105,20 +105,16 @@ impl SessionCore {
                 Next::Stay
             }
             Input::TimerFired(timer) => self.relay_timer(timer, now),
-            Input::UpstreamGone(gone) => match self.live() {
-                Some((_, _, Some(closing))) if gone == UpstreamGone::ReadEnd && closing.by == ClosedBy::Server => {
-                    // TV-92: the server may half-close after its end; the client's last stanzas
-                    // and its <close/> still go into the writable socket.
-                    closing.upstream_eof = true;
-                    Next::Stay
+            Input::UpstreamGone(gone) => {
+                // Bytes the splitter left waiting for a `>` may hold an error: the server's bad
+                // XML ends the session, as it would have on arrival, not its hanging up.
+                if let Some((_, relay, _)) = self.live() {
+                    if let Err(error) = relay.upstream.splitter.read_waiting_bytes() {
+                        return self.relay_server_event(Err(error), now);
+                    }
                 }
-                // The server hung up instead of answering the client's <close/> in kind.
-                Some((ctx, relay, Some(_))) if gone == UpstreamGone::ReadEnd => {
-                    ctx.push(Action::ToClient(framing::CLOSE.to_string()));
-                    Next::End(relay.closed())
-                }
-                _ => Next::End(Ending::ServerVanished),
-            },
+                self.upstream_gone(gone)
+            }
             // After the server's end the client leaving completes the close (Strophe closes the
             // WebSocket on <close/> without answering it).
             Input::ClientGone => match self.live() {
@@ -195,6 +191,24 @@ impl SessionCore {
             Err(error) => Next::End(Ending::ServerBadXml(error)),
         };
         self.apply(next, now);
+    }
+
+    /// How the server's hanging up (or a failed write to it) ends or closes the stream.
+    fn upstream_gone(&mut self, gone: UpstreamGone) -> Next {
+        match self.live() {
+            Some((_, _, Some(closing))) if gone == UpstreamGone::ReadEnd && closing.by == ClosedBy::Server => {
+                // TV-92: the server may half-close after its end; the client's last stanzas
+                // and its <close/> still go into the writable socket.
+                closing.upstream_eof = true;
+                Next::Stay
+            }
+            // The server hung up instead of answering the client's <close/> in kind.
+            Some((ctx, relay, Some(_))) if gone == UpstreamGone::ReadEnd => {
+                ctx.push(Action::ToClient(framing::CLOSE.to_string()));
+                Next::End(relay.closed())
+            }
+            _ => Next::End(Ending::ServerVanished),
+        }
     }
 
     /// Handles every event the splitter holds.

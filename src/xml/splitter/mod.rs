@@ -50,7 +50,8 @@ pub struct StreamSplitter {
     buf: Vec<u8>,
     /// First byte not yet consumed into an event.
     start: usize,
-    /// Next byte for the lexer to look at.
+    /// Next byte for the lexer to look at. Inside a unit the checker may not have read up to
+    /// here yet: the bytes between are fewer than `DEFERRED_SCAN_BYTES` and none is a `>`.
     pos: usize,
     /// Start of the markup construct being lexed (`<` of a unit, declaration or end tag).
     tag_start: usize,
@@ -62,6 +63,10 @@ pub struct StreamSplitter {
     /// Whether an XML declaration may still come (only at the very first byte of a stream).
     decl_allowed: bool,
     poisoned: Option<XmlError>,
+    /// While the checker waits for more of a top-level element: the buffer length below which
+    /// bytes without a `>` may be left unread (see [`DEFERRED_SCAN_BYTES`]); 0 otherwise.
+    /// Set only by [`Self::defer_next_reads`], cleared by every call that takes the general path.
+    defer_below: usize,
     /// Checks the header or element in progress (from `tag_start`) as its bytes arrive. Boxed,
     /// made for the first unit, and dropped while the stream is idle: an idle session holds a
     /// pointer instead of the checker's few hundred bytes (docs/PERFORMANCE.md).
@@ -96,6 +101,21 @@ enum Phase {
     Ended,
 }
 
+/// How many bytes of an element in progress may wait unread when none of them is a `>`: small
+/// reads are gathered into one call of the checker instead of one call each. An error in those
+/// bytes is then found at the next `>` or once this many have arrived; the element is never
+/// emitted before that, since it can only end at a `>`.
+const DEFERRED_SCAN_BYTES: usize = 64;
+
+/// Whether the bytes of small reads hold a `>`. A plain loop: `contains` calls the general
+/// `memchr`, which costs more than the loop for the one byte of a 1-byte read (callgrind on
+/// `benches/splitter.rs`, docs/PERFORMANCE.md).
+#[inline(always)]
+#[allow(clippy::manual_contains)]
+fn holds_gt(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b == b'>')
+}
+
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
@@ -114,6 +134,7 @@ impl StreamSplitter {
             prolog_bytes: 0,
             decl_allowed: true,
             poisoned: None,
+            defer_below: 0,
             checker: None,
         }
     }
@@ -145,34 +166,41 @@ impl StreamSplitter {
         self.start = 0;
         self.pos -= shift;
         self.tag_start = self.tag_start.saturating_sub(shift);
+        self.defer_below = self.defer_below.saturating_sub(shift);
     }
 
     /// The next complete event, `Ok(None)` when more bytes are needed. After an error the
     /// splitter is poisoned and keeps returning that error.
     #[inline(always)]
     pub fn next_event(&mut self) -> Result<Option<ServerEvent>, XmlError> {
-        // Small reads inside an element mostly continue a name, a value or text: the checker
-        // passes those bytes without a turn of the lexer and the full scanner (the 1-byte case
-        // of the splitter benchmark, docs/PERFORMANCE.md). Anything else, an element over its
-        // limit included, takes the general path. (A poisoned splitter has no checker.)
-        if self.lex == Lex::Unit && matches!(self.phase, Phase::Stream(_)) {
-            if let Some(checker) = &mut self.checker {
-                if self.buf.len() - self.start <= self.limits.max_element_bytes {
-                    if checker.skip_run(&self.buf[self.tag_start..]) {
-                        self.pos = self.buf.len();
-                        return Ok(None);
-                    }
-                    // The element goes on past a byte that needs the scanner: a lean call that
-                    // advances it (within the limit: it reads no further than the buffer).
-                    let result = self.continue_element();
-                    if let Err(err) = &result {
-                        self.poison(*err);
-                    }
-                    return result;
-                }
-            }
+        // Small reads inside an element: it can only end at a `>`, so bytes without one wait
+        // for the checker to read them later in one go (the 1-byte case of the splitter
+        // benchmark, docs/PERFORMANCE.md). `defer_below` says whether, and up to where.
+        if self.buf.len() < self.defer_below && !holds_gt(&self.buf[self.pos..]) {
+            self.pos = self.buf.len();
+            return Ok(None);
         }
         self.next_event_general()
+    }
+
+    /// The input has ended (the server hung up): reads the bytes still waiting for a `>` (see
+    /// [`DEFERRED_SCAN_BYTES`]) and returns the error among them, if any, so that it is reported
+    /// as it would have been on arrival. No event can be among them (an element ends only at a
+    /// `>`), so none is held back. After an error already returned, `Ok`.
+    pub fn read_waiting_bytes(&mut self) -> Result<(), XmlError> {
+        if self.defer_below == 0 {
+            return Ok(());
+        }
+        let event = self.next_event_general()?;
+        debug_assert!(event.is_none(), "an element completed without a `>`");
+        Ok(())
+    }
+
+    /// Whether the bytes buffered for the unit in progress are within the element limit (so
+    /// the checker may read all of them; the lexer refuses the unit otherwise).
+    #[inline(always)]
+    fn within_element_limit(&self) -> bool {
+        self.buf.len() - self.start <= self.limits.max_element_bytes
     }
 
     /// Whether the next bytes are `<` and a byte that starts an element's name (not `/`, `!` or
@@ -184,7 +212,7 @@ impl StreamSplitter {
     fn starts_element(&self) -> bool {
         matches!(self.phase, Phase::Stream(_))
             && self.checker.is_some()
-            && self.buf.len() - self.start <= self.limits.max_element_bytes
+            && self.within_element_limit()
             && matches!(self.buf.get(self.pos..self.pos + 2), Some([b'<', next]) if !matches!(next, b'/' | b'!' | b'?'))
     }
 
@@ -220,7 +248,10 @@ impl StreamSplitter {
         let progress = checker.advance(&self.buf[self.tag_start..], Some(scope.inherited()))?;
         self.pos = self.tag_start + checker.position();
         match progress {
-            Progress::NeedMore => Ok(None),
+            Progress::NeedMore => {
+                self.defer_next_reads();
+                Ok(None)
+            }
             Progress::Done => self.finish_element(),
         }
     }
@@ -234,10 +265,23 @@ impl StreamSplitter {
 
     /// [`Self::next_event`] past its fast path.
     fn next_event_general(&mut self) -> Result<Option<ServerEvent>, XmlError> {
+        self.defer_below = 0;
         // Here, not in `next_event`, so that the small reads inside an element do not pay for
-        // it. (A poisoned splitter has no checker: `starts_element` is false.)
+        // it. (A poisoned splitter has no checker: `starts_element` is false, and so is the
+        // condition to continue an element.)
         if self.lex == Lex::Idle && self.starts_element() {
             return self.start_element();
+        }
+        if self.lex == Lex::Unit
+            && matches!(self.phase, Phase::Stream(_))
+            && self.checker.is_some()
+            && self.within_element_limit()
+        {
+            let result = self.continue_element();
+            if let Err(err) = &result {
+                self.poison(*err);
+            }
+            return result;
         }
         if let Some(err) = &self.poisoned {
             return Err(*err);
@@ -250,11 +294,21 @@ impl StreamSplitter {
         result
     }
 
+    /// After the checker has read every buffered byte of a top-level element and needs more:
+    /// the next small reads may wait unread (see [`DEFERRED_SCAN_BYTES`]) while the buffer
+    /// stays within the element limit.
+    #[inline(always)]
+    fn defer_next_reads(&mut self) {
+        let within_limit = self.start.saturating_add(self.limits.max_element_bytes).saturating_add(1);
+        self.defer_below = within_limit.min(self.pos + DEFERRED_SCAN_BYTES);
+    }
+
     /// Records `err` and frees the buffer: every later call returns `err`.
     #[cold]
     #[inline(never)]
     fn poison(&mut self, err: XmlError) {
         self.poisoned = Some(err);
+        self.defer_below = 0;
         self.buf = Vec::new();
         self.start = 0;
         self.pos = 0;
@@ -387,6 +441,9 @@ impl StreamSplitter {
                     match progress {
                         Progress::NeedMore => {
                             self.check_pending_size()?;
+                            if matches!(self.phase, Phase::Stream(_)) {
+                                self.defer_next_reads();
+                            }
                             return Ok(None);
                         }
                         Progress::Done => return self.unit_done(),

@@ -655,3 +655,76 @@ fn what_follows_an_element_is_read_as_after_the_header() {
         assert_eq!(run_chunks(SplitterLimits::default(), input.as_bytes().chunks(3)), whole, "{after}");
     }
 }
+
+/// A splitter that has read [`HEADER`].
+fn past_header(limits: SplitterLimits) -> StreamSplitter {
+    let mut splitter = StreamSplitter::new(limits);
+    splitter.feed(HEADER.as_bytes());
+    assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
+    splitter
+}
+
+/// Feeds `bytes` one at a time until an event or an error; how many bytes that took, and what
+/// came out (`None` when every byte was taken with `Ok(None)`).
+fn feed_bytewise(splitter: &mut StreamSplitter, bytes: &[u8]) -> (usize, Option<Result<ServerEvent, XmlError>>) {
+    for (fed, byte) in bytes.iter().enumerate() {
+        splitter.feed(std::slice::from_ref(byte));
+        match splitter.next_event() {
+            Ok(None) => {}
+            Ok(Some(event)) => return (fed + 1, Some(Ok(event))),
+            Err(err) => return (fed + 1, Some(Err(err))),
+        }
+    }
+    (bytes.len(), None)
+}
+
+/// Small reads inside an element wait unread until a `>` or `DEFERRED_SCAN_BYTES` of them have
+/// arrived (`StreamSplitter::next_event`). An error among them is still found, by then at the
+/// latest, and it is the error one read finds.
+#[test]
+fn bytes_left_unread_are_checked_by_the_next_gt_or_the_deferral_bound() {
+    let bad = "<message><body>\u{1}";
+    let expected = error_of(&format!("{HEADER}{bad}</body></message>"));
+
+    // No `>` after the bad byte: found within the bound.
+    let mut splitter = past_header(SplitterLimits::default());
+    let input = format!("{bad}{}", "x".repeat(2 * DEFERRED_SCAN_BYTES));
+    let (fed, outcome) = feed_bytewise(&mut splitter, input.as_bytes());
+    assert_eq!(outcome, Some(Err(expected)));
+    assert!(fed <= bad.len() + DEFERRED_SCAN_BYTES, "found after {fed} bytes");
+
+    // A `>` right after it: found at the `>`.
+    let mut splitter = past_header(SplitterLimits::default());
+    assert_eq!(feed_bytewise(&mut splitter, bad.as_bytes()).1, None, "waits for a `>`");
+    assert_eq!(feed_bytewise(&mut splitter, b">"), (1, Some(Err(expected))));
+
+    // The same in reads of a few bytes each, across the bound.
+    for size in [2, 5, 63, 64, 65] {
+        let (events, err) = run_chunks(
+            SplitterLimits::default(),
+            std::iter::once(HEADER.as_bytes()).chain(input.as_bytes().chunks(size)),
+        );
+        assert_eq!((events.len(), err), (1, Some(expected)), "reads of {size}");
+    }
+}
+
+/// Bytes waiting unread count against the element limit as read ones do: one byte over it, the
+/// element is refused, in 1-byte reads too.
+#[test]
+fn bytes_left_unread_never_take_an_element_past_its_limit() {
+    let limits = SplitterLimits { max_element_bytes: 300, ..SplitterLimits::default() };
+    let mut splitter = past_header(limits);
+    let input = format!("<message><body>{}", "A".repeat(400));
+    for (fed, byte) in input.bytes().enumerate() {
+        splitter.feed(&[byte]);
+        match splitter.next_event() {
+            Ok(None) => assert!(splitter.buffered_len() <= limits.max_element_bytes),
+            Ok(Some(event)) => panic!("{event:?}"),
+            Err(err) => {
+                assert_eq!((err, fed + 1), (XmlError::TooLarge, limits.max_element_bytes + 1));
+                return;
+            }
+        }
+    }
+    panic!("never refused");
+}

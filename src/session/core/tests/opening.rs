@@ -486,3 +486,19 @@ fn the_upstreams_element_limit_applies_from_the_domain_lookup_on() {
     assert_eq!(ws_close(&actions), Some((1009, "policy-violation")));
     assert!(counts(&actions).contains(&Count::ClientRefused("too-big")), "{actions:?}");
 }
+
+/// During the negotiation too, a bad byte that waited in the splitter for a `>` is found when
+/// the server hangs up: the route failed on bad XML, not on the hang-up.
+#[test]
+fn a_bad_byte_waiting_for_a_gt_fails_the_route_as_bad_xml_when_the_server_hangs_up() {
+    for (tail, class) in [(&b"\x01"[..], "upstream-bad-xml"), (&b"ok"[..], "upstream-closed")] {
+        let mut driver = Driver::new();
+        driver.client(OPEN);
+        driver.connected(RouteSecurity::StartTls);
+        let header = &PRE_TLS[..PRE_TLS.find("<stream:features>").expect("features")];
+        assert!(upstream(&driver.server(&format!("{header}<stream:features>"))).is_empty());
+        assert!(driver.feed(Input::ServerBytes(tail)).is_empty(), "waits for a `>`");
+        let actions = no_more_routes(&mut driver, Input::UpstreamGone(UpstreamGone::ReadEnd));
+        assert_remote_connection_failed(&actions, class);
+    }
+}

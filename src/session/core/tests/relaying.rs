@@ -447,3 +447,30 @@ fn the_action_queue_is_trimmed_after_the_opening_and_at_each_ping() {
     driver.later(Duration::from_secs(30)).fire(Timer::Ping);
     assert!(driver.core.ctx.actions.capacity() <= 8, "{}", driver.core.ctx.actions.capacity());
 }
+
+/// A small read without a `>` waits in the splitter (`StreamSplitter::read_waiting_bytes`); if
+/// the server then hangs up, the bad byte in it still ends the session as the server's bad XML,
+/// as it would have on arrival, not as the server vanishing.
+#[test]
+fn server_bad_byte_waiting_for_a_gt_is_found_when_the_server_hangs_up() {
+    let mut driver = Driver::opened();
+    assert!(driver.feed(Input::ServerBytes(b"<message><body>")).is_empty());
+    assert!(driver.feed(Input::ServerBytes(b"\x01")).is_empty(), "waits for a `>`");
+    let actions = driver.feed(Input::UpstreamGone(UpstreamGone::ReadEnd));
+    assert_eq!(done(&actions), Some(Outcome::ServerError), "{actions:?}");
+    assert!(counts(&actions).contains(&Count::StreamError {
+        condition: StreamCondition::from_name("not-well-formed"),
+        side: Side::Gateway
+    }));
+    assert_eq!(ws_close(&actions), Some((1000, ending::SERVER_BAD_XML_TEXT)));
+}
+
+/// With nothing wrong in what waits, the hang-up is what ends the session (TV-95).
+#[test]
+fn server_hanging_up_mid_element_is_still_the_server_vanishing() {
+    let mut driver = Driver::opened();
+    assert!(driver.feed(Input::ServerBytes(b"<message><body>")).is_empty());
+    assert!(driver.feed(Input::ServerBytes(b"hi")).is_empty());
+    let actions = driver.feed(Input::UpstreamGone(UpstreamGone::ReadEnd));
+    assert_eq!(done(&actions), Some(Outcome::ServerVanished), "{actions:?}");
+}
