@@ -19,15 +19,16 @@ pub mod keys;
 mod load;
 pub mod values;
 
-pub use bosh::{BoshConfig, HttpsUrl, BODY_OVERHEAD_BYTES};
+pub use bosh::{BoshConfig, BODY_OVERHEAD_BYTES};
 pub use load::ConfigError;
 
 pub use values::HOST_META_PATHS;
 use values::{
     any_seconds, count_at_least_one, count_between, element_limit, happy_eyeballs_millis, millis,
     optional_element_limit, seconds, seconds_or_never, Cidr, Domain, DomainPattern, HostPort, IpPort, LogFilter,
-    OptionalIpPort, Origin, UrlPath, WssUrl,
+    OptionalIpPort, Origin, UrlPath,
 };
+pub use values::{HttpsUrl, WssUrl};
 
 /// Smallest element size limit accepted (RFC 6120 §13.12: never below 10000 bytes, D10).
 pub const MIN_ELEMENT_BYTES: usize = 10_000;

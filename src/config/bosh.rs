@@ -1,14 +1,10 @@
 //! The `[bosh]` section: the BOSH (XEP-0124, XEP-0206) front door on the public listener, its
 //! path, the session parameters it grants (the clients' `wait` and `hold` are capped by these),
-//! and its own bounds, and the `https://` URL type host-meta advertises it with. Description
-//! only; `crate::bosh` serves it.
+//! and its own bounds. Description only; `crate::bosh` serves it.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::values::{any_seconds, count_at_least_one, count_between, seconds, UrlPath};
 
@@ -60,43 +56,3 @@ impl Default for BoshConfig {
 /// Bytes of a request body beyond its largest element: the `<body>` tag and the whitespace
 /// between children.
 pub const BODY_OVERHEAD_BYTES: usize = 16 * 1024;
-
-/// An `https://` URL: the BOSH endpoint host-meta advertises (XEP-0156: secure URLs only).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpsUrl(String);
-
-impl HttpsUrl {
-    /// The URL as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for HttpsUrl {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.strip_prefix("https://") {
-            Some(rest) if !rest.is_empty() => Ok(HttpsUrl(text.to_string())),
-            _ => Err(format!("{text:?} is not an https:// URL (clients accept only secure ones here)")),
-        }
-    }
-}
-
-impl fmt::Display for HttpsUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for HttpsUrl {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(D::Error::custom)
-    }
-}
-
-impl Serialize for HttpsUrl {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}

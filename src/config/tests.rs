@@ -257,3 +257,23 @@ fn websocket_read_buffer_defaults_to_one_kib_within_its_bounds() {
         Config::from_toml(&format!("[limits]\nwebsocket_read_buffer_bytes = 4096\n{upstream}")).expect("in bounds");
     assert_eq!(config.limits.websocket_read_buffer_bytes, 4096);
 }
+
+/// One URL type serves both schemes: each accepts only its own secure scheme with something
+/// after it, says which scheme it wanted, and gives back the URL as written.
+#[test]
+fn secure_urls_accept_only_their_own_scheme() {
+    let wss: Result<WssUrl, _> = "wss://gw.example/xmpp".parse();
+    assert_eq!(wss.map(|url| url.to_string()), Ok("wss://gw.example/xmpp".to_string()));
+    let https: Result<HttpsUrl, _> = "https://gw.example/http-bind".parse();
+    assert_eq!(https.map(|url| url.as_str().to_string()), Ok("https://gw.example/http-bind".to_string()));
+    for (for_wss, for_https) in [
+        ("https://gw.example/x", "wss://gw.example/x"),
+        ("ws://gw.example/x", "http://gw.example/x"),
+        ("wss://", "https://"),
+    ] {
+        let refused = for_wss.parse::<WssUrl>().expect_err(for_wss);
+        assert!(refused.contains("is not a wss:// URL"), "{refused}");
+        let refused = for_https.parse::<HttpsUrl>().expect_err(for_https);
+        assert!(refused.contains("is not an https:// URL"), "{refused}");
+    }
+}

@@ -8,6 +8,7 @@
 //! its key, a special-address domain must be allowed) are [`super::Config`]'s checks.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,7 +36,7 @@ macro_rules! serde_as_text {
     )*};
 }
 
-serde_as_text!(IpPort, OptionalIpPort, Cidr, Origin, WssUrl, Domain, HostPort, UrlPath, LogFilter, DomainPattern);
+serde_as_text!(IpPort, OptionalIpPort, Cidr, Origin, Domain, HostPort, UrlPath, LogFilter, DomainPattern);
 
 /// A socket address written `ip:port` (`[v6]:port` for IPv6): listener and DNS server addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,32 +136,80 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A `wss://` URL: where clients are sent when the gateway drains (RFC 7395 §3.6.1: never a
-/// lower security context) and the URL host-meta advertises (XEP-0156: secure URLs only).
+/// A URL of a secure scheme given to clients, written as it is: `wss://` where clients are sent
+/// when the gateway drains (RFC 7395 §3.6.1: never a lower security context) and what host-meta
+/// advertises (XEP-0156: secure URLs only), `https://` for the BOSH endpoint host-meta
+/// advertises. `S` says which scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WssUrl(String);
+pub struct SecureUrl<S> {
+    url: String,
+    scheme: PhantomData<S>,
+}
 
-impl WssUrl {
+/// The scheme of a [`SecureUrl`].
+pub trait SecureScheme {
+    /// What the URL starts with, `://` included.
+    const PREFIX: &'static str;
+    /// What such a URL is called in an error message.
+    const CALLED: &'static str;
+}
+
+/// `wss://`: WebSocket over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wss {}
+
+impl SecureScheme for Wss {
+    const PREFIX: &'static str = "wss://";
+    const CALLED: &'static str = "a wss:// URL";
+}
+
+/// `https://`: HTTP over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Https {}
+
+impl SecureScheme for Https {
+    const PREFIX: &'static str = "https://";
+    const CALLED: &'static str = "an https:// URL";
+}
+
+/// A `wss://` URL.
+pub type WssUrl = SecureUrl<Wss>;
+/// An `https://` URL.
+pub type HttpsUrl = SecureUrl<Https>;
+
+impl<S> SecureUrl<S> {
     /// The URL as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.url
     }
 }
 
-impl FromStr for WssUrl {
+impl<S: SecureScheme> FromStr for SecureUrl<S> {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.strip_prefix("wss://") {
-            Some(rest) if !rest.is_empty() => Ok(WssUrl(text.to_string())),
-            _ => Err(format!("{text:?} is not a wss:// URL (clients accept only secure ones here)")),
+        match text.strip_prefix(S::PREFIX) {
+            Some(rest) if !rest.is_empty() => Ok(SecureUrl { url: text.to_string(), scheme: PhantomData }),
+            _ => Err(format!("{text:?} is not {} (clients accept only secure ones here)", S::CALLED)),
         }
     }
 }
 
-impl fmt::Display for WssUrl {
+impl<S> fmt::Display for SecureUrl<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.url)
+    }
+}
+
+impl<'de, S: SecureScheme> Deserialize<'de> for SecureUrl<S> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(D::Error::custom)
+    }
+}
+
+impl<S> Serialize for SecureUrl<S> {
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        serializer.collect_str(self)
     }
 }
 
