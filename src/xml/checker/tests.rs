@@ -1,6 +1,5 @@
 use super::*;
 use crate::xml::lexical::is_qname;
-use crate::xml::NS_FRAMING;
 use proptest::prelude::*;
 
 /// Checks `doc` as one whole element (nothing may follow it), in one read.
