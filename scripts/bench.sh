@@ -14,7 +14,7 @@
 # each with a plaintext and a TLS (STARTTLS) upstream; then the splitter microbenchmark, and
 # instruction counts under callgrind (when valgrind is installed; repeatable whatever the load
 # of the machine): the XML work per stanza (benches/stanza.rs) and whole-process instructions
-# per echoed stanza of the gateway and of the floor relay.
+# per echoed stanza of the gateway and of the floor relay, at window 10 and at window 1.
 # Medians go into the block between the bench markers of docs/PERFORMANCE.md; the raw JSON lines
 # into docs/bench-results.jsonl. Runs in about 12 minutes after the build.
 #
@@ -423,8 +423,8 @@ if [ "$HAVE_VALGRIND" = 1 ]; then
     # per session; the difference of the totals over the difference of stanzas is what one more
     # echoed stanza costs, start-up and session setup cancelled out.
     COUNTED=
-    count_run() { # relay upstream messages; sets COUNTED
-        local relay=$1 upstream=$2 messages=$3 out=$WORK/callgrind-relay.out pid port
+    count_run() { # relay upstream messages window; sets COUNTED
+        local relay=$1 upstream=$2 messages=$3 window=$4 out=$WORK/callgrind-relay.out pid port
         rm -f "$out"
         if [ "$relay" = gateway ] || [ "$relay" = baseline ]; then
             local binary=$BIN/xmpp-ws-gateway config=$WORK/gateway-count.toml
@@ -447,22 +447,28 @@ if [ "$HAVE_VALGRIND" = 1 ]; then
             wait_ready_slow "$WORK/count.log"
         fi
         loadgen "count-messages-$messages" "$upstream" "count-$relay:$port:$pid" --workload echo --sessions 10 \
-            --messages "$messages" --window 10 >/dev/null 2>&1
+            --messages "$messages" --window "$window" >/dev/null 2>&1
         kill -TERM "$pid"
         wait "$pid" 2>/dev/null || true
         COUNTED=$(awk '/^totals:/ { print $2 }' "$out")
         [ -n "$COUNTED" ] || { echo "no callgrind totals for $relay" >&2; cat "$WORK/count.log" >&2; exit 1; }
     }
-    for upstream in plain tls; do
-        for relay in "${RELAYS[@]}"; do
-            counts=()
-            for messages in "${COUNT_MESSAGES[@]}"; do
-                count_run "$relay" "$upstream" "$messages"
-                counts+=("$COUNTED")
+    # Window 10 as in the throughput runs, and window 1: with 10 unanswered stanzas per session
+    # they batch into shared reads, writes and TLS records as the timing under callgrind allows,
+    # so those counts move from run to run (most with STARTTLS); one at a time, each stanza has
+    # its own, and the counts repeat.
+    for window in 10 1; do
+        for upstream in plain tls; do
+            for relay in "${RELAYS[@]}"; do
+                counts=()
+                for messages in "${COUNT_MESSAGES[@]}"; do
+                    count_run "$relay" "$upstream" "$messages" "$window"
+                    counts+=("$COUNTED")
+                done
+                stanzas=$((10 * (COUNT_MESSAGES[1] - COUNT_MESSAGES[0])))
+                line="{\"bench\":\"relay-instructions\",\"relay\":\"$relay\",\"upstream\":\"$upstream\",\"window\":$window,\"messages_per_session\":[${COUNT_MESSAGES[0]},${COUNT_MESSAGES[1]}],\"instructions\":[${counts[0]},${counts[1]}],\"per_stanza\":$(((counts[1] - counts[0]) / stanzas))}"
+                echo "$line" | tee -a "$RESULTS" >&2
             done
-            stanzas=$((10 * (COUNT_MESSAGES[1] - COUNT_MESSAGES[0])))
-            line="{\"bench\":\"relay-instructions\",\"relay\":\"$relay\",\"upstream\":\"$upstream\",\"messages_per_session\":[${COUNT_MESSAGES[0]},${COUNT_MESSAGES[1]}],\"instructions\":[${counts[0]},${counts[1]}],\"per_stanza\":$(((counts[1] - counts[0]) / stanzas))}"
-            echo "$line" | tee -a "$RESULTS" >&2
         done
     done
 else
