@@ -32,7 +32,7 @@
 #        scripts/bench.sh --smoke    (what CI runs so the script cannot rot: every step once, with
 #                                     debug builds and tiny counts, the report written to a
 #                                     temporary copy of docs/PERFORMANCE.md; measures nothing)
-# Needs: cargo, python3, taskset (util-linux), an open-files hard limit of 4 * MEM_SESSIONS + 256
+# Needs: cargo, python3, taskset (util-linux), an open-files hard limit of 2 * MEM_SESSIONS + 768
 # (the gateway's descriptor budget; with less, memory is measured at fewer sessions, said so);
 # valgrind for the instruction counts (skipped, and reported as not measured, without it).
 set -euo pipefail
@@ -64,14 +64,20 @@ fi
 ROUNDS=${ROUNDS:-5}
 MEM_ROUNDS=${MEM_ROUNDS:-3}
 MEM_SESSIONS=${MEM_SESSIONS:-9000}
-# The gateway budgets 4 descriptors per connection plus 128 for itself
-# (src/listener/descriptors.rs) and refuses connections beyond; a process here can have at most
-# the hard open-files limit, which only a privileged user can raise.
+# The gateway keeps 128 descriptors for itself, lends an eighth of the rest (4 to 512) to
+# connects and shares the remainder out in slots of 2, one per connection
+# (src/listener/descriptors.rs); it leaves connections beyond in the backlog. A process here can
+# have at most the hard open-files limit, which only a privileged user can raise.
 HARD_NOFILE=$(ulimit -Hn)
-if [ "$HARD_NOFILE" != unlimited ] && [ "$MEM_SESSIONS" -gt $(((HARD_NOFILE - 128) / 4 - 32)) ]; then
-    echo "note: the open-files hard limit ($HARD_NOFILE) lets the gateway hold $(((HARD_NOFILE - 128) / 4)) connections;" \
-        "memory is measured at $(((HARD_NOFILE - 128) / 4 - 32)) sessions instead of $MEM_SESSIONS" >&2
-    MEM_SESSIONS=$(((HARD_NOFILE - 128) / 4 - 32))
+if [ "$HARD_NOFILE" != unlimited ]; then
+    USABLE=$((HARD_NOFILE - 128))
+    LENT=$((USABLE / 8 < 4 ? 4 : USABLE / 8 > 512 ? 512 : USABLE / 8))
+    SLOTS=$(((USABLE - LENT) / 2))
+    if [ "$MEM_SESSIONS" -gt $((SLOTS - 32)) ]; then
+        echo "note: the open-files hard limit ($HARD_NOFILE) lets the gateway hold $SLOTS connections;" \
+            "memory is measured at $((SLOTS - 32)) sessions instead of $MEM_SESSIONS" >&2
+        MEM_SESSIONS=$((SLOTS - 32))
+    fi
 fi
 BASE_PORT=${BASE_PORT:-15220}
 PLAIN_PORT=$((BASE_PORT + 2))

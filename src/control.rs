@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::listener::descriptors::DescriptorPools;
 use crate::metrics::Metrics;
 use crate::session::Gateway;
 
@@ -33,11 +34,13 @@ pub struct Control {
     pub pending: AddressLimiter,
     /// The live BOSH sessions (they outlive a reload, like WebSocket sessions).
     pub bosh: crate::bosh::Registry,
+    /// The descriptor budget: slots for connections and sessions, descriptors lent to connects.
+    pub descriptors: DescriptorPools,
 }
 
 impl Control {
-    /// A control plane serving `gateway`.
-    pub fn new(gateway: Arc<Gateway>) -> Control {
+    /// A control plane serving `gateway` within the descriptor budget `descriptors`.
+    pub fn new(gateway: Arc<Gateway>, descriptors: DescriptorPools) -> Control {
         Control {
             current: RwLock::new(gateway),
             drain: CancellationToken::new(),
@@ -46,6 +49,7 @@ impl Control {
             limiter: AddressLimiter::default(),
             pending: AddressLimiter::default(),
             bosh: crate::bosh::Registry::default(),
+            descriptors,
         }
     }
 

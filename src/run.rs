@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::{self, Config};
@@ -139,7 +138,8 @@ impl Bound {
     pub async fn bind(gateway: Arc<Gateway>) -> Result<Bound, StartError> {
         let config = gateway.config.clone();
         let secure = gateway.listener_tls.is_some();
-        let control = Arc::new(Control::new(gateway));
+        let budget = descriptors::DescriptorBudget::of_limit(descriptors::descriptor_limit());
+        let control = Arc::new(Control::new(gateway, descriptors::DescriptorPools::new(budget)));
         let address = config.listener.address.0;
         let public = bind(address).await?;
         let local_addr = public.local_addr().map_err(|source| StartError::Bind { address, source })?;
@@ -178,7 +178,7 @@ impl Bound {
         let control = self.control.clone();
         let config = control.current().config.clone();
         let descriptor_limit = descriptors::descriptor_limit();
-        let slots = descriptors::public_connection_slots(descriptor_limit);
+        let slots = control.descriptors.budget.slots;
         let wanted = config.limits.max_sessions.saturating_add(config.limits.max_pending_connections);
         if slots < wanted {
             warn!(
@@ -200,7 +200,8 @@ impl Bound {
             tokio::spawn(listener::serve_admin(admin, control.clone(), crate::admin::router(control.clone())))
         });
         let app = server::router(AppState::new(control.clone()));
-        listener::serve_public(self.public, self.secure, control.clone(), app, Arc::new(Semaphore::new(slots))).await;
+        let slots = control.descriptors.slots.clone();
+        listener::serve_public(self.public, self.secure, control.clone(), app, slots).await;
         // Draining has started: the grace period runs from now, whatever the connections do.
         let grace = control.current().config.shutdown.grace_period;
         let deadline = tokio::time::Instant::now() + grace;

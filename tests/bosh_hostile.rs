@@ -709,3 +709,81 @@ async fn clients_behind_one_address_are_not_held_to_the_pending_cap() {
     assert_eq!(answered, clients);
     drop(sending);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors: a session's upstream connection outlives the requests that carry it.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_session_takes_a_descriptor_slot_for_its_upstream_and_gives_it_back() {
+    /// RLIMIT_NOFILE of the gateway: (150 - 128 reserved - 4 lent to connects) / 2 = 9 slots.
+    const NOFILE: usize = 150;
+    const SLOTS: usize = 9;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let ca = TestCa::new();
+    let server = FakeServer::start(ca.leaf(&[DOMAIN])).await;
+    let gateway = GatewayProcess::start_with_ulimit(
+        &format!(
+            "[listener]\nallow_missing_origin = true\n[limits]\nmax_sessions_per_address = 1000\n\
+             [[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+            server.addr(),
+            ca.ca_file().display()
+        ),
+        &format!("-n {NOFILE}"),
+    );
+    // Every creation on one keep-alive connection: it holds one slot, and the accept loop one
+    // for the next connection (taken right after it accepted this one).
+    let mut http = Http::open(loopback(1), &gateway, false).await;
+    let creation = format!("<body {NS} rid='{FIRST_RID}' to='{DOMAIN}' wait='60' hold='1' ver='1.11'/>");
+    let mut sessions = Vec::new();
+    let refusal = loop {
+        assert!(sessions.len() <= SLOTS, "{} sessions admitted with {SLOTS} slots", sessions.len());
+        http.send(&creation).await.unwrap();
+        let accepted = tokio::time::timeout(STEP, server.accept());
+        let (status, body) = tokio::select! {
+            answer = http.response(STEP) => answer.expect("an answer to the creation"),
+            Ok(mut conn) = accepted => {
+                conn.open_with_starttls(DOMAIN, PLAIN_FEATURES).await;
+                let (status, body) = http.response(STEP).await.expect("the creation answer");
+                assert_eq!(status, 200, "{body}");
+                let sid = attr(&body, "sid").unwrap_or_else(|| panic!("no sid: {body}"));
+                sessions.push((Session { sid, rid: FIRST_RID }, conn));
+                continue;
+            }
+        };
+        break (status, body);
+    };
+    let limited = gateway.metric("xmppgw_bosh_requests_total{result=\"limit-descriptors\"}").await;
+    println!(
+        "BOSH sessions with {SLOTS} descriptor slots (RLIMIT_NOFILE {NOFILE}): {} admitted, then {} {:?}; \
+         the gateway holds {} descriptors",
+        sessions.len(),
+        refusal.0,
+        refusal.1.trim(),
+        gateway.open_descriptors()
+    );
+    assert!(
+        sessions.len() == SLOTS - 2 || sessions.len() == SLOTS - 1,
+        "{} sessions with {SLOTS} slots",
+        sessions.len()
+    );
+    assert_eq!(refusal, (503, "This gateway has no room for another connection.\n".to_string()));
+    assert_eq!(limited, 1.0);
+
+    // One session ends: its slot comes back, and the next creation is admitted.
+    let (mut ending, conn) = sessions.pop().unwrap();
+    http.send(&ending.next("").replace("<body ", "<body type='terminate' ")).await.unwrap();
+    let (status, body) = http.response(STEP).await.expect("the terminate answer");
+    assert_eq!((status, condition(&body)), (200, Some(String::new())), "{body}");
+    drop(conn);
+    let active = sessions.len() as f64;
+    let deadline = Instant::now() + STEP;
+    while gateway.metric("xmppgw_bosh_sessions_active").await > active {
+        assert!(Instant::now() < deadline, "the ended session is still counted after {STEP:?}");
+        tokio::task::yield_now().await;
+    }
+    http.send(&creation).await.unwrap();
+    let mut conn = tokio::time::timeout(STEP, server.accept()).await.expect("a slot for the next session");
+    conn.open_with_starttls(DOMAIN, PLAIN_FEATURES).await;
+    let (status, body) = http.response(STEP).await.expect("the creation answer");
+    assert_eq!(status, 200, "{body}");
+}

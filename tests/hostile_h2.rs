@@ -530,9 +530,11 @@ async fn websocket_pings_on_streams_that_grant_no_window_are_bounded_and_closed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_on_one_connection_take_descriptor_slots_and_healthz_still_answers() {
-    /// RLIMIT_NOFILE of the gateway: (256 - 128 reserved) / 4 per connection = 32 slots.
+    /// RLIMIT_NOFILE of the gateway: (256 - 128 reserved - 16 lent to connects) / 2 per slot
+    /// = 56 slots.
     const NOFILE: usize = 256;
-    const SLOTS: usize = 32;
+    const SLOTS: usize = 56;
+    const ASKED: usize = SLOTS + 10;
     let ca = TestCa::new();
     let cert = ListenerCert::new(&ca);
     let gateway = GatewayProcess::start_with_ulimit(
@@ -546,7 +548,7 @@ async fn sessions_on_one_connection_take_descriptor_slots_and_healthz_still_answ
     let mut connection = H2Connection::connect(gateway.listener_addr(), &ca).await;
     let mut sessions = Vec::new();
     let mut refused = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..ASKED {
         match connection.websocket("/xmpp-websocket", &[]).await {
             Ok(client) => sessions.push(client),
             Err(answer) => refused.push(answer.status),
@@ -556,7 +558,7 @@ async fn sessions_on_one_connection_take_descriptor_slots_and_healthz_still_answ
     let (health, _) = harness::ws_client::raw_http(&gateway.admin_addr(), request).await;
     let held = gateway.open_descriptors();
     println!(
-        "60 sessions asked for on one HTTP/2 connection with {SLOTS} descriptor slots: {} admitted, {} refused \
+        "{ASKED} sessions asked for on one HTTP/2 connection with {SLOTS} descriptor slots: {} admitted, {} refused \
          with {:?}; the gateway holds {held} descriptors (RLIMIT_NOFILE {NOFILE}); /healthz {health}",
         sessions.len(),
         refused.len(),

@@ -206,6 +206,14 @@ async fn create(
             Refusal::Limit(StatusCode::TOO_MANY_REQUESTS, "limit-per-address", "Too many sessions from this address.\n")
         }
     })?;
+    // The session's upstream connection outlives the requests that carry it: a slot of its own.
+    let Ok(slot) = state.control.descriptors.slots.clone().try_acquire_owned() else {
+        return Err(Refusal::Limit(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "limit-descriptors",
+            "This gateway has no room for another connection.\n",
+        ));
+    };
     let bosh = &config.bosh;
     let wait = body.wait.map_or(bosh.max_wait, Duration::from_secs).min(bosh.max_wait);
     let hold = body.hold.map_or(1, |hold| usize::try_from(hold).unwrap_or(usize::MAX)).min(bosh.max_hold);
@@ -228,7 +236,13 @@ async fn create(
     let entry = Entry { requests, wait, connections_taken: Arc::default(), connections: hold + 2 };
     state.control.bosh.insert(sid.clone(), entry.clone());
     let id = state.next_session_id.fetch_add(1, Ordering::Relaxed);
-    let context = SessionContext { client: address, id, drain: state.control.drain.clone(), permit };
+    let context = SessionContext {
+        client: address,
+        id,
+        drain: state.control.drain.clone(),
+        permit,
+        lent_descriptors: state.control.descriptors.lent.clone(),
+    };
     debug!(client = %context.client.ip, id, "BOSH session created");
     let tracked = state.control.sessions.token();
     let control = state.control.clone();
@@ -238,6 +252,9 @@ async fn create(
         let entry = Registered { control: &control, sid: &sid };
         session_gateway.metrics.bosh_sessions_active.inc();
         let client = session::run_client(client, &session_gateway, &context).await;
+        // The upstream connection is closed: its slot goes back before the session is counted
+        // as ended.
+        drop(slot);
         session_gateway.metrics.bosh_sessions_active.dec();
         drop(context);
         client.linger(LINGER).await;

@@ -83,7 +83,7 @@ pub(crate) struct Edge {
     pub(crate) control: Arc<Control>,
     /// The public router ([`crate::server::router`]).
     pub(crate) router: Router,
-    /// The descriptor budget ([`super::descriptors`]): a connection holds one slot, and an
+    /// The descriptor budget's slots ([`super::descriptors`]): a connection holds one, and an
     /// HTTP/2 connection one more for each session it carries.
     pub(crate) slots: Arc<Semaphore>,
 }

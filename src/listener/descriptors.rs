@@ -1,27 +1,84 @@
-//! The descriptor budget: how many public connections the process can hold without running out
-//! of file descriptors, so the admin listener (and everything else) always has some left.
+//! The descriptor budget: how many public connections and sessions the process can hold without
+//! running out of file descriptors, so the admin listener (and everything else) always has some
+//! left.
 //!
 //! `RLIMIT_NOFILE` is read (and, by `main`, raised from its soft to its hard value) once at
-//! start; the public listener then takes a slot per connection from a fixed pool and stops
-//! accepting while none is free. Reading and setting the limit is all this module does.
+//! start and split into [`DescriptorPools`]: slots that connections and sessions hold for their
+//! whole life, and descriptors lent for a moment to the sockets a session opens while it reaches
+//! its server. Reading and setting the limit and sizing the pools is all this module does.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 /// Descriptors kept back from the public listener for everything else: the listeners, the admin
-/// listener's connections, DNS sockets, the runtime's own, log output.
+/// listener's connections, the resolver's own sockets, the runtime's own, log output.
 pub const RESERVED_DESCRIPTORS: u64 = 128;
 
-/// Descriptors one public connection may need at worst: its own socket and, while its session
-/// reaches the upstream, two Happy Eyeballs attempts and a DNS socket (two once relaying).
-pub const DESCRIPTORS_PER_CONNECTION: u64 = 4;
+/// Descriptors one slot stands for: a public connection's socket and the upstream connection
+/// of the session it carries. An HTTP/2 session and a BOSH session take a slot of their own
+/// (for their upstream connection), so a slot never stands for more than two open sockets.
+pub const DESCRIPTORS_PER_SLOT: u64 = 2;
 
-/// Most public connections a descriptor limit allows: `(limit - RESERVED) / PER_CONNECTION`,
-/// at least 1; unlimited (`None`) means as many as a semaphore can count.
-pub fn public_connection_slots(limit: Option<u64>) -> usize {
-    const MOST: usize = tokio::sync::Semaphore::MAX_PERMITS;
-    match limit {
-        None => MOST,
-        Some(limit) => {
-            let slots = limit.saturating_sub(RESERVED_DESCRIPTORS) / DESCRIPTORS_PER_CONNECTION;
-            usize::try_from(slots).unwrap_or(MOST).clamp(1, MOST)
+/// The share of the descriptors (after the reserve) lent to connects: one eighth, at least
+/// [`LENT_DESCRIPTORS_LEAST`] and at most [`LENT_DESCRIPTORS_MOST`].
+const LENT_SHARE: u64 = 8;
+/// The fewest descriptors lent to connects, so that a tiny limit still lets sessions connect.
+pub const LENT_DESCRIPTORS_LEAST: u64 = 4;
+/// The most descriptors lent to connects: enough for 256 sessions resolving at once (a lookup
+/// asks two questions at once, each on its own socket), or 512 connection attempts.
+pub const LENT_DESCRIPTORS_MOST: u64 = 512;
+
+/// How a descriptor limit is shared out (see [`DescriptorPools`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorBudget {
+    /// Slots of [`DESCRIPTORS_PER_SLOT`] descriptors for connections and sessions.
+    pub slots: usize,
+    /// Descriptors lent to the sockets a session opens while it connects: each DNS question
+    /// and each Happy Eyeballs attempt borrows one until it is answered or the attempt ends.
+    pub lent: usize,
+}
+
+impl DescriptorBudget {
+    /// The budget of a descriptor limit (`None`: unlimited): the reserve first, then the lent
+    /// share, then slots of two from the rest, at least one slot and [`LENT_DESCRIPTORS_LEAST`]
+    /// lent descriptors however low the limit.
+    pub fn of_limit(limit: Option<u64>) -> DescriptorBudget {
+        const MOST: usize = Semaphore::MAX_PERMITS;
+        let Some(limit) = limit else {
+            return DescriptorBudget { slots: MOST, lent: LENT_DESCRIPTORS_MOST as usize };
+        };
+        let usable = limit.saturating_sub(RESERVED_DESCRIPTORS);
+        let lent = (usable / LENT_SHARE).clamp(LENT_DESCRIPTORS_LEAST, LENT_DESCRIPTORS_MOST);
+        let slots = usable.saturating_sub(lent) / DESCRIPTORS_PER_SLOT;
+        DescriptorBudget {
+            slots: usize::try_from(slots).unwrap_or(MOST).clamp(1, MOST),
+            lent: usize::try_from(lent).unwrap_or(MOST),
+        }
+    }
+}
+
+/// The descriptor budget as semaphores, shared by every listener and session for the life of
+/// the process (a reload does not change it).
+#[derive(Debug, Clone)]
+pub struct DescriptorPools {
+    /// One permit per public connection (taken before its accept), HTTP/2 session and BOSH
+    /// session, held until it ends.
+    pub slots: Arc<Semaphore>,
+    /// One permit per socket a connecting session has open beyond its slot: a DNS question or a
+    /// connection attempt. Held only while that socket is.
+    pub lent: Arc<Semaphore>,
+    /// The sizes the pools started with.
+    pub budget: DescriptorBudget,
+}
+
+impl DescriptorPools {
+    /// Pools sized by [`DescriptorBudget::of_limit`].
+    pub fn new(budget: DescriptorBudget) -> DescriptorPools {
+        DescriptorPools {
+            slots: Arc::new(Semaphore::new(budget.slots)),
+            lent: Arc::new(Semaphore::new(budget.lent)),
+            budget,
         }
     }
 }
@@ -83,10 +140,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_leave_the_reserve_and_count_four_descriptors_each() {
-        assert_eq!(public_connection_slots(Some(65_536)), (65_536 - 128) / 4);
-        assert_eq!(public_connection_slots(Some(256)), 32);
-        assert_eq!(public_connection_slots(Some(100)), 1);
-        assert_eq!(public_connection_slots(None), tokio::sync::Semaphore::MAX_PERMITS);
+    fn the_reserve_comes_first_then_the_lent_share_then_slots_of_two() {
+        let budget = DescriptorBudget::of_limit;
+        // 65 536: 65 408 after the reserve, an eighth capped at 512 lent, 32 448 slots.
+        assert_eq!(budget(Some(65_536)), DescriptorBudget { slots: (65_536 - 128 - 512) / 2, lent: 512 });
+        // 20 000: room for 9 680 idle sessions (each holds two descriptors).
+        assert_eq!(budget(Some(20_000)), DescriptorBudget { slots: 9_680, lent: 512 });
+        // 256: an eighth of 128 is lent.
+        assert_eq!(budget(Some(256)), DescriptorBudget { slots: 56, lent: 16 });
+        // Below the reserve: one slot and the least that is lent.
+        assert_eq!(budget(Some(100)), DescriptorBudget { slots: 1, lent: 4 });
+        assert_eq!(budget(None).slots, tokio::sync::Semaphore::MAX_PERMITS);
+    }
+
+    #[test]
+    fn the_budget_never_promises_more_descriptors_than_the_limit() {
+        for limit in [140, 200, 256, 1_024, 4_096, 20_000, 65_536, 1_048_576] {
+            let budget = DescriptorBudget::of_limit(Some(limit));
+            let promised = RESERVED_DESCRIPTORS + budget.slots as u64 * DESCRIPTORS_PER_SLOT + budget.lent as u64;
+            assert!(promised <= limit, "limit {limit}: {budget:?} promises {promised}");
+        }
     }
 }

@@ -48,8 +48,8 @@ const ADMIN_CONNECTIONS: usize = 32;
 /// How often a repeated listener warning (accept failures, all slots taken) may be logged.
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Accepts public connections until draining starts. `slots` is the descriptor budget
-/// ([`descriptors::public_connection_slots`]); `secure` means the TLS handshake is done here.
+/// Accepts public connections until draining starts. `slots` is the descriptor budget's slot
+/// pool ([`descriptors::DescriptorPools::slots`]); `secure` means the TLS handshake is done here.
 pub(crate) async fn serve_public(
     listener: TcpListener,
     secure: bool,

@@ -16,6 +16,7 @@ use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
 use tracing::{debug, info, Instrument};
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_addr::ClientAddr;
@@ -67,6 +68,9 @@ pub struct SessionContext {
     pub drain: CancellationToken,
     /// The session's slot in the limits; released when the session ends.
     pub permit: AddressPermit,
+    /// The descriptors lent to the sockets the session opens while it connects
+    /// ([`crate::listener::descriptors::DescriptorPools::lent`]).
+    pub lent_descriptors: Arc<Semaphore>,
 }
 
 /// Runs one session to its end on an upgraded WebSocket and records the outcome.

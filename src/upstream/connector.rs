@@ -5,15 +5,19 @@
 //!
 //! It connects TCP and stops there: TLS is [`super::tls::handshake`], and everything XMPP (stream
 //! headers, STARTTLS, the redirect itself) is the session core's. Each step runs within the
-//! budget it is given (D12) and fails with a typed [`FailureClass`].
+//! budget it is given (D12) and fails with a typed [`FailureClass`]. Every socket it opens
+//! besides the winning connection (DNS questions, Happy Eyeballs attempts) borrows a descriptor
+//! from the process's lent pool ([`crate::listener::descriptors`]) for as long as it is open.
 
 use std::collections::VecDeque;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info};
 
@@ -23,6 +27,9 @@ use crate::metrics::Metrics;
 use super::failure::{DnsFailure, FailureClass, TcpFailure};
 use super::resolve::{self, DnsResolver, Route, RouteTls};
 use super::{connect, guard, proxy_protocol, Upstream};
+
+/// Descriptors one lookup borrows: its two questions are asked at once.
+const DESCRIPTORS_PER_LOOKUP: u32 = 2;
 
 /// The time a connect may take: the route's own budget from its start, and the whole setup's
 /// deadline (D12).
@@ -86,11 +93,26 @@ pub struct Connector {
     routes: VecDeque<Hop>,
     /// The route being tried (redirects keep its security, guard and identity).
     current: Option<Hop>,
+    /// Descriptors lent to this session's DNS questions and connection attempts.
+    lent: Arc<Semaphore>,
 }
 
 impl Connector {
-    pub(super) fn new(shared: Shared, metrics: Metrics, upstream: Upstream, client: SocketAddr) -> Connector {
-        Connector { shared, metrics, upstream, client, routes: VecDeque::new(), current: None }
+    pub(super) fn new(
+        shared: Shared,
+        metrics: Metrics,
+        upstream: Upstream,
+        client: SocketAddr,
+        lent: Arc<Semaphore>,
+    ) -> Connector {
+        Connector { shared, metrics, upstream, client, routes: VecDeque::new(), current: None, lent }
+    }
+
+    /// Borrows the descriptors of a lookup's questions (SRV: `_xmpp-client` and
+    /// `_xmpps-client`; addresses: A and AAAA, or the system's lookup), asked at once. Waits
+    /// while the pool is empty; the caller's deadline bounds the wait.
+    async fn borrow_for_lookup(&self) -> Result<OwnedSemaphorePermit, FailureClass> {
+        self.lent.clone().acquire_many_owned(DESCRIPTORS_PER_LOOKUP).await.map_err(|_| FailureClass::IoError)
     }
 
     /// Plans the routes (SRV for a discovered domain, within the overall deadline) and
@@ -140,9 +162,12 @@ impl Connector {
             }
             Upstream::Discovered { domain, special_addresses_allowed } => (domain, !special_addresses_allowed),
         };
-        let lookup = self.shared.resolver.srv_pair(domain, &self.metrics);
+        let lookup = async {
+            let _borrowed = self.borrow_for_lookup().await?;
+            Ok(self.shared.resolver.srv_pair(domain, &self.metrics).await)
+        };
         let (xmpp, xmpps) =
-            timeout_at(budget.overall_deadline, lookup).await.map_err(|_| FailureClass::Dns(DnsFailure::Timeout))?;
+            timeout_at(budget.overall_deadline, lookup).await.map_err(|_| FailureClass::Dns(DnsFailure::Timeout))??;
         let routes = resolve::plan(domain, &xmpp, &xmpps, self.shared.prefer, &mut rand::rng())
             .map_err(|_| FailureClass::SrvDecidedlyUnavailable)?;
         debug!(domain, ?xmpp, ?xmpps, ?routes, "SRV resolution");
@@ -182,7 +207,15 @@ impl Connector {
         let ips = timeout_at(deadline, lookup).await.map_err(|_| FailureClass::Dns(DnsFailure::Timeout))??;
         let addresses = self.guard(hop, ips)?;
         let started = Instant::now();
-        let dial = connect::happy_eyeballs(&addresses, self.shared.happy_eyeballs_delay, TcpStream::connect);
+        // Each attempt borrows a descriptor until it ends; the one that wins gives its back, as
+        // the session's slot counts its upstream connection.
+        let dial = connect::happy_eyeballs(&addresses, self.shared.happy_eyeballs_delay, |address| {
+            let lent = self.lent.clone();
+            async move {
+                let _borrowed = lent.acquire_owned().await.map_err(io::Error::other)?;
+                TcpStream::connect(address).await
+            }
+        });
         let (tcp, _address) = timeout_at(deadline, dial)
             .await
             .map_err(|_| FailureClass::Tcp(TcpFailure::Timeout))?
@@ -203,6 +236,7 @@ impl Connector {
             // A see-other-host target may be an address; the guard still applies.
             return Ok(vec![ip]);
         }
+        let _borrowed = self.borrow_for_lookup().await?;
         if hop.guarded || !hop.is_static {
             return self.shared.resolver.addresses(&hop.host, &self.metrics).await.map_err(FailureClass::Dns);
         }

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::ClientConfig;
+use tokio::sync::Semaphore;
 
 use crate::config::{Config, UpstreamTls};
 use crate::metrics::Metrics;
@@ -180,9 +181,16 @@ impl UpstreamDirectory {
 
     /// The routes to a served domain's server for one session; `client` is the client's
     /// address as the gateway sees it (for a PROXY protocol header), `metrics` records the
-    /// `dns` and `tcp` phases and the DNS lookups.
-    pub fn connector(&self, upstream: Upstream, client: SocketAddr, metrics: &Metrics) -> Connector {
-        Connector::new(self.shared.clone(), metrics.clone(), upstream, client)
+    /// `dns` and `tcp` phases and the DNS lookups; `lent` is the pool of descriptors that its DNS
+    /// questions and connection attempts borrow from (they wait for one when none is free).
+    pub fn connector(
+        &self,
+        upstream: Upstream,
+        client: SocketAddr,
+        metrics: &Metrics,
+        lent: Arc<Semaphore>,
+    ) -> Connector {
+        Connector::new(self.shared.clone(), metrics.clone(), upstream, client, lent)
     }
 }
 
@@ -213,5 +221,59 @@ mod tests {
         ));
         assert_eq!(directory.lookup("example.net").unwrap_err(), NotServed::DomainNotAllowed);
         assert_eq!(directory.lookup("other.example").unwrap_err().class(), FailureClass::DomainNotAllowed);
+    }
+
+    /// Polls `future` once: `Some` with its output if it completed.
+    fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(future).poll(&mut context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// A connector to `static.example` at `address`, borrowing from `lent`, and its budget.
+    fn static_connector(address: &str, lent: &Arc<Semaphore>) -> (Connector, Budget) {
+        let directory = directory(&format!("[[upstream]]\ndomain = \"static.example\"\naddress = \"{address}\"\n"));
+        let upstream = directory.lookup("static.example").unwrap();
+        let client = SocketAddr::from(([127, 0, 0, 1], 1));
+        let connector = directory.connector(upstream, client, &Metrics::new(), lent.clone());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        (connector, Budget { attempt: std::time::Duration::from_secs(10), overall_deadline: deadline })
+    }
+
+    #[tokio::test]
+    async fn an_attempt_waits_for_a_lent_descriptor_and_gives_it_back() {
+        // A blocking-API listener: its accept asks the kernel every time.
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let lent = Arc::new(Semaphore::new(0));
+        let (mut connector, budget) = static_connector(&server.local_addr().unwrap().to_string(), &lent);
+        let mut connecting = Box::pin(connector.first(budget));
+        // No descriptor free: the attempt has not even sent its SYN (on loopback the kernel
+        // completes the handshake at once, so the listener would have a connection queued).
+        assert!(poll_once(&mut connecting).is_none());
+        let queued = server.accept().map(|(_, from)| from);
+        assert!(queued.is_err(), "an attempt started without a descriptor: {queued:?}");
+        lent.add_permits(1);
+        let link = connecting.await.expect("connected once a descriptor was free");
+        let (_accepted, from) = server.accept().unwrap();
+        assert_eq!(link.tcp.local_addr().unwrap(), from);
+        assert_eq!(lent.available_permits(), 1, "the winning attempt gives its descriptor back");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_borrows_a_descriptor_for_each_of_its_two_questions() {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        // A name: the system lookup (A and AAAA at once) runs before the attempt.
+        let lent = Arc::new(Semaphore::new(1));
+        let (mut connector, budget) = static_connector(&format!("localhost:{port}"), &lent);
+        let mut connecting = Box::pin(connector.first(budget));
+        assert!(poll_once(&mut connecting).is_none());
+        lent.add_permits(1);
+        let link = connecting.await.expect("connected once the lookup had its descriptors");
+        assert!(link.tcp.peer_addr().unwrap().ip().is_loopback());
+        assert_eq!(lent.available_permits(), 2, "every lent descriptor comes back once connected");
     }
 }
