@@ -201,17 +201,7 @@ impl<S> fmt::Display for SecureUrl<S> {
     }
 }
 
-impl<'de, S: SecureScheme> Deserialize<'de> for SecureUrl<S> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(D::Error::custom)
-    }
-}
-
-impl<S> Serialize for SecureUrl<S> {
-    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
-        serializer.collect_str(self)
-    }
-}
+serde_as_text!(WssUrl, HttpsUrl);
 
 /// An XMPP domain in its normalised form (lowercase A-labels, no trailing dot; see
 /// [`crate::domain::normalize`]).

@@ -225,21 +225,11 @@ impl StreamSplitter {
         self.pos += 1;
         self.start_unit(Unit::Element);
         self.lex = Lex::Unit;
-        let result = self.advance_element();
-        if let Err(err) = &result {
-            self.poison(*err);
-        }
-        result
-    }
-
-    /// Advances the checker over the buffered bytes of the element in progress (the stream is
-    /// open and there is a checker: the caller has looked).
-    #[inline(never)]
-    fn continue_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         self.advance_element()
     }
 
-    /// The body of [`Self::continue_element`], also inlined where an element starts.
+    /// Advances the checker over the buffered bytes of the element in progress; outside the
+    /// stream, or without a checker, the lexer reads the unit instead.
     #[inline(always)]
     fn advance_element(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         let (Phase::Stream(scope), Some(checker)) = (&self.phase, &mut self.checker) else {
@@ -263,31 +253,21 @@ impl StreamSplitter {
         self.unit_done()
     }
 
-    /// [`Self::next_event`] past its fast path.
+    /// [`Self::next_event`] past its fast path: an element that starts here, an element in
+    /// progress within the limit, or anything else for the lexer. An error poisons the splitter.
     fn next_event_general(&mut self) -> Result<Option<ServerEvent>, XmlError> {
         self.defer_below = 0;
-        // Here, not in `next_event`, so that the small reads inside an element do not pay for
-        // it. (A poisoned splitter has no checker: `starts_element` is false, and so is the
-        // condition to continue an element.)
-        if self.lex == Lex::Idle && self.starts_element() {
-            return self.start_element();
-        }
-        if self.lex == Lex::Unit
-            && matches!(self.phase, Phase::Stream(_))
-            && self.checker.is_some()
-            && self.within_element_limit()
-        {
-            let result = self.continue_element();
-            if let Err(err) = &result {
-                self.poison(*err);
-            }
-            return result;
-        }
         if let Some(err) = &self.poisoned {
             return Err(*err);
         }
         // Returned as it is (no unwrapping and re-wrapping of the large event type).
-        let result = self.lex_unit();
+        let result = if self.lex == Lex::Idle && self.starts_element() {
+            self.start_element()
+        } else if self.lex == Lex::Unit && self.within_element_limit() {
+            self.advance_element()
+        } else {
+            self.lex_unit()
+        };
         if let Err(err) = &result {
             self.poison(*err);
         }
