@@ -1,6 +1,8 @@
 //! The slow reader, measured on the real binary: a client that stops reading while its server
 //! floods slows only its own upstream (TCP back-pressure reaches the server), the gateway's
-//! memory stays bounded, and another session on the same gateway keeps relaying promptly.
+//! memory stays bounded, and another session on the same gateway keeps relaying promptly. And
+//! the other way: a server that stops reading while its client sends ends its session after a
+//! send deadline, as a server that went away (it does not hold the session for ever).
 //!
 //! Linux only (reads the gateway's VmRSS/VmHWM from /proc).
 
@@ -132,4 +134,65 @@ async fn a_client_that_stops_reading_slows_only_its_own_upstream_and_memory_stay
     let rss_after = proc_status_kib(pid, "VmHWM:");
     assert!(rss_after.saturating_sub(idle_rss) < RSS_GROWTH_LIMIT_KIB, "peak RSS {rss_after} KiB");
     drop(slow);
+}
+
+/// A client message of about 16 KiB.
+fn big_message(index: usize) -> String {
+    let head = format!("<message xmlns='jabber:client' to='a@example.com' id='b{index:06}'><body>");
+    format!("{head}{}</body></message>", "x".repeat(16 * 1024))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_reading_ends_its_session_after_the_send_deadline() {
+    /// A ping interval plus the pong deadline: the time a server (like a client) gets to take
+    /// what the gateway writes.
+    const SEND_DEADLINE: Duration = Duration::from_secs(6);
+    /// The client's messages, at most (about 16 MiB; the buffers on the way hold less).
+    const MESSAGES: usize = 1_000;
+    let ca = TestCa::new();
+    let server = FakeServer::start_with_small_receive_buffers(ca.leaf(&[DOMAIN])).await;
+    let gateway = GatewayProcess::start(&format!(
+        "[listener]\nallow_missing_origin = true\n[limits]\nping_interval_secs = 4\npong_timeout_secs = 2\n\
+         [[upstream]]\ndomain = \"{DOMAIN}\"\naddress = \"{}\"\nca_file = \"{}\"\n",
+        server.addr(),
+        ca.ca_file().display()
+    ));
+    let mut client = RawWs::connect(&gateway.url).await;
+    client.send_text(OPEN).await;
+    let mut upstream = server.accept().await;
+    upstream.open_with_starttls(DOMAIN, FEATURES).await;
+    assert!(client.recv_text().await.starts_with("<open "));
+    assert!(client.recv_text().await.contains("features"));
+    // The server reads nothing more. The client sends until its writes fail (the gateway
+    // closed the connection), or stop moving for a send deadline (what the kernel buffers on
+    // the way hold is full), or it has sent them all.
+    let started = Instant::now();
+    let mut sent = 0;
+    for index in 0..MESSAGES {
+        let frame = harness::raw_ws::encode(true, 1, big_message(index).as_bytes(), Some([1, 2, 3, 4]));
+        match tokio::time::timeout(SEND_DEADLINE, client.try_write_raw(&frame)).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    let flood_ended = started.elapsed();
+    let series = "xmppgw_sessions_ended_total{outcome=\"server_vanished\"}";
+    // The gateway gives the server a send deadline to take a write, then ends the session as
+    // the server's; polled (the outcome is counted once the session's task has finished),
+    // within three deadlines of the flood's end.
+    let limit = Instant::now() + SEND_DEADLINE * 3;
+    let mut ended = gateway.metric(series).await;
+    while ended < 1.0 && Instant::now() < limit {
+        tokio::task::yield_now().await;
+        ended = gateway.metric(series).await;
+    }
+    println!(
+        "a server that stops reading: the client got {sent} of {MESSAGES} messages ({} KiB) out in {flood_ended:?}; \
+         server_vanished sessions {ended} at {:?}",
+        sent * 16,
+        started.elapsed()
+    );
+    assert_eq!(ended, 1.0, "the session did not end when its server stopped reading: it froze");
+    assert!(sent < MESSAGES, "every message went through: the server's socket pushed nothing back");
+    drop(upstream);
 }

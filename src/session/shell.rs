@@ -97,6 +97,9 @@ pub(crate) struct Shell<'g, C> {
     drained: bool,
 }
 
+/// How long the server gets to take a farewell (the gateway's `</stream:stream>`).
+const FAREWELL_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl<'g, C: ClientSide> Shell<'g, C> {
     /// A shell around `client`, with a new core.
     pub(crate) fn new(client: C, gateway: &'g Arc<Gateway>, context: &'g SessionContext) -> Self {
@@ -282,14 +285,23 @@ impl<'g, C: ClientSide> Shell<'g, C> {
         None
     }
 
+    /// Writes to the server. A server that does not take the bytes in time counts as gone, as
+    /// a failed write does: a farewell gets [`FAREWELL_WRITE`], anything else the time a client
+    /// gets to take a message (a ping interval plus the pong deadline). Without it, a server
+    /// that stopped reading would hold the session (and its client) for ever: nothing else
+    /// runs while a write waits.
     async fn write_upstream(&mut self, bytes: &[u8]) {
-        let result = if self.core.ending().is_some() {
-            // A farewell: the server gets a while to take it, not forever.
-            tokio::time::timeout(std::time::Duration::from_secs(2), self.upstream.write(bytes))
+        let deadline = match self.core.ending() {
+            Some(_) => FAREWELL_WRITE,
+            None => self.gateway.settings.send_deadline(),
+        };
+        let mut write = std::pin::pin!(self.upstream.write(bytes));
+        let result = match write.as_mut().now_or_never() {
+            Some(result) => result,
+            // The server's socket is full. Boxed: rare, and kept out of every session's task.
+            None => Box::pin(tokio::time::timeout(deadline, write))
                 .await
-                .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
-        } else {
-            self.upstream.write(bytes).await
+                .unwrap_or(Err(std::io::ErrorKind::TimedOut.into())),
         };
         if result.is_err() {
             self.core.handle(now(), Input::UpstreamGone(UpstreamGone::WriteError));

@@ -60,6 +60,16 @@ impl FakeServer {
         Self::try_start_on(address, leaf).await.unwrap_or_else(|| panic!("bind fake server on {address}"))
     }
 
+    /// Binds 127.0.0.1:0 with 4 KiB receive buffers on the connections it accepts (set on the
+    /// listener, so the first window the gateway sees is small): a server that stops reading
+    /// pushes back at once instead of after the many MiB loopback buffers can grow to.
+    pub async fn start_with_small_receive_buffers(leaf: Leaf) -> FakeServer {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind fake server");
+        FakeServer { listener: socket.listen(16).expect("listen"), acceptor: Self::acceptor(leaf) }
+    }
+
     /// Accepts a connection if one arrives within `within`.
     pub async fn try_accept(&self, within: std::time::Duration) -> Option<ServerConn> {
         let (stream, _) = tokio::time::timeout(within, self.listener.accept()).await.ok()?.ok()?;

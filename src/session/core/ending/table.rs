@@ -422,7 +422,7 @@ pub const ROWS: [Row; 25] = [
     },
     Row {
         name: "server-vanished",
-        when: "the upstream connection ended without `</stream:stream>` (D5)",
+        when: "the upstream connection ended without `</stream:stream>` (D5), or a write to it did not complete within `ping_interval_secs` + `pong_timeout_secs` (the server stopped reading)",
         phase: Phase::InStream,
         outcome: Outcome::ServerVanished,
         client: ToClient::Nothing,
