@@ -1145,21 +1145,24 @@ impl Checker {
     /// The root's attributes named in `wanted` and (when `with_declarations`) its namespace
     /// declarations, values unescaped, in document order (kept only for a stream header and
     /// `<open/>`): `(qualified name, value)` for attributes, `(None, uri)`/`(Some(prefix), uri)`
-    /// for declarations. Nothing is made for the others, however many there are.
+    /// for declarations. Nothing is made for the others, however many there are. `unit` is the
+    /// text [`Self::advance`] read.
     #[allow(clippy::type_complexity)]
     pub fn root_attrs(
         &self,
-        unit: &[u8],
+        unit: &str,
         wanted: &[&str],
         with_declarations: bool,
     ) -> Result<(Vec<(String, String)>, Vec<(Option<String>, String)>), XmlError> {
         let (mut attrs, mut declarations) = (Vec::new(), Vec::new());
+        // Spans end at ASCII delimiters, so on char boundaries; `get` keeps this panic-free.
+        let text_at = |span| unit.get(range(span)).unwrap_or("");
         for attr in &self.root.attrs {
-            let name = text(&unit[range(attr.name)]);
+            let name = text_at(attr.name);
             if if attr.declaration { !with_declarations } else { !wanted.contains(&name) } {
                 continue;
             }
-            let value = unescape_attr(text(&unit[range(attr.value)]))?;
+            let value = unescape_attr(text_at(attr.value))?;
             if !attr.declaration {
                 attrs.push((name.to_owned(), value));
             } else if attr.colon == 0 {

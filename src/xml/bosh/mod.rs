@@ -143,7 +143,7 @@ pub fn parse(text: &str, limits: &BodyLimits) -> Result<BodyRequest, BodyError> 
         return Err(BodyError::BadRequest("the root is not <body/> in the httpbind namespace"));
     }
     let qname = checker.root_qname(head_text).to_owned();
-    let (attrs, declarations) = checker.root_attrs(head, WANTED, true)?;
+    let (attrs, declarations) = checker.root_attrs(head_text, WANTED, true)?;
     let mut request = attributes(&attrs, &declarations)?;
     let mut pos = start + checker.end();
     if !checker.root_empty() {

@@ -230,7 +230,6 @@ fn inherited_declarations_resolve_and_are_reported_when_used() {
 fn what_is_learnt_about_the_root() {
     let doc = "<p:a xmlns='urn:d' xmlns:p='urn:p' to='a&amp;b' xml:lang='en'>x<b/></p:a >";
     let checker = ok(doc);
-    let unit = doc.as_bytes();
     assert_eq!((checker.root_qname(doc), checker.root_local(doc)), ("p:a", "a"));
     assert_eq!(&doc[..=checker.root_tag_end()], "<p:a xmlns='urn:d' xmlns:p='urn:p' to='a&amp;b' xml:lang='en'>");
     assert_eq!(checker.root_end_name().map(|at| &doc[at..]), Some("p:a >"));
@@ -238,16 +237,16 @@ fn what_is_learnt_about_the_root() {
     assert_eq!(checker.root_stream_declaration(), None);
     // Attributes are kept only for a header or <open/>.
     assert_eq!(
-        checker.root_attrs(unit, &["a", "b", "to", "from", "version", "xml:lang", "id"], true),
+        checker.root_attrs(doc, &["a", "b", "to", "from", "version", "xml:lang", "id"], true),
         Ok((vec![], vec![]))
     );
     let open = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='a&amp;b' xml:lang='en'/>";
     assert_eq!(
-        ok(open).root_attrs(open.as_bytes(), &["a", "b", "to", "from", "version", "xml:lang", "id"], true),
+        ok(open).root_attrs(open, &["a", "b", "to", "from", "version", "xml:lang", "id"], true),
         Ok((vec![("to".into(), "a&b".into()), ("xml:lang".into(), "en".into())], vec![(None, NS_FRAMING.into())]))
     );
     // Only the attributes asked for, and the declarations only when asked.
-    assert_eq!(ok(open).root_attrs(open.as_bytes(), &["to"], false), Ok((vec![("to".into(), "a&b".into())], vec![])));
+    assert_eq!(ok(open).root_attrs(open, &["to"], false), Ok((vec![("to".into(), "a&b".into())], vec![])));
     let header = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='a\tb'>";
     let mut checker = Checker::new(WfLimits::UNLIMITED, Unit::Header);
     checker.reset(Unit::Header);
@@ -256,7 +255,7 @@ fn what_is_learnt_about_the_root() {
     assert_eq!(checker.root_ns(None), Some(NS_STREAM));
     assert_eq!(checker.root_stream_declaration(), Some(NS_STREAM));
     assert_eq!(
-        checker.root_attrs(header.as_bytes(), &["a", "b", "to", "from", "version", "xml:lang", "id"], true),
+        checker.root_attrs(header, &["a", "b", "to", "from", "version", "xml:lang", "id"], true),
         Ok((
             vec![("id".into(), "a b".into())],
             vec![(None, "jabber:client".into()), (Some("stream".into()), NS_STREAM.into())]

@@ -125,7 +125,7 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
     }
     let kind = match checker.root_class() {
         Class::Open => {
-            let (attrs, _) = checker.root_attrs(xml.as_bytes(), &["to", "from", "xml:lang", "version"], false)?;
+            let (attrs, _) = checker.root_attrs(xml, &["to", "from", "xml:lang", "version"], false)?;
             return Ok(ClientFrame::Open(open_request(attrs)));
         }
         Class::Close => return Ok(ClientFrame::Close),

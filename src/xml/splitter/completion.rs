@@ -42,7 +42,7 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
     if checker.root_ns(None) != Some(NS_STREAM) || checker.root_local(text) != "stream" {
         return Err(XmlError::InvalidNamespace("the stream header is not a stream in the stream namespace"));
     }
-    let (attrs, ns_decls) = checker.root_attrs(unit, &["from", "to", "id", "version", "xml:lang"], true)?;
+    let (attrs, ns_decls) = checker.root_attrs(text, &["from", "to", "id", "version", "xml:lang"], true)?;
     let mut header = StreamHeader { namespaces: ns_decls.clone(), ..StreamHeader::default() };
     for (name, value) in attrs {
         match name.as_str() {
