@@ -264,7 +264,7 @@ async fn websocket_endpoint(
         id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
         drain: state.control.drain.clone(),
         permit,
-        lent_descriptors: state.control.descriptors.lent.clone(),
+        descriptors: state.control.descriptors.clone(),
     };
     // Each session applies its upstream's element limit; the WebSocket layer takes the largest.
     let max_message = gateway.config.largest_element_limit();

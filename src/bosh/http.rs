@@ -241,7 +241,7 @@ async fn create(
         id,
         drain: state.control.drain.clone(),
         permit,
-        lent_descriptors: state.control.descriptors.lent.clone(),
+        descriptors: state.control.descriptors.clone(),
     };
     debug!(client = %context.client.ip, id, "BOSH session created");
     let tracked = state.control.sessions.token();

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 /// Descriptors kept back from the public listener for everything else: the listeners, the admin
 /// listener's connections, the resolver's own sockets, the runtime's own, log output.
@@ -72,6 +72,13 @@ pub struct DescriptorPools {
     pub budget: DescriptorBudget,
 }
 
+/// Descriptors borrowed for the sockets of a connect ([`DescriptorPools::borrow`]); given
+/// back when dropped.
+#[derive(Debug)]
+pub struct Borrowed {
+    _permit: OwnedSemaphorePermit,
+}
+
 impl DescriptorPools {
     /// Pools sized by [`DescriptorBudget::of_limit`].
     pub fn new(budget: DescriptorBudget) -> DescriptorPools {
@@ -80,6 +87,27 @@ impl DescriptorPools {
             lent: Arc::new(Semaphore::new(budget.lent)),
             budget,
         }
+    }
+
+    /// Borrows `count` descriptors (1 or 2) for sockets a connect opens: from the lent pool if
+    /// it has them, else a free slot (two descriptors, unused while the gateway is below its
+    /// connection limit), else whichever of the two frees first, waited for. So clients whose
+    /// connects hang (a server that never answers) take slots, as connections do, before they
+    /// make anyone wait; and the lent pool, which nothing else takes, keeps connects going when
+    /// every slot is held.
+    pub async fn borrow(&self, count: u32) -> Result<Borrowed, AcquireError> {
+        let count = count.clamp(1, DESCRIPTORS_PER_SLOT as u32);
+        if let Ok(permit) = self.lent.clone().try_acquire_many_owned(count) {
+            return Ok(Borrowed { _permit: permit });
+        }
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(Borrowed { _permit: permit });
+        }
+        let permit = tokio::select! {
+            permit = self.lent.clone().acquire_many_owned(count) => permit?,
+            permit = self.slots.clone().acquire_owned() => permit?,
+        };
+        Ok(Borrowed { _permit: permit })
     }
 }
 
@@ -160,5 +188,37 @@ mod tests {
             let promised = RESERVED_DESCRIPTORS + budget.slots as u64 * DESCRIPTORS_PER_SLOT + budget.lent as u64;
             assert!(promised <= limit, "limit {limit}: {budget:?} promises {promised}");
         }
+    }
+
+    /// Polls `future` once: `Some` with its output if it completed.
+    fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(future).poll(&mut context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn a_connect_borrows_from_the_lent_pool_then_a_free_slot_then_waits_for_either() {
+        let pools = DescriptorPools::new(DescriptorBudget { slots: 1, lent: 3 });
+        let lookup = poll_once(&mut Box::pin(pools.borrow(2))).unwrap().unwrap();
+        let attempt = poll_once(&mut Box::pin(pools.borrow(1))).unwrap().unwrap();
+        assert_eq!((pools.lent.available_permits(), pools.slots.available_permits()), (0, 1));
+        // The lent pool is empty: a free slot.
+        let second_lookup = poll_once(&mut Box::pin(pools.borrow(2))).unwrap().unwrap();
+        assert_eq!(pools.slots.available_permits(), 0);
+        // Neither: wait for whichever frees first.
+        let mut waiting = Box::pin(pools.borrow(1));
+        assert!(poll_once(&mut waiting).is_none());
+        drop(attempt);
+        let third = poll_once(&mut waiting).expect("the lent descriptor given back").unwrap();
+        let mut waiting = Box::pin(pools.borrow(2));
+        assert!(poll_once(&mut waiting).is_none());
+        drop(second_lookup);
+        let fourth = poll_once(&mut waiting).expect("the slot given back").unwrap();
+        assert_eq!((pools.lent.available_permits(), pools.slots.available_permits()), (0, 0));
+        drop((lookup, third, fourth));
+        assert_eq!((pools.lent.available_permits(), pools.slots.available_permits()), (3, 1));
     }
 }

@@ -16,12 +16,12 @@ use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
 use tracing::{debug, info, Instrument};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_addr::ClientAddr;
 use crate::config::Config;
 use crate::control::AddressPermit;
+use crate::listener::descriptors::DescriptorPools;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamDirectory;
 
@@ -68,9 +68,9 @@ pub struct SessionContext {
     pub drain: CancellationToken,
     /// The session's slot in the limits; released when the session ends.
     pub permit: AddressPermit,
-    /// The descriptors lent to the sockets the session opens while it connects
-    /// ([`crate::listener::descriptors::DescriptorPools::lent`]).
-    pub lent_descriptors: Arc<Semaphore>,
+    /// The descriptor budget, which the sockets the session opens while it connects borrow
+    /// from ([`DescriptorPools::borrow`]).
+    pub descriptors: DescriptorPools,
 }
 
 /// Runs one session to its end on an upgraded WebSocket and records the outcome.

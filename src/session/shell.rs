@@ -324,8 +324,8 @@ impl<'g, C: ClientSide> Shell<'g, C> {
                         upstream.element_limit().unwrap_or(self.gateway.config.limits.max_element_bytes);
                     self.core.handle(now(), Input::DomainLookup(DomainLookup::Served { max_element_bytes }));
                     let client = self.context.client.socket_addr();
-                    let lent = self.context.lent_descriptors.clone();
-                    let connector = self.gateway.upstreams.connector(upstream, client, self.metrics(), lent);
+                    let descriptors = self.context.descriptors.clone();
+                    let connector = self.gateway.upstreams.connector(upstream, client, self.metrics(), descriptors);
                     let mut connector = Box::new(connector);
                     self.domain = Some(domain);
                     self.upstream.start_connect(Box::pin(async move {

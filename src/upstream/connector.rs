@@ -7,7 +7,7 @@
 //! headers, STARTTLS, the redirect itself) is the session core's. Each step runs within the
 //! budget it is given (D12) and fails with a typed [`FailureClass`]. Every socket it opens
 //! besides the winning connection (DNS questions, Happy Eyeballs attempts) borrows a descriptor
-//! from the process's lent pool ([`crate::listener::descriptors`]) for as long as it is open.
+//! from the process's budget ([`DescriptorPools::borrow`]) for as long as it is open.
 
 use std::collections::VecDeque;
 use std::io;
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info};
 
 use crate::config::{PreferTls, UpstreamTls};
+use crate::listener::descriptors::{Borrowed, DescriptorPools};
 use crate::metrics::Metrics;
 
 use super::failure::{DnsFailure, FailureClass, TcpFailure};
@@ -93,8 +93,8 @@ pub struct Connector {
     routes: VecDeque<Hop>,
     /// The route being tried (redirects keep its security, guard and identity).
     current: Option<Hop>,
-    /// Descriptors lent to this session's DNS questions and connection attempts.
-    lent: Arc<Semaphore>,
+    /// The descriptors this session's DNS questions and connection attempts borrow.
+    descriptors: DescriptorPools,
 }
 
 impl Connector {
@@ -103,16 +103,16 @@ impl Connector {
         metrics: Metrics,
         upstream: Upstream,
         client: SocketAddr,
-        lent: Arc<Semaphore>,
+        descriptors: DescriptorPools,
     ) -> Connector {
-        Connector { shared, metrics, upstream, client, routes: VecDeque::new(), current: None, lent }
+        Connector { shared, metrics, upstream, client, routes: VecDeque::new(), current: None, descriptors }
     }
 
     /// Borrows the descriptors of a lookup's questions (SRV: `_xmpp-client` and
     /// `_xmpps-client`; addresses: A and AAAA, or the system's lookup), asked at once. Waits
     /// while the pool is empty; the caller's deadline bounds the wait.
-    async fn borrow_for_lookup(&self) -> Result<OwnedSemaphorePermit, FailureClass> {
-        self.lent.clone().acquire_many_owned(DESCRIPTORS_PER_LOOKUP).await.map_err(|_| FailureClass::IoError)
+    async fn borrow_for_lookup(&self) -> Result<Borrowed, FailureClass> {
+        self.descriptors.borrow(DESCRIPTORS_PER_LOOKUP).await.map_err(|_| FailureClass::IoError)
     }
 
     /// Plans the routes (SRV for a discovered domain, within the overall deadline) and
@@ -210,9 +210,9 @@ impl Connector {
         // Each attempt borrows a descriptor until it ends; the one that wins gives its back, as
         // the session's slot counts its upstream connection.
         let dial = connect::happy_eyeballs(&addresses, self.shared.happy_eyeballs_delay, |address| {
-            let lent = self.lent.clone();
+            let descriptors = self.descriptors.clone();
             async move {
-                let _borrowed = lent.acquire_owned().await.map_err(io::Error::other)?;
+                let _borrowed = descriptors.borrow(1).await.map_err(io::Error::other)?;
                 TcpStream::connect(address).await
             }
         });

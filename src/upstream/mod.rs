@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::listener::descriptors::DescriptorPools;
 use rustls::ClientConfig;
-use tokio::sync::Semaphore;
 
 use crate::config::{Config, UpstreamTls};
 use crate::metrics::Metrics;
@@ -181,16 +181,16 @@ impl UpstreamDirectory {
 
     /// The routes to a served domain's server for one session; `client` is the client's
     /// address as the gateway sees it (for a PROXY protocol header), `metrics` records the
-    /// `dns` and `tcp` phases and the DNS lookups; `lent` is the pool of descriptors that its DNS
-    /// questions and connection attempts borrow from (they wait for one when none is free).
+    /// `dns` and `tcp` phases and the DNS lookups; its DNS questions and connection attempts
+    /// borrow from `descriptors` (and wait when nothing is free).
     pub fn connector(
         &self,
         upstream: Upstream,
         client: SocketAddr,
         metrics: &Metrics,
-        lent: Arc<Semaphore>,
+        descriptors: DescriptorPools,
     ) -> Connector {
-        Connector::new(self.shared.clone(), metrics.clone(), upstream, client, lent)
+        Connector::new(self.shared.clone(), metrics.clone(), upstream, client, descriptors)
     }
 }
 
@@ -232,23 +232,27 @@ mod tests {
         }
     }
 
-    /// A connector to `static.example` at `address`, borrowing from `lent`, and its budget.
-    fn static_connector(address: &str, lent: &Arc<Semaphore>) -> (Connector, Budget) {
+    /// A connector to `static.example` at `address`, borrowing from `pools`, and its budget.
+    fn static_connector(address: &str, pools: &DescriptorPools) -> (Connector, Budget) {
         let directory = directory(&format!("[[upstream]]\ndomain = \"static.example\"\naddress = \"{address}\"\n"));
         let upstream = directory.lookup("static.example").unwrap();
         let client = SocketAddr::from(([127, 0, 0, 1], 1));
-        let connector = directory.connector(upstream, client, &Metrics::new(), lent.clone());
+        let connector = directory.connector(upstream, client, &Metrics::new(), pools.clone());
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         (connector, Budget { attempt: std::time::Duration::from_secs(10), overall_deadline: deadline })
     }
+
+    use crate::listener::descriptors::DescriptorBudget;
 
     #[tokio::test]
     async fn an_attempt_waits_for_a_lent_descriptor_and_gives_it_back() {
         // A blocking-API listener: its accept asks the kernel every time.
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         server.set_nonblocking(true).unwrap();
-        let lent = Arc::new(Semaphore::new(0));
-        let (mut connector, budget) = static_connector(&server.local_addr().unwrap().to_string(), &lent);
+        // Nothing to borrow: no lent descriptor, no free slot.
+        let pools = DescriptorPools::new(DescriptorBudget { slots: 0, lent: 0 });
+        let lent = &pools.lent;
+        let (mut connector, budget) = static_connector(&server.local_addr().unwrap().to_string(), &pools);
         let mut connecting = Box::pin(connector.first(budget));
         // No descriptor free: the attempt has not even sent its SYN (on loopback the kernel
         // completes the handshake at once, so the listener would have a connection queued).
@@ -267,8 +271,9 @@ mod tests {
         let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = server.local_addr().unwrap().port();
         // A name: the system lookup (A and AAAA at once) runs before the attempt.
-        let lent = Arc::new(Semaphore::new(1));
-        let (mut connector, budget) = static_connector(&format!("localhost:{port}"), &lent);
+        let pools = DescriptorPools::new(DescriptorBudget { slots: 0, lent: 1 });
+        let lent = &pools.lent;
+        let (mut connector, budget) = static_connector(&format!("localhost:{port}"), &pools);
         let mut connecting = Box::pin(connector.first(budget));
         assert!(poll_once(&mut connecting).is_none());
         lent.add_permits(1);
