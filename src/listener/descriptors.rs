@@ -5,7 +5,8 @@
 //! `RLIMIT_NOFILE` is read (and, by `main`, raised from its soft to its hard value) once at
 //! start and split into [`DescriptorPools`]: slots that connections and sessions hold for their
 //! whole life, and descriptors lent for a moment to the sockets a session opens while it reaches
-//! its server. Reading and setting the limit and sizing the pools is all this module does.
+//! its server. Reading and setting the limit, sizing the pools and lending from them is all this
+//! module does; who takes a slot when is the listener's and the handlers' business.
 
 use std::sync::Arc;
 
