@@ -147,7 +147,7 @@ struct Admitted {
 
 /// Why a well-formed handshake was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refused {
+pub(crate) enum Refused {
     /// Draining (503).
     Draining,
     /// The page's Origin is not listed (403).
@@ -160,13 +160,14 @@ enum Refused {
     SessionsTotal,
     /// `limits.max_sessions_per_address` (429).
     SessionsPerAddress,
-    /// Every public connection slot the descriptor limit allows is in use (503; HTTP/2 only).
+    /// Every public connection slot the descriptor limit allows is in use (503; a session on
+    /// HTTP/2, or a BOSH session).
     Descriptors,
 }
 
 impl Refused {
     /// The `handshakes_rejected_total` label, the status and the one line the client gets.
-    fn answer(self) -> (&'static str, StatusCode, &'static str) {
+    pub(crate) fn answer(self) -> (&'static str, StatusCode, &'static str) {
         match self {
             Refused::Draining => {
                 ("draining", StatusCode::SERVICE_UNAVAILABLE, "This gateway is shutting down; connect again.\n")

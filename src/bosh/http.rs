@@ -23,7 +23,7 @@ use crate::client_addr::{self, OriginDecision};
 use crate::config::BODY_OVERHEAD_BYTES;
 use crate::control::LimitExceeded;
 use crate::listener::{ConnectionLease, ConnectionPlace, Http2Connection};
-use crate::server::{AppState, PeerInfo};
+use crate::server::{AppState, PeerInfo, Refused};
 use crate::session::{self, Gateway, SessionContext};
 use crate::xml::bosh::{self as wire, BodyLimits, BodyRequest};
 
@@ -147,6 +147,14 @@ enum Refusal {
     Limit(StatusCode, &'static str, &'static str),
 }
 
+impl Refusal {
+    /// A session limit, answered as the WebSocket endpoint answers it.
+    fn limit(refused: Refused) -> Refusal {
+        let (label, status, text) = refused.answer();
+        Refusal::Limit(status, label, text)
+    }
+}
+
 fn preflight(origin: Option<&HeaderValue>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     cors(&mut response, origin);
@@ -197,22 +205,12 @@ async fn create(
     let limits = &config.limits;
     let permit = state.control.limiter.try_acquire(address.ip, limits.max_sessions, limits.max_sessions_per_address);
     let permit = permit.map_err(|exceeded| match exceeded {
-        LimitExceeded::Total => Refusal::Limit(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "limit-total",
-            "This gateway has reached its session limit.\n",
-        ),
-        LimitExceeded::PerAddress => {
-            Refusal::Limit(StatusCode::TOO_MANY_REQUESTS, "limit-per-address", "Too many sessions from this address.\n")
-        }
+        LimitExceeded::Total => Refusal::limit(Refused::SessionsTotal),
+        LimitExceeded::PerAddress => Refusal::limit(Refused::SessionsPerAddress),
     })?;
     // The session's upstream connection outlives the requests that carry it: a slot of its own.
     let Ok(slot) = state.control.descriptors.slots.clone().try_acquire_owned() else {
-        return Err(Refusal::Limit(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "limit-descriptors",
-            "This gateway has no room for another connection.\n",
-        ));
+        return Err(Refusal::limit(Refused::Descriptors));
     };
     let bosh = &config.bosh;
     let wait = body.wait.map_or(bosh.max_wait, Duration::from_secs).min(bosh.max_wait);

@@ -167,6 +167,7 @@ pub fn raise_descriptor_limit() -> Raised {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     #[test]
     fn the_reserve_comes_first_then_the_lent_share_then_slots_of_two() {
@@ -191,33 +192,24 @@ mod tests {
         }
     }
 
-    /// Polls `future` once: `Some` with its output if it completed.
-    fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        match std::pin::Pin::new(future).poll(&mut context) {
-            std::task::Poll::Ready(output) => Some(output),
-            std::task::Poll::Pending => None,
-        }
-    }
-
     #[test]
     fn a_connect_borrows_from_the_lent_pool_then_a_free_slot_then_waits_for_either() {
         let pools = DescriptorPools::new(DescriptorBudget { slots: 1, lent: 3 });
-        let lookup = poll_once(&mut Box::pin(pools.borrow(2))).unwrap().unwrap();
-        let attempt = poll_once(&mut Box::pin(pools.borrow(1))).unwrap().unwrap();
+        let lookup = pools.borrow(2).now_or_never().unwrap().unwrap();
+        let attempt = pools.borrow(1).now_or_never().unwrap().unwrap();
         assert_eq!((pools.lent.available_permits(), pools.slots.available_permits()), (0, 1));
         // The lent pool is empty: a free slot.
-        let second_lookup = poll_once(&mut Box::pin(pools.borrow(2))).unwrap().unwrap();
+        let second_lookup = pools.borrow(2).now_or_never().unwrap().unwrap();
         assert_eq!(pools.slots.available_permits(), 0);
         // Neither: wait for whichever frees first.
         let mut waiting = Box::pin(pools.borrow(1));
-        assert!(poll_once(&mut waiting).is_none());
+        assert!((&mut waiting).now_or_never().is_none());
         drop(attempt);
-        let third = poll_once(&mut waiting).expect("the lent descriptor given back").unwrap();
+        let third = (&mut waiting).now_or_never().expect("the lent descriptor given back").unwrap();
         let mut waiting = Box::pin(pools.borrow(2));
-        assert!(poll_once(&mut waiting).is_none());
+        assert!((&mut waiting).now_or_never().is_none());
         drop(second_lookup);
-        let fourth = poll_once(&mut waiting).expect("the slot given back").unwrap();
+        let fourth = (&mut waiting).now_or_never().expect("the slot given back").unwrap();
         assert_eq!((pools.lent.available_permits(), pools.slots.available_permits()), (0, 0));
         drop((lookup, third, fourth));
         assert_eq!((pools.lent.available_permits(), pools.slots.available_permits()), (3, 1));

@@ -197,6 +197,7 @@ impl UpstreamDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     fn directory(toml: &str) -> UpstreamDirectory {
         let config = Config::from_toml(toml).unwrap();
@@ -223,15 +224,6 @@ mod tests {
         assert_eq!(directory.lookup("other.example").unwrap_err().class(), FailureClass::DomainNotAllowed);
     }
 
-    /// Polls `future` once: `Some` with its output if it completed.
-    fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        match std::pin::Pin::new(future).poll(&mut context) {
-            std::task::Poll::Ready(output) => Some(output),
-            std::task::Poll::Pending => None,
-        }
-    }
-
     /// A connector to `static.example` at `address`, borrowing from `pools`, and its budget.
     fn static_connector(address: &str, pools: &DescriptorPools) -> (Connector, Budget) {
         let directory = directory(&format!("[[upstream]]\ndomain = \"static.example\"\naddress = \"{address}\"\n"));
@@ -256,7 +248,7 @@ mod tests {
         let mut connecting = Box::pin(connector.first(budget));
         // No descriptor free: the attempt has not even sent its SYN (on loopback the kernel
         // completes the handshake at once, so the listener would have a connection queued).
-        assert!(poll_once(&mut connecting).is_none());
+        assert!((&mut connecting).now_or_never().is_none());
         let queued = server.accept().map(|(_, from)| from);
         assert!(queued.is_err(), "an attempt started without a descriptor: {queued:?}");
         lent.add_permits(1);
@@ -275,7 +267,7 @@ mod tests {
         let lent = &pools.lent;
         let (mut connector, budget) = static_connector(&format!("localhost:{port}"), &pools);
         let mut connecting = Box::pin(connector.first(budget));
-        assert!(poll_once(&mut connecting).is_none());
+        assert!((&mut connecting).now_or_never().is_none());
         lent.add_permits(1);
         let link = connecting.await.expect("connected once the lookup had its descriptors");
         assert!(link.tcp.peer_addr().unwrap().ip().is_loopback());
