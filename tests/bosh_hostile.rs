@@ -776,11 +776,8 @@ async fn each_session_takes_a_descriptor_slot_for_its_upstream_and_gives_it_back
     assert_eq!((status, condition(&body)), (200, Some(String::new())), "{body}");
     drop(conn);
     let active = sessions.len() as f64;
-    let deadline = Instant::now() + STEP;
-    while gateway.metric("xmppgw_bosh_sessions_active").await > active {
-        assert!(Instant::now() < deadline, "the ended session is still counted after {STEP:?}");
-        tokio::task::yield_now().await;
-    }
+    let counted = gateway.metric_settles("xmppgw_bosh_sessions_active", STEP, |now| now <= active).await;
+    assert!(counted <= active, "the ended session is still counted after {STEP:?}");
     http.send(&creation).await.unwrap();
     let mut conn = tokio::time::timeout(STEP, server.accept()).await.expect("a slot for the next session");
     conn.open_with_starttls(DOMAIN, PLAIN_FEATURES).await;

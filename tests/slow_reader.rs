@@ -180,12 +180,7 @@ async fn a_server_that_stops_reading_ends_its_session_after_the_send_deadline() 
     // The gateway gives the server a send deadline to take a write, then ends the session as
     // the server's; polled (the outcome is counted once the session's task has finished),
     // within three deadlines of the flood's end.
-    let limit = Instant::now() + SEND_DEADLINE * 3;
-    let mut ended = gateway.metric(series).await;
-    while ended < 1.0 && Instant::now() < limit {
-        tokio::task::yield_now().await;
-        ended = gateway.metric(series).await;
-    }
+    let ended = gateway.metric_settles(series, SEND_DEADLINE * 3, |ended| ended >= 1.0).await;
     println!(
         "a server that stops reading: the client got {sent} of {MESSAGES} messages ({} KiB) out in {flood_ended:?}; \
          server_vanished sessions {ended} at {:?}",

@@ -182,6 +182,19 @@ impl GatewayProcess {
         text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
     }
 
+    /// Waits (polling `/metrics`, up to `within`) until `series` satisfies `settled`; its last
+    /// value, settled or not (the caller asserts).
+    pub async fn metric_settles(&self, series: &str, within: Duration, settled: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let value = self.metric(series).await;
+            if settled(value) || Instant::now() > deadline {
+                return value;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// The address of the admin listener.
     pub fn admin_addr(&self) -> String {
         self.admin.trim_start_matches("http://").to_string()
