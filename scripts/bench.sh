@@ -432,6 +432,10 @@ if [ "$HAVE_VALGRIND" = 1 ]; then
     count_run() { # relay upstream messages window; sets COUNTED
         local relay=$1 upstream=$2 messages=$3 window=$4 out=$WORK/callgrind-relay.out pid port
         rm -f "$out"
+        # Emptied here, not only by the redirection below: that happens in the background
+        # process, and until it does, wait_ready_slow would find the previous floor run's
+        # "ready" line (as start_floor guards against for floor.log).
+        : >"$WORK/count.log"
         if [ "$relay" = gateway ] || [ "$relay" = baseline ]; then
             local binary=$BIN/xmpp-ws-gateway config=$WORK/gateway-count.toml
             port=$COUNT_WS_PORT
