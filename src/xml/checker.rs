@@ -27,6 +27,7 @@
 //! (Over 500 lines: the scanner's states are one `match`, kept together on purpose; the tables
 //! and byte-level helpers it uses are in `checker/bytes.rs`, tests in `checker/tests.rs`.)
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::error::XmlError;
@@ -1144,16 +1145,15 @@ impl Checker {
 
     /// The root's attributes named in `wanted` and (when `with_declarations`) its namespace
     /// declarations, values unescaped, in document order (kept only for a stream header and
-    /// `<open/>`): `(qualified name, value)` for attributes, `(None, uri)`/`(Some(prefix), uri)`
-    /// for declarations. Nothing is made for the others, however many there are. `unit` is the
-    /// text [`Self::advance`] read.
-    #[allow(clippy::type_complexity)]
-    pub fn root_attrs(
+    /// `<open/>`). Names and values are borrowed from `unit` (the text [`Self::advance`] read);
+    /// only a value that had references or literal whitespace to normalise is made anew. Nothing
+    /// is made for the attributes not asked for, however many there are.
+    pub fn root_attrs<'u>(
         &self,
-        unit: &str,
+        unit: &'u str,
         wanted: &[&str],
         with_declarations: bool,
-    ) -> Result<(Vec<(String, String)>, Vec<(Option<String>, String)>), XmlError> {
+    ) -> Result<(Vec<RootAttr<'u>>, Vec<RootDeclaration<'u>>), XmlError> {
         let (mut attrs, mut declarations) = (Vec::new(), Vec::new());
         // Spans end at ASCII delimiters, so on char boundaries; `get` keeps this panic-free.
         let text_at = |span| unit.get(range(span)).unwrap_or("");
@@ -1162,18 +1162,26 @@ impl Checker {
             if if attr.declaration { !with_declarations } else { !wanted.contains(&name) } {
                 continue;
             }
-            let value = unescape_attr(text_at(attr.value))?;
+            let raw = text_at(attr.value);
+            let value = if attr.normalise { Cow::Owned(unescape_attr(raw)?) } else { Cow::Borrowed(raw) };
             if !attr.declaration {
-                attrs.push((name.to_owned(), value));
+                attrs.push((name, value));
             } else if attr.colon == 0 {
                 declarations.push((None, value));
             } else {
-                declarations.push((Some(name[attr.colon as usize + 1..].to_owned()), value));
+                declarations.push((name.get(attr.colon as usize + 1..), value));
             }
         }
         Ok((attrs, declarations))
     }
 }
+
+/// A root attribute as [`Checker::root_attrs`] gives it: qualified name, unescaped value.
+pub type RootAttr<'u> = (&'u str, Cow<'u, str>);
+
+/// A root namespace declaration as [`Checker::root_attrs`] gives it: `(None, uri)` for the
+/// default namespace, `(Some(prefix), uri)` otherwise.
+pub type RootDeclaration<'u> = (Option<&'u str>, Cow<'u, str>);
 
 /// The namespace name a [`Resolved`] stands for (`None`: no namespace or undeclared).
 fn uri_of<'s>(scope: &'s Bindings, inherited: Option<&'s Inherited>, resolved: Resolved) -> Option<&'s str> {

@@ -178,32 +178,43 @@ pub fn host_meta_xrd(links: &[(&str, &str)]) -> String {
 /// Escapes an attribute value for the given quote: `&`, `<` and the quote as entities, TAB, LF
 /// and CR as character references so that attribute-value normalisation keeps them (XML-6).
 pub(crate) fn escape_attr(out: &mut String, value: &str, quote: char) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' if quote == '"' => out.push_str("&quot;"),
-            '\'' if quote == '\'' => out.push_str("&apos;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
+    escape_with(out, value, |byte| match byte {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'"' if quote == '"' => Some("&quot;"),
+        b'\'' if quote == '\'' => Some("&apos;"),
+        b'\t' => Some("&#9;"),
+        b'\n' => Some("&#10;"),
+        b'\r' => Some("&#13;"),
+        _ => None,
+    })
 }
 
 /// Escapes character data: `&`, `<`, `>` (so `]]>` cannot appear) and CR (kept through
 /// end-of-line normalisation).
 fn escape_text(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
+    escape_with(out, text, |byte| match byte {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'\r' => Some("&#13;"),
+        _ => None,
+    })
+}
+
+/// Appends `text` with each byte that `escape` names replaced, the runs between them copied
+/// whole. Every byte escaped is ASCII, so each run ends on a character boundary.
+#[inline]
+fn escape_with(out: &mut String, text: &str, escape: impl Fn(u8) -> Option<&'static str>) {
+    let mut run_start = 0;
+    for (i, &byte) in text.as_bytes().iter().enumerate() {
+        if let Some(replacement) = escape(byte) {
+            out.push_str(&text[run_start..i]);
+            out.push_str(replacement);
+            run_start = i + 1;
         }
     }
+    out.push_str(&text[run_start..]);
 }
 
 #[cfg(test)]
@@ -239,7 +250,6 @@ mod tests {
             id: Some("ID-2".into()),
             version: Some("1.0".into()),
             lang: Some("en".into()),
-            namespaces: vec![(None, NS_CLIENT.into()), (Some("stream".into()), NS_STREAM.into())],
             ..StreamHeader::default()
         };
         assert_eq!(
@@ -256,7 +266,6 @@ mod tests {
             id: Some("ID-3".into()),
             version: Some("1.0".into()),
             lang: Some("en".into()),
-            namespaces: vec![],
         };
         assert_eq!(
             client_open(&header, "x", "x"),
@@ -397,5 +406,38 @@ mod tests {
         );
         assert!(xrd.contains(r#"<Link rel="urn:xmpp:alt-connections:websocket" href="wss://gw.example.net/xmpp-websocket?a=1&amp;b=&quot;2&quot;"/>"#), "{xrd}");
         assert!(xrd.starts_with("<?xml version='1.0' encoding='utf-8'?>"));
+    }
+
+    proptest::proptest! {
+        /// Whatever a value holds, escaped for either quote it reads back as it was, and
+        /// nothing in it can end the value or start markup.
+        #[test]
+        fn escaped_attribute_values_read_back_unchanged(value in "[\\PC\t\n\r&<>\"']{0,40}") {
+            for quote in ['"', '\''] {
+                let mut out = String::from("x");
+                escape_attr(&mut out, &value, quote);
+                proptest::prop_assert!(!out.contains(quote) && !out.contains('<'), "{out}");
+                let read_back = super::super::lexical::unescape_attr(&out[1..]);
+                proptest::prop_assert_eq!(read_back.as_deref(), Ok(value.as_str()));
+            }
+        }
+
+        /// Character data keeps every character but the four it must escape, in order.
+        #[test]
+        fn escaped_text_replaces_exactly_four_characters(text in "[\\PC\t\n\r&<>\"']{0,40}") {
+            let mut out = String::new();
+            escape_text(&mut out, &text);
+            let expected: String = text
+                .chars()
+                .map(|c| match c {
+                    '&' => "&amp;".to_owned(),
+                    '<' => "&lt;".to_owned(),
+                    '>' => "&gt;".to_owned(),
+                    '\r' => "&#13;".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect();
+            proptest::prop_assert_eq!(out, expected);
+        }
     }
 }

@@ -38,8 +38,11 @@ pub(crate) struct Inherited {
 }
 
 impl Inherited {
-    /// Indexes `bindings` (later ones win for a repeated prefix).
-    pub fn new(bindings: Vec<(Option<String>, String)>) -> Self {
+    /// Indexes `bindings`, `(None, uri)` for the default namespace and `(Some(prefix), uri)`
+    /// otherwise (later ones win for a repeated prefix).
+    pub fn new<P: Into<String>, U: Into<String>>(bindings: impl IntoIterator<Item = (Option<P>, U)>) -> Self {
+        let bindings: Vec<(Option<String>, String)> =
+            bindings.into_iter().map(|(prefix, uri)| (prefix.map(Into::into), uri.into())).collect();
         let index = (bindings.len() > SMALL).then(|| {
             bindings.iter().enumerate().map(|(i, (prefix, _))| (prefix.clone().unwrap_or_default(), i)).collect()
         });

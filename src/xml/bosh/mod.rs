@@ -16,7 +16,7 @@ mod tests;
 pub use output::{core_output, terminal_condition, CoreOutput};
 pub use response::{empty, terminate, with_children, Created};
 
-use super::checker::{Checker, Progress, Unit, WfLimits};
+use super::checker::{Checker, Progress, RootAttr, RootDeclaration, Unit, WfLimits};
 use super::error::XmlError;
 use super::scope::Inherited;
 use super::NS_CLIENT;
@@ -195,32 +195,32 @@ const WANTED: &[&str] = &[
     "pause",
 ];
 
-fn attributes(attrs: &[(String, String)], declarations: &[(Option<String>, String)]) -> Result<BodyRequest, BodyError> {
-    let xmpp_bound = declarations.iter().rev().find(|(prefix, _)| prefix.as_deref() == Some("xmpp"));
+fn attributes(attrs: &[RootAttr], declarations: &[RootDeclaration]) -> Result<BodyRequest, BodyError> {
+    let xmpp_bound = declarations.iter().rev().find(|(prefix, _)| *prefix == Some("xmpp"));
     let mut request = BodyRequest::default();
     let mut rid = None;
     for (name, value) in attrs {
-        if name.starts_with("xmpp:") && xmpp_bound.map(|(_, uri)| uri.as_str()) != Some(NS_XBOSH) {
+        if name.starts_with("xmpp:") && xmpp_bound.map(|(_, uri)| uri.as_ref()) != Some(NS_XBOSH) {
             // Another namespace's attribute with the same prefix: not ours.
             continue;
         }
-        match name.as_str() {
+        match *name {
             "rid" => {
                 rid = Some(number(value).filter(|rid| (1..1 << 53).contains(rid)).ok_or(BodyError::BadRequest("rid"))?)
             }
-            "sid" => request.sid = Some(value.clone()),
-            "to" => request.to = Some(value.clone()),
-            "route" => request.route = Some(value.clone()),
+            "sid" => request.sid = Some(value.to_string()),
+            "to" => request.to = Some(value.to_string()),
+            "route" => request.route = Some(value.to_string()),
             "wait" => request.wait = Some(number(value).ok_or(BodyError::BadRequest("wait"))?),
             "hold" => request.hold = Some(number(value).ok_or(BodyError::BadRequest("hold"))?),
             "pause" => request.pause = Some(number(value).ok_or(BodyError::BadRequest("pause"))?),
-            "ver" => request.ver = Some(value.clone()),
-            "xml:lang" => request.lang = Some(value.clone()),
-            "from" => request.from = Some(value.clone()),
-            "xmpp:version" => request.xmpp_version = Some(value.clone()),
-            "xmpp:restart" => request.restart = matches!(value.as_str(), "true" | "1"),
+            "ver" => request.ver = Some(value.to_string()),
+            "xml:lang" => request.lang = Some(value.to_string()),
+            "from" => request.from = Some(value.to_string()),
+            "xmpp:version" => request.xmpp_version = Some(value.to_string()),
+            "xmpp:restart" => request.restart = matches!(value.as_ref(), "true" | "1"),
             "type" => {
-                request.kind = match value.as_str() {
+                request.kind = match value.as_ref() {
                     "terminate" => BodyType::Terminate,
                     _ => return Err(BodyError::BadRequest("type")),
                 }

@@ -42,7 +42,7 @@ pub fn core_output(text: &str) -> CoreOutput {
         if checker.advance(text.as_bytes(), None) == Ok(Progress::Done) && checker.root_ns(None) == Some(NS_FRAMING) {
             let wanted = ["from", "id", "version", "see-other-uri"];
             if let Ok((attrs, _)) = checker.root_attrs(text, &wanted, false) {
-                let get = |name: &str| attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                let get = |name: &str| attrs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
                 return match checker.root_local(text) {
                     "open" => CoreOutput::Open { from: get("from"), id: get("id"), version: get("version") },
                     "close" => CoreOutput::Close { see_other_uri: get("see-other-uri") },

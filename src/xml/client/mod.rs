@@ -6,7 +6,7 @@
 //! and no character XML 1.0 forbids (XML-5). This module decides what the message is; it never
 //! rewrites stanza content and never performs I/O.
 
-use super::checker::{Checker, Class, Progress, Unit, WfLimits};
+use super::checker::{Checker, Class, Progress, RootAttr, Unit, WfLimits};
 use super::condition::StreamCondition;
 use super::error::XmlError;
 use super::lexical::{check_decl, DeclError};
@@ -220,16 +220,17 @@ fn root_local_name(xml: &str) -> Option<&str> {
     Some(qname.rsplit_once(':').map_or(qname, |(_, local)| local))
 }
 
-fn open_request(attrs: Vec<(String, String)>) -> OpenRequest {
+fn open_request(attrs: Vec<RootAttr>) -> OpenRequest {
     let mut open = OpenRequest::default();
     for (name, value) in attrs {
-        match name.as_str() {
-            "to" => open.to = Some(value),
-            "from" => open.from = Some(value),
-            "xml:lang" => open.lang = Some(value),
-            "version" => open.version = Some(value),
-            _ => {}
-        }
+        let slot = match name {
+            "to" => &mut open.to,
+            "from" => &mut open.from,
+            "xml:lang" => &mut open.lang,
+            "version" => &mut open.version,
+            _ => continue,
+        };
+        *slot = Some(value.into_owned());
     }
     open
 }

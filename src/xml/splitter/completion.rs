@@ -18,9 +18,11 @@ pub(super) struct HeaderScope {
     pub(super) qname: String,
     /// The header's namespace declarations, in document order, indexed.
     inherited: Inherited,
-    /// Each of `bindings` written out as namespace completion adds it (` xmlns:p="uri"`), made
-    /// once per stream instead of once per element.
-    declarations: Vec<String>,
+    /// Each of `inherited`'s bindings written out as namespace completion adds it
+    /// (` xmlns:p="uri"`), one after the other, made once per stream instead of once per element.
+    declarations: String,
+    /// Where each of `declarations` ends.
+    declaration_ends: Vec<usize>,
     /// The header's binding of the `stream` prefix (the last one), if any.
     stream_binding: Option<usize>,
 }
@@ -29,6 +31,12 @@ impl HeaderScope {
     /// The header's declarations, which every top-level element inherits.
     pub(super) fn inherited(&self) -> &Inherited {
         &self.inherited
+    }
+
+    /// The header's `i`th declaration as namespace completion writes it.
+    fn declaration(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.declaration_ends[i - 1] };
+        &self.declarations[start..self.declaration_ends[i]]
     }
 }
 
@@ -42,31 +50,33 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
     if checker.root_ns(None) != Some(NS_STREAM) || checker.root_local(text) != "stream" {
         return Err(XmlError::InvalidNamespace("the stream header is not a stream in the stream namespace"));
     }
-    let (attrs, ns_decls) = checker.root_attrs(text, &["from", "to", "id", "version", "xml:lang"], true)?;
-    let mut header = StreamHeader { namespaces: ns_decls.clone(), ..StreamHeader::default() };
+    let (attrs, declarations) = checker.root_attrs(text, &["from", "to", "id", "version", "xml:lang"], true)?;
+    let mut header = StreamHeader::default();
     for (name, value) in attrs {
-        match name.as_str() {
-            "from" => header.from = Some(value),
-            "to" => header.to = Some(value),
-            "id" => header.id = Some(value),
-            "version" => header.version = Some(value),
-            "xml:lang" => header.lang = Some(value),
-            _ => {}
-        }
+        let slot = match name {
+            "from" => &mut header.from,
+            "to" => &mut header.to,
+            "id" => &mut header.id,
+            "version" => &mut header.version,
+            "xml:lang" => &mut header.lang,
+            _ => continue,
+        };
+        *slot = Some(value.into_owned());
     }
-    let declarations = ns_decls
-        .iter()
-        .map(|(prefix, uri)| {
-            let mut text = String::new();
-            push_declaration(&mut text, prefix.as_deref(), uri);
-            text
-        })
-        .collect();
-    let stream_binding = ns_decls.iter().rposition(|(prefix, _)| prefix.as_deref() == Some("stream"));
+    // All of them in one string, sized for the common case of nothing to escape.
+    let length = declarations.iter().map(|(prefix, uri)| 10 + prefix.map_or(0, str::len) + uri.len()).sum();
+    let mut written = String::with_capacity(length);
+    let mut declaration_ends = Vec::with_capacity(declarations.len());
+    for (prefix, uri) in &declarations {
+        push_declaration(&mut written, *prefix, uri);
+        declaration_ends.push(written.len());
+    }
+    let stream_binding = declarations.iter().rposition(|(prefix, _)| *prefix == Some("stream"));
     let scope = HeaderScope {
         qname: checker.root_qname(text).to_owned(),
-        inherited: Inherited::new(ns_decls),
-        declarations,
+        inherited: Inherited::new(declarations),
+        declarations: written,
+        declaration_ends,
         stream_binding,
     };
     Ok((header, scope))
@@ -104,7 +114,7 @@ pub(super) fn complete_element(
     let name_end = 1 + checker.root_qname(raw).len();
     let mut out = String::with_capacity(raw.len() + 64);
     out.push_str(&raw[..name_end]);
-    used.for_each(|i| out.push_str(&scope.declarations[i]));
+    used.for_each(|i| out.push_str(scope.declaration(i)));
     out.push_str(&raw[name_end..]);
     let kind = match checker.root_class() {
         Class::TlsProceed => ServerElementKind::TlsProceed,
@@ -187,7 +197,7 @@ fn complete_stream_element(
             push_declaration(&mut out, Some("stream"), NS_STREAM);
         }
     }
-    used.for_each(|i| out.push_str(&scope.declarations[i]));
+    used.for_each(|i| out.push_str(scope.declaration(i)));
     // Where the rest of the element lands in `out`, relative to `raw`.
     let shift = out.len() as isize - name_end as isize;
     match (rename, end_name_at) {

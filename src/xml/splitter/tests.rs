@@ -81,7 +81,6 @@ fn tv10_header_and_features() {
             id: Some("ID-2".into()),
             version: Some("1.0".into()),
             lang: Some("en".into()),
-            namespaces: vec![(None, "jabber:client".into()), (Some("stream".into()), NS_STREAM.into()),],
         }))
     );
     let ServerEvent::Element(features) = &events[1] else { panic!("{events:?}") };

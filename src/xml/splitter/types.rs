@@ -43,7 +43,8 @@ impl SplitterLimits {
     }
 }
 
-/// The attributes and namespace declarations of a server's stream header.
+/// The attributes of a server's stream header that the client's `<open/>` repeats (its namespace
+/// declarations stay with the splitter, which completes elements with them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamHeader {
     /// `from`.
@@ -56,9 +57,6 @@ pub struct StreamHeader {
     pub version: Option<String>,
     /// `xml:lang`.
     pub lang: Option<String>,
-    /// Every namespace declaration on the header, in document order: `(None, uri)` for the
-    /// default namespace, `(Some(prefix), uri)` for `xmlns:prefix`. Values are unescaped.
-    pub namespaces: Vec<(Option<String>, String)>,
 }
 
 /// What a complete top-level server element is, as far as the gateway cares.
