@@ -365,6 +365,13 @@ impl Checker {
         self.capture = Capture::Nothing;
     }
 
+    /// [`Self::reset`], within `limits` from now on (for a checker lent to one message after
+    /// another whose limits may differ).
+    pub fn reset_within(&mut self, limits: WfLimits, unit: Unit) {
+        self.limits = limits;
+        self.reset(unit);
+    }
+
     /// Bytes held for reuse.
     pub fn capacity_bytes(&self) -> usize {
         self.open.heap_bytes()

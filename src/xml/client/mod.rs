@@ -6,6 +6,8 @@
 //! and no character XML 1.0 forbids (XML-5). This module decides what the message is; it never
 //! rewrites stanza content and never performs I/O.
 
+use std::cell::RefCell;
+
 use super::checker::{Checker, Class, Progress, RootAttr, Unit, WfLimits};
 use super::condition::StreamCondition;
 use super::error::XmlError;
@@ -111,10 +113,47 @@ pub enum ClientFrame<'a> {
 /// declarations in scope, deep nesting); nesting is handled without recursion.
 pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFrame<'a>, XmlError> {
     let xml = strip_declaration(message)?;
-    // Made here and lent to the check, not returned from it: the checker is a few hundred bytes,
-    // and a move of it per message was a visible share of the cost of a chat stanza.
-    let mut checker = Checker::new(limits.wf(), Unit::Element);
-    match check_message(xml, &mut checker) {
+    with_scratch_checker(limits.wf(), |checker| classify_element(xml, checker))
+}
+
+/// Memory a thread's scratch checker may keep from one message to the next. Storage grown
+/// past it for an unusual message (deep nesting, hundreds of attributes) is given back after it.
+const SCRATCH_KEPT_BYTES: usize = 4096;
+
+thread_local! {
+    /// One checker per thread, lent to each client message checked on it in turn: a message
+    /// then costs neither a checker's construction nor the allocations its storage needs (every
+    /// stanza that declares `xmlns='jabber:client'` needs some). A message is checked within one
+    /// call, so no session holds it, and an idle session holds nothing for it.
+    static SCRATCH_CHECKER: RefCell<Option<Checker>> = const { RefCell::new(None) };
+}
+
+/// Runs `check` with this thread's scratch checker reset for one element within `limits` (a
+/// new checker if the scratch one is in use, which no check causes).
+fn with_scratch_checker<T>(limits: WfLimits, check: impl FnOnce(&mut Checker) -> T) -> T {
+    SCRATCH_CHECKER.with(|scratch| {
+        let Ok(mut slot) = scratch.try_borrow_mut() else {
+            return check(&mut Checker::new(limits, Unit::Element));
+        };
+        let checker = slot.get_or_insert_with(|| Checker::new(limits, Unit::Element));
+        checker.reset_within(limits, Unit::Element);
+        let result = check(checker);
+        if checker.capacity_bytes() > SCRATCH_KEPT_BYTES {
+            *slot = None;
+        }
+        result
+    })
+}
+
+/// Bytes this thread's scratch checker keeps for the next message (for tests).
+#[cfg(test)]
+fn scratch_held_bytes() -> usize {
+    SCRATCH_CHECKER.with(|scratch| scratch.borrow().as_ref().map_or(0, Checker::capacity_bytes))
+}
+
+/// [`classify`] of `xml` (the message without its declaration) with `checker`, reset for it.
+fn classify_element<'a>(xml: &'a str, checker: &mut Checker) -> Result<ClientFrame<'a>, XmlError> {
+    match check_message(xml, checker) {
         Ok(()) => {}
         Err(err) => {
             if root_local_name(xml) == Some("stream") {
@@ -147,7 +186,7 @@ pub fn classify<'a>(message: &'a str, limits: &ClientLimits) -> Result<ClientFra
     Ok(ClientFrame::Element { xml, kind })
 }
 
-/// Checks that `xml` is exactly one element, in one pass; `checker` (new) holds what it learnt.
+/// Checks that `xml` is exactly one element, in one pass; `checker` (reset) holds what it learnt.
 fn check_message(xml: &str, checker: &mut Checker) -> Result<(), XmlError> {
     let bytes = xml.as_bytes();
     match bytes {

@@ -303,3 +303,35 @@ fn client_stream_error_condition_is_bounded() {
     let none = r#"<stream:error xmlns:stream="http://etherx.jabber.org/streams"/>"#;
     assert_eq!(element(none).1, ClientElementKind::StreamError { condition: StreamCondition::UndefinedCondition });
 }
+
+/// Messages checked one after another on a thread share one checker: nothing of one message
+/// (its namespace bindings, its limits, a refusal half-way through it) reaches the next, and
+/// what an unusual message made the checker grow is not kept.
+#[test]
+fn a_message_leaves_nothing_behind_for_the_next() {
+    let stanza = "<message xmlns='jabber:client' to='a@b' id='1'><body>hi</body></message>";
+    let tight = ClientLimits { max_attributes: 1, ..ClientLimits::default() };
+    assert_eq!(classify(stanza, &tight), Err(XmlError::TooManyAttributes));
+    assert_eq!(element(stanza), (stanza, ClientElementKind::Other));
+    // Refused inside an element that bound `p`: the binding is gone for the next message.
+    not_well_formed("<p:message xmlns:p='jabber:client'><p:body>hi</p:message>");
+    not_well_formed("<p:message/>");
+    // A stream error's condition is not carried into the next element.
+    let error = "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>";
+    assert_eq!(element(error).1, ClientElementKind::StreamError { condition: StreamCondition::Conflict });
+    assert_eq!(element(stanza).1, ClientElementKind::Other);
+    // An <open/>'s attributes are not carried into the next one.
+    assert_eq!(
+        open(r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="a" version="1.0"/>"#).to.as_deref(),
+        Some("a")
+    );
+    assert_eq!(open(r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" version="1.0"/>"#).to, None);
+    // Deep nesting grows the checker past what it keeps; the storage goes with the message.
+    let n = 5_000;
+    let deep = format!("<message xmlns='jabber:client'>{}{}</message>", "<a>".repeat(n), "</a>".repeat(n));
+    let roomy = ClientLimits { max_depth: n + 1, ..ClientLimits::default() };
+    assert!(matches!(classify(&deep, &roomy), Ok(ClientFrame::Element { .. })));
+    assert_eq!(scratch_held_bytes(), 0);
+    element(stanza);
+    assert!((1..=SCRATCH_KEPT_BYTES).contains(&scratch_held_bytes()), "{}", scratch_held_bytes());
+}
