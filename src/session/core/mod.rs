@@ -122,15 +122,19 @@ impl Ctx {
 
     /// A fresh stream id for a gateway-made `<open/>` (or a server header without one, HDR-6),
     /// new for every `<open/>` (HDR-7).
-    fn next_stream_id(&mut self) -> String {
+    fn next_stream_id(&mut self) -> StreamId {
         self.ids += 1;
-        format!("gw-{:016x}", self.id_seed.wrapping_add(self.ids))
+        StreamId::new(self.id_seed.wrapping_add(self.ids))
     }
 
     /// Ends the session: the farewell of `ending` at `site`; every timer is dropped with `Done`.
     fn end(&mut self, ending: Ending, site: Site<'_>) -> State {
         let stream_id = self.next_stream_id();
-        let voice = Voice { stream_id, lang: &self.lang, redirect_uri: self.settings.redirect_uri.as_deref() };
+        let voice = Voice {
+            stream_id: stream_id.as_str(),
+            lang: &self.lang,
+            redirect_uri: self.settings.redirect_uri.as_deref(),
+        };
         ending::farewell(&ending, site, &voice, &mut self.actions);
         self.timers.forget_all();
         State::Ended(ending)
@@ -307,5 +311,25 @@ impl SessionCore {
     /// `closing-by-client`, `closing-by-server`, `ended`), for logs.
     pub fn state_name(&self) -> &'static str {
         self.state.name()
+    }
+}
+
+/// A gateway-made stream id: `gw-` and 16 lower-case hex digits, written digit by digit (one is
+/// made for every `<open/>`, so it is not worth the formatting machinery and an allocation).
+#[derive(Clone, Copy)]
+struct StreamId([u8; 19]);
+
+impl StreamId {
+    fn new(value: u64) -> Self {
+        let mut text = *b"gw-0000000000000000";
+        for (i, digit) in text[3..].iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[((value >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        StreamId(text)
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII by construction.
+        std::str::from_utf8(&self.0).unwrap_or("gw-")
     }
 }

@@ -384,7 +384,7 @@ impl SessionCore {
         }
         let stream_id = self.ctx.next_stream_id();
         self.ctx.trim_actions = true;
-        self.ctx.push(Action::ToClient(framing::client_open(&header, &stream_id, &self.ctx.lang)));
+        self.ctx.push(Action::ToClient(framing::client_open(&header, stream_id.as_str(), &self.ctx.lang)));
         let Setup { request, domain, mut queue, .. } = setup;
         let upstream = UpstreamStream { splitter, request, domain, batched: Vec::new(), end_sent: false };
         let relay =

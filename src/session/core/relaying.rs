@@ -325,7 +325,7 @@ fn server_event(
             }
             relay.restart = Restart::No;
             let stream_id = ctx.next_stream_id();
-            let open = framing::client_open(&header, &stream_id, &ctx.lang);
+            let open = framing::client_open(&header, stream_id.as_str(), &ctx.lang);
             ctx.push(Action::ToClient(open));
             Next::Stay
         }

@@ -200,7 +200,7 @@ pub enum Site<'a> {
 /// gateway-made `<open/>`, and the drain redirect.
 pub struct Voice<'a> {
     /// `id` of a gateway-made `<open/>`.
-    pub stream_id: String,
+    pub stream_id: &'a str,
     /// `xml:lang` of a gateway-made `<open/>`.
     pub lang: &'a str,
     /// `shutdown.redirect_uri`.
@@ -235,7 +235,7 @@ pub fn farewell(ending: &Ending, site: Site<'_>, voice: &Voice<'_>, out: &mut im
         ToClient::Close => actions.push(Action::ToClient(framing::CLOSE.to_string())),
         ToClient::Error { condition, text } => {
             if let Site::BeforeStream { from, .. } = site {
-                actions.push(Action::ToClient(framing::gateway_open(from, &voice.stream_id, voice.lang)));
+                actions.push(Action::ToClient(framing::gateway_open(from, voice.stream_id, voice.lang)));
             }
             let text = match text {
                 Text::None => None,

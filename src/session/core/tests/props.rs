@@ -362,3 +362,12 @@ proptest! {
         prop_assert_eq!(model.done, 1);
     }
 }
+
+proptest! {
+    /// A gateway-made stream id is `gw-` and the number in 16 lower-case hex digits.
+    #[test]
+    fn stream_ids_are_the_number_in_sixteen_hex_digits(value in any::<u64>()) {
+        let id = StreamId::new(value);
+        prop_assert_eq!(id.as_str(), format!("gw-{value:016x}"));
+    }
+}

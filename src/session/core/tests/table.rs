@@ -71,7 +71,7 @@ fn rows_are_consistent_with_where_they_happen() {
 }
 
 fn farewell_at(ending: &Ending, site: Site<'_>) -> Vec<Action> {
-    let voice = Voice { stream_id: "gw-1".to_string(), lang: "en", redirect_uri: Some("wss://gw2.example.net/") };
+    let voice = Voice { stream_id: "gw-1", lang: "en", redirect_uri: Some("wss://gw2.example.net/") };
     let mut actions = Vec::new();
     ending::farewell(ending, site, &voice, &mut actions);
     actions
