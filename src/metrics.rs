@@ -7,7 +7,7 @@
 //! `/proc/self` at each scrape. Nothing global: `main` builds one [`Metrics`] and passes it
 //! down; tests build their own.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
@@ -19,9 +19,13 @@ pub const TO_SERVER: &str = "to_server";
 /// Direction label value for server → client traffic.
 pub const TO_CLIENT: &str = "to_client";
 
-/// The gateway's metrics.
+/// The gateway's metrics: a handle that sessions and connectors clone (one reference count,
+/// not one per metric).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricSet>);
+
+/// Every metric of the gateway, reached through [`Metrics`].
+pub struct MetricSet {
     registry: Registry,
     /// `xmppgw_sessions_active`: sessions currently open, WebSocket and BOSH.
     pub sessions_active: IntGauge,
@@ -63,6 +67,14 @@ pub struct Metrics {
     /// lock) showed in profiles.
     relayed_to_server: OnceLock<(IntCounter, IntCounter)>,
     relayed_to_client: OnceLock<(IntCounter, IntCounter)>,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -112,7 +124,7 @@ impl Metrics {
         registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
             .expect("process collector registered once");
-        Metrics {
+        Metrics(Arc::new(MetricSet {
             sessions_active,
             sessions_ended: counter(
                 &registry,
@@ -177,7 +189,7 @@ impl Metrics {
             registry,
             relayed_to_server: OnceLock::new(),
             relayed_to_client: OnceLock::new(),
-        }
+        }))
     }
 
     /// Records one phase of an upstream connection setup.
