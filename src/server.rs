@@ -280,7 +280,9 @@ async fn websocket_endpoint(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            session::run(socket, gateway, context).await;
+            // Boxed: the session is about 3 KiB, and the task that runs this block is moved
+            // and written whole several times as it is spawned and as it finishes.
+            Box::pin(session::run(socket, gateway, context)).await;
             if let Some(share) = http2 {
                 share.end().await;
             }
