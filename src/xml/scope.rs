@@ -18,6 +18,9 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 /// Entries up to which a linear scan is used; beyond it, a hash index.
 const SMALL: usize = 16;
 
+/// What [`Bindings`] first reserves for the declarations' text: a couple of namespace names.
+const ARENA_FIRST_BYTES: usize = 96;
+
 /// `http://www.w3.org/XML/1998/namespace`, bound to the `xml` prefix by definition.
 pub(crate) const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 /// `http://www.w3.org/2000/xmlns/`, bound to the `xmlns` prefix by definition.
@@ -114,6 +117,11 @@ impl Bindings {
     }
 
     fn push_arena(&mut self, text: &str) -> (u32, u32) {
+        if self.arena.capacity() == 0 {
+            // Room for the declarations of an ordinary element in one allocation, instead of
+            // one that grows with each.
+            self.arena.reserve(ARENA_FIRST_BYTES);
+        }
         let start = self.arena.len();
         self.arena.push_str(text);
         // An element is at most a few hundred KiB: offsets fit in 32 bits.

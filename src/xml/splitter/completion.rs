@@ -112,10 +112,15 @@ pub(super) fn complete_element(
     let used = checker.inherited_used();
     check_caps(checker, used.len(), limits)?;
     let name_end = 1 + checker.root_qname(raw).len();
-    let mut out = String::with_capacity(raw.len() + 64);
+    // Exactly as long as it will be: a WebSocket message made from a string with spare capacity
+    // costs one more allocation (bytes::Bytes keeps the capacity in a separate header).
+    let mut added = 0;
+    used.for_each(|i| added += scope.declaration(i).len());
+    let mut out = String::with_capacity(raw.len() + added);
     out.push_str(&raw[..name_end]);
     used.for_each(|i| out.push_str(scope.declaration(i)));
     out.push_str(&raw[name_end..]);
+    debug_assert_eq!(out.len(), out.capacity());
     let kind = match checker.root_class() {
         Class::TlsProceed => ServerElementKind::TlsProceed,
         Class::TlsFailure => ServerElementKind::TlsFailure,
