@@ -6,12 +6,14 @@
 //! how, are the core's. It owns the sockets, the futures of [`crate::upstream`], the clock, and
 //! where CPU-heavy XML checks run ([`super::offload`]).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use futures_util::FutureExt;
 use rand::Rng;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{debug, warn};
 
 use crate::config::UpstreamTls;
@@ -93,6 +95,10 @@ pub(crate) struct Shell<'g, C> {
     connector: Option<Box<Connector>>,
     /// The normalised domain, once known (SNI and the certificate's identity).
     domain: Option<String>,
+    /// Fires when the gateway starts draining. The session's own child of the drain token,
+    /// waited on by one future for the whole session: a new wait on the shared token at every
+    /// turn of the loop took its two locks, which every session of every runtime thread shares.
+    drain: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The drain signal was passed to the core.
     drained: bool,
 }
@@ -114,6 +120,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
             timers: Timers::new(),
             connector: None,
             domain: None,
+            drain: Box::pin(context.drain.child_token().cancelled_owned()),
             drained: false,
         }
     }
@@ -159,7 +166,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
     async fn wait(&mut self) {
         let timed = self.timers.arm();
         let reads = self.core.reads_upstream() && self.upstream.is_attached();
-        let Shell { core, client, upstream, timers, context, drained, .. } = self;
+        let Shell { core, client, upstream, timers, drain, drained, .. } = self;
         tokio::select! {
             biased;
             // First the upstream: a connect or a handshake that finished by its deadline tells
@@ -174,7 +181,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
                 LinkEvent::Read(()) => {}
             },
             input = client.next_input() => self.client_input(input),
-            () = context.drain.cancelled(), if !*drained => {
+            () = drain.as_mut(), if !*drained => {
                 *drained = true;
                 core.handle(now(), Input::Drain);
             }
