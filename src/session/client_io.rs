@@ -8,10 +8,12 @@
 //! buffers, not in ours). Once the client is gone or stalled nothing more is written to it, not
 //! even a Close frame. Nothing here looks inside a message.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use tokio::time::error::Elapsed;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -172,12 +174,14 @@ where
         if self.lost.is_some() {
             return Ok(());
         }
-        let deadline = write_deadline(Instant::now(), self.send_deadline, self.pong_owed_since, self.pong_timeout);
+        let (send_deadline, pong_owed_since, pong_timeout) =
+            (self.send_deadline, self.pong_owed_since, self.pong_timeout);
+        let deadline = |now| write_deadline(now, send_deadline, pong_owed_since, pong_timeout);
         let carries_pong = matches!(write, Write::Send(_) | Write::Flush);
         let result = match write {
-            Write::Send(message) => tokio::time::timeout_at(deadline, self.ws.send(message)).await,
-            Write::Feed(message) => tokio::time::timeout_at(deadline, self.ws.feed(message)).await,
-            Write::Flush => tokio::time::timeout_at(deadline, self.ws.flush()).await,
+            Write::Send(message) => finish_by(self.ws.send(message), deadline).await,
+            Write::Feed(message) => finish_by(self.ws.feed(message), deadline).await,
+            Write::Flush => finish_by(self.ws.flush(), deadline).await,
         };
         let lost = match result {
             Ok(Ok(())) => {
@@ -225,6 +229,17 @@ where
     fn close(&mut self, code: u16, reason: &'static str) -> impl std::future::Future<Output = ()> + Send {
         self.close_frame(code, reason)
     }
+}
+
+/// Runs `write` to its end, or until the deadline that `deadline` gives for the moment the write
+/// is found to wait (`Err` then). Polled once first: a write the WebSocket takes at once, as
+/// most are, reads no clock and arms no timer.
+async fn finish_by<F: Future>(write: F, deadline: impl FnOnce(Instant) -> Instant) -> Result<F::Output, Elapsed> {
+    let mut write = std::pin::pin!(write);
+    if let Some(done) = write.as_mut().now_or_never() {
+        return Ok(done);
+    }
+    tokio::time::timeout_at(deadline(Instant::now()), write).await
 }
 
 /// When a write started at `now` must have finished: `send_deadline` after it, or
