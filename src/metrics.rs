@@ -197,21 +197,22 @@ impl Metrics {
         self.connect_duration.with_label_values(&[phase]).observe(elapsed.as_secs_f64());
     }
 
-    /// Records one relayed element of `bytes` bytes in `direction` ([`TO_SERVER`]/[`TO_CLIENT`]).
-    pub fn relayed(&self, direction: &str, bytes: usize) {
+    /// Records `elements` relayed elements of `bytes` bytes in all in `direction`
+    /// ([`TO_SERVER`]/[`TO_CLIENT`]).
+    pub fn relayed(&self, direction: &str, elements: u64, bytes: u64) {
         let cached = match direction {
             TO_SERVER => &self.relayed_to_server,
             TO_CLIENT => &self.relayed_to_client,
             other => {
-                self.stanzas.with_label_values(&[other]).inc();
-                self.bytes.with_label_values(&[other]).inc_by(bytes as u64);
+                self.stanzas.with_label_values(&[other]).inc_by(elements);
+                self.bytes.with_label_values(&[other]).inc_by(bytes);
                 return;
             }
         };
         let (stanzas, byte_count) = cached
             .get_or_init(|| (self.stanzas.with_label_values(&[direction]), self.bytes.with_label_values(&[direction])));
-        stanzas.inc();
-        byte_count.inc_by(bytes as u64);
+        stanzas.inc_by(elements);
+        byte_count.inc_by(bytes);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -236,7 +237,7 @@ mod tests {
     #[test]
     fn render_contains_the_contract_names() {
         let metrics = Metrics::new();
-        metrics.relayed(TO_CLIENT, 42);
+        metrics.relayed(TO_CLIENT, 1, 42);
         metrics.observe_connect_phase("tcp", Duration::from_millis(3));
         metrics.sessions_ended.with_label_values(&["clean"]).inc();
         let text = metrics.render();

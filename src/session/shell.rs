@@ -17,7 +17,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{debug, warn};
 
 use crate::config::UpstreamTls;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
 use crate::upstream::{Budget, Connector, FailureClass, Link};
 
 use super::client_io::{ClientInput, Lost};
@@ -101,6 +101,18 @@ pub(crate) struct Shell<'g, C> {
     drain: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The drain signal was passed to the core.
     drained: bool,
+    /// Elements and bytes relayed to the server and to the client since the shared counters
+    /// were last brought up to date: added to them once per turn of the loop (before the
+    /// client's messages are flushed, and when the session ends) instead of once per element,
+    /// since every session of every runtime thread writes those counters.
+    relayed: [RelayedTally; 2],
+}
+
+/// Elements and bytes relayed in one direction, not yet in the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+struct RelayedTally {
+    elements: u64,
+    bytes: u64,
 }
 
 /// How long the server gets to take a farewell (the gateway's `</stream:stream>`).
@@ -122,6 +134,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
             domain: None,
             drain: Box::pin(context.drain.child_token().cancelled_owned()),
             drained: false,
+            relayed: [RelayedTally::default(); 2],
         }
     }
 
@@ -139,12 +152,15 @@ impl<'g, C: ClientSide> Shell<'g, C> {
     pub(crate) async fn run(&mut self) -> Outcome {
         loop {
             if let Some(outcome) = self.execute().await {
+                self.publish_relayed();
                 return outcome;
             }
             if self.connector.is_some() && !self.core.setting_up() {
                 // The routes are not needed once the stream is open: about 1 KiB per session.
                 self.connector = None;
             }
+            // Before the flush: a client that has the answer finds it counted.
+            self.publish_relayed();
             if let Err(lost) = self.client.flush().await {
                 self.client_lost(lost);
                 continue;
@@ -379,10 +395,17 @@ impl<'g, C: ClientSide> Shell<'g, C> {
         }
     }
 
-    fn count(&self, count: Count) {
+    fn count(&mut self, count: Count) {
         let metrics = self.metrics();
         match count {
-            Count::Relayed { direction, bytes } => metrics.relayed(direction, bytes),
+            Count::Relayed { direction, bytes } => {
+                let Some(tally) = [TO_SERVER, TO_CLIENT].iter().position(|&d| d == direction) else {
+                    return metrics.relayed(direction, 1, bytes as u64);
+                };
+                let tally = &mut self.relayed[tally];
+                tally.elements += 1;
+                tally.bytes += bytes as u64;
+            }
             Count::StreamError { condition, side } => {
                 metrics.stream_errors.with_label_values(&[condition.as_str(), side.label()]).inc();
             }
@@ -394,6 +417,18 @@ impl<'g, C: ClientSide> Shell<'g, C> {
                 metrics.connect_failures.with_label_values(&[class.class()]).inc();
             }
             Count::ConnectPhase { phase, elapsed } => metrics.observe_connect_phase(phase, elapsed),
+        }
+    }
+}
+
+impl<C> Shell<'_, C> {
+    /// Adds what was relayed since the last call to the shared counters.
+    fn publish_relayed(&mut self) {
+        for (direction, tally) in [TO_SERVER, TO_CLIENT].into_iter().zip(&mut self.relayed) {
+            if tally.elements > 0 {
+                self.gateway.metrics.relayed(direction, tally.elements, tally.bytes);
+                *tally = RelayedTally::default();
+            }
         }
     }
 }
