@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::drain::Drain;
 use crate::listener::descriptors::DescriptorPools;
 use crate::metrics::Metrics;
 use crate::session::Gateway;
@@ -22,7 +22,7 @@ use crate::session::Gateway;
 pub struct Control {
     current: RwLock<Arc<Gateway>>,
     /// Fired once on SIGTERM/SIGINT: stop accepting, end sessions.
-    pub drain: CancellationToken,
+    pub drain: Drain,
     /// Every session task, so shutdown can wait for them (axum does not track upgraded sockets).
     pub sessions: TaskTracker,
     /// Every public connection task until its upgrade (TLS handshake and HTTP included).
@@ -43,7 +43,7 @@ impl Control {
     pub fn new(gateway: Arc<Gateway>, descriptors: DescriptorPools) -> Control {
         Control {
             current: RwLock::new(gateway),
-            drain: CancellationToken::new(),
+            drain: Drain::new(),
             sessions: TaskTracker::new(),
             connections: TaskTracker::new(),
             limiter: AddressLimiter::default(),

@@ -24,6 +24,7 @@ pub mod client_addr;
 pub mod config;
 pub mod control;
 pub mod domain;
+pub mod drain;
 pub mod listener;
 pub mod metrics;
 pub mod run;

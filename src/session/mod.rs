@@ -16,7 +16,7 @@ use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
 use tracing::{debug, info, Instrument};
 
-use tokio_util::sync::CancellationToken;
+use crate::drain::Drain;
 
 use crate::client_addr::ClientAddr;
 use crate::config::Config;
@@ -65,7 +65,7 @@ pub struct SessionContext {
     /// A process-unique session number for logs.
     pub id: u64,
     /// Fired when the gateway starts draining.
-    pub drain: CancellationToken,
+    pub drain: Drain,
     /// The session's slot in the limits; released when the session ends.
     pub permit: AddressPermit,
     /// The descriptor budget, which the sockets the session opens while it connects borrow

@@ -6,17 +6,16 @@
 //! how, are the core's. It owns the sockets, the futures of [`crate::upstream`], the clock, and
 //! where CPU-heavy XML checks run ([`super::offload`]).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use futures_util::FutureExt;
 use rand::Rng;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{debug, warn};
 
 use crate::config::UpstreamTls;
+use crate::drain::DrainWait;
 use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
 use crate::upstream::{Budget, Connector, FailureClass, Link};
 
@@ -95,10 +94,10 @@ pub(crate) struct Shell<'g, C> {
     connector: Option<Box<Connector>>,
     /// The normalised domain, once known (SNI and the certificate's identity).
     domain: Option<String>,
-    /// Fires when the gateway starts draining. The session's own child of the drain token,
-    /// waited on by one future for the whole session: a new wait on the shared token at every
-    /// turn of the loop took its two locks, which every session of every runtime thread shares.
-    drain: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires when the gateway starts draining: one wait for the whole session. A new wait on
+    /// the shared token at every turn of the loop took two locks that every session of every
+    /// runtime thread shares; this one reads a flag once it is registered.
+    drain: DrainWait,
     /// The drain signal was passed to the core.
     drained: bool,
     /// Elements and bytes relayed to the server and to the client since the shared counters
@@ -132,7 +131,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
             timers: Timers::new(),
             connector: None,
             domain: None,
-            drain: Box::pin(context.drain.child_token().cancelled_owned()),
+            drain: context.drain.wait(),
             drained: false,
             relayed: [RelayedTally::default(); 2],
         }
@@ -197,7 +196,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
                 LinkEvent::Read(()) => {}
             },
             input = client.next_input() => self.client_input(input),
-            () = drain.as_mut(), if !*drained => {
+            () = &mut *drain, if !*drained => {
                 *drained = true;
                 core.handle(now(), Input::Drain);
             }
