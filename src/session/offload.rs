@@ -17,8 +17,11 @@ pub(crate) const OFFLOAD_BYTES: usize = 16 * 1024;
 /// sessions: inline when small or on a single-threaded runtime (which has no other worker to
 /// hand tasks to), else under `block_in_place`.
 pub(crate) fn check<T>(len: usize, check: impl FnOnce() -> T) -> T {
-    let multi_thread = Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if len >= OFFLOAD_BYTES && multi_thread {
+    // The runtime is looked up only for a large input: the lookup costs more than checking a
+    // small one's length.
+    let multi_thread =
+        || Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if len >= OFFLOAD_BYTES && multi_thread() {
         tokio::task::block_in_place(check)
     } else {
         check()

@@ -6,6 +6,7 @@
 //! how, are the core's. It owns the sockets, the futures of [`crate::upstream`], the clock, and
 //! where CPU-heavy XML checks run ([`super::offload`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
@@ -42,31 +43,60 @@ struct Timers {
     /// stanza registers no timer (docs/PERFORMANCE.md).
     armed_at: Option<StdInstant>,
     sleep: std::pin::Pin<Box<Sleep>>,
+    /// A deadline was set or cleared since [`Self::arm`] last looked.
+    changed: bool,
+    /// `sleep` was polled since it was last pointed somewhere: it holds this task's waker, and
+    /// needs polling again only once it has elapsed.
+    registered: bool,
 }
 
 impl Timers {
     fn new() -> Timers {
-        Timers { deadlines: [None; 7], armed_at: None, sleep: Box::pin(tokio::time::sleep_until(Instant::now())) }
+        Timers {
+            deadlines: [None; 7],
+            armed_at: None,
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            changed: false,
+            registered: false,
+        }
     }
 
     fn set(&mut self, timer: Timer, at: StdInstant) {
         self.deadlines[timer.index()] = Some(at);
+        self.changed = true;
     }
 
     fn clear(&mut self, timer: Timer) {
         self.deadlines[timer.index()] = None;
+        self.changed = true;
     }
 
     /// Points the sleep at the earliest deadline; whether there is one.
     fn arm(&mut self) -> bool {
-        let earliest = self.deadlines.iter().flatten().min().copied();
-        if earliest != self.armed_at {
-            if let Some(at) = earliest {
-                self.sleep.as_mut().reset(Instant::from_std(at));
+        if self.changed {
+            self.changed = false;
+            let earliest = self.deadlines.iter().flatten().min().copied();
+            if earliest != self.armed_at {
+                if let Some(at) = earliest {
+                    self.sleep.as_mut().reset(Instant::from_std(at));
+                    self.registered = false;
+                }
+                self.armed_at = earliest;
             }
-            self.armed_at = earliest;
         }
-        earliest.is_some()
+        self.armed_at.is_some()
+    }
+
+    /// Completes when the sleep has fired. Between re-arms, a session that wakes for anything
+    /// else reads the sleep's state instead of polling it (which registers the waker anew).
+    fn fired(&mut self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.registered && !self.sleep.is_elapsed() {
+                return std::task::Poll::Pending;
+            }
+            self.registered = true;
+            self.sleep.as_mut().poll(cx)
+        })
     }
 
     /// The timers due at `now`, disarmed.
@@ -76,6 +106,7 @@ impl Timers {
             if deadline.is_some_and(|at| at <= now) {
                 *deadline = None;
                 due.push(*timer);
+                self.changed = true;
             }
         }
         due
@@ -200,7 +231,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
                 *drained = true;
                 core.handle(now(), Input::Drain);
             }
-            () = timers.sleep.as_mut(), if timed => {
+            () = timers.fired(), if timed => {
                 // The sleep fired, so its deadline has passed, whatever the clock's rounding.
                 let at = timers.armed_at.map_or_else(now, |armed| armed.max(now()));
                 for timer in timers.take_due(at) {
@@ -465,5 +496,35 @@ mod tests {
         let shell = size_of::<super::Shell<'static, super::super::client_io::ClientIo<WebSocket>>>();
         println!("session future {session} bytes, of which the shell {shell}");
         assert!(session <= 5 * 1024, "session future {session} bytes (shell {shell})");
+    }
+
+    /// The sleep for the earliest deadline fires at that deadline however often the session
+    /// wakes for other things before it (each wake polls `fired` without the sleep being
+    /// polled), and a re-arm to another deadline moves it.
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_sleep_fires_at_the_earliest_deadline_between_other_wakes() {
+        use super::{Timer, Timers};
+        use futures_util::FutureExt;
+        use std::time::Duration;
+        let start = tokio::time::Instant::now().into_std();
+        let mut timers = Timers::new();
+        timers.set(Timer::ALL[0], start + Duration::from_secs(10));
+        assert!(timers.arm());
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(3)).await;
+            assert_eq!(timers.fired().now_or_never(), None, "fired before its deadline");
+            assert!(timers.arm());
+        }
+        // Moved earlier (the next deadline now 11 s from the start), then later again.
+        timers.set(Timer::ALL[1], start + Duration::from_secs(11));
+        timers.clear(Timer::ALL[0]);
+        assert!(timers.arm());
+        assert_eq!(timers.fired().now_or_never(), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(timers.fired().now_or_never(), None, "the cleared deadline fired");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(timers.fired().now_or_never(), Some(()), "not fired at its deadline");
+        assert_eq!(timers.take_due(tokio::time::Instant::now().into_std()), vec![Timer::ALL[1]]);
+        assert!(!timers.arm(), "nothing is armed");
     }
 }
