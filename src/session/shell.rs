@@ -17,14 +17,14 @@ use tracing::{debug, warn};
 
 use crate::config::UpstreamTls;
 use crate::drain::DrainWait;
-use crate::metrics::{Metrics, TO_CLIENT, TO_SERVER};
+use crate::metrics::Metrics;
 use crate::upstream::{Budget, Connector, FailureClass, Link};
 
 use super::client_io::{ClientInput, Lost};
 use super::client_side::ClientSide;
 use super::core::{
-    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Ending, Input, RouteSecurity,
-    SessionCore, Timer, UpstreamClose, UpstreamGone,
+    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, Direction, DomainLookup, Ending, Input,
+    RouteSecurity, SessionCore, Timer, UpstreamClose, UpstreamGone,
 };
 use super::offload;
 use super::outcome::Outcome;
@@ -429,10 +429,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
         let metrics = self.metrics();
         match count {
             Count::Relayed { direction, bytes } => {
-                let Some(tally) = [TO_SERVER, TO_CLIENT].iter().position(|&d| d == direction) else {
-                    return metrics.relayed(direction, 1, bytes as u64);
-                };
-                let tally = &mut self.relayed[tally];
+                let tally = &mut self.relayed[direction as usize];
                 tally.elements += 1;
                 tally.bytes += bytes as u64;
             }
@@ -454,9 +451,9 @@ impl<'g, C: ClientSide> Shell<'g, C> {
 impl<C> Shell<'_, C> {
     /// Adds what was relayed since the last call to the shared counters.
     fn publish_relayed(&mut self) {
-        for (direction, tally) in [TO_SERVER, TO_CLIENT].into_iter().zip(&mut self.relayed) {
+        for (direction, tally) in Direction::ALL.into_iter().zip(&mut self.relayed) {
             if tally.elements > 0 {
-                self.gateway.metrics.relayed(direction, tally.elements, tally.bytes);
+                self.gateway.metrics.relayed(direction.label(), tally.elements, tally.bytes);
                 *tally = RelayedTally::default();
             }
         }

@@ -7,7 +7,6 @@
 use std::mem;
 use std::time::Instant;
 
-use crate::metrics::{TO_CLIENT, TO_SERVER};
 use crate::xml::client::{self, ClientElementKind, ClientFrame, OpenRequest};
 use crate::xml::condition::StreamCondition;
 use crate::xml::error::XmlError;
@@ -15,7 +14,7 @@ use crate::xml::framing;
 use crate::xml::splitter::{ServerElementKind, ServerEvent};
 
 use super::ending::{Ending, Site};
-use super::events::{Action, Count, Input, Side, Timer, UpstreamGone};
+use super::events::{Action, Count, Direction, Input, Side, Timer, UpstreamGone};
 use super::settings::UPSTREAM_BATCH_BYTES;
 use super::state::{ClosedBy, Closing, Liveness, Relay, Restart, State, UpstreamStream};
 use super::{Ctx, SessionCore};
@@ -278,7 +277,7 @@ fn client_frame(
                 relay.restart = Restart::No;
             }
             relay.upstream.queue(ctx, xml);
-            ctx.count(Count::Relayed { direction: TO_SERVER, bytes: xml.len() });
+            ctx.count(Count::Relayed { direction: Direction::ToServer, bytes: xml.len() });
             let ClientElementKind::StreamError { condition } = kind else {
                 return Next::Stay;
             };
@@ -357,7 +356,7 @@ fn server_event(
                     _ => element.xml,
                 }
             };
-            ctx.count(Count::Relayed { direction: TO_CLIENT, bytes: text.len() });
+            ctx.count(Count::Relayed { direction: Direction::ToClient, bytes: text.len() });
             ctx.push(Action::ToClient(text));
             Next::Stay
         }
