@@ -1,9 +1,10 @@
 //! The drain signal: fired once when the gateway starts to shut down, waited on by every
 //! listener, connection and session.
 //!
-//! A cancellation token does the waking. Asking it whether it has fired takes its lock, and
-//! every session asks each time it goes to sleep, so the signal also keeps a flag that a waiter
-//! reads instead, set before the token fires. Nothing here knows about sessions or sockets.
+//! A cancellation token does the waking. Asking it whether it has fired takes its lock, which
+//! every session shares, and a session would ask each time it goes to sleep; so the signal also
+//! keeps a flag, set before the token fires, that a registered waiter reads instead. Nothing
+//! here knows about sessions or sockets.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// The drain signal (cheap to clone: every clone is the same signal).
 #[derive(Debug, Clone, Default)]
@@ -42,28 +43,24 @@ impl Drain {
         self.token.cancelled()
     }
 
-    /// A wait for the signal that one task keeps and polls as often as it likes: its own child
-    /// of the token (whose locks no other task takes), registered at its first poll, after
-    /// which a poll only reads the flag until the signal fires.
-    pub fn wait(&self) -> DrainWait {
-        DrainWait {
-            wait: Box::pin(self.token.child_token().cancelled_owned()),
-            started: self.started.clone(),
-            registered: false,
-        }
+    /// A wait for the signal that one task keeps and polls as often as it likes, on `wait`
+    /// (made by [`Self::cancelled`] and pinned where the task keeps it): registered at its
+    /// first poll, after which a poll only reads the flag until the signal fires.
+    pub fn wait<'w, 't>(&'t self, wait: Pin<&'w mut WaitForCancellationFuture<'t>>) -> DrainWait<'w, 't> {
+        DrainWait { wait, started: &self.started, registered: false }
     }
 }
 
 /// See [`Drain::wait`]. Must be polled by one task only: the waker of its first poll is the one
 /// the signal wakes.
 #[derive(Debug)]
-pub struct DrainWait {
-    wait: Pin<Box<WaitForCancellationFutureOwned>>,
-    started: Arc<AtomicBool>,
+pub struct DrainWait<'w, 't> {
+    wait: Pin<&'w mut WaitForCancellationFuture<'t>>,
+    started: &'t AtomicBool,
     registered: bool,
 }
 
-impl Future for DrainWait {
+impl Future for DrainWait<'_, '_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -99,7 +96,8 @@ mod tests {
     #[test]
     fn a_kept_wait_is_woken_once_the_signal_fires() {
         let drain = Drain::new();
-        let mut wait = drain.wait();
+        let pinned = std::pin::pin!(drain.cancelled());
+        let mut wait = drain.wait(pinned);
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
@@ -111,7 +109,8 @@ mod tests {
         assert_eq!(counter.0.load(Ordering::SeqCst), 1, "the signal woke the waiting task");
         assert!(drain.is_cancelled());
         assert_eq!(Pin::new(&mut wait).poll(&mut cx), Poll::Ready(()));
-        assert_eq!(drain.wait().now_or_never(), Some(()));
+        let pinned = std::pin::pin!(drain.cancelled());
+        assert_eq!(drain.wait(pinned).now_or_never(), Some(()));
         assert_eq!(drain.cancelled().now_or_never(), Some(()));
     }
 }

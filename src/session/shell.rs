@@ -125,10 +125,6 @@ pub(crate) struct Shell<'g, C> {
     connector: Option<Box<Connector>>,
     /// The normalised domain, once known (SNI and the certificate's identity).
     domain: Option<String>,
-    /// Fires when the gateway starts draining: one wait for the whole session. A new wait on
-    /// the shared token at every turn of the loop took two locks that every session of every
-    /// runtime thread shares; this one reads a flag once it is registered.
-    drain: DrainWait,
     /// The drain signal was passed to the core.
     drained: bool,
     /// Elements and bytes relayed to the server and to the client since the shared counters
@@ -162,7 +158,6 @@ impl<'g, C: ClientSide> Shell<'g, C> {
             timers: Timers::new(),
             connector: None,
             domain: None,
-            drain: context.drain.wait(),
             drained: false,
             relayed: [RelayedTally::default(); 2],
         }
@@ -180,6 +175,12 @@ impl<'g, C: ClientSide> Shell<'g, C> {
     /// Runs the session to its end; the outcome. Takes the shell by reference: by value, the
     /// task would hold the shell twice (as the argument and as the running future's local).
     pub(crate) async fn run(&mut self) -> Outcome {
+        // One wait on the drain signal for the whole session, kept in this future (no
+        // allocation): a new wait at every turn of the loop took two locks that every session
+        // of every runtime thread shares; this one reads a flag once it is registered.
+        let context = self.context;
+        let pinned = std::pin::pin!(context.drain.cancelled());
+        let mut drain = context.drain.wait(pinned);
         loop {
             if let Some(outcome) = self.execute().await {
                 self.publish_relayed();
@@ -204,15 +205,15 @@ impl<'g, C: ClientSide> Shell<'g, C> {
                 }
                 continue;
             }
-            self.wait().await;
+            self.wait(&mut drain).await;
         }
     }
 
     /// Waits for the next thing to happen and feeds it to the core.
-    async fn wait(&mut self) {
+    async fn wait(&mut self, drain: &mut DrainWait<'_, '_>) {
         let timed = self.timers.arm();
         let reads = self.core.reads_upstream() && self.upstream.is_attached();
-        let Shell { core, client, upstream, timers, drain, drained, .. } = self;
+        let Shell { core, client, upstream, timers, drained, .. } = self;
         tokio::select! {
             biased;
             // First the upstream: a connect or a handshake that finished by its deadline tells
@@ -227,7 +228,7 @@ impl<'g, C: ClientSide> Shell<'g, C> {
                 LinkEvent::Read(()) => {}
             },
             input = client.next_input() => self.client_input(input),
-            () = &mut *drain, if !*drained => {
+            () = drain, if !*drained => {
                 *drained = true;
                 core.handle(now(), Input::Drain);
             }
