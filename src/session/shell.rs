@@ -513,7 +513,7 @@ mod tests {
             assert_eq!(timers.fired().now_or_never(), None, "fired before its deadline");
             assert!(timers.arm());
         }
-        // Moved earlier (the next deadline now 11 s from the start), then later again.
+        // Re-armed later: the 10 s deadline cleared, the next one 11 s from the start.
         timers.set(Timer::ALL[1], start + Duration::from_secs(11));
         timers.clear(Timer::ALL[0]);
         assert!(timers.arm());

@@ -4,7 +4,8 @@
 //! optionally preceded by an XML declaration (DECISIONS D16), with nothing restricted by RFC 6120
 //! §11.1 (no DTD, comment, processing instruction or entity other than the five predefined ones)
 //! and no character XML 1.0 forbids (XML-5). This module decides what the message is; it never
-//! rewrites stanza content and never performs I/O.
+//! rewrites stanza content and never performs I/O. Its one piece of state is scratch: each
+//! runtime thread's checker, lent to one message at a time and reset for the next.
 
 use std::cell::RefCell;
 
