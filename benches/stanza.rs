@@ -10,7 +10,8 @@
 //! over and over), so the difference of the two totals over the difference of stanzas is the
 //! cost of one stanza. With `STANZA_BENCH_FLOOD` set, the splitter case splits `<a/>` instead of
 //! the chat stanza: the fixed cost of one server element, which is what a flood of tiny
-//! elements costs (tests/hostile_cpu.rs).
+//! elements costs (tests/hostile_cpu.rs). With `STANZA_BENCH_XMLNS` set, both stanzas declare
+//! `xmlns='jabber:client'`, as most browser clients write them.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -20,9 +21,14 @@ use xmpp_ws_gateway::xml::splitter::{ServerEvent, SplitterLimits, StreamSplitter
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='plain.example' id='bench' version='1.0' xml:lang='en'>";
 
-/// The load generator's echo stanza (64-byte body, its default).
+/// The load generator's echo stanza (64-byte body, its default). With `STANZA_BENCH_XMLNS` set,
+/// the stanza declares `xmlns='jabber:client'`, as Strophe.js and Converse write every stanza.
 fn client_stanza(n: usize) -> String {
-    format!("<message to='echo@plain.example/bench' id='m{n}' type='chat'><body>{}</body></message>", "x".repeat(64))
+    let xmlns = if std::env::var_os("STANZA_BENCH_XMLNS").is_some() { " xmlns='jabber:client'" } else { "" };
+    format!(
+        "<message{xmlns} to='echo@plain.example/bench' id='m{n}' type='chat'><body>{}</body></message>",
+        "x".repeat(64)
+    )
 }
 
 /// The same stanza as the fake upstream echoes it (`to` turned into `from`).
