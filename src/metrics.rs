@@ -64,9 +64,31 @@ pub struct MetricSet {
     /// The `stanzas`/`bytes` children of each direction, looked up once, at the first element
     /// relayed that way (so the exposition is unchanged: a series appears when first counted):
     /// [`Metrics::relayed`] runs for every relayed element and the label lookup (hashing, a
-    /// lock) showed in profiles.
-    relayed_to_server: OnceLock<(IntCounter, IntCounter)>,
-    relayed_to_client: OnceLock<(IntCounter, IntCounter)>,
+    /// lock) showed in profiles. Indexed by [`Direction`].
+    relayed: [OnceLock<(IntCounter, IntCounter)>; 2],
+}
+
+/// Which way a relayed element went: the `direction` label of `xmppgw_stanzas_total` and
+/// `xmppgw_bytes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the server ([`TO_SERVER`]).
+    ToServer = 0,
+    /// From the server to the client ([`TO_CLIENT`]).
+    ToClient = 1,
+}
+
+impl Direction {
+    /// Both, in the order of their discriminants.
+    pub const ALL: [Direction; 2] = [Direction::ToServer, Direction::ToClient];
+
+    /// The `direction` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::ToServer => TO_SERVER,
+            Direction::ToClient => TO_CLIENT,
+        }
+    }
 }
 
 impl std::ops::Deref for Metrics {
@@ -187,8 +209,7 @@ impl Metrics {
             dns_lookups: counter(&registry, "xmppgw_dns_lookups_total", "DNS lookups, by result", &["result"]),
             build_info,
             registry,
-            relayed_to_server: OnceLock::new(),
-            relayed_to_client: OnceLock::new(),
+            relayed: [OnceLock::new(), OnceLock::new()],
         }))
     }
 
@@ -197,20 +218,11 @@ impl Metrics {
         self.connect_duration.with_label_values(&[phase]).observe(elapsed.as_secs_f64());
     }
 
-    /// Records `elements` relayed elements of `bytes` bytes in all in `direction`
-    /// ([`TO_SERVER`]/[`TO_CLIENT`]).
-    pub fn relayed(&self, direction: &str, elements: u64, bytes: u64) {
-        let cached = match direction {
-            TO_SERVER => &self.relayed_to_server,
-            TO_CLIENT => &self.relayed_to_client,
-            other => {
-                self.stanzas.with_label_values(&[other]).inc_by(elements);
-                self.bytes.with_label_values(&[other]).inc_by(bytes);
-                return;
-            }
-        };
-        let (stanzas, byte_count) = cached
-            .get_or_init(|| (self.stanzas.with_label_values(&[direction]), self.bytes.with_label_values(&[direction])));
+    /// Records `elements` relayed elements of `bytes` bytes in all in `direction`.
+    pub fn relayed(&self, direction: Direction, elements: u64, bytes: u64) {
+        let (stanzas, byte_count) = self.relayed[direction as usize].get_or_init(|| {
+            (self.stanzas.with_label_values(&[direction.label()]), self.bytes.with_label_values(&[direction.label()]))
+        });
         stanzas.inc_by(elements);
         byte_count.inc_by(bytes);
     }
@@ -237,7 +249,7 @@ mod tests {
     #[test]
     fn render_contains_the_contract_names() {
         let metrics = Metrics::new();
-        metrics.relayed(TO_CLIENT, 1, 42);
+        metrics.relayed(Direction::ToClient, 1, 42);
         metrics.observe_connect_phase("tcp", Duration::from_millis(3));
         metrics.sessions_ended.with_label_values(&["clean"]).inc();
         let text = metrics.render();

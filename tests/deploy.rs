@@ -145,7 +145,7 @@ fn alert_rules_only_use_metrics_the_gateway_defines() {
     defined.handshakes_rejected.with_label_values(&["draining"]).inc();
     defined.observe_connect_phase("tcp", std::time::Duration::from_millis(1));
     defined.connect_failures.with_label_values(&["connect-refused"]).inc();
-    defined.relayed("to_client", 1, 1);
+    defined.relayed(xmpp_ws_gateway::metrics::Direction::ToClient, 1, 1);
     defined.stream_errors.with_label_values(&["policy-violation", "gateway"]).inc();
     defined.client_refused.with_label_values(&["too-big"]).inc();
     defined.dns_lookups.with_label_values(&["ok"]).inc();

@@ -17,14 +17,14 @@ use tracing::{debug, warn};
 
 use crate::config::UpstreamTls;
 use crate::drain::DrainWait;
-use crate::metrics::Metrics;
+use crate::metrics::{Direction, Metrics};
 use crate::upstream::{Budget, Connector, FailureClass, Link};
 
 use super::client_io::{ClientInput, Lost};
 use super::client_side::ClientSide;
 use super::core::{
-    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, Direction, DomainLookup, Ending, Input,
-    RouteSecurity, SessionCore, Timer, UpstreamClose, UpstreamGone,
+    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Ending, Input, RouteSecurity,
+    SessionCore, Timer, UpstreamClose, UpstreamGone,
 };
 use super::offload;
 use super::outcome::Outcome;
@@ -454,7 +454,7 @@ impl<C> Shell<'_, C> {
     fn publish_relayed(&mut self) {
         for (direction, tally) in Direction::ALL.into_iter().zip(&mut self.relayed) {
             if tally.elements > 0 {
-                self.gateway.metrics.relayed(direction.label(), tally.elements, tally.bytes);
+                self.gateway.metrics.relayed(direction, tally.elements, tally.bytes);
                 *tally = RelayedTally::default();
             }
         }

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::super::outcome::Outcome;
+use crate::metrics::Direction;
 use crate::upstream::FailureClass;
 use crate::xml::condition::StreamCondition;
 
@@ -216,28 +217,6 @@ pub enum Side {
     Client,
 }
 
-/// Which way a relayed element went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From the client to the server.
-    ToServer = 0,
-    /// From the server to the client.
-    ToClient = 1,
-}
-
-impl Direction {
-    /// Both, in the order of their discriminants.
-    pub const ALL: [Direction; 2] = [Direction::ToServer, Direction::ToClient];
-
-    /// The `direction` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Direction::ToServer => crate::metrics::TO_SERVER,
-            Direction::ToClient => crate::metrics::TO_CLIENT,
-        }
-    }
-}
-
 impl Side {
     /// The `side` label value.
     pub fn label(self) -> &'static str {
@@ -252,8 +231,7 @@ impl Side {
 /// A metric update. The shell applies it to `crate::metrics::Metrics`; the labels are bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
-    /// One element relayed: `xmppgw_stanzas_total{direction}` and `xmppgw_bytes_total{direction}`
-    /// (`crate::metrics::TO_CLIENT` / `TO_SERVER`).
+    /// One element relayed: `xmppgw_stanzas_total{direction}` and `xmppgw_bytes_total{direction}`.
     Relayed {
         /// Which way.
         direction: Direction,

@@ -66,8 +66,8 @@ use std::time::Instant;
 
 pub use ending::{markdown_table, Ending, Phase, Row, ROWS};
 pub use events::{
-    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, Direction, DomainLookup, Input, RouteSecurity,
-    Side, Timer, UpstreamClose, UpstreamGone,
+    Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Input, RouteSecurity, Side,
+    Timer, UpstreamClose, UpstreamGone,
 };
 pub use settings::{Settings, MAX_REDIRECTS, UPSTREAM_BATCH_BYTES};
 

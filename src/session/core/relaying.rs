@@ -7,6 +7,7 @@
 use std::mem;
 use std::time::Instant;
 
+use crate::metrics::Direction;
 use crate::xml::client::{self, ClientElementKind, ClientFrame, OpenRequest};
 use crate::xml::condition::StreamCondition;
 use crate::xml::error::XmlError;
@@ -14,7 +15,7 @@ use crate::xml::framing;
 use crate::xml::splitter::{ServerElementKind, ServerEvent};
 
 use super::ending::{Ending, Site};
-use super::events::{Action, Count, Direction, Input, Side, Timer, UpstreamGone};
+use super::events::{Action, Count, Input, Side, Timer, UpstreamGone};
 use super::settings::UPSTREAM_BATCH_BYTES;
 use super::state::{ClosedBy, Closing, Liveness, Relay, Restart, State, UpstreamStream};
 use super::{Ctx, SessionCore};

@@ -167,7 +167,10 @@ fn tv_38_client_stanza_reaches_the_server_byte_identical() {
     let mut driver = Driver::opened();
     let actions = driver.client(MESSAGE);
     assert!(upstream(&actions).is_empty(), "batched until the client pauses");
-    assert_eq!(counts(&actions), vec![Count::Relayed { direction: Direction::ToServer, bytes: MESSAGE.len() }]);
+    assert_eq!(
+        counts(&actions),
+        vec![Count::Relayed { direction: crate::metrics::Direction::ToServer, bytes: MESSAGE.len() }]
+    );
     assert_eq!(upstream(&driver.feed(Input::ClientIdle)), MESSAGE);
     assert!(driver.feed(Input::ClientIdle).is_empty(), "nothing left to write");
 }
