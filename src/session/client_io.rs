@@ -232,10 +232,14 @@ where
 }
 
 /// Runs `write` to its end, or until the deadline that `deadline` gives for the moment the write
-/// is found to wait (`Err` then). Polled once first: a write the WebSocket takes at once, as
-/// most are, reads no clock and arms no timer. The timeout of a write that waits is boxed, so
-/// that every idle session's task does not carry its room.
-async fn finish_by<F: Future>(write: F, deadline: impl FnOnce(Instant) -> Instant) -> Result<F::Output, Elapsed> {
+/// is found to wait (`Err` then). Polled once first: a write the socket takes at once, as most
+/// are, reads no clock and arms no timer. The timeout of a write that waits is boxed, so that
+/// every idle session's task does not carry its room. For the client's writes and the shell's
+/// upstream writes.
+pub(super) async fn finish_by<F: Future>(
+    write: F,
+    deadline: impl FnOnce(Instant) -> Instant,
+) -> Result<F::Output, Elapsed> {
     let mut write = std::pin::pin!(write);
     if let Some(done) = write.as_mut().now_or_never() {
         return Ok(done);

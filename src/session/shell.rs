@@ -20,7 +20,7 @@ use crate::drain::DrainWait;
 use crate::metrics::{Direction, Metrics};
 use crate::upstream::{Budget, Connector, FailureClass, Link};
 
-use super::client_io::{ClientInput, Lost};
+use super::client_io::{finish_by, ClientInput, Lost};
 use super::client_side::ClientSide;
 use super::core::{
     Action, ConnectFailure, ConnectRequest, ConnectTo, Connected, Count, DomainLookup, Ending, Input, RouteSecurity,
@@ -349,14 +349,9 @@ impl<'g, C: ClientSide> Shell<'g, C> {
             Some(_) => FAREWELL_WRITE,
             None => self.gateway.settings.send_deadline(),
         };
-        let mut write = std::pin::pin!(self.upstream.write(bytes));
-        let result = match write.as_mut().now_or_never() {
-            Some(result) => result,
-            // The server's socket is full. Boxed: rare, and kept out of every session's task.
-            None => Box::pin(tokio::time::timeout(deadline, write))
-                .await
-                .unwrap_or(Err(std::io::ErrorKind::TimedOut.into())),
-        };
+        let result = finish_by(self.upstream.write(bytes), |now| now + deadline)
+            .await
+            .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()));
         if result.is_err() {
             self.core.handle(now(), Input::UpstreamGone(UpstreamGone::WriteError));
         }
