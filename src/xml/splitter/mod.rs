@@ -14,6 +14,7 @@
 //! `types` holds the limits and events.
 
 mod completion;
+mod spare;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -68,9 +69,18 @@ pub struct StreamSplitter {
     /// Set only by [`Self::defer_next_reads`], cleared by every call that takes the general path.
     defer_below: usize,
     /// Checks the header or element in progress (from `tag_start`) as its bytes arrive. Boxed,
-    /// made for the first unit, and dropped while the stream is idle: an idle session holds a
-    /// pointer instead of the checker's few hundred bytes (docs/PERFORMANCE.md).
+    /// taken from the thread when a unit starts and given back with the buffer once every byte
+    /// is consumed (`spare`): a session between reads holds a pointer instead of the checker's
+    /// few hundred bytes (docs/PERFORMANCE.md).
     checker: Option<Box<Checker>>,
+}
+
+impl Drop for StreamSplitter {
+    /// A splitter that goes (its session ended, or a new stream replaced it) gives its storage
+    /// to the thread like an idle one: whatever bytes it held are dropped.
+    fn drop(&mut self) {
+        spare::give_back(std::mem::take(&mut self.buf), self.checker.take());
+    }
 }
 
 /// Where the lexer is between and around units; inside one, the [`Checker`] knows.
@@ -150,6 +160,9 @@ impl StreamSplitter {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.compact();
         }
+        if self.buf.capacity() == 0 {
+            self.buf = spare::take_buffer();
+        }
         // A one-byte read is a plain push, without the general copy's call into memcpy.
         match bytes {
             [b] => self.buf.push(*b),
@@ -207,11 +220,10 @@ impl StreamSplitter {
     /// `?`), with the stream open, a checker to read it and the buffered bytes within the
     /// element limit: what the lexer's turn through `Idle` and `Lt` would find before handing
     /// the element to the checker. Elements that follow each other without whitespace, as a
-    /// server writes them, start here.
+    /// server writes them, and the first element of a read start here.
     #[inline(always)]
     fn starts_element(&self) -> bool {
         matches!(self.phase, Phase::Stream(_))
-            && self.checker.is_some()
             && self.within_element_limit()
             && matches!(self.buf.get(self.pos..self.pos + 2), Some([b'<', next]) if !matches!(next, b'/' | b'!' | b'?'))
     }
@@ -268,10 +280,27 @@ impl StreamSplitter {
         } else {
             self.lex_unit()
         };
-        if let Err(err) = &result {
-            self.poison(*err);
+        match &result {
+            Err(err) => self.poison(*err),
+            Ok(None) if self.is_idle() => self.give_back_storage(),
+            Ok(_) => {}
         }
         result
+    }
+
+    /// Whether every byte fed has been consumed and no unit is in progress.
+    #[inline(always)]
+    fn is_idle(&self) -> bool {
+        self.lex == Lex::Idle && self.start == self.buf.len()
+    }
+
+    /// Gives the buffer and the checker to the thread for the next read (`spare`).
+    #[inline(never)]
+    fn give_back_storage(&mut self) {
+        spare::give_back(std::mem::take(&mut self.buf), self.checker.take());
+        self.start = 0;
+        self.pos = 0;
+        self.tag_start = 0;
     }
 
     /// After the checker has read every buffered byte of a top-level element and needs more:
@@ -314,16 +343,13 @@ impl StreamSplitter {
         self.buf.len() - self.start
     }
 
-    /// Frees what the splitter keeps between reads when no unit is in progress and every byte
-    /// fed has been consumed: its buffer and the checker's reusable storage. For an idle session
-    /// (the next read allocates them again); anything pending is kept.
+    /// Gives what the splitter keeps between reads to the thread when no unit is in progress
+    /// and every byte fed has been consumed: its buffer and its checker. [`Self::next_event`]
+    /// does so whenever it runs out of bytes that way; this is for a caller that stopped
+    /// draining events earlier. Anything pending is kept.
     pub fn release_idle_memory(&mut self) {
-        if self.buf.len() == self.start && self.lex == Lex::Idle {
-            self.buf = Vec::new();
-            self.start = 0;
-            self.pos = 0;
-            self.tag_start = 0;
-            self.checker = None;
+        if self.is_idle() {
+            self.give_back_storage();
         }
     }
 
@@ -333,11 +359,12 @@ impl StreamSplitter {
         self.buf.capacity() + checker
     }
 
-    /// The checker of the unit that starts at `tag_start`, reset for it (made if there is none).
+    /// The checker of the unit that starts at `tag_start`, reset for it (the thread's spare one,
+    /// or a new one, if the splitter has none).
     fn start_unit(&mut self, unit: Unit) {
         match &mut self.checker {
             Some(checker) => checker.reset(unit),
-            None => self.checker = Some(Box::new(Checker::new(self.limits.wf(), unit))),
+            None => self.checker = Some(spare::take_checker(self.limits.wf(), unit)),
         }
     }
 

@@ -596,12 +596,20 @@ proptest! {
     }
 }
 
+/// Between reads a splitter holds nothing unless a unit is in progress: its buffer and checker
+/// go to the thread when every byte is consumed, and come back with the next read.
 #[test]
 fn an_idle_splitter_gives_back_its_buffer_and_keeps_what_is_pending() {
     let mut splitter = StreamSplitter::new(SplitterLimits::default());
     splitter.feed(HEADER.as_bytes());
     assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
+    assert_eq!(splitter.next_event(), Ok(None));
+    assert_eq!(splitter.held_bytes(), 0);
+    let (buffer, checker) = spare::kept();
+    assert!(buffer >= HEADER.len() && checker.is_some(), "{buffer} {checker:?}");
     splitter.feed(b"<message xmlns:p='urn:p' p:a='1'><body>hi</body></message><iq");
+    // The read took what the thread kept.
+    assert_eq!(spare::kept(), (0, checker));
     assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
     assert_eq!(splitter.next_event(), Ok(None));
     // An element is in progress: nothing is released.
@@ -614,12 +622,63 @@ fn an_idle_splitter_gives_back_its_buffer_and_keeps_what_is_pending() {
         Ok(Some(ServerEvent::Element(element))) => assert!(element.xml.starts_with("<iq"), "{}", element.xml),
         other => panic!("{other:?}"),
     }
-    // Everything consumed: the buffer and the checker's storage go, and splitting goes on.
+    // Everything consumed: the buffer and the checker go back, and splitting goes on.
     assert_eq!(splitter.next_event(), Ok(None));
-    splitter.release_idle_memory();
     assert_eq!(splitter.held_bytes(), 0);
     splitter.feed(b"<presence/>");
     assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
+}
+
+/// What one splitter leaves with the thread says nothing to the next: a checker given back in
+/// the middle of a deep element with undeclared-so-far prefixes and the other splitter's limits
+/// is reset (limits included) before it reads again, and a buffer given back with bytes in it is
+/// empty. Storage grown past what the thread keeps is freed.
+#[test]
+fn storage_given_back_carries_nothing_to_the_next_splitter() {
+    // Left in the middle of a deep element that binds `q`, with the default limits.
+    let leave_mid_element = || {
+        let mut splitter = StreamSplitter::new(SplitterLimits::default());
+        splitter.feed(HEADER.as_bytes());
+        assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
+        splitter.feed(b"<message xmlns:q='urn:q'><q:a><q:b><q:c x='1' q:y='2'");
+        assert_eq!(splitter.next_event(), Ok(None));
+        drop(splitter);
+        assert!(spare::kept().1.is_some(), "the dropped splitter's checker is kept");
+    };
+    leave_mid_element();
+    // The next splitter reads with its own limits (depth 2, where the first allowed 1,000) from
+    // a fresh start: no open elements, no pending bytes.
+    let strict = SplitterLimits { max_depth: 2, ..SplitterLimits::default() };
+    let mut second = StreamSplitter::new(strict);
+    second.feed(HEADER.as_bytes());
+    assert!(matches!(second.next_event(), Ok(Some(ServerEvent::Header(_)))));
+    second.feed(b"<message><body>hi</body></message>");
+    match second.next_event() {
+        Ok(Some(ServerEvent::Element(element))) => {
+            assert_eq!(element.xml, format!("<message{DECLS}><body>hi</body></message>"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(second.next_event(), Ok(None));
+    second.feed(b"<message><a><b><c/></b></a></message>");
+    assert_eq!(second.next_event(), Err(XmlError::TooDeep), "max_depth 2 applies");
+    // And without the first one's bindings.
+    leave_mid_element();
+    let mut third = StreamSplitter::new(SplitterLimits::default());
+    third.feed(HEADER.as_bytes());
+    assert!(matches!(third.next_event(), Ok(Some(ServerEvent::Header(_)))));
+    third.feed(b"<q:a/>");
+    let unbound = third.next_event();
+    assert!(matches!(unbound, Err(XmlError::NotWellFormed(_))), "the q prefix is not bound here: {unbound:?}");
+    // A buffer that grew past what the thread keeps is freed, not kept.
+    let mut big = StreamSplitter::new(SplitterLimits::default());
+    big.feed(HEADER.as_bytes());
+    assert!(matches!(big.next_event(), Ok(Some(ServerEvent::Header(_)))));
+    let body = "x".repeat(2 * spare::SPARE_BUFFER_KEPT_BYTES);
+    big.feed(format!("<message><body>{body}</body></message>").as_bytes());
+    assert!(matches!(big.next_event(), Ok(Some(ServerEvent::Element(_)))));
+    assert_eq!(big.next_event(), Ok(None));
+    assert!(spare::kept().0 <= spare::SPARE_BUFFER_KEPT_BYTES);
 }
 
 /// An element that starts right after another takes a shorter way into the checker than the
