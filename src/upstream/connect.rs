@@ -49,6 +49,17 @@ where
     F: FnMut(SocketAddr) -> Fut,
     Fut: Future<Output = io::Result<T>>,
 {
+    // One address (a static upstream's, the common case): one attempt, without the machinery
+    // of racing several (its allocations and a timer per turn), with the same outcome.
+    if let [address] = *addresses {
+        return match dial(address).await {
+            Ok(stream) => Ok((stream, address)),
+            Err(source) => {
+                tracing::debug!(%address, error = %source, "connection attempt failed");
+                Err(AllAttemptsFailed { address: (address.port() != 0).then_some(address), source })
+            }
+        };
+    }
     let ordered = interleave(addresses);
     let mut pending = ordered.into_iter();
     let mut running = FuturesUnordered::new();
@@ -192,6 +203,22 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.source.kind(), io::ErrorKind::ConnectionRefused);
         assert_eq!(error.address, Some(addr("127.0.0.2:1")));
+    }
+
+    /// One address is dialled once, at once, and its outcome is the result: the winner, or the
+    /// refusal with its address (as the general path reports the last one).
+    #[tokio::test(start_paused = true)]
+    async fn one_address_is_one_attempt_with_its_outcome() {
+        let log: Log = Arc::default();
+        let dial = recording_dialer(log.clone(), Instant::now(), |_| Ok(Some(Duration::from_millis(400))));
+        let (winner, address) = happy_eyeballs(&[addr("[::1]:5222")], Duration::from_millis(250), dial).await.unwrap();
+        assert_eq!((winner, address), (addr("[::1]:5222"), addr("[::1]:5222")));
+        assert_eq!(log.lock().unwrap().clone(), vec![(addr("[::1]:5222"), Duration::ZERO)]);
+        let log: Log = Arc::default();
+        let dial = recording_dialer(log.clone(), Instant::now(), |_| Err(()));
+        let error = happy_eyeballs(&[addr("127.0.0.2:1")], Duration::from_millis(250), dial).await.unwrap_err();
+        assert_eq!((error.source.kind(), error.address), (io::ErrorKind::ConnectionRefused, Some(addr("127.0.0.2:1"))));
+        assert_eq!(log.lock().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

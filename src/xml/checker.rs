@@ -1155,6 +1155,21 @@ impl Checker {
         with_declarations: bool,
     ) -> Result<(Vec<RootAttr<'u>>, Vec<RootDeclaration<'u>>), XmlError> {
         let (mut attrs, mut declarations) = (Vec::new(), Vec::new());
+        self.each_root_attr(unit, wanted, with_declarations, |item| match item {
+            RootItem::Attr(name, value) => attrs.push((name, value)),
+            RootItem::Declaration(prefix, uri) => declarations.push((prefix, uri)),
+        })?;
+        Ok((attrs, declarations))
+    }
+
+    /// [`Self::root_attrs`] one at a time, in document order, into `each`: nothing collected.
+    pub fn each_root_attr<'u>(
+        &self,
+        unit: &'u str,
+        wanted: &[&str],
+        with_declarations: bool,
+        mut each: impl FnMut(RootItem<'u>),
+    ) -> Result<(), XmlError> {
         // Spans end at ASCII delimiters, so on char boundaries; `get` keeps this panic-free.
         let text_at = |span| unit.get(range(span)).unwrap_or("");
         for attr in &self.root.attrs {
@@ -1163,16 +1178,25 @@ impl Checker {
                 continue;
             }
             let value = value_text(text_at(attr.value), attr.normalise)?;
-            if !attr.declaration {
-                attrs.push((name, value));
+            each(if !attr.declaration {
+                RootItem::Attr(name, value)
             } else if attr.colon == 0 {
-                declarations.push((None, value));
+                RootItem::Declaration(None, value)
             } else {
-                declarations.push((name.get(attr.colon as usize + 1..), value));
-            }
+                RootItem::Declaration(name.get(attr.colon as usize + 1..), value)
+            });
         }
-        Ok((attrs, declarations))
+        Ok(())
     }
+}
+
+/// One of the root's attributes or declarations, as [`Checker::each_root_attr`] gives it.
+pub enum RootItem<'u> {
+    /// An attribute asked for: qualified name, unescaped value.
+    Attr(&'u str, Cow<'u, str>),
+    /// A namespace declaration: `None` for the default namespace, or the prefix; the namespace
+    /// name unescaped.
+    Declaration(Option<&'u str>, Cow<'u, str>),
 }
 
 /// What an attribute's raw value (without its quotes) means: the text itself, or, when it
@@ -1199,7 +1223,7 @@ pub type RootDeclaration<'u> = (Option<&'u str>, Cow<'u, str>);
 fn uri_of<'s>(scope: &'s Bindings, inherited: Option<&'s Inherited>, resolved: Resolved) -> Option<&'s str> {
     match resolved {
         Resolved::Binding(i) => Some(scope.uri(i)),
-        Resolved::Inherited(i) => inherited.map(|outer| outer.bindings()[i].1.as_str()),
+        Resolved::Inherited(i) => inherited.map(|outer| outer.uri(i)),
         Resolved::Xml => Some(NS_XML),
         Resolved::NoNamespace | Resolved::Undeclared => None,
     }

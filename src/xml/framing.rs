@@ -42,11 +42,11 @@ pub fn upstream_header(open: &OpenRequest, domain: &str, include_from: bool) -> 
     out.push_str(NS_STREAM);
     out.push('\'');
     if include_from {
-        push_attr(&mut out, "from", open.from.as_deref(), '\'');
+        push_attr(&mut out, "from", open.from(), '\'');
     }
     push_attr(&mut out, "to", Some(domain), '\'');
-    push_attr(&mut out, "version", open.version.as_deref(), '\'');
-    push_attr(&mut out, "xml:lang", open.lang.as_deref(), '\'');
+    push_attr(&mut out, "version", open.version(), '\'');
+    push_attr(&mut out, "xml:lang", open.lang(), '\'');
     out.push('>');
     out
 }
@@ -60,15 +60,22 @@ pub fn upstream_header(open: &OpenRequest, domain: &str, include_from: bool) -> 
 /// (which RFC 6120 §4.7.1 forbids) gives an `<open/>` without `from` rather than an invented one.
 /// None of the header's namespace declarations are copied.
 pub fn client_open(header: &StreamHeader, fallback_id: &str, fallback_lang: &str) -> String {
+    let id = header.id().unwrap_or(fallback_id);
+    let lang = header.lang().unwrap_or(fallback_lang);
+    open_element(header.from(), header.to(), id, header.version().unwrap_or("1.0"), lang)
+}
+
+/// `<open/>` with these attributes, in this order (see [`client_open`]).
+fn open_element(from: Option<&str>, to: Option<&str>, id: &str, version: &str, lang: &str) -> String {
     let mut out = String::with_capacity(160);
     out.push_str("<open xmlns=\"");
     out.push_str(NS_FRAMING);
     out.push('"');
-    push_attr(&mut out, "from", header.from.as_deref(), '"');
-    push_attr(&mut out, "to", header.to.as_deref(), '"');
-    push_attr(&mut out, "id", Some(header.id.as_deref().unwrap_or(fallback_id)), '"');
-    push_attr(&mut out, "version", Some(header.version.as_deref().unwrap_or("1.0")), '"');
-    push_attr(&mut out, "xml:lang", Some(header.lang.as_deref().unwrap_or(fallback_lang)), '"');
+    push_attr(&mut out, "from", from, '"');
+    push_attr(&mut out, "to", to, '"');
+    push_attr(&mut out, "id", Some(id), '"');
+    push_attr(&mut out, "version", Some(version), '"');
+    push_attr(&mut out, "xml:lang", Some(lang), '"');
     out.push_str("/>");
     out
 }
@@ -76,13 +83,7 @@ pub fn client_open(header: &StreamHeader, fallback_id: &str, fallback_lang: &str
 /// The `<open/>` the gateway makes itself when it must answer with an error before (or without)
 /// any server header (ERR-2): `from` is the domain or empty (RFC 6120 §4.9.1.3).
 pub fn gateway_open(from: &str, id: &str, lang: &str) -> String {
-    let header = StreamHeader {
-        from: Some(from.to_owned()),
-        id: Some(id.to_owned()),
-        lang: Some(lang.to_owned()),
-        ..StreamHeader::default()
-    };
-    client_open(&header, id, lang)
+    open_element(Some(from), None, id, "1.0", lang)
 }
 
 /// `<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" see-other-uri="..." />` (RFC 7395 §3.6.1).
@@ -245,13 +246,8 @@ mod tests {
 
     #[test]
     fn tv10_client_open_exact() {
-        let header = StreamHeader {
-            from: Some("example.com".into()),
-            id: Some("ID-2".into()),
-            version: Some("1.0".into()),
-            lang: Some("en".into()),
-            ..StreamHeader::default()
-        };
+        let header =
+            StreamHeader::new([("from", "example.com"), ("id", "ID-2"), ("version", "1.0"), ("xml:lang", "en")]);
         assert_eq!(
             client_open(&header, "unused", "unused"),
             r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="example.com" id="ID-2" version="1.0" xml:lang="en"/>"#
@@ -260,13 +256,13 @@ mod tests {
 
     #[test]
     fn tv24_client_open_with_to() {
-        let header = StreamHeader {
-            from: Some("example.com".into()),
-            to: Some("juliet@example.com".into()),
-            id: Some("ID-3".into()),
-            version: Some("1.0".into()),
-            lang: Some("en".into()),
-        };
+        let header = StreamHeader::new([
+            ("from", "example.com"),
+            ("to", "juliet@example.com"),
+            ("id", "ID-3"),
+            ("version", "1.0"),
+            ("xml:lang", "en"),
+        ]);
         assert_eq!(
             client_open(&header, "x", "x"),
             r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="example.com" to="juliet@example.com" id="ID-3" version="1.0" xml:lang="en"/>"#
@@ -275,7 +271,7 @@ mod tests {
 
     #[test]
     fn hdr6_client_open_fallbacks_and_escaping() {
-        let header = StreamHeader { from: Some("a\"b&c<d\te".into()), ..StreamHeader::default() };
+        let header = StreamHeader::new([("from", "a\"b&c<d\te")]);
         let open = client_open(&header, "GW-1", "de");
         assert_eq!(
             open,
@@ -306,12 +302,7 @@ mod tests {
 
     #[test]
     fn tv10_upstream_header_exact() {
-        let open = OpenRequest {
-            to: Some("Example.COM.".into()),
-            from: None,
-            lang: Some("en".into()),
-            version: Some("1.0".into()),
-        };
+        let open = OpenRequest::new([("to", "Example.COM."), ("xml:lang", "en"), ("version", "1.0")]);
         assert_eq!(
             upstream_header(&open, "example.com", false),
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0' xml:lang='en'>"
@@ -320,12 +311,7 @@ mod tests {
 
     #[test]
     fn tv24_upstream_header_from_only_when_asked() {
-        let open = OpenRequest {
-            to: Some("example.com".into()),
-            from: Some("juliet@example.com".into()),
-            lang: None,
-            version: Some("1.0".into()),
-        };
+        let open = OpenRequest::new([("to", "example.com"), ("from", "juliet@example.com"), ("version", "1.0")]);
         assert_eq!(
             upstream_header(&open, "example.com", false),
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>"

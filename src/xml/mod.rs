@@ -18,6 +18,7 @@ mod inline_vec;
 mod lexical;
 #[cfg(test)]
 mod old_scope;
+mod picked;
 mod scope;
 pub mod see_other_host;
 pub mod splitter;

@@ -28,13 +28,18 @@ pub(crate) const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 
 /// Namespace declarations an element inherits from outside itself (a stream header's), made
 /// once per stream and indexed, so that checking each element costs nothing per declaration it
-/// does not use.
+/// does not use. Prefixes and namespace names are kept in one string, so that a header's
+/// declarations cost two allocations however many there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Inherited {
-    /// `(None, uri)` for the default namespace, `(Some(prefix), uri)` otherwise; in order.
-    bindings: Vec<(Option<String>, String)>,
-    /// Prefix (`""` for the default namespace) to the index of its last binding in `bindings`,
-    /// when there are more than [`SMALL`].
+    /// Each declaration's prefix (empty for the default namespace) then its namespace name,
+    /// declaration after declaration.
+    text: String,
+    /// Per declaration, in order: where its prefix ends and where its namespace name ends in
+    /// `text` (each starts where the one before ends).
+    ends: Vec<(u32, u32)>,
+    /// Prefix (`""` for the default namespace) to the index of its last binding, when there are
+    /// more than [`SMALL`].
     index: Option<HashMap<String, usize>>,
     /// The last binding of the default namespace, looked up for every unprefixed element.
     default: Option<usize>,
@@ -42,20 +47,72 @@ pub(crate) struct Inherited {
 
 impl Inherited {
     /// Indexes `bindings`, `(None, uri)` for the default namespace and `(Some(prefix), uri)`
-    /// otherwise (later ones win for a repeated prefix).
-    pub fn new<P: Into<String>, U: Into<String>>(bindings: impl IntoIterator<Item = (Option<P>, U)>) -> Self {
-        let bindings: Vec<(Option<String>, String)> =
-            bindings.into_iter().map(|(prefix, uri)| (prefix.map(Into::into), uri.into())).collect();
-        let index = (bindings.len() > SMALL).then(|| {
-            bindings.iter().enumerate().map(|(i, (prefix, _))| (prefix.clone().unwrap_or_default(), i)).collect()
-        });
-        let default = bindings.iter().rposition(|(prefix, _)| prefix.is_none());
-        Inherited { bindings, index, default }
+    /// otherwise (later ones win for a repeated prefix). Read twice: to size, then to copy.
+    pub fn new<P: AsRef<str>, U: AsRef<str>, I>(bindings: I) -> Self
+    where
+        I: IntoIterator<Item = (Option<P>, U)>,
+        I::IntoIter: Clone,
+    {
+        let bindings = bindings.into_iter();
+        let (mut bytes, mut count) = (0, 0);
+        for (prefix, uri) in bindings.clone() {
+            bytes += prefix.as_ref().map_or(0, |prefix| prefix.as_ref().len()) + uri.as_ref().len();
+            count += 1;
+        }
+        let mut inherited = Inherited::with_capacity(count, bytes);
+        for (prefix, uri) in bindings {
+            inherited.push(prefix.as_ref().map(AsRef::as_ref), uri.as_ref());
+        }
+        inherited
     }
 
-    /// The declarations, in their original order.
-    pub fn bindings(&self) -> &[(Option<String>, String)] {
-        &self.bindings
+    /// None yet, with room for `count` declarations of `bytes` of prefixes and names in all.
+    pub fn with_capacity(count: usize, bytes: usize) -> Self {
+        Inherited { text: String::with_capacity(bytes), ends: Vec::with_capacity(count), index: None, default: None }
+    }
+
+    /// Adds a declaration after the others (it wins over an earlier one of the same prefix).
+    pub fn push(&mut self, prefix: Option<&str>, uri: &str) {
+        let i = self.ends.len();
+        match prefix {
+            Some(prefix) => self.text.push_str(prefix),
+            None => self.default = Some(i),
+        }
+        let prefix_end = self.text.len() as u32;
+        self.text.push_str(uri);
+        // A stream header is at most a few KiB: offsets fit in 32 bits.
+        self.ends.push((prefix_end, self.text.len() as u32));
+        if let Some(index) = &mut self.index {
+            index.insert(prefix.unwrap_or_default().to_owned(), i);
+        } else if self.ends.len() > SMALL {
+            let index = (0..self.ends.len()).map(|j| (self.prefix(j).unwrap_or_default().to_owned(), j)).collect();
+            self.index = Some(index);
+        }
+    }
+
+    /// How many declarations there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Where the `i`th declaration starts in `text`.
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1].1 as usize
+        }
+    }
+
+    /// The `i`th declaration's prefix, `None` for the default namespace.
+    pub fn prefix(&self, i: usize) -> Option<&str> {
+        Some(&self.text[self.start(i)..self.ends[i].0 as usize]).filter(|prefix| !prefix.is_empty())
+    }
+
+    /// The `i`th declaration's namespace name.
+    pub fn uri(&self, i: usize) -> &str {
+        let (prefix_end, uri_end) = self.ends[i];
+        &self.text[prefix_end as usize..uri_end as usize]
     }
 
     /// The last binding of `prefix` (`""`: the default namespace).
@@ -65,7 +122,7 @@ impl Inherited {
         }
         match &self.index {
             Some(index) => index.get(prefix).copied(),
-            None => self.bindings.iter().rposition(|(p, _)| same(p.as_deref().unwrap_or(""), prefix)),
+            None => (0..self.len()).rev().find(|&i| same(self.prefix(i).unwrap_or(""), prefix)),
         }
     }
 }

@@ -67,10 +67,11 @@ impl SessionCore {
             Input::TimerFired(Timer::Open) => before(&mut self.ctx, Ending::OpenTimeout),
             Input::ClientText(text) => match client::classify(text, &self.ctx.settings.client_limits) {
                 Ok(ClientFrame::Open(request)) => {
-                    if let Some(lang) = &request.lang {
-                        self.ctx.lang.clone_from(lang);
+                    if let Some(lang) = request.lang() {
+                        self.ctx.lang.clear();
+                        self.ctx.lang.push_str(lang);
                     }
-                    let domain = request.to.as_deref().and_then(|to| crate::domain::normalize(to).ok());
+                    let domain = request.to().and_then(|to| crate::domain::normalize(to).ok());
                     let Some(domain) = domain else {
                         return before(&mut self.ctx, Ending::NoDomain);
                     };

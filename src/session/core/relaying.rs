@@ -299,7 +299,7 @@ fn restart(ctx: &mut Ctx, relay: &mut Relay, closed_by: Option<ClosedBy>, reques
     if relay.restart != Restart::Allowed || closed_by.is_some() {
         return Next::End(Ending::UnexpectedOpen);
     }
-    let domain = request.to.as_deref().and_then(|to| crate::domain::normalize(to).ok());
+    let domain = request.to().and_then(|to| crate::domain::normalize(to).ok());
     if domain.as_deref() != Some(relay.upstream.domain.as_str()) {
         return Next::End(Ending::RestartElsewhere);
     }

@@ -270,7 +270,7 @@ fn standalone(child: &str, checker: &Checker, inherited: &Inherited) -> String {
     let mut out = String::with_capacity(child.len() + 64);
     out.push_str(&child[..name_end]);
     for i in used.iter() {
-        let (prefix, uri) = &inherited.bindings()[i];
+        let (prefix, uri) = (inherited.prefix(i), inherited.uri(i));
         match prefix {
             None => {
                 let uri = if uri == NS_HTTPBIND { NS_CLIENT } else { uri };

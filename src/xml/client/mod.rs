@@ -7,12 +7,14 @@
 //! rewrites stanza content and never performs I/O. Its one piece of state is scratch: each
 //! runtime thread's checker, lent to one message at a time and reset for the next.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::checker::{Checker, Class, Progress, RootAttr, Unit, WfLimits};
+use super::checker::{Checker, Class, Progress, RootItem, Unit, WfLimits};
 use super::condition::StreamCondition;
 use super::error::XmlError;
 use super::lexical::{check_decl, DeclError};
+use super::picked::Picked;
 use super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS};
 
 /// Limits applied while validating a client message.
@@ -46,19 +48,52 @@ impl ClientLimits {
     }
 }
 
-/// The attributes of a client `<open/>` that the gateway uses (RFC 7395 §3.3.1).
+/// The attributes of a client `<open/>` that the gateway uses (RFC 7395 §3.3.1), unescaped, in
+/// one string.
 ///
 /// `id` is deliberately absent: RFC 6120 §4.7.3 forbids sending it upstream (HDR-3).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OpenRequest {
-    /// `to`, unnormalised, as the client wrote it (after XML unescaping).
-    pub to: Option<String>,
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OpenRequest(Picked<4>);
+
+impl OpenRequest {
+    /// The attributes kept.
+    pub const NAMES: [&'static str; 4] = ["to", "from", "xml:lang", "version"];
+
+    /// An `<open/>` with the values of `attrs` whose names are among [`Self::NAMES`] (others,
+    /// `id` among them, are ignored).
+    pub fn new<'a, V: AsRef<str>, I>(attrs: I) -> OpenRequest
+    where
+        I: IntoIterator<Item = (&'a str, V)>,
+        I::IntoIter: Clone,
+    {
+        OpenRequest(Picked::new(&Self::NAMES, attrs))
+    }
+
+    /// `to`, unnormalised, as the client wrote it.
+    pub fn to(&self) -> Option<&str> {
+        self.0.get(0)
+    }
+
     /// `from`.
-    pub from: Option<String>,
+    pub fn from(&self) -> Option<&str> {
+        self.0.get(1)
+    }
+
     /// `xml:lang`.
-    pub lang: Option<String>,
+    pub fn lang(&self) -> Option<&str> {
+        self.0.get(2)
+    }
+
     /// `version`.
-    pub version: Option<String>,
+    pub fn version(&self) -> Option<&str> {
+        self.0.get(3)
+    }
+}
+
+impl std::fmt::Debug for OpenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt_named("OpenRequest", &Self::NAMES, f)
+    }
 }
 
 /// What kind of ordinary element a client message carries, as far as the gateway cares.
@@ -165,8 +200,7 @@ fn classify_element<'a>(xml: &'a str, checker: &mut Checker) -> Result<ClientFra
     }
     let kind = match checker.root_class() {
         Class::Open => {
-            let (attrs, _) = checker.root_attrs(xml, &["to", "from", "xml:lang", "version"], false)?;
-            return Ok(ClientFrame::Open(open_request(attrs)));
+            return Ok(ClientFrame::Open(open_request(xml, checker)?));
         }
         Class::Close => return Ok(ClientFrame::Close),
         Class::OtherFraming => return Err(XmlError::InvalidNamespace("unknown element in the framing namespace")),
@@ -260,19 +294,20 @@ fn root_local_name(xml: &str) -> Option<&str> {
     Some(qname.rsplit_once(':').map_or(qname, |(_, local)| local))
 }
 
-fn open_request(attrs: Vec<RootAttr>) -> OpenRequest {
-    let mut open = OpenRequest::default();
-    for (name, value) in attrs {
-        let slot = match name {
-            "to" => &mut open.to,
-            "from" => &mut open.from,
-            "xml:lang" => &mut open.lang,
-            "version" => &mut open.version,
-            _ => continue,
-        };
-        *slot = Some(value.into_owned());
-    }
-    open
+/// What an `<open/>` the checker has read says (two passes over its attributes, nothing
+/// collected but the values).
+fn open_request(xml: &str, checker: &Checker) -> Result<OpenRequest, XmlError> {
+    let mut values: [Option<Cow<str>>; 4] = Default::default();
+    checker.each_root_attr(xml, &OpenRequest::NAMES, false, |item| {
+        if let RootItem::Attr(name, value) = item {
+            if let Some(i) = OpenRequest::NAMES.iter().position(|kept| *kept == name) {
+                values[i] = Some(value);
+            }
+        }
+    })?;
+    Ok(OpenRequest::new(
+        OpenRequest::NAMES.iter().zip(&values).filter_map(|(name, value)| Some((*name, value.as_deref()?))),
+    ))
 }
 
 #[cfg(test)]

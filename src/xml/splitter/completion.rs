@@ -3,7 +3,9 @@
 //! top-level element namespace-completed (NS-1, NS-3) and classified. Nothing here parses the
 //! unit again. Called by the lexer in the parent module.
 
-use super::super::checker::{Checker, Class};
+use std::borrow::Cow;
+
+use super::super::checker::{Checker, Class, RootItem};
 use super::super::condition::StreamCondition;
 use super::super::error::XmlError;
 use super::super::framing::escape_attr;
@@ -14,14 +16,15 @@ use super::{ServerElement, ServerElementKind, ServerEvent, SplitterLimits, Strea
 /// What the rest of the stream needs from the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct HeaderScope {
-    /// The header's qualified name, which the stream end tag must repeat.
-    pub(super) qname: String,
     /// The header's namespace declarations, in document order, indexed.
     inherited: Inherited,
-    /// Each of `inherited`'s bindings written out as namespace completion adds it
-    /// (` xmlns:p="uri"`), one after the other, made once per stream instead of once per element.
-    declarations: String,
-    /// Where each of `declarations` ends.
+    /// The header's qualified name, which the stream end tag must repeat, then each of
+    /// `inherited`'s bindings written out as namespace completion adds it (` xmlns:p="uri"`),
+    /// one after the other: made once per stream instead of once per element.
+    written: String,
+    /// Where the qualified name ends in `written`.
+    qname_len: usize,
+    /// Where each declaration ends in `written`.
     declaration_ends: Vec<usize>,
     /// The header's binding of the `stream` prefix (the last one), if any.
     stream_binding: Option<usize>,
@@ -33,10 +36,15 @@ impl HeaderScope {
         &self.inherited
     }
 
+    /// The header's qualified name.
+    pub(super) fn qname(&self) -> &str {
+        &self.written[..self.qname_len]
+    }
+
     /// The header's `i`th declaration as namespace completion writes it.
     fn declaration(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.declaration_ends[i - 1] };
-        &self.declarations[start..self.declaration_ends[i]]
+        let start = if i == 0 { self.qname_len } else { self.declaration_ends[i - 1] };
+        &self.written[start..self.declaration_ends[i]]
     }
 }
 
@@ -50,35 +58,44 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
     if checker.root_ns(None) != Some(NS_STREAM) || checker.root_local(text) != "stream" {
         return Err(XmlError::InvalidNamespace("the stream header is not a stream in the stream namespace"));
     }
-    let (attrs, declarations) = checker.root_attrs(text, &["from", "to", "id", "version", "xml:lang"], true)?;
-    let mut header = StreamHeader::default();
-    for (name, value) in attrs {
-        let slot = match name {
-            "from" => &mut header.from,
-            "to" => &mut header.to,
-            "id" => &mut header.id,
-            "version" => &mut header.version,
-            "xml:lang" => &mut header.lang,
-            _ => continue,
-        };
-        *slot = Some(value.into_owned());
-    }
-    // All of them in one string, sized for the common case of nothing to escape.
-    let length = declarations.iter().map(|(prefix, uri)| 10 + prefix.map_or(0, str::len) + uri.len()).sum();
-    let mut written = String::with_capacity(length);
-    let mut declaration_ends = Vec::with_capacity(declarations.len());
-    for (prefix, uri) in &declarations {
-        push_declaration(&mut written, *prefix, uri);
-        declaration_ends.push(written.len());
-    }
-    let stream_binding = declarations.iter().rposition(|(prefix, _)| *prefix == Some("stream"));
-    let scope = HeaderScope {
-        qname: checker.root_qname(text).to_owned(),
-        inherited: Inherited::new(declarations),
-        declarations: written,
-        declaration_ends,
-        stream_binding,
-    };
+    // Two passes over what the checker kept, without collecting: the attributes and the sizes
+    // of the declarations, then the declarations into storage made at their size.
+    let mut values: [Option<Cow<str>>; 5] = Default::default();
+    let (mut count, mut bytes, mut written_bytes) = (0, 0, 0);
+    checker.each_root_attr(text, &StreamHeader::NAMES, true, |item| match item {
+        RootItem::Attr(name, value) => {
+            if let Some(i) = StreamHeader::NAMES.iter().position(|kept| *kept == name) {
+                values[i] = Some(value);
+            }
+        }
+        RootItem::Declaration(prefix, uri) => {
+            let prefix = prefix.map_or(0, str::len);
+            count += 1;
+            bytes += prefix + uri.len();
+            // ` xmlns:p="uri"`, sized for the common case of nothing to escape.
+            written_bytes += 10 + prefix + uri.len();
+        }
+    })?;
+    let header = StreamHeader::new(
+        StreamHeader::NAMES.iter().zip(&values).filter_map(|(name, value)| Some((*name, value.as_deref()?))),
+    );
+    let qname = checker.root_qname(text);
+    let mut inherited = Inherited::with_capacity(count, bytes);
+    let mut written = String::with_capacity(qname.len() + written_bytes);
+    written.push_str(qname);
+    let mut declaration_ends = Vec::with_capacity(count);
+    let mut stream_binding = None;
+    checker.each_root_attr(text, &[], true, |item| {
+        if let RootItem::Declaration(prefix, uri) = item {
+            if prefix == Some("stream") {
+                stream_binding = Some(inherited.len());
+            }
+            inherited.push(prefix, &uri);
+            push_declaration(&mut written, prefix, &uri);
+            declaration_ends.push(written.len());
+        }
+    })?;
+    let scope = HeaderScope { qname_len: qname.len(), inherited, written, declaration_ends, stream_binding };
     Ok((header, scope))
 }
 
@@ -172,7 +189,7 @@ fn complete_stream_element(
     let mut declare_stream = false;
     if !qname.starts_with("stream:") {
         let own_stream = checker.root_stream_declaration();
-        let header_stream_uri = scope.stream_binding.map(|i| scope.inherited.bindings()[i].1.as_str());
+        let header_stream_uri = scope.stream_binding.map(|i| scope.inherited.uri(i));
         rename = own_stream.unwrap_or(NS_STREAM) == NS_STREAM
             && (own_stream.is_some() || header_stream_uri.unwrap_or(NS_STREAM) == NS_STREAM);
         if rename && own_stream.is_none() {

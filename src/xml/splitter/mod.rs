@@ -537,7 +537,7 @@ impl StreamSplitter {
         };
         let name = &self.buf[self.tag_start + 2..gt];
         let name = &name[..name.len() - name.iter().rev().take_while(|&&b| is_space(b)).count()];
-        if name != scope.qname.as_bytes() {
+        if name != scope.qname().as_bytes() {
             return Err(XmlError::NotWellFormed("end tag does not match the header"));
         }
         self.phase = Phase::Ended;

@@ -75,13 +75,12 @@ fn tv10_header_and_features() {
     assert_eq!(err, None);
     assert_eq!(
         events[0],
-        ServerEvent::Header(Box::new(StreamHeader {
-            from: Some("example.com".into()),
-            to: None,
-            id: Some("ID-2".into()),
-            version: Some("1.0".into()),
-            lang: Some("en".into()),
-        }))
+        ServerEvent::Header(Box::new(StreamHeader::new([
+            ("from", "example.com"),
+            ("id", "ID-2"),
+            ("version", "1.0"),
+            ("xml:lang", "en"),
+        ])))
     );
     let ServerEvent::Element(features) = &events[1] else { panic!("{events:?}") };
     assert_eq!(features.kind, ServerElementKind::Features);
@@ -118,7 +117,7 @@ fn tv10_tv14_starttls_then_restart() {
     assert_eq!(splitter.next_event(), Ok(None));
     splitter.feed(HEADER.as_bytes());
     let Ok(Some(ServerEvent::Header(header))) = splitter.next_event() else { panic!() };
-    assert_eq!(header.id.as_deref(), Some("ID-2"));
+    assert_eq!(header.id(), Some("ID-2"));
 }
 
 #[test]
@@ -205,7 +204,7 @@ fn tv33_prefix_free_header() {
     assert_eq!(err, None);
     assert_eq!(events.len(), 4);
     let ServerEvent::Header(header) = &events[0] else { panic!() };
-    assert_eq!(header.id.as_deref(), Some("ID-P"));
+    assert_eq!(header.id(), Some("ID-P"));
     let ServerEvent::Element(features) = &events[1] else { panic!() };
     assert_eq!(features.kind, ServerElementKind::Features);
     assert_eq!(
@@ -430,8 +429,8 @@ fn header_checks() {
     let (events, err) = run("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<stream:stream xmlns:stream='http://etherx.jabber.org/streams' from='a&amp;b' to=\"x'y\">");
     assert_eq!(err, None);
     let ServerEvent::Header(header) = &events[0] else { panic!() };
-    assert_eq!(header.from.as_deref(), Some("a&b"));
-    assert_eq!(header.to.as_deref(), Some("x'y"));
+    assert_eq!(header.from(), Some("a&b"));
+    assert_eq!(header.to(), Some("x'y"));
 }
 
 #[test]

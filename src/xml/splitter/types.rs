@@ -3,6 +3,7 @@
 
 use super::super::checker::WfLimits;
 use super::super::condition::StreamCondition;
+use super::super::picked::Picked;
 use super::super::{DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_NAMESPACE_DECLARATIONS};
 
 /// Bounds on what a server can make the splitter buffer.
@@ -44,19 +45,59 @@ impl SplitterLimits {
 }
 
 /// The attributes of a server's stream header that the client's `<open/>` repeats (its namespace
-/// declarations stay with the splitter, which completes elements with them).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamHeader {
+/// declarations stay with the splitter, which completes elements with them): `from`, `to`,
+/// `id`, `version` and `xml:lang`, unescaped, in one string.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StreamHeader(Picked<5>);
+
+impl StreamHeader {
+    /// The attributes kept.
+    pub const NAMES: [&'static str; 5] = ["from", "to", "id", "version", "xml:lang"];
+
+    /// A header with the values of `attrs` whose names are among [`Self::NAMES`] (others are
+    /// ignored).
+    pub fn new<'a, V: AsRef<str>, I>(attrs: I) -> StreamHeader
+    where
+        I: IntoIterator<Item = (&'a str, V)>,
+        I::IntoIter: Clone,
+    {
+        StreamHeader(Picked::new(&Self::NAMES, attrs))
+    }
+
+    fn value(&self, i: usize) -> Option<&str> {
+        self.0.get(i)
+    }
+
     /// `from`.
-    pub from: Option<String>,
+    pub fn from(&self) -> Option<&str> {
+        self.value(0)
+    }
+
     /// `to`.
-    pub to: Option<String>,
+    pub fn to(&self) -> Option<&str> {
+        self.value(1)
+    }
+
     /// `id`.
-    pub id: Option<String>,
+    pub fn id(&self) -> Option<&str> {
+        self.value(2)
+    }
+
     /// `version`.
-    pub version: Option<String>,
+    pub fn version(&self) -> Option<&str> {
+        self.value(3)
+    }
+
     /// `xml:lang`.
-    pub lang: Option<String>,
+    pub fn lang(&self) -> Option<&str> {
+        self.value(4)
+    }
+}
+
+impl std::fmt::Debug for StreamHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt_named("StreamHeader", &Self::NAMES, f)
+    }
 }
 
 /// What a complete top-level server element is, as far as the gateway cares.
