@@ -78,6 +78,11 @@ use state::{State, Timers};
 /// Room for actions an idle session keeps (a relayed element takes two or three).
 const ACTIONS_KEPT: usize = 4;
 
+/// Room for actions a new session starts with: what the stream's opening queues at most
+/// (timers, the upstream header, the client's `<open/>` and features, counts), made once instead
+/// of grown three times; trimmed to [`ACTIONS_KEPT`] once the opening is over.
+const ACTIONS_OPENING: usize = 16;
+
 /// One session's state machine. See the module documentation for how to drive it.
 #[derive(Debug)]
 pub struct SessionCore {
@@ -163,7 +168,7 @@ impl SessionCore {
         let open_by = now + settings.open_timeout;
         let element_limit = settings.server_limits.max_element_bytes;
         let timers = Timers::default();
-        let actions = VecDeque::new();
+        let actions = VecDeque::with_capacity(ACTIONS_OPENING);
         let mut ctx = Ctx { settings, actions, trim_actions: false, timers, lang, element_limit, id_seed, ids: 0 };
         ctx.set_timer(Timer::Open, open_by);
         SessionCore { ctx, state: State::AwaitingOpen }
