@@ -223,26 +223,35 @@ impl SessionCore {
     }
 
     /// The next action to execute, in order.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         let action = self.ctx.actions.pop_front();
         if action.is_none() && self.ctx.trim_actions {
-            // The stream's opening (or a read of many small elements) needed room for many
-            // actions; a quiet session keeps room for the few of one element. Trimmed once after
-            // the opening and then at each ping, not after every input, so a busy session does
-            // not reallocate all the time.
-            self.ctx.trim_actions = false;
-            self.ctx.actions.shrink_to(ACTIONS_KEPT);
-            // Likewise the splitter's buffer and the checker's reusable storage, when no
-            // element is in progress, and the recycled batch buffer, when nothing is batched:
-            // the next read or client element allocates them again.
-            if let State::Relaying(relay) = &mut self.state {
-                relay.upstream.splitter.release_idle_memory();
-                if relay.upstream.batched.is_empty() {
-                    relay.upstream.batched = Vec::new();
-                }
-            }
+            self.trim();
         }
         action
+    }
+
+    /// What a session keeps once its queue is empty, cut down (out of line: the queue empties
+    /// once per turn of the session loop, trimming is wanted far less often).
+    #[cold]
+    #[inline(never)]
+    fn trim(&mut self) {
+        // The stream's opening (or a read of many small elements) needed room for many
+        // actions; a quiet session keeps room for the few of one element. Trimmed once after
+        // the opening and then at each ping, not after every input, so a busy session does
+        // not reallocate all the time.
+        self.ctx.trim_actions = false;
+        self.ctx.actions.shrink_to(ACTIONS_KEPT);
+        // Likewise the splitter's buffer and checker (given to the thread), when no element is
+        // in progress, and the recycled batch buffer, when nothing is batched: the next read
+        // or client element takes or allocates them again.
+        if let State::Relaying(relay) = &mut self.state {
+            relay.upstream.splitter.release_idle_memory();
+            if relay.upstream.batched.is_empty() {
+                relay.upstream.batched = Vec::new();
+            }
+        }
     }
 
     /// Whether the session is still being set up (waiting for `<open/>`, connecting or

@@ -69,9 +69,9 @@ pub struct StreamSplitter {
     /// Set only by [`Self::defer_next_reads`], cleared by every call that takes the general path.
     defer_below: usize,
     /// Checks the header or element in progress (from `tag_start`) as its bytes arrive. Boxed,
-    /// taken from the thread when a unit starts and given back with the buffer once every byte
-    /// is consumed (`spare`): a session between reads holds a pointer instead of the checker's
-    /// few hundred bytes (docs/PERFORMANCE.md).
+    /// taken from the thread when a unit starts and there is none, and given back with the
+    /// buffer when the session goes idle or the splitter goes (`spare`): an idle session holds a
+    /// pointer instead of the checker's few hundred bytes (docs/PERFORMANCE.md).
     checker: Option<Box<Checker>>,
 }
 
@@ -280,10 +280,8 @@ impl StreamSplitter {
         } else {
             self.lex_unit()
         };
-        match &result {
-            Err(err) => self.poison(*err),
-            Ok(None) if self.is_idle() => self.give_back_storage(),
-            Ok(_) => {}
+        if let Err(err) = &result {
+            self.poison(*err);
         }
         result
     }
@@ -344,9 +342,8 @@ impl StreamSplitter {
     }
 
     /// Gives what the splitter keeps between reads to the thread when no unit is in progress
-    /// and every byte fed has been consumed: its buffer and its checker. [`Self::next_event`]
-    /// does so whenever it runs out of bytes that way; this is for a caller that stopped
-    /// draining events earlier. Anything pending is kept.
+    /// and every byte fed has been consumed: its buffer and its checker, for an idle session
+    /// (the next read takes the thread's again). Anything pending is kept.
     pub fn release_idle_memory(&mut self) {
         if self.is_idle() {
             self.give_back_storage();

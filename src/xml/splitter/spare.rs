@@ -1,9 +1,11 @@
 //! The storage a splitter needs only while it reads: its byte buffer and its checker, kept by
 //! the thread between reads instead of by each session.
 //!
-//! A splitter takes them when bytes arrive and gives them back once it has consumed every byte
-//! with no unit in progress, which is how most reads end: so a session between reads holds
-//! neither, and a new stream, or the next read of a quiet one, costs no allocation for them.
+//! A splitter takes them when bytes arrive and it has none, keeps them while its session is
+//! busy, and gives them back when the session goes idle (every byte consumed, no unit in
+//! progress) or the splitter goes (a stream restart, the session's end): so a new stream, or the
+//! next read of a quiet session, costs no allocation for them, and a busy one no thread-local
+//! access per read.
 //! Bounded: what grew past [`SPARE_BUFFER_KEPT_BYTES`] or [`SPARE_CHECKER_KEPT_BYTES`] for an
 //! unusual read is freed instead of kept. Holds nothing a session could read: a buffer is given
 //! back empty and a checker is reset before it is lent again.

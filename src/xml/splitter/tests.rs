@@ -595,20 +595,14 @@ proptest! {
     }
 }
 
-/// Between reads a splitter holds nothing unless a unit is in progress: its buffer and checker
-/// go to the thread when every byte is consumed, and come back with the next read.
+/// An idle splitter gives its buffer and checker to the thread, keeps them while a unit is in
+/// progress, and takes the thread's again with the next read.
 #[test]
 fn an_idle_splitter_gives_back_its_buffer_and_keeps_what_is_pending() {
     let mut splitter = StreamSplitter::new(SplitterLimits::default());
     splitter.feed(HEADER.as_bytes());
     assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
-    assert_eq!(splitter.next_event(), Ok(None));
-    assert_eq!(splitter.held_bytes(), 0);
-    let (buffer, checker) = spare::kept();
-    assert!(buffer >= HEADER.len() && checker.is_some(), "{buffer} {checker:?}");
     splitter.feed(b"<message xmlns:p='urn:p' p:a='1'><body>hi</body></message><iq");
-    // The read took what the thread kept.
-    assert_eq!(spare::kept(), (0, checker));
     assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
     assert_eq!(splitter.next_event(), Ok(None));
     // An element is in progress: nothing is released.
@@ -621,11 +615,17 @@ fn an_idle_splitter_gives_back_its_buffer_and_keeps_what_is_pending() {
         Ok(Some(ServerEvent::Element(element))) => assert!(element.xml.starts_with("<iq"), "{}", element.xml),
         other => panic!("{other:?}"),
     }
-    // Everything consumed: the buffer and the checker go back, and splitting goes on.
+    // Everything consumed: the buffer and the checker go to the thread, and splitting goes on
+    // with them.
     assert_eq!(splitter.next_event(), Ok(None));
+    splitter.release_idle_memory();
     assert_eq!(splitter.held_bytes(), 0);
+    let (buffer, checker) = spare::kept();
+    assert!(buffer >= HEADER.len() && checker.is_some(), "{buffer} {checker:?}");
     splitter.feed(b"<presence/>");
+    assert_eq!(spare::kept(), (0, checker), "the read took the buffer");
     assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
+    assert_eq!(spare::kept(), (0, None), "and the element the checker");
 }
 
 /// What one splitter leaves with the thread says nothing to the next: a checker given back in
