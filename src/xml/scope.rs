@@ -11,9 +11,12 @@
 //! cannot pick names that collide. Nothing here parses, allocates more than a constant factor
 //! of the input, or performs I/O.
 
+use std::borrow::Cow;
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+
+use super::{NS_CLIENT, NS_STREAM};
 
 /// Entries up to which a linear scan is used; beyond it, a hash index.
 const SMALL: usize = 16;
@@ -28,16 +31,13 @@ pub(crate) const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 
 /// Namespace declarations an element inherits from outside itself (a stream header's), made
 /// once per stream and indexed, so that checking each element costs nothing per declaration it
-/// does not use. Prefixes and namespace names are kept in one string, so that a header's
-/// declarations cost two allocations however many there are.
+/// does not use. The prefix and names every stream header declares (`stream`, the streams and
+/// client namespaces) are not copied ([`kept`]): an ordinary header's declarations cost one
+/// allocation, and reading a namespace name back costs no slicing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Inherited {
-    /// Each declaration's prefix (empty for the default namespace) then its namespace name,
-    /// declaration after declaration.
-    text: String,
-    /// Per declaration, in order: where its prefix ends and where its namespace name ends in
-    /// `text` (each starts where the one before ends).
-    ends: Vec<(u32, u32)>,
+    /// `(None, uri)` for the default namespace, `(Some(prefix), uri)` otherwise; in order.
+    bindings: Vec<(Option<Cow<'static, str>>, Cow<'static, str>)>,
     /// Prefix (`""` for the default namespace) to the index of its last binding, when there are
     /// more than [`SMALL`].
     index: Option<HashMap<String, usize>>,
@@ -45,74 +45,61 @@ pub(crate) struct Inherited {
     default: Option<usize>,
 }
 
+/// `text` as a declaration keeps it: borrowed when it is a name every stream header declares.
+fn kept(text: &str) -> Cow<'static, str> {
+    match text {
+        NS_CLIENT => Cow::Borrowed(NS_CLIENT),
+        NS_STREAM => Cow::Borrowed(NS_STREAM),
+        "stream" => Cow::Borrowed("stream"),
+        other => Cow::Owned(other.to_owned()),
+    }
+}
+
 impl Inherited {
     /// Indexes `bindings`, `(None, uri)` for the default namespace and `(Some(prefix), uri)`
-    /// otherwise (later ones win for a repeated prefix). Read twice: to size, then to copy.
-    pub fn new<P: AsRef<str>, U: AsRef<str>, I>(bindings: I) -> Self
-    where
-        I: IntoIterator<Item = (Option<P>, U)>,
-        I::IntoIter: Clone,
-    {
+    /// otherwise (later ones win for a repeated prefix).
+    pub fn new<P: AsRef<str>, U: AsRef<str>>(bindings: impl IntoIterator<Item = (Option<P>, U)>) -> Self {
         let bindings = bindings.into_iter();
-        let (mut bytes, mut count) = (0, 0);
-        for (prefix, uri) in bindings.clone() {
-            bytes += prefix.as_ref().map_or(0, |prefix| prefix.as_ref().len()) + uri.as_ref().len();
-            count += 1;
-        }
-        let mut inherited = Inherited::with_capacity(count, bytes);
+        let mut inherited = Inherited::with_capacity(bindings.size_hint().0);
         for (prefix, uri) in bindings {
             inherited.push(prefix.as_ref().map(AsRef::as_ref), uri.as_ref());
         }
         inherited
     }
 
-    /// None yet, with room for `count` declarations of `bytes` of prefixes and names in all.
-    pub fn with_capacity(count: usize, bytes: usize) -> Self {
-        Inherited { text: String::with_capacity(bytes), ends: Vec::with_capacity(count), index: None, default: None }
+    /// None yet, with room for `count` declarations.
+    pub fn with_capacity(count: usize) -> Self {
+        Inherited { bindings: Vec::with_capacity(count), index: None, default: None }
     }
 
     /// Adds a declaration after the others (it wins over an earlier one of the same prefix).
     pub fn push(&mut self, prefix: Option<&str>, uri: &str) {
-        let i = self.ends.len();
-        match prefix {
-            Some(prefix) => self.text.push_str(prefix),
-            None => self.default = Some(i),
+        let i = self.bindings.len();
+        if prefix.is_none() {
+            self.default = Some(i);
         }
-        let prefix_end = self.text.len() as u32;
-        self.text.push_str(uri);
-        // A stream header is at most a few KiB: offsets fit in 32 bits.
-        self.ends.push((prefix_end, self.text.len() as u32));
+        self.bindings.push((prefix.map(kept), kept(uri)));
         if let Some(index) = &mut self.index {
             index.insert(prefix.unwrap_or_default().to_owned(), i);
-        } else if self.ends.len() > SMALL {
-            let index = (0..self.ends.len()).map(|j| (self.prefix(j).unwrap_or_default().to_owned(), j)).collect();
+        } else if self.bindings.len() > SMALL {
+            let index = (0..self.bindings.len()).map(|j| (self.prefix(j).unwrap_or_default().to_owned(), j)).collect();
             self.index = Some(index);
         }
     }
 
     /// How many declarations there are.
     pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Where the `i`th declaration starts in `text`.
-    fn start(&self, i: usize) -> usize {
-        if i == 0 {
-            0
-        } else {
-            self.ends[i - 1].1 as usize
-        }
+        self.bindings.len()
     }
 
     /// The `i`th declaration's prefix, `None` for the default namespace.
     pub fn prefix(&self, i: usize) -> Option<&str> {
-        Some(&self.text[self.start(i)..self.ends[i].0 as usize]).filter(|prefix| !prefix.is_empty())
+        self.bindings[i].0.as_deref()
     }
 
     /// The `i`th declaration's namespace name.
     pub fn uri(&self, i: usize) -> &str {
-        let (prefix_end, uri_end) = self.ends[i];
-        &self.text[prefix_end as usize..uri_end as usize]
+        &self.bindings[i].1
     }
 
     /// The last binding of `prefix` (`""`: the default namespace).
@@ -122,7 +109,7 @@ impl Inherited {
         }
         match &self.index {
             Some(index) => index.get(prefix).copied(),
-            None => (0..self.len()).rev().find(|&i| same(self.prefix(i).unwrap_or(""), prefix)),
+            None => self.bindings.iter().rposition(|(p, _)| same(p.as_deref().unwrap_or(""), prefix)),
         }
     }
 }

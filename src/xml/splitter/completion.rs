@@ -61,7 +61,7 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
     // Two passes over what the checker kept, without collecting: the attributes and the sizes
     // of the declarations, then the declarations into storage made at their size.
     let mut values: [Option<Cow<str>>; 5] = Default::default();
-    let (mut count, mut bytes, mut written_bytes) = (0, 0, 0);
+    let (mut count, mut written_bytes) = (0, 0);
     checker.each_root_attr(text, &StreamHeader::NAMES, true, |item| match item {
         RootItem::Attr(name, value) => {
             if let Some(i) = StreamHeader::NAMES.iter().position(|kept| *kept == name) {
@@ -71,7 +71,6 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
         RootItem::Declaration(prefix, uri) => {
             let prefix = prefix.map_or(0, str::len);
             count += 1;
-            bytes += prefix + uri.len();
             // ` xmlns:p="uri"`, sized for the common case of nothing to escape.
             written_bytes += 10 + prefix + uri.len();
         }
@@ -80,7 +79,7 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
         StreamHeader::NAMES.iter().zip(&values).filter_map(|(name, value)| Some((*name, value.as_deref()?))),
     );
     let qname = checker.root_qname(text);
-    let mut inherited = Inherited::with_capacity(count, bytes);
+    let mut inherited = Inherited::with_capacity(count);
     let mut written = String::with_capacity(qname.len() + written_bytes);
     written.push_str(qname);
     let mut declaration_ends = Vec::with_capacity(count);
