@@ -19,24 +19,33 @@ impl<const N: usize> Default for Picked<N> {
 }
 
 impl<const N: usize> Picked<N> {
+    /// Where `name`'s value goes among `names`, if it is one of them.
+    pub fn slot(names: &[&str; N], name: &str) -> Option<usize> {
+        names.iter().position(|kept| *kept == name)
+    }
+
     /// The values of `attrs` whose names are among `names` (others are ignored; a later value
-    /// of the same name wins). Read twice: to size, then to copy.
-    pub fn new<'a, V: AsRef<str>, I>(names: &[&str; N], attrs: I) -> Self
-    where
-        I: IntoIterator<Item = (&'a str, V)>,
-        I::IntoIter: Clone,
-    {
-        let attrs = attrs.into_iter();
-        let slot = |name: &str| names.iter().position(|kept| *kept == name);
-        let length: usize =
-            attrs.clone().filter(|(name, _)| slot(name).is_some()).map(|(_, value)| value.as_ref().len()).sum();
-        let mut picked = Picked { values: String::with_capacity(length), spans: [None; N] };
+    /// of the same name wins).
+    pub fn new<'a>(names: &[&str; N], attrs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut values = [None; N];
         for (name, value) in attrs {
-            if let Some(i) = slot(name) {
+            if let Some(i) = Self::slot(names, name) {
+                values[i] = Some(value);
+            }
+        }
+        Self::from_slots(values)
+    }
+
+    /// The values by slot (see [`Self::slot`]), copied into one string made at their size.
+    pub fn from_slots(values: [Option<&str>; N]) -> Self {
+        let length = values.iter().flatten().map(|value| value.len()).sum();
+        let mut picked = Picked { values: String::with_capacity(length), spans: [None; N] };
+        for (span, value) in picked.spans.iter_mut().zip(values) {
+            if let Some(value) = value {
                 let start = picked.values.len() as u32;
-                picked.values.push_str(value.as_ref());
+                picked.values.push_str(value);
                 // One start tag is at most a few hundred KiB: offsets fit in 32 bits.
-                picked.spans[i] = Some((start, picked.values.len() as u32));
+                *span = Some((start, picked.values.len() as u32));
             }
         }
         picked
@@ -76,7 +85,8 @@ mod tests {
     fn keeps_the_named_values_in_one_string_exactly_sized() {
         let picked = Picked::new(&NAMES, [("c", "3"), ("x", "ignored"), ("a", "one"), ("c", "three")]);
         assert_eq!((picked.get(0), picked.get(1), picked.get(2)), (Some("one"), None, Some("three")));
-        assert_eq!(picked.values.capacity(), "3onethree".len());
+        // Only the values kept are copied: the replaced "3" is not.
+        assert_eq!(picked.values.capacity(), "onethree".len());
         // Equality is by value, not layout.
         assert_eq!(picked, Picked::new(&NAMES, [("a", "one"), ("c", "three")]));
         assert_ne!(picked, Picked::new(&NAMES, [("a", "one"), ("c", "three"), ("b", "")]));

@@ -61,11 +61,7 @@ impl OpenRequest {
 
     /// An `<open/>` with the values of `attrs` whose names are among [`Self::NAMES`] (others,
     /// `id` among them, are ignored).
-    pub fn new<'a, V: AsRef<str>, I>(attrs: I) -> OpenRequest
-    where
-        I: IntoIterator<Item = (&'a str, V)>,
-        I::IntoIter: Clone,
-    {
+    pub fn new<'a>(attrs: impl IntoIterator<Item = (&'a str, &'a str)>) -> OpenRequest {
         OpenRequest(Picked::new(&Self::NAMES, attrs))
     }
 
@@ -294,22 +290,20 @@ fn root_local_name(xml: &str) -> Option<&str> {
     Some(qname.rsplit_once(':').map_or(qname, |(_, local)| local))
 }
 
-/// What an `<open/>` the checker has read says (two passes over its attributes, nothing
-/// collected but the values). Out of line: one message in thousands is an `<open/>`, and its
+/// What an `<open/>` the checker has read says (its attributes read once, nothing collected
+/// but the values). Out of line: one message in thousands is an `<open/>`, and its
 /// code inlined into the check of every message made that slower (callgrind, per echo).
 #[inline(never)]
 fn open_request(xml: &str, checker: &Checker) -> Result<OpenRequest, XmlError> {
     let mut values: [Option<Cow<str>>; 4] = Default::default();
     checker.each_root_attr(xml, &OpenRequest::NAMES, false, |item| {
         if let RootItem::Attr(name, value) = item {
-            if let Some(i) = OpenRequest::NAMES.iter().position(|kept| *kept == name) {
+            if let Some(i) = Picked::slot(&OpenRequest::NAMES, name) {
                 values[i] = Some(value);
             }
         }
     })?;
-    Ok(OpenRequest::new(
-        OpenRequest::NAMES.iter().zip(&values).filter_map(|(name, value)| Some((*name, value.as_deref()?))),
-    ))
+    Ok(OpenRequest(Picked::from_slots(values.each_ref().map(|value| value.as_deref()))))
 }
 
 #[cfg(test)]

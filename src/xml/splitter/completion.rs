@@ -64,7 +64,7 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
     let (mut count, mut written_bytes) = (0, 0);
     checker.each_root_attr(text, &StreamHeader::NAMES, true, |item| match item {
         RootItem::Attr(name, value) => {
-            if let Some(i) = StreamHeader::NAMES.iter().position(|kept| *kept == name) {
+            if let Some(i) = StreamHeader::slot(name) {
                 values[i] = Some(value);
             }
         }
@@ -75,9 +75,7 @@ pub(super) fn read_header(unit: &[u8], checker: &Checker) -> Result<(StreamHeade
             written_bytes += 10 + prefix + uri.len();
         }
     })?;
-    let header = StreamHeader::new(
-        StreamHeader::NAMES.iter().zip(&values).filter_map(|(name, value)| Some((*name, value.as_deref()?))),
-    );
+    let header = StreamHeader::from_slots(values.each_ref().map(|value| value.as_deref()));
     let qname = checker.root_qname(text);
     let mut inherited = Inherited::with_capacity(count);
     let mut written = String::with_capacity(qname.len() + written_bytes);

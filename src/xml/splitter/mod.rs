@@ -79,7 +79,7 @@ impl Drop for StreamSplitter {
     /// A splitter that goes (its session ended, or a new stream replaced it) gives its storage
     /// to the thread like an idle one: whatever bytes it held are dropped.
     fn drop(&mut self) {
-        spare::give_back(std::mem::take(&mut self.buf), self.checker.take());
+        self.give_back_storage();
     }
 }
 
@@ -295,14 +295,7 @@ impl StreamSplitter {
         result
     }
 
-    /// Whether every byte fed has been consumed and no unit is in progress.
-    #[inline(always)]
-    fn is_idle(&self) -> bool {
-        self.lex == Lex::Idle && self.start == self.buf.len()
-    }
-
-    /// Gives the buffer and the checker to the thread for the next read (`spare`).
-    #[inline(never)]
+    /// Gives the buffer (whatever it holds) and the checker to the thread (`spare`).
     fn give_back_storage(&mut self) {
         spare::give_back(std::mem::take(&mut self.buf), self.checker.take());
         self.start = 0;
@@ -354,7 +347,7 @@ impl StreamSplitter {
     /// and every byte fed has been consumed: its buffer and its checker, for an idle session
     /// (the next read takes the thread's again). Anything pending is kept.
     pub fn release_idle_memory(&mut self) {
-        if self.is_idle() {
+        if self.lex == Lex::Idle && self.start == self.buf.len() {
             self.give_back_storage();
         }
     }

@@ -56,12 +56,18 @@ impl StreamHeader {
 
     /// A header with the values of `attrs` whose names are among [`Self::NAMES`] (others are
     /// ignored).
-    pub fn new<'a, V: AsRef<str>, I>(attrs: I) -> StreamHeader
-    where
-        I: IntoIterator<Item = (&'a str, V)>,
-        I::IntoIter: Clone,
-    {
+    pub fn new<'a>(attrs: impl IntoIterator<Item = (&'a str, &'a str)>) -> StreamHeader {
         StreamHeader(Picked::new(&Self::NAMES, attrs))
+    }
+
+    /// Where `name`'s value goes among [`Self::NAMES`], if it is kept.
+    pub(super) fn slot(name: &str) -> Option<usize> {
+        Picked::slot(&Self::NAMES, name)
+    }
+
+    /// A header with the values by slot (see [`Self::slot`]).
+    pub(super) fn from_slots(values: [Option<&str>; 5]) -> StreamHeader {
+        StreamHeader(Picked::from_slots(values))
     }
 
     fn value(&self, i: usize) -> Option<&str> {
