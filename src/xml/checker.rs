@@ -806,14 +806,14 @@ impl Checker {
         if colon != 0 && !declaration {
             self.prefixed_attrs += 1;
         }
-        self.attrs.push(Attr {
+        *self.attrs.push_slot() = Attr {
             name: span(start, end),
             key,
             colon: colon as u32,
             value: (0, 0),
             normalise: false,
             declaration,
-        });
+        };
         Ok(())
     }
 

@@ -41,6 +41,20 @@ impl<T: Copy + Default, const N: usize> InlineVec<T, N> {
         }
     }
 
+    /// Appends an entry and returns it to be written in place (holding some earlier value until
+    /// then): a large `T` built by the caller and then copied in is read back from the stack
+    /// while its fields' stores are still in flight, which stalls the load.
+    #[inline]
+    pub fn push_slot(&mut self) -> &mut T {
+        if !self.spilled && self.len < N {
+            self.len += 1;
+            return &mut self.inline[self.len - 1];
+        }
+        self.push(T::default());
+        let last = self.spill.len() - 1;
+        &mut self.spill[last]
+    }
+
     #[cold]
     #[inline(never)]
     fn spill_over(&mut self, value: T) {
