@@ -422,6 +422,9 @@ impl Checker {
                                 self.text(unit, i, j);
                                 self.lex = Lex::Markup { start: j };
                                 self.pos = j + 1;
+                                if j + 1 < len {
+                                    self.markup_from(unit, j, j + 1, inherited)?;
+                                }
                                 break;
                             }
                             b'&' => {
@@ -456,24 +459,7 @@ impl Checker {
                     self.lex = Lex::Content;
                     self.pos = semicolon + 1;
                 }
-                Lex::Markup { start } => match unit[i] {
-                    b'/' => {
-                        self.lex = Lex::EndName { start };
-                        self.pos = i + 1;
-                    }
-                    b'!' => {
-                        self.lex = Lex::Bang { start };
-                        self.pos = i + 1;
-                    }
-                    b'?' => {
-                        self.lex = Lex::Pi { start };
-                        self.pos = i + 1;
-                    }
-                    _ => {
-                        self.lex = Lex::TagName { start };
-                        self.tag_name_from(unit, start, i, inherited)?;
-                    }
-                },
+                Lex::Markup { start } => self.markup_from(unit, start, i, inherited)?,
                 Lex::TagName { start } => self.tag_name_from(unit, start, i, inherited)?,
                 Lex::Attrs { space } => {
                     let mut j = i;
@@ -506,7 +492,9 @@ impl Checker {
                         _ => return Err(XmlError::NotWellFormed("malformed start tag")),
                     }
                 }
-                Lex::AttrName { start } => self.attribute_name_from(unit, start, i)?,
+                Lex::AttrName { start } => {
+                    self.attribute_name_from(unit, start, i)?;
+                }
                 Lex::Eq | Lex::Quote => {
                     let mut j = i;
                     while j < len && is_space(unit[j]) {
@@ -526,7 +514,7 @@ impl Checker {
                     }
                     self.pos = j + 1;
                 }
-                Lex::Value { quote, start } => {
+                Lex::Value { mut quote, mut start } => {
                     let mut j = i;
                     loop {
                         j = skip_plain_ascii(unit, j, &VALUE_STOPS);
@@ -540,9 +528,12 @@ impl Checker {
                         match unit[j] {
                             b if b == quote => {
                                 self.attribute_value(unit, start, j)?;
-                                self.lex = Lex::Attrs { space: false };
-                                self.pos = j + 1;
-                                break;
+                                if !self.after_value(unit, j + 1, inherited)? {
+                                    break;
+                                }
+                                // The next attribute's value opened: read on here.
+                                (start, j) = (self.pos, self.pos);
+                                quote = unit[start - 1];
                             }
                             b'"' | b'\'' => j += 1,
                             b'\t' | b'\n' | b'\r' => {
@@ -683,6 +674,39 @@ impl Checker {
         }
     }
 
+    /// [`Lex::Markup`] at `i` (the `<` at `start`), there being a byte at `i`. The usual end tag,
+    /// `</name>` with the name of the element it closes and no whitespace, is taken at once.
+    #[inline(always)]
+    fn markup_from(&mut self, unit: &[u8], start: usize, i: usize, inherited: Option<&Inherited>) -> Result<(), XmlError> {
+        match unit[i] {
+            b'/' => {
+                if let Some(&name) = self.open.last() {
+                    let gt = i + 1 + name.1 as usize;
+                    if unit.get(gt) == Some(&b'>') && unit[i + 1..gt] == unit[range(name)] {
+                        self.pos = gt + 1;
+                        self.end_tag(start, gt);
+                        return Ok(());
+                    }
+                }
+                self.lex = Lex::EndName { start };
+                self.pos = i + 1;
+            }
+            b'!' => {
+                self.lex = Lex::Bang { start };
+                self.pos = i + 1;
+            }
+            b'?' => {
+                self.lex = Lex::Pi { start };
+                self.pos = i + 1;
+            }
+            _ => {
+                self.lex = Lex::TagName { start };
+                self.tag_name_from(unit, start, i, inherited)?;
+            }
+        }
+        Ok(())
+    }
+
     /// [`Lex::TagName`] from `from`: at the name's end, the tag's attributes follow, or (the
     /// usual `<name>`) its `>` is taken at once.
     #[inline(always)]
@@ -709,13 +733,13 @@ impl Checker {
     }
 
     /// [`Lex::AttrName`] from `from`: at the name's end, `=` and the opening quote, when they
-    /// follow at once (as usual), are taken too.
+    /// follow at once (as usual), are taken too; then true, the value starting at the position.
     #[inline(always)]
-    fn attribute_name_from(&mut self, unit: &[u8], start: usize, from: usize) -> Result<(), XmlError> {
+    fn attribute_name_from(&mut self, unit: &[u8], start: usize, from: usize) -> Result<bool, XmlError> {
         let (end, special) = name_end(unit, from);
         self.pos = end;
         if end == unit.len() {
-            return Ok(());
+            return Ok(false);
         }
         self.attribute_name(unit, start, end, from == start && !special)?;
         match unit.get(end + 1) {
@@ -723,10 +747,41 @@ impl Checker {
                 self.normalise = false;
                 self.lex = Lex::Value { quote, start: end + 2 };
                 self.pos = end + 2;
+                Ok(true)
             }
-            _ => self.lex = Lex::Eq,
+            _ => {
+                self.lex = Lex::Eq;
+                Ok(false)
+            }
         }
-        Ok(())
+    }
+
+    /// [`Lex::Attrs`] at `k`, just after an attribute's closing quote. What usually follows, the
+    /// tag's `>` or `/>` or ` name='` of another attribute, is taken at once; then true if an
+    /// attribute value opened (at the position).
+    #[inline(always)]
+    fn after_value(&mut self, unit: &[u8], k: usize, inherited: Option<&Inherited>) -> Result<bool, XmlError> {
+        match unit.get(k) {
+            Some(b'>') => {
+                self.pos = k + 1;
+                self.start_tag_end(unit, k, false, inherited)?;
+                Ok(false)
+            }
+            Some(b'/') if unit.get(k + 1) == Some(&b'>') => {
+                self.pos = k + 2;
+                self.start_tag_end(unit, k + 1, true, inherited)?;
+                Ok(false)
+            }
+            Some(b' ') if unit.get(k + 1).is_some_and(|&b| NAME_BYTE[b as usize]) => {
+                self.lex = Lex::AttrName { start: k + 1 };
+                self.attribute_name_from(unit, k + 1, k + 1)
+            }
+            _ => {
+                self.lex = Lex::Attrs { space: false };
+                self.pos = k;
+                Ok(false)
+            }
+        }
     }
 
     /// The `;` ending a reference whose name starts at `from`: `None` when the bytes run out
