@@ -829,27 +829,16 @@ impl Checker {
     /// An attribute's name ends at `end`: counted, checked unique and well-formed.
     /// `plain` as for [`Self::start_tag_name`].
     fn attribute_name(&mut self, unit: &[u8], start: usize, end: usize, plain: bool) -> Result<(), XmlError> {
-        if self.attrs.len() >= self.limits.max_attributes {
+        let count = self.attrs.len();
+        if count >= self.limits.max_attributes {
             return Err(XmlError::TooManyAttributes);
         }
         let name = &unit[start..end];
         let key = name_key(name);
-        let (attrs, index) = (&self.attrs, attrs_index(self.attrs.len()));
-        let name_of = |k: u32| if k == index { name } else { &unit[range(attrs[k as usize].name)] };
-        let unique = match &mut self.many_names {
-            Some(many) => many.insert(index, name_of),
-            None => {
-                let unique = !attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name);
-                if unique && attrs.len() >= FEW_ATTRIBUTES {
-                    // Sized for the cap (up to a point), so that filling it rarely rehashes.
-                    let mut many = ManyNames::with_capacity(self.limits.max_attributes.min(4096));
-                    for k in 0..=index {
-                        many.insert(k, name_of);
-                    }
-                    self.many_names = Some(many);
-                }
-                unique
-            }
+        let unique = if self.many_names.is_none() && count < FEW_ATTRIBUTES {
+            !self.attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name)
+        } else {
+            self.unique_among_many(unit, name, key)
         };
         if !unique {
             return Err(XmlError::NotWellFormed("duplicate attribute"));
@@ -870,6 +859,31 @@ impl Checker {
             declaration,
         };
         Ok(())
+    }
+
+    /// Whether `name` (with [`name_key`] `key`), the next attribute of a tag that has
+    /// [`FEW_ATTRIBUTES`] or more, differs from the others: found in, or first put into,
+    /// [`Self::many_names`] (out of line: the few-attribute case is the one to keep small).
+    #[cold]
+    #[inline(never)]
+    fn unique_among_many(&mut self, unit: &[u8], name: &[u8], key: u32) -> bool {
+        let (attrs, index) = (&self.attrs, attrs_index(self.attrs.len()));
+        let name_of = |k: u32| if k == index { name } else { &unit[range(attrs[k as usize].name)] };
+        match &mut self.many_names {
+            Some(many) => many.insert(index, name_of),
+            None => {
+                let unique = !attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name);
+                if unique {
+                    // Sized for the cap (up to a point), so that filling it rarely rehashes.
+                    let mut many = ManyNames::with_capacity(self.limits.max_attributes.min(4096));
+                    for k in 0..=index {
+                        many.insert(k, name_of);
+                    }
+                    self.many_names = Some(many);
+                }
+                unique
+            }
+        }
     }
 
     /// The value of the last attribute ends at `end` (its first byte at `start`); a namespace
