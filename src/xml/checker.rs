@@ -677,7 +677,13 @@ impl Checker {
     /// [`Lex::Markup`] at `i` (the `<` at `start`), there being a byte at `i`. The usual end tag,
     /// `</name>` with the name of the element it closes and no whitespace, is taken at once.
     #[inline(always)]
-    fn markup_from(&mut self, unit: &[u8], start: usize, i: usize, inherited: Option<&Inherited>) -> Result<(), XmlError> {
+    fn markup_from(
+        &mut self,
+        unit: &[u8],
+        start: usize,
+        i: usize,
+        inherited: Option<&Inherited>,
+    ) -> Result<(), XmlError> {
         match unit[i] {
             b'/' => {
                 if let Some(&name) = self.open.last() {
@@ -812,7 +818,7 @@ impl Checker {
         let Some(colon) = checked_qname(name, plain) else {
             return Err(XmlError::NotWellFormed("invalid element name"));
         };
-        if name.starts_with(b"xmlns:") {
+        if colon != 0 && name.starts_with(b"xmlns:") {
             return Err(XmlError::NotWellFormed("element name with the xmlns prefix"));
         }
         self.tag_start = start;
@@ -820,7 +826,9 @@ impl Checker {
         self.tag_colon = colon as u32;
         self.open.push(self.tag_name);
         self.attrs.clear();
-        self.many_names = None;
+        if self.many_names.is_some() {
+            self.many_names = None;
+        }
         self.declarations = 0;
         self.prefixed_attrs = 0;
         Ok(())
@@ -850,14 +858,8 @@ impl Checker {
         if colon != 0 && !declaration {
             self.prefixed_attrs += 1;
         }
-        *self.attrs.push_slot() = Attr {
-            name: span(start, end),
-            key,
-            colon: colon as u32,
-            value: (0, 0),
-            normalise: false,
-            declaration,
-        };
+        *self.attrs.push_slot() =
+            Attr { name: span(start, end), key, colon: colon as u32, value: (0, 0), normalise: false, declaration };
         Ok(())
     }
 

@@ -165,7 +165,7 @@ pub(super) const NAME_CLASS: [u8; 256] = {
 /// whether a byte on the way was other than [`NAME_PLAIN`].
 #[inline(always)]
 pub(super) fn name_end(unit: &[u8], from: usize) -> (usize, bool) {
-    let (mut j, mut seen) = (from, 0);
+    let (mut j, mut seen) = (skip_lowercase(unit, from), 0);
     while let Some(&b) = unit.get(j) {
         let class = NAME_CLASS[b as usize];
         if class == 0 {
@@ -175,6 +175,31 @@ pub(super) fn name_end(unit: &[u8], from: usize) -> (usize, bool) {
         j += 1;
     }
     (j, seen & 2 != 0)
+}
+
+/// Skips, eight bytes at a time, the lowercase ASCII letters that most names are made of;
+/// returns the offset of the first other byte (or of the last block too short to read whole),
+/// from which a byte-by-byte scan goes on.
+#[inline(always)]
+pub(super) fn skip_lowercase(unit: &[u8], mut j: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(block) = unit.get(j..j + 8) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(block);
+        let x = u64::from_le_bytes(bytes);
+        // A byte's high bit in `x + (0x80 - 'a')..` is set when it is at least `a`, in
+        // `x + (0x80 - '{')..` when it is past `z` (for bytes below 0x80, which carry into no
+        // other; a byte from 0x80 up is not a letter, and what it carries into comes after it).
+        let at_least_a = x.wrapping_add(ONES * u64::from(0x80 - b'a'));
+        let past_z = x.wrapping_add(ONES * u64::from(0x80 - b'{'));
+        let others = !(at_least_a & !past_z & !x) & HIGHS;
+        if others != 0 {
+            return j + (others.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    j
 }
 
 /// [`qname_colon`], with the answer at once for a `plain` name (read whole, [`NAME_PLAIN`]

@@ -303,6 +303,34 @@ fn the_eight_byte_skip_stops_at_every_byte_the_scan_needs() {
     }
 }
 
+#[test]
+fn the_lowercase_skip_stops_at_the_first_other_byte() {
+    // Each byte at each place of two blocks of letters (followed by a letter, a non-ASCII byte
+    // or a space): the skip passes both blocks when it is a lowercase letter and stops exactly
+    // at it otherwise; the name scan built on it ends where a byte-by-byte scan does.
+    for b in 0..=255u8 {
+        for k in 0..8 {
+            for next in [b'z', 0xFF, b' '] {
+                let mut unit = [b'q'; 17];
+                unit[k] = b;
+                unit[k + 1] = next;
+                let expected = if b.is_ascii_lowercase() && next.is_ascii_lowercase() {
+                    16
+                } else if b.is_ascii_lowercase() {
+                    k + 1
+                } else {
+                    k
+                };
+                assert_eq!(skip_lowercase(&unit, 0), expected, "{b:#x} at {k}, then {next:#x}");
+                let by_bytes = unit.iter().position(|&c| NAME_CLASS[c as usize] == 0).unwrap_or(unit.len());
+                assert_eq!(name_end(&unit, 0).0, by_bytes, "{b:#x} at {k}, then {next:#x}");
+            }
+        }
+    }
+    // Fewer than eight bytes left: nothing skipped, the byte scan reads them.
+    assert_eq!(skip_lowercase(b"abcdefg", 0), 0);
+}
+
 /// Pieces of XML, good and bad, that the generator strings together.
 fn piece() -> impl Strategy<Value = String> {
     prop_oneof![
