@@ -116,8 +116,8 @@ pub(super) const TEXT_STOPS: [(u8, u8); 2] = [(0x02, b'>'), (0, b'&')];
 pub(super) const VALUE_STOPS: [(u8, u8); 2] = [(0x05, b'\''), (0, b'<')];
 
 /// Skips, eight bytes at a time, a run of printable ASCII holding no byte that `stops` names;
-/// returns where it stopped (before the block holding something else, for the byte-by-byte
-/// scan to look at).
+/// returns where it stopped: at the first byte that is something else, or before a last
+/// block too short to read whole (for the byte-by-byte scan to look at).
 #[inline(always)]
 pub(super) fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[(u8, u8); STOPS]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -130,13 +130,16 @@ pub(super) fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, st
         // when there is none, every byte is below 0x80, and a byte's high bit in `x - 0x20..`
         // or in `((x | mask) ^ target) - 0x01..` is set exactly when that byte (or one below
         // it, which is then flagged too) is below 0x20 or is a stop. So the mask is zero
-        // exactly when the block is printable ASCII without a stop.
+        // exactly when the block is printable ASCII without a stop. A byte is flagged wrongly
+        // only by a borrow from the byte below it, which is then flagged itself: the lowest
+        // flagged byte is the first one to stop at.
         let mut flags = x | x.wrapping_sub(ONES * 0x20);
         for &(mask, target) in stops {
             flags |= ((x | (ONES * u64::from(mask))) ^ (ONES * u64::from(target))).wrapping_sub(ONES);
         }
-        if flags & HIGHS != 0 {
-            break;
+        let flags = flags & HIGHS;
+        if flags != 0 {
+            return j + (flags.trailing_zeros() / 8) as usize;
         }
         j += 8;
     }
