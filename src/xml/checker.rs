@@ -844,7 +844,7 @@ impl Checker {
         let name = &unit[start..end];
         let key = name_key(name);
         let unique = if self.many_names.is_none() && count < FEW_ATTRIBUTES {
-            !self.attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name)
+            self.new_among_attrs(unit, name, key)
         } else {
             self.unique_among_many(unit, name, key)
         };
@@ -863,6 +863,13 @@ impl Checker {
         Ok(())
     }
 
+    /// Whether `name` (with [`name_key`] `key`) differs from every attribute of the tag so far,
+    /// by a scan of them (the keys first).
+    #[inline(always)]
+    fn new_among_attrs(&self, unit: &[u8], name: &[u8], key: u32) -> bool {
+        !self.attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name)
+    }
+
     /// Whether `name` (with [`name_key`] `key`), the next attribute of a tag that has
     /// [`FEW_ATTRIBUTES`] or more, differs from the others: found in, or first put into,
     /// [`Self::many_names`] (out of line: the few-attribute case is the one to keep small).
@@ -874,7 +881,7 @@ impl Checker {
         match &mut self.many_names {
             Some(many) => many.insert(index, name_of),
             None => {
-                let unique = !attrs.iter().any(|attr| attr.key == key && unit[range(attr.name)] == *name);
+                let unique = self.new_among_attrs(unit, name, key);
                 if unique {
                     // Sized for the cap (up to a point), so that filling it rarely rehashes.
                     let mut many = ManyNames::with_capacity(self.limits.max_attributes.min(4096));

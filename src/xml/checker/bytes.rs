@@ -115,35 +115,45 @@ pub(super) const TEXT_STOPS: [(u8, u8); 2] = [(0x02, b'>'), (0, b'&')];
 /// byte-by-byte scan then passes it), `<` the other.
 pub(super) const VALUE_STOPS: [(u8, u8); 2] = [(0x05, b'\''), (0, b'<')];
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Reads `unit` from `j` eight bytes at a time (as a little-endian `u64`) while `flags` of a
+/// block, the high bit of each byte to stop at, is zero; returns the offset of the lowest
+/// flagged byte, or of a last block too short to read whole (for the byte-by-byte scan).
+/// `flags` may flag a byte wrongly only above a byte it flags rightly.
+#[inline(always)]
+fn skip_blocks(unit: &[u8], mut j: usize, flags: impl Fn(u64) -> u64) -> usize {
+    while let Some(block) = unit.get(j..j + 8) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(block);
+        let stop = flags(u64::from_le_bytes(bytes)) & HIGHS;
+        if stop != 0 {
+            return j + (stop.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    j
+}
+
 /// Skips, eight bytes at a time, a run of printable ASCII holding no byte that `stops` names;
 /// returns where it stopped: at the first byte that is something else, or before a last
 /// block too short to read whole (for the byte-by-byte scan to look at).
 #[inline(always)]
-pub(super) fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], mut j: usize, stops: &[(u8, u8); STOPS]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    while let Some(block) = unit.get(j..j + 8) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(block);
-        let x = u64::from_le_bytes(bytes);
+pub(super) fn skip_plain_ascii<const STOPS: usize>(unit: &[u8], j: usize, stops: &[(u8, u8); STOPS]) -> usize {
+    skip_blocks(unit, j, |x| {
         // One mask whose high bits say "stop here": a byte from 0x80 up sets its own (`x`);
         // when there is none, every byte is below 0x80, and a byte's high bit in `x - 0x20..`
         // or in `((x | mask) ^ target) - 0x01..` is set exactly when that byte (or one below
         // it, which is then flagged too) is below 0x20 or is a stop. So the mask is zero
         // exactly when the block is printable ASCII without a stop. A byte is flagged wrongly
-        // only by a borrow from the byte below it, which is then flagged itself: the lowest
-        // flagged byte is the first one to stop at.
+        // only by a borrow from the byte below it, which is then flagged itself.
         let mut flags = x | x.wrapping_sub(ONES * 0x20);
         for &(mask, target) in stops {
             flags |= ((x | (ONES * u64::from(mask))) ^ (ONES * u64::from(target))).wrapping_sub(ONES);
         }
-        let flags = flags & HIGHS;
-        if flags != 0 {
-            return j + (flags.trailing_zeros() / 8) as usize;
-        }
-        j += 8;
-    }
-    j
+        flags
+    })
 }
 
 /// What [`name_end`] knows of each byte: 0 ends a name, [`NAME_PLAIN`] bytes are 1, the other
@@ -184,25 +194,15 @@ pub(super) fn name_end(unit: &[u8], from: usize) -> (usize, bool) {
 /// returns the offset of the first other byte (or of the last block too short to read whole),
 /// from which a byte-by-byte scan goes on.
 #[inline(always)]
-pub(super) fn skip_lowercase(unit: &[u8], mut j: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    while let Some(block) = unit.get(j..j + 8) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(block);
-        let x = u64::from_le_bytes(bytes);
+pub(super) fn skip_lowercase(unit: &[u8], j: usize) -> usize {
+    skip_blocks(unit, j, |x| {
         // A byte's high bit in `x + (0x80 - 'a')..` is set when it is at least `a`, in
         // `x + (0x80 - '{')..` when it is past `z` (for bytes below 0x80, which carry into no
         // other; a byte from 0x80 up is not a letter, and what it carries into comes after it).
         let at_least_a = x.wrapping_add(ONES * u64::from(0x80 - b'a'));
         let past_z = x.wrapping_add(ONES * u64::from(0x80 - b'{'));
-        let others = !(at_least_a & !past_z & !x) & HIGHS;
-        if others != 0 {
-            return j + (others.trailing_zeros() / 8) as usize;
-        }
-        j += 8;
-    }
-    j
+        !(at_least_a & !past_z & !x)
+    })
 }
 
 /// [`qname_colon`], with the answer at once for a `plain` name (read whole, [`NAME_PLAIN`]
