@@ -41,7 +41,9 @@ use completion::{complete_element, read_header, HeaderScope};
 /// - `start <= pos <= buf.len()`; bytes before `start` are consumed and may be compacted away;
 ///   bytes `start..pos` belong to the unit being scanned (or are nothing when `lex` is `Idle`).
 /// - Buffered bytes stay bounded by the unit limit plus one feed, as long as the caller drains
-///   events after each feed: the limit is checked every time the lexer runs out of bytes.
+///   events until `Ok(None)` after each feed: the limit is checked, and the consumed prefix
+///   compacted away, every time the lexer runs out of bytes.
+/// - A poisoned splitter holds no buffer (capacity 0): [`Self::feed`] tests only the capacity.
 /// - Whitespace between top-level elements is consumed (never emitted) when the lexer passes it.
 /// - After an error every call returns that error; [`expect_new_stream`](Self::expect_new_stream)
 ///   does not clear it.
@@ -117,13 +119,16 @@ enum Phase {
 /// emitted before that, since it can only end at a `>`.
 const DEFERRED_SCAN_BYTES: usize = 64;
 
-/// Whether the bytes of small reads hold a `>`. A plain loop: `contains` calls the general
-/// `memchr`, which costs more than the loop for the one byte of a 1-byte read (callgrind on
-/// `benches/splitter.rs`, docs/PERFORMANCE.md).
+/// Whether the bytes of small reads hold a `>`. One comparison for the one byte of a 1-byte
+/// read, a plain loop otherwise: `contains` calls the general `memchr`, which costs more than
+/// the loop for a few bytes (callgrind on `benches/splitter.rs`, docs/PERFORMANCE.md).
 #[inline(always)]
 #[allow(clippy::manual_contains)]
 fn holds_gt(bytes: &[u8]) -> bool {
-    bytes.iter().any(|&b| b == b'>')
+    match bytes {
+        [b] => *b == b'>',
+        _ => bytes.iter().any(|&b| b == b'>'),
+    }
 }
 
 fn is_space(b: u8) -> bool {
@@ -150,18 +155,15 @@ impl StreamSplitter {
     }
 
     /// Appends bytes read from the server. Bytes fed to a poisoned splitter are dropped.
+    ///
+    /// Kept to a push for the 1-byte reads of the splitter benchmark (docs/PERFORMANCE.md): a
+    /// poisoned splitter holds no buffer, so one test of the capacity covers both the poisoned
+    /// splitter and the one that must take the thread's spare buffer; the consumed prefix is
+    /// compacted away when the splitter runs out of bytes ([`Self::next_event_general`]).
     #[inline]
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.poisoned.is_some() {
+        if self.buf.capacity() == 0 && !self.take_spare_buffer() {
             return;
-        }
-        // Compact only when the consumed prefix is at least half the buffer, so each byte is
-        // moved at most a constant number of times (amortised linear cost).
-        if self.start > 0 && self.start * 2 >= self.buf.len() {
-            self.compact();
-        }
-        if self.buf.capacity() == 0 {
-            self.take_spare_buffer();
         }
         // A one-byte read is a plain push, without the general copy's call into memcpy.
         match bytes {
@@ -170,13 +172,18 @@ impl StreamSplitter {
         }
     }
 
-    /// Takes the thread's spare buffer (`spare`). Out of line: inlined, the thread-local access
-    /// kept [`Self::feed`] from being inlined into its callers, which made each 1-byte read cost
+    /// Takes the thread's spare buffer (`spare`), unless the splitter is poisoned: then `false`,
+    /// and the bytes are dropped. Out of line: inlined, the thread-local access kept
+    /// [`Self::feed`] from being inlined into its callers, which made each 1-byte read cost
     /// about 40 instructions more (callgrind on `benches/splitter.rs`).
     #[cold]
     #[inline(never)]
-    fn take_spare_buffer(&mut self) {
+    fn take_spare_buffer(&mut self) -> bool {
+        if self.poisoned.is_some() {
+            return false;
+        }
         self.buf = spare::take_buffer();
+        true
     }
 
     /// Drops the consumed prefix `..start` of the buffer.
@@ -289,8 +296,13 @@ impl StreamSplitter {
         } else {
             self.lex_unit()
         };
-        if let Err(err) = &result {
-            self.poison(*err);
+        match &result {
+            // Out of bytes, before the next feed: compact only when the consumed prefix is at
+            // least half the buffer, so each byte is moved at most a constant number of times
+            // (amortised linear cost).
+            Ok(None) if self.start > 0 && self.start * 2 >= self.buf.len() => self.compact(),
+            Ok(_) => {}
+            Err(err) => self.poison(*err),
         }
         result
     }

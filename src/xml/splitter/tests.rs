@@ -522,6 +522,31 @@ fn oversized_element_is_refused_before_it_ends_and_memory_stays_bounded() {
     assert_eq!(splitter.next_event(), Err(XmlError::TooLarge));
 }
 
+/// Reads that end inside the next element leave a consumed prefix each time; it is compacted
+/// away when the splitter runs out of bytes, so a long stream keeps the buffer it started with.
+#[test]
+fn the_consumed_prefix_is_compacted_away_between_reads() {
+    let mut splitter = StreamSplitter::new(SplitterLimits::default());
+    splitter.feed(HEADER.as_bytes());
+    assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Header(_)))));
+    splitter.feed(b"<pres");
+    assert_eq!(splitter.next_event(), Ok(None));
+    let mut held_after_first_reads = 0;
+    for read in 0..10_000 {
+        splitter.feed(b"ence/><presence/><pres");
+        for _ in 0..2 {
+            assert!(matches!(splitter.next_event(), Ok(Some(ServerEvent::Element(_)))));
+        }
+        assert_eq!(splitter.next_event(), Ok(None));
+        assert_eq!(splitter.buffered_len(), "<pres".len());
+        if read == 10 {
+            held_after_first_reads = splitter.held_bytes();
+        }
+    }
+    // Without compaction the buffer would hold all 220,000 bytes read.
+    assert_eq!(splitter.held_bytes(), held_after_first_reads);
+}
+
 #[test]
 fn one_byte_feeds_of_a_large_element_are_linear() {
     // 256 KiB minus some slack, with CDATA and attributes so every lexer state is exercised.
