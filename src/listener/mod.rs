@@ -96,7 +96,11 @@ pub(crate) async fn serve_public(
             }
         };
         let accepted = Accepted { stream, peer, slot, pending };
-        control.connections.spawn(connection::run(accepted, edge.clone()));
+        // Boxed: the connection's future (TLS handshake, HTTP/1.1 or HTTP/2) is about 6 KiB,
+        // and spawning a task copies its future several times over, and again as the task
+        // ends. An HTTP/1.1 connection's task ends at the upgrade, so the box costs an idle
+        // session nothing (docs/PERFORMANCE.md).
+        control.connections.spawn(Box::pin(connection::run(accepted, edge.clone())));
     }
 }
 
