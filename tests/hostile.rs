@@ -293,6 +293,11 @@ async fn slowloris_connections_are_capped_timed_out_and_release_their_descriptor
     let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
     println!("header block of {} bytes: {:?}", header.len(), answer.lines().next());
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    // That connection counts as pending until its task ends, a moment after the answer. The
+    // attackers below must find every pending slot free: one still taken admits one attacker
+    // fewer, and its slot then frees while they hold theirs, letting the newcomer in.
+    let pending = gateway.metric_settles("xmppgw_connections_pending", STEP, |pending| pending == 0.0).await;
+    assert_eq!(pending, 0.0, "the 431 connection still counts as pending");
 
     // Attacker A: 20 connections from one address; attackers B: 12 addresses with the
     // per-address maximum each (72 in all, more than the total cap). Half drip, half are silent.
