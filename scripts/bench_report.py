@@ -123,14 +123,15 @@ class Table:
 
         `target` is (limit, at_least) on the gateway/floor ratio, or None to report only."""
         for upstream, name in UPSTREAMS:
-            ratio = paired_ratio(self.runs, scenario, upstream, key, "floor")
+            rounds = paired_ratios(self.runs, scenario, upstream, key, "floor")
+            ratio = statistics.median(rounds) if rounds else None
             med = {t: median(self.runs, f"{scenario}/{upstream}/{t}", key) for t in ("gateway", "floor", "direct")}
             direct_ratio = paired_ratio(self.runs, scenario, upstream, key, "direct") if with_direct else None
             goal, check = ("report", "–")
             if target is not None:
                 limit, at_least = target
                 goal = f"{'≥' if at_least else '≤'} {limit}× floor"
-                check = verdict(ratio, limit, at_least, paired_ratios(self.runs, scenario, upstream, key, "floor"))
+                check = verdict(ratio, limit, at_least, rounds)
             self.add(
                 measure,
                 name,
